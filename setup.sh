@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up everything kvmppc-cosim needs on a Debian machine, idempotently:
+#   - Debian packages binutils-powerpc-linux-gnu (guest assembler) and gdb-multiarch (real GDB client),
+#     installed with apt-get when missing and running as root;
+#   - a virtual environment in .venv with the project and its test dependencies.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v powerpc-linux-gnu-as >/dev/null 2>&1 || need+=(binutils-powerpc-linux-gnu)
+command -v gdb-multiarch >/dev/null 2>&1 || need+=(gdb-multiarch)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ${need[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "setup: warning: missing ${need[*]} (not root or no apt-get): gdb and rebuild tests will be skipped" >&2
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+stamp=.venv/.cosim-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi
