@@ -1,0 +1,629 @@
+"""Scenario configuration: one TOML file parsed once into frozen, validated dataclasses.
+
+Invariants:
+- This is the only module that reads scenario TOML or looks at raw config dicts; everything downstream
+  receives a `Config` and may trust it (types, ranges, enums and cross-references already checked).
+- Every problem raises `ConfigError`, whose str is exactly one line: `<file>: <dotted.key>: <problem>`
+  (`<file>: line N: <problem>` for TOML syntax, `<file>: <problem>` for an unreadable file). Unknown keys
+  are errors, with a close-match suggestion, so a typo never silently falls back to a default.
+- Addresses are normalized to `int`; symbols stay `str`. Symbols are resolved against the guest ELF
+  later, by the loader: this module never opens an ELF nor requires one to exist.
+- `Config.to_dict()` returns the schema's own shape with every default filled in (unset optionals are
+  None), so `parse_config(cfg.to_dict(), cfg.source) == cfg`; derived fields (`GuestConfig.elf_path`)
+  and `Config.source` are left out of it.
+- What the run itself judges is not a config error: e.g. strategy `hw` with more breakpoints than the CPU
+  has IAC slots is accepted and reported by the run.
+
+Schema (defaults in parentheses, see configs/demo.toml for a complete example):
+    name (file stem), description ("")
+    [machine]   cpu (required: e500v2|e500mc), vcpus (1; 1..16), ram ("16M"; bytes or K/M suffix,
+                multiple of 4 KiB, 1M..256M), transport ("ipc"|"tcp")
+    [guest]     program (required: bare name -> guests/<name>.elf, or a path ending .elf relative to the
+                config file), entry (None = ELF entry; symbol or address), iterations (None; 1..2**32-1)
+    [debug]     strategy ("illegal"), detach_at_end (true)
+    [[debug.breakpoints]]  at (required), action ("count"), hits (remove-after only, required there),
+                steps (single-step only, required there)
+    [debug.stress]  toggle (required, names breakpoints), interval_ms ([1.0, 5.0]), seed (1), toggles (200)
+    [debug.race]    at (required, names a breakpoint), after_hits (1)
+    [limits]    wall_seconds (60.0; > 0), instructions (0 = unlimited; per vCPU)
+    [expect]    debugger_hits, guest_warns, findings, exit_code (all None = not checked)
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "STRATEGIES", "CPUS", "ACTIONS", "TRANSPORTS",
+    "ConfigError", "Config", "MachineConfig", "GuestConfig", "DebugConfig", "BreakpointConfig",
+    "StressConfig", "RaceConfig", "LimitsConfig", "ExpectConfig",
+    "load_config", "parse_config",
+]
+
+STRATEGIES = ("sc64", "trap-user", "trap-kernel", "ehpriv", "illegal", "hw")
+CPUS = ("e500v2", "e500mc")
+ACTIONS = ("count", "log-registers", "remove-after", "single-step")
+TRANSPORTS = ("ipc", "tcp")
+
+KiB = 1024
+MiB = 1024 * KiB
+RAM_MIN, RAM_MAX, RAM_ALIGN = 1 * MiB, 256 * MiB, 4 * KiB
+DEFAULT_RAM = 16 * MiB
+DEFAULT_INTERVAL_MS = (1.0, 5.0)
+VCPUS_MAX = 16
+WORD_MAX = 2**32 - 1            # guest words (cfg_iterations) and addresses are 32-bit
+COUNT_MAX = 2**63 - 1
+
+Location = int | str            # an address (int) or a symbol name (str)
+
+# Keys allowed in each table; drives unknown-key detection and its "belongs in [x]" hints.
+_SCHEMA: dict[str, tuple[str, ...]] = {
+    "": ("name", "description", "machine", "guest", "debug", "limits", "expect"),
+    "machine": ("cpu", "vcpus", "ram", "transport"),
+    "guest": ("program", "entry", "iterations"),
+    "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race"),
+    "debug.breakpoints[]": ("at", "action", "hits", "steps"),
+    "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
+    "debug.race": ("at", "after_hits"),
+    "limits": ("wall_seconds", "instructions"),
+    "expect": ("debugger_hits", "guest_warns", "findings", "exit_code"),
+}
+# Keys only meaningful with one breakpoint action.
+_ACTION_KEYS = {"hits": "remove-after", "steps": "single-step"}
+
+_SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*")
+_HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*")
+_PROGRAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmM]?)\s*")
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+(?:\[\d+\])?")     # a TOML bare key, maybe indexed
+_TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+_TOML_END_RE = re.compile(r"\s*\(at end of document\)$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem. str() is one line: `<file>: <key>: <problem>`.
+
+    Fields: file (as the user named it), key (dotted key, or None), line (TOML syntax errors only),
+    problem (the message alone).
+    """
+
+    def __init__(self, file: str, key: str | None, problem: str, line: int | None = None):
+        self.file, self.key, self.problem, self.line = file, key, problem, line
+        where = f"line {line}" if line is not None else key
+        parts = [file, where, problem] if where else [file, problem]
+        super().__init__(": ".join(_one_line(p) for p in parts))
+
+
+# --- the validated configuration --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class MachineConfig:
+    """cpu: one of CPUS; vcpus: 1..16; ram: bytes; transport: one of TRANSPORTS."""
+    cpu: str
+    vcpus: int = 1
+    ram: int = DEFAULT_RAM
+    transport: str = "ipc"
+
+
+@dataclass(frozen=True, slots=True)
+class GuestConfig:
+    """program: as written in the config (bare name or .elf path); elf_path: that path made absolute
+    against the config's directory, or None for a bare name (see `resolve`); entry: symbol, address or
+    None (= ELF entry); iterations: value for the guest's cfg_iterations word, or None to leave it."""
+    program: str
+    elf_path: Path | None = field(default=None, metadata={"derived": True})
+    entry: Location | None = None
+    iterations: int | None = None
+
+    def resolve(self, guests_dir: str | os.PathLike[str]) -> Path:
+        """The ELF to load: the explicit path, else `<guests_dir>/<program>.elf`."""
+        return self.elf_path if self.elf_path is not None else Path(guests_dir) / f"{self.program}.elf"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakpointConfig:
+    """at: symbol or address; action: one of ACTIONS; hits: set iff action is remove-after;
+    steps: set iff action is single-step."""
+    at: Location
+    action: str = "count"
+    hits: int | None = None
+    steps: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StressConfig:
+    """toggle: `at` values of debug.breakpoints to insert/remove repeatedly; interval_ms: (min, max)
+    random delay between toggles, 0 < min <= max; seed: >= 0; toggles: number of toggles, >= 1."""
+    toggle: tuple[Location, ...]
+    interval_ms: tuple[float, float] = DEFAULT_INTERVAL_MS
+    seed: int = 1
+    toggles: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RaceConfig:
+    """at: `at` of a debug.breakpoints entry whose exit is held in flight on its `after_hits`-th hit
+    while userspace removes it."""
+    at: Location
+    after_hits: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DebugConfig:
+    """strategy: one of STRATEGIES; breakpoints: distinct `at`s; stress/race: None when absent."""
+    strategy: str = "illegal"
+    detach_at_end: bool = True
+    breakpoints: tuple[BreakpointConfig, ...] = ()
+    stress: StressConfig | None = None
+    race: RaceConfig | None = None
+
+    def breakpoint_at(self, at: Location) -> BreakpointConfig | None:
+        return next((bp for bp in self.breakpoints if bp.at == at), None)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """wall_seconds: > 0; instructions: per vCPU, 0 = unlimited."""
+    wall_seconds: float = 60.0
+    instructions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectConfig:
+    """Expectations checked at the end of the run; None = not checked."""
+    debugger_hits: int | None = None
+    guest_warns: int | None = None
+    findings: tuple[str, ...] | None = None
+    exit_code: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole scenario. source: the file it came from, as named by the caller."""
+    name: str
+    description: str
+    source: str = field(metadata={"derived": True})
+    machine: MachineConfig
+    guest: GuestConfig
+    debug: DebugConfig = DebugConfig()
+    limits: LimitsConfig = LimitsConfig()
+    expect: ExpectConfig = ExpectConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict in the schema's shape (lists, ints, floats, str, bool, None)."""
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name))
+                for f in dataclasses.fields(value) if not f.metadata.get("derived")}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- entry points -----------------------------------------------------------------------------------
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate one scenario file. Raises ConfigError (one line, naming file and key)."""
+    file = os.fspath(path)
+    try:
+        raw = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(file, None, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(file, None, "is a directory, not a TOML file") from None
+    except OSError as e:
+        raise ConfigError(file, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(file, None, "not valid UTF-8", line=line) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _syntax_error(file, text, e) from None
+    return parse_config(data, file)
+
+
+def parse_config(data: dict[str, Any], source: str) -> Config:
+    """Validate an already-parsed TOML document (or a `Config.to_dict()`); `source` names the file in
+    errors, gives the default name (its stem), and anchors relative .elf paths. None values count as
+    absent."""
+    source = os.fspath(source)
+    if not isinstance(data, dict):
+        raise ConfigError(source, None, f"expected a table at the top level, got {_kind(data)}")
+    root = _Table(source, "", "", data)
+    name = root.string("name", default=Path(source).stem)
+    if not name.strip():
+        raise root.error("name", "must not be empty")
+    description = root.string("description", default="")
+
+    machine = _machine(root.table("machine", required=True))
+    guest = _guest(root.table("guest", required=True), source)
+    debug = _debug(root.table("debug"))
+    limits = _limits(root.table("limits"))
+    expect = _expect(root.table("expect"))
+    return Config(name=name, description=description, source=source, machine=machine, guest=guest,
+                  debug=debug, limits=limits, expect=expect)
+
+
+# --- sections ---------------------------------------------------------------------------------------
+
+def _machine(t: _Table) -> MachineConfig:
+    return MachineConfig(
+        cpu=t.choice("cpu", CPUS, "cpu", required=True),
+        vcpus=t.integer("vcpus", default=1, lo=1, hi=VCPUS_MAX),
+        ram=_ram(t, "ram", default=DEFAULT_RAM),
+        transport=t.choice("transport", TRANSPORTS, "transport", default="ipc"),
+    )
+
+
+def _guest(t: _Table, source: str) -> GuestConfig:
+    program = t.string("program", required=True)
+    elf_path = None
+    if program.endswith(".elf"):
+        p = Path(program)
+        elf_path = Path(os.path.abspath(p if p.is_absolute() else Path(source).parent / p))
+    elif not _PROGRAM_RE.fullmatch(program):
+        raise t.error("program", f"expected a guest name like 'warn_storm' or a path ending in .elf, "
+                                 f"got {program!r}")
+    return GuestConfig(
+        program=program,
+        elf_path=elf_path,
+        entry=t.location("entry"),
+        iterations=t.integer("iterations", lo=1, hi=WORD_MAX),
+    )
+
+
+def _debug(t: _Table | None) -> DebugConfig:
+    if t is None:
+        return DebugConfig()
+    strategy = t.choice("strategy", STRATEGIES, "strategy", default="illegal")
+    detach_at_end = t.boolean("detach_at_end", default=True)
+    breakpoints: list[BreakpointConfig] = []
+    seen: dict[Location, str] = {}
+    for bt in t.tables("breakpoints"):
+        bp = _breakpoint(bt)
+        if bp.at in seen:
+            raise bt.error("at", f"duplicate breakpoint {_show_loc(bp.at)} (also {seen[bp.at]})")
+        seen[bp.at] = bt.path
+        breakpoints.append(bp)
+    known = tuple(bp.at for bp in breakpoints)
+    return DebugConfig(
+        strategy=strategy,
+        detach_at_end=detach_at_end,
+        breakpoints=tuple(breakpoints),
+        stress=_stress(t.table("stress"), known),
+        race=_race(t.table("race"), breakpoints),
+    )
+
+
+def _breakpoint(t: _Table) -> BreakpointConfig:
+    at = t.location("at", required=True)
+    action = t.choice("action", ACTIONS, "action", default="count")
+    extra: dict[str, int] = {}
+    for key, needs in _ACTION_KEYS.items():
+        if action == needs:
+            extra[key] = t.integer(key, required=True, lo=1, hi=COUNT_MAX)
+        elif t.has(key):
+            raise t.error(key, f"only valid with action = {needs!r} (action is {action!r})")
+    return BreakpointConfig(at=at, action=action, **extra)
+
+
+def _stress(t: _Table | None, known: tuple[Location, ...]) -> StressConfig | None:
+    if t is None:
+        return None
+    items = t.array("toggle", required=True)
+    if not items:
+        raise t.error("toggle", "must name at least one breakpoint")
+    toggle: list[Location] = []
+    for i, item in enumerate(items):
+        key = f"toggle[{i}]"
+        loc = _to_location(t, key, item)
+        _check_known(t, key, loc, known)
+        if loc in toggle:
+            raise t.error(key, f"{_show_loc(loc)} listed twice")
+        toggle.append(loc)
+    interval = _interval(t, "interval_ms", default=DEFAULT_INTERVAL_MS)
+    return StressConfig(
+        toggle=tuple(toggle),
+        interval_ms=interval,
+        seed=t.integer("seed", default=1, lo=0, hi=2**64 - 1),
+        toggles=t.integer("toggles", default=200, lo=1, hi=COUNT_MAX),
+    )
+
+
+def _race(t: _Table | None, breakpoints: list[BreakpointConfig]) -> RaceConfig | None:
+    if t is None:
+        return None
+    at = t.location("at", required=True)
+    _check_known(t, "at", at, tuple(bp.at for bp in breakpoints))
+    after_hits = t.integer("after_hits", default=1, lo=1, hi=COUNT_MAX)
+    bp = next(bp for bp in breakpoints if bp.at == at)
+    if bp.action == "remove-after" and bp.hits < after_hits:
+        raise t.error("after_hits", f"breakpoint {_show_loc(at)} is removed after {bp.hits} hits, "
+                                    f"so it never reaches hit {after_hits}")
+    return RaceConfig(at=at, after_hits=after_hits)
+
+
+def _limits(t: _Table | None) -> LimitsConfig:
+    if t is None:
+        return LimitsConfig()
+    return LimitsConfig(
+        wall_seconds=t.number("wall_seconds", default=60.0, positive=True),
+        instructions=t.integer("instructions", default=0, lo=0, hi=COUNT_MAX),
+    )
+
+
+def _expect(t: _Table | None) -> ExpectConfig:
+    if t is None:
+        return ExpectConfig()
+    findings = t.array("findings")
+    if findings is not None:
+        for i, f in enumerate(findings):
+            key = f"findings[{i}]"
+            if not isinstance(f, str):
+                raise t.error(key, f"expected a finding id (string), got {_describe(f)}")
+            if not f.strip():
+                raise t.error(key, "must not be empty")
+            if f in findings[:i]:
+                raise t.error(key, f"{f!r} listed twice")
+        findings = tuple(findings)
+    return ExpectConfig(
+        debugger_hits=t.integer("debugger_hits", lo=0, hi=COUNT_MAX),
+        guest_warns=t.integer("guest_warns", lo=0, hi=COUNT_MAX),
+        findings=findings,
+        exit_code=t.integer("exit_code", lo=-2**31, hi=2**32 - 1),
+    )
+
+
+# --- typed access to one table ----------------------------------------------------------------------
+
+class _Table:
+    """One table of the document: its dotted path, schema name and data. Checks for unknown keys on
+    construction, so a misspelt key is reported before it could look like a missing one."""
+
+    def __init__(self, file: str, path: str, schema: str, data: dict[str, Any]):
+        self.file, self.path, self.data = file, path, data
+        allowed = _SCHEMA[schema]
+        for key in data:
+            if key not in allowed:
+                raise self.error(key, _unknown_key(key, schema))
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, _join(self.path, key), problem)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def get(self, key: str, required: bool) -> Any:
+        value = self.data.get(key)
+        if value is None and required:
+            raise self.error(key, "missing required key")
+        return value
+
+    def string(self, key: str, default: str | None = None, required: bool = False) -> Any:
+        value = self.get(key, required)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {_describe(value)}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], what: str,
+               default: str | None = None, required: bool = False) -> Any:
+        value = self.string(key, default, required)
+        if value not in choices:
+            raise self.error(key, f"unknown {what} {value!r} (expected one of: {', '.join(choices)})")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def integer(self, key: str, default: int | None = None, required: bool = False,
+                lo: int | None = None, hi: int | None = None) -> Any:
+        value = self.get(key, required)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected an integer, got {_describe(value)}")
+        _check_range(self, key, value, lo, hi)
+        return value
+
+    def number(self, key: str, default: float, positive: bool = False) -> float:
+        value = self.get(key, False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"expected a number, got {_describe(value)}")
+        value = float(value)
+        if positive and not value > 0 or value != value or value in (float("inf"), float("-inf")):
+            raise self.error(key, f"{value:g} out of range (must be > 0 and finite)")
+        return value
+
+    def location(self, key: str, required: bool = False) -> Location | None:
+        value = self.get(key, required)
+        return None if value is None else _to_location(self, key, value)
+
+    def array(self, key: str, required: bool = False) -> list[Any] | None:
+        value = self.get(key, required)
+        if value is not None and not isinstance(value, list):
+            raise self.error(key, f"expected an array, got {_describe(value)}")
+        return value
+
+    def table(self, key: str, required: bool = False) -> _Table | None:
+        value = self.get(key, False)
+        if value is None:
+            if required:
+                raise self.error(key, f"missing required table [{_join(self.path, key)}]")
+            return None
+        if not isinstance(value, dict):
+            raise self.error(key, f"expected a table [{_join(self.path, key)}], got {_describe(value)}")
+        path = _join(self.path, key)
+        return _Table(self.file, path, path, value)
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self.get(key, False)
+        if value is None:
+            return []
+        path = _join(self.path, key)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(key, f"expected an array of tables ([[{path}]]), got {_describe(value)}")
+        return [_Table(self.file, f"{path}[{i}]", f"{path}[]", v) for i, v in enumerate(value)]
+
+
+def _check_range(t: _Table, key: str, value: int, lo: int | None, hi: int | None) -> None:
+    if lo is not None and value < lo or hi is not None and value > hi:
+        if lo is not None and hi is not None and hi < 2**31:
+            bounds = f"{lo}..{hi}"
+        elif lo is not None:
+            bounds = f"must be >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+        else:
+            bounds = f"must be <= {hi}"
+        raise t.error(key, f"{value} out of range ({bounds})")
+
+
+def _to_location(t: _Table, key: str, value: Any) -> Location:
+    if isinstance(value, str) and _HEX_RE.fullmatch(value):
+        value = int(value, 16)
+    elif isinstance(value, str):
+        if _SYMBOL_RE.fullmatch(value):
+            return value
+        raise t.error(key, f"expected a symbol name or an address (integer or '0x...'), got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise t.error(key, f"expected a symbol name or an address (integer or '0x...'), "
+                           f"got {_describe(value)}")
+    if not 0 <= value <= WORD_MAX:
+        raise t.error(key, f"address {value:#x} out of range (32-bit)")
+    if value % 4:
+        raise t.error(key, f"address {value:#x} is not 4-byte aligned")
+    return value
+
+
+def _check_known(t: _Table, key: str, loc: Location, known: tuple[Location, ...]) -> None:
+    if loc in known:
+        return
+    if not known:
+        hint = "there are none"
+    else:
+        names = [_show_loc(k, quote=False) for k in known]
+        close = difflib.get_close_matches(_show_loc(loc, quote=False), names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"have: {', '.join(names)}"
+    raise t.error(key, f"{_show_loc(loc)} is not one of debug.breakpoints ({hint})")
+
+
+def _ram(t: _Table, key: str, default: int) -> int:
+    value = t.get(key, False)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value)
+        if not m:
+            raise t.error(key, f"invalid size {value!r} (expected bytes or a number with K or M suffix, "
+                               f"e.g. '16M')")
+        size = int(m[1]) * {"": 1, "k": KiB, "m": MiB}[m[2].lower()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        raise t.error(key, f"expected bytes (integer) or a size string like '16M', got {_describe(value)}")
+    shown = repr(value) if isinstance(value, str) else str(value)
+    if not RAM_MIN <= size <= RAM_MAX:
+        raise t.error(key, f"{shown} out of range (1M..256M)")
+    if size % RAM_ALIGN:
+        raise t.error(key, f"{shown} is not a multiple of 4 KiB")
+    return size
+
+
+def _interval(t: _Table, key: str, default: tuple[float, float]) -> tuple[float, float]:
+    value = t.array(key)
+    if value is None:
+        return default
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise t.error(key, f"expected [min, max] in milliseconds, got {_describe(value)}")
+    lo, hi = float(value[0]), float(value[1])
+    if not (0 < lo < float("inf") and 0 < hi < float("inf")):
+        raise t.error(key, f"[{lo:g}, {hi:g}] out of range (both must be > 0 and finite)")
+    if lo > hi:
+        raise t.error(key, f"min {lo:g} is greater than max {hi:g}")
+    return lo, hi
+
+
+# --- messages ---------------------------------------------------------------------------------------
+
+def _unknown_key(key: str, schema: str) -> str:
+    allowed = _SCHEMA[schema]
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    for other, keys in _SCHEMA.items():
+        if other != schema and key in keys:
+            if other == "":
+                return f"unknown key ({key!r} belongs at the top level, before any [table])"
+            where = f"[[{other[:-2]}]]" if other.endswith("[]") else f"[{other}]"
+            return f"unknown key ({key!r} belongs in {where})"
+    return f"unknown key (expected one of: {', '.join(allowed)})"
+
+
+def _syntax_error(file: str, text: str, e: tomllib.TOMLDecodeError) -> ConfigError:
+    msg = str(e)
+    m = _TOML_POS_RE.search(msg)
+    if m:
+        return ConfigError(file, None, f"{msg[:m.start()]} (column {m[2]})", line=int(m[1]))
+    m = _TOML_END_RE.search(msg)
+    if m:
+        return ConfigError(file, None, f"{msg[:m.start()]} (at end of file)",
+                           line=max(1, text.count("\n") + (not text.endswith("\n"))))
+    return ConfigError(file, None, f"invalid TOML: {msg}")
+
+
+def _join(path: str, key: str) -> str:
+    if not _BARE_KEY_RE.fullmatch(key):
+        key = json.dumps(key)
+    return f"{path}.{key}" if path else key
+
+
+_KINDS = {str: "string", bool: "boolean", int: "integer", float: "float", list: "array", dict: "table"}
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "table"
+    text = repr(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{_kind(value)} {text}"
+
+
+def _show_loc(loc: Location, quote: bool = True) -> str:
+    if isinstance(loc, int):
+        return f"{loc:#x}"
+    return repr(loc) if quote else loc
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if ("\n" in text or "\r" in text) else text
