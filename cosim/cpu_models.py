@@ -1,0 +1,79 @@
+"""CPU models as data: what the silicon does with each guest event, and where debug state is saved.
+
+`e500v2` has no hypervisor mode: the guest runs under KVM PR, so every privileged instruction, trap,
+syscall and debug event exits to the host. `e500mc` has E.HV: privileged instructions run natively in
+guest supervisor state, syscalls (LEV != 1) go to the guest's own vector, while program, debug and
+HV-privilege interrupts always go to the hypervisor (there are no guest vectors for them).
+
+The generic vCPU core (cosim/vcpu/core.py) reads these tables; it has no `if cpu == ...`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .isa import SPR
+
+
+class Event(str, Enum):
+    """A guest event, as the silicon classifies it before routing."""
+    PRIV = "priv"            # an emulated privileged instruction in guest supervisor state
+    PRIV_FAULT = "priv-fault"  # a privileged instruction in guest problem state / not emulated
+    TRAP = "trap"            # tw/twi whose condition held
+    ILLEGAL = "illegal"      # undefined encoding (includes ehpriv on a core without E.HV)
+    EHPRIV = "ehpriv"        # E.HV hypervisor-privilege interrupt
+    SYSCALL = "syscall"      # sc with LEV != 1
+    HCALL = "hcall"          # sc 1: ePAPR hypercall
+    DEBUG = "debug"          # IAC / DAC / IC debug event
+
+
+class Route(str, Enum):
+    NATIVE = "native"        # handled by the silicon itself, no exit (level: vcpu)
+    GUEST = "guest"          # delivered straight to the guest's vector (level: vcpu)
+    LOCAL = "local"          # exits to KVM, emulated in the vCPU process for speed (level: kernel)
+    KERNEL = "kernel"        # crosses to the kernel process
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    name: str
+    pvr: int
+    has_ehpriv: bool          # E.HV: ehpriv raises HV-privilege (IVOR41) instead of illegal
+    debug_srr: tuple[int, int]  # SPRs saving PC/MSR on a debug interrupt
+    debug_rfi: str            # the return instruction kind for debug interrupts ("rfci" / "rfdi")
+    routes: dict[Event, Route] = field(hash=False)
+    iac_slots: int = 2        # KVMPPC_BOOKE_IAC_NUM
+    dac_slots: int = 2
+
+    def route(self, event: Event) -> Route:
+        return self.routes[event]
+
+
+E500V2 = CpuModel(
+    name="e500v2", pvr=0x80210030, has_ehpriv=False,
+    debug_srr=(SPR["CSRR0"], SPR["CSRR1"]), debug_rfi="rfci",
+    routes={
+        Event.PRIV: Route.LOCAL, Event.PRIV_FAULT: Route.KERNEL, Event.TRAP: Route.KERNEL,
+        Event.ILLEGAL: Route.KERNEL, Event.EHPRIV: Route.KERNEL, Event.SYSCALL: Route.KERNEL,
+        Event.HCALL: Route.KERNEL, Event.DEBUG: Route.KERNEL,
+    },
+)
+
+E500MC = CpuModel(
+    name="e500mc", pvr=0x80230020, has_ehpriv=True,
+    debug_srr=(SPR["DSRR0"], SPR["DSRR1"]), debug_rfi="rfdi",
+    routes={
+        Event.PRIV: Route.NATIVE, Event.PRIV_FAULT: Route.KERNEL, Event.TRAP: Route.KERNEL,
+        Event.ILLEGAL: Route.KERNEL, Event.EHPRIV: Route.KERNEL, Event.SYSCALL: Route.GUEST,
+        Event.HCALL: Route.KERNEL, Event.DEBUG: Route.KERNEL,
+    },
+)
+
+CPU_MODELS: dict[str, CpuModel] = {m.name: m for m in (E500V2, E500MC)}
+
+
+def cpu_model(name: str) -> CpuModel:
+    try:
+        return CPU_MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown CPU model {name!r} (expected one of: {', '.join(CPU_MODELS)})") from None

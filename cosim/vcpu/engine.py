@@ -1,0 +1,261 @@
+"""The execution engine: the only module that imports unicorn.
+
+Unicorn's e500v2 core executes guest code out of the shared guest RAM, always in problem state
+(MSR[PR]=1), so every privileged instruction, trap, syscall and undefined word raises an interrupt that
+comes out of here as a `Stop`. The harness (cosim/vcpu/core.py) keeps the architected MSR and SPRs and
+decides what each stop means. Measured facts this module relies on (../shared/reference/unicorn-ppc.md):
+  - the interrupt hook sees PC = faulting instruction + 4; the hook must stop emulation;
+  - a code hook that calls emu_stop() stops *before* the instruction executes (IAC semantics);
+  - translated blocks go stale when another process patches code: `flush()` after every patch;
+  - hooks and count= added after translation are ignored until the translation cache is flushed;
+  - emu_stop() from another thread works (ctypes releases the GIL during emu_start).
+Instructions are counted by a C block hook (cosim/vcpu/_icount.c) into a uint64 the caller provides.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from enum import Enum
+
+from unicorn import (UC_ARCH_PPC, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ,
+                     UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_MODE_BIG_ENDIAN, UC_MODE_PPC32,
+                     UC_PROT_ALL, Uc, UcError)
+from unicorn import ppc_const as P
+from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+
+try:
+    from . import _icount
+except ImportError:  # pragma: no cover - the extension is built by `pip install -e .`
+    _icount = None
+
+UNTIL = 0xFFFFFFFC          # never executed: emu_start runs until a hook or a kick stops it
+SCRATCH = 0xFFFF0000        # private page for displaced execution (outside any guest RAM size)
+MSR_PR = 0x4000
+
+GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
+REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC_REG_CTR,
+                     P.UC_PPC_REG_XER]
+REG_NAMES = [f"r{n}" for n in range(32)] + ["pc", "cr", "lr", "ctr", "xer"]
+
+
+class StopKind(str, Enum):
+    INTERRUPT = "interrupt"  # an instruction raised an exception: intno, pc = faulting instruction
+    IAC = "iac"              # instruction address compare matched before `pc` executed
+    DAC = "dac"              # data address compare matched at access `addr` by instruction `pc`
+    STEP = "step"            # one instruction completed in step mode; pc = next instruction
+    KICK = "kick"            # stopped from outside (emu_stop); pc = next instruction to run
+    FAULT = "fault"          # the core could not continue (unmapped memory, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    kind: StopKind
+    pc: int
+    intno: int = 0
+    slot: int = 0
+    addr: int = 0
+    write: bool = False
+    error: str = ""
+
+
+class Engine:
+    """One unicorn instance mapped over guest RAM at physical address 0."""
+
+    def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None):
+        self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)  # default PPC32 model: e500v2
+        self.ram_size = ram_size
+        self.uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
+        self.uc.mem_map(SCRATCH, 0x1000, UC_PROT_ALL)
+        self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
+        self._event: Stop | None = None
+        self._fault: tuple[int, int, bool] | None = None
+        self._iac_hooks: list[int] = []
+        self._dac_hooks: list[int] = []
+        self._iac: tuple[int, ...] = ()
+        self._dac: tuple[tuple[int, bool, bool], ...] = ()
+        self._stepping_tbs = False
+        self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        if icount_address is not None and _icount is not None:
+            handle = uc_hook_h()
+            err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
+                                    ctypes.c_void_p(_icount.block_hook_address()),
+                                    ctypes.c_void_p(icount_address),
+                                    ctypes.c_uint64(1), ctypes.c_uint64(0))
+            if err:
+                raise UcError(err)
+        self.counting = icount_address is not None and _icount is not None
+
+    # --- hooks (called by unicorn on the emulating thread) ------------------------------------------
+    def _on_interrupt(self, uc, intno, _ud):
+        self._event = Stop(StopKind.INTERRUPT, (uc.reg_read(P.UC_PPC_REG_PC) - 4) & 0xFFFFFFFF, intno)
+        uc.emu_stop()
+
+    def _on_unmapped(self, uc, access, address, size, value, _ud):
+        self._fault = (access, address, size)
+        return False
+
+    def _on_iac(self, uc, address, size, slot):
+        if self._event is None:
+            self._event = Stop(StopKind.IAC, address, slot=slot)
+            uc.emu_stop()
+
+    def _on_dac(self, uc, access, address, size, value, slot):
+        if self._event is None:
+            write = access == 17  # UC_MEM_WRITE
+            self._event = Stop(StopKind.DAC, uc.reg_read(P.UC_PPC_REG_PC), slot=slot, addr=address,
+                               write=write)
+            uc.emu_stop()
+
+    # --- registers ----------------------------------------------------------------------------------
+    def gpr(self, n: int) -> int:
+        return self.uc.reg_read(GPR_IDS[n]) & 0xFFFFFFFF
+
+    def set_gpr(self, n: int, value: int) -> None:
+        self.uc.reg_write(GPR_IDS[n], value & 0xFFFFFFFF)
+
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(P.UC_PPC_REG_PC) & 0xFFFFFFFF
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        self.uc.reg_write(P.UC_PPC_REG_PC, value & 0xFFFFFFFF)
+
+    def read_regs(self) -> list[int]:
+        """r0..r31, pc, cr, lr, ctr, xer."""
+        return [v & 0xFFFFFFFF for v in self.uc.reg_read_batch(REG_IDS)]
+
+    def write_regs(self, values) -> None:
+        self.uc.reg_write_batch(list(zip(REG_IDS, (int(v) & 0xFFFFFFFF for v in values))))
+
+    # --- debug facilities modelled by hooks ---------------------------------------------------------
+    def set_iac(self, addresses: tuple[int, ...]) -> None:
+        """Arm instruction-address compares (slot i at addresses[i]; None = off)."""
+        addresses = tuple(addresses)
+        if addresses == self._iac:
+            return
+        for h in self._iac_hooks:
+            self.uc.hook_del(h)
+        self._iac_hooks = [self.uc.hook_add(UC_HOOK_CODE, self._on_iac, slot, begin=a, end=a)
+                           for slot, a in enumerate(addresses) if a is not None]
+        self._iac = addresses
+        self.uc.ctl_flush_tb()
+
+    def set_dac(self, points: tuple[tuple[int, bool, bool] | None, ...]) -> None:
+        """Arm data-address compares: per slot (address, on_read, on_write) or None."""
+        points = tuple(points)
+        if points == self._dac:
+            return
+        for h in self._dac_hooks:
+            self.uc.hook_del(h)
+        self._dac_hooks = []
+        for slot, p in enumerate(points):
+            if p is None:
+                continue
+            addr, on_read, on_write = p
+            kinds = (UC_HOOK_MEM_READ if on_read else 0) | (UC_HOOK_MEM_WRITE if on_write else 0)
+            if kinds:
+                self._dac_hooks.append(self.uc.hook_add(kinds, self._on_dac, slot, begin=addr,
+                                                        end=addr + 3))
+        self._dac = points
+        self.uc.ctl_flush_tb()
+
+    # --- execution ----------------------------------------------------------------------------------
+    def run(self, pc: int, step: bool = False) -> Stop:
+        """Run from `pc` until an event, a kick, or (step=True) one instruction."""
+        if step != self._stepping_tbs:   # count= needs fresh translations, and so does leaving it
+            self.uc.ctl_flush_tb()
+            self._stepping_tbs = step
+        self._event = None
+        self._fault = None
+        try:
+            self.uc.emu_start(pc, UNTIL, count=1 if step else 0)
+        except UcError as e:
+            return self._fault_stop(str(e))
+        if self._event is not None:
+            return self._event
+        if step:
+            return Stop(StopKind.STEP, self.pc)
+        return Stop(StopKind.KICK, self.pc)
+
+    def _fault_stop(self, error: str) -> Stop:
+        pc = self.pc
+        if self._fault is not None:
+            access, address, size = self._fault
+            kind = {19: "read", 20: "write", 21: "fetch"}.get(access, f"access {access}")
+            error = f"{error}: unmapped {kind} at {address:#010x} ({size} bytes)"
+            if access == 21:
+                pc = address
+        return Stop(StopKind.FAULT, pc, error=error)
+
+    def displaced(self, pc: int, word: int) -> Stop:
+        """Execute `word` as if it sat at `pc` (the original instruction under a breakpoint), out of
+        line on the private scratch page. PC-relative branches are re-targeted. Returns the stop as if
+        the instruction had run in place: STEP with the next pc, or the event it raised at `pc`."""
+        op = word >> 26
+        restore = None
+        if op == 18:   # b/bl/ba: reached through a branch to scratch+8
+            target = _branch_target(pc, word, 26)
+            probe = (word & ~0x03FFFFFC & ~2) | 8
+        elif op == 16:  # bc: taken -> scratch+8, fall through -> scratch+4
+            target = _branch_target(pc, word, 16)
+            probe = (word & ~0xFFFC & ~2) | 8
+        elif op == 19 and (word >> 1) & 0x3FF in (16, 528):  # bclr/bcctr: aim the register at scratch+8
+            reg = P.UC_PPC_REG_LR if (word >> 1) & 0x3FF == 16 else P.UC_PPC_REG_CTR
+            saved = self.uc.reg_read(reg)
+            self.uc.reg_write(reg, SCRATCH + 8)
+            target = saved & 0xFFFFFFFC
+            restore = (reg, saved)
+            probe = word
+        else:
+            target = None
+            probe = word
+        self.uc.mem_write(SCRATCH, b"".join(w.to_bytes(4, "big") for w in (probe, 0, 0)))
+        self.uc.ctl_remove_cache(SCRATCH, SCRATCH + 12)
+        self._event = None
+        self._fault = None
+        try:
+            self.uc.emu_start(SCRATCH, SCRATCH + 4, count=0)
+        except UcError as e:
+            return self._fault_stop(str(e))
+        ev = self._event
+        if ev is not None and not (ev.kind is StopKind.INTERRUPT and ev.pc in (SCRATCH + 4, SCRATCH + 8)):
+            # the original instruction itself raised something: report it at its real address
+            return Stop(ev.kind, pc if SCRATCH <= ev.pc < SCRATCH + 12 else ev.pc, ev.intno, ev.slot,
+                        ev.addr, ev.write, ev.error)
+        landed = ev.pc if ev is not None else self.pc
+        if restore is not None:
+            self.uc.reg_write(*restore)
+        if word & 1 and target is not None:
+            self.uc.reg_write(P.UC_PPC_REG_LR, pc + 4)
+        if landed == SCRATCH + 8 and target is not None:
+            nxt = target
+        elif landed in (SCRATCH + 4, SCRATCH + 8):
+            nxt = pc + 4
+        else:
+            nxt = landed
+        self.pc = nxt
+        return Stop(StopKind.STEP, nxt)
+
+    def flush(self, addresses=None) -> None:
+        """Drop translations: of the words at `addresses`, or all of them (icbi + isync + IPI)."""
+        if addresses is None:
+            self.uc.ctl_flush_tb()
+        else:
+            for a in addresses:
+                self.uc.ctl_remove_cache(a, a + 4)
+
+    def stop(self) -> None:
+        """Make a running emu_start return (called from the vCPU's kick thread)."""
+        self.uc.emu_stop()
+
+
+def _branch_target(pc: int, word: int, bits: int) -> int:
+    mask = (1 << bits) - 4
+    disp = word & mask
+    if disp & (1 << (bits - 1)):
+        disp -= 1 << bits
+    if word & 2:   # AA: absolute
+        return disp & 0xFFFFFFFF
+    return (pc + disp) & 0xFFFFFFFF
