@@ -493,10 +493,10 @@ class _Table:
 
 def _check_range(t: _Table, key: str, value: int, lo: int | None, hi: int | None) -> None:
     if lo is not None and value < lo or hi is not None and value > hi:
-        if lo is not None and hi is not None and hi < 2**31:
+        if lo is not None and hi is not None:
             bounds = f"{lo}..{hi}"
         elif lo is not None:
-            bounds = f"must be >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+            bounds = f"must be >= {lo}"
         else:
             bounds = f"must be <= {hi}"
         raise t.error(key, f"{value} out of range ({bounds})")
@@ -571,9 +571,9 @@ def _interval(t: _Table, key: str, default: tuple[float, float]) -> tuple[float,
 
 def _unknown_key(key: str, schema: str) -> str:
     allowed = _SCHEMA[schema]
-    close = difflib.get_close_matches(key, allowed, n=1)
+    close = difflib.get_close_matches(key, allowed, n=2)
     if close:
-        return f"unknown key (did you mean {close[0]!r}?)"
+        return f"unknown key (did you mean {' or '.join(map(repr, close))}?)"
     for other, keys in _SCHEMA.items():
         if other != schema and key in keys:
             if other == "":
