@@ -1,0 +1,317 @@
+"""The Book E vCPU: architected state, privileged-instruction emulation, interrupt delivery and the
+debug facilities, on top of the execution engine.
+
+Invariants:
+  - The architected MSR and SPR file live in the run page; unicorn always runs in problem state.
+  - Every exception is classified from the faulting word (cosim.isa.classify), turned into an `Event`,
+    and routed by the CPU model's table: NATIVE/LOCAL are emulated here, GUEST is delivered straight to
+    the guest vector, KERNEL comes out of `run()` as an `Exit` for the kernel process.
+  - Debug facilities are owned by the host while the kernel has KVM_GUESTDBG_ENABLE set in the run page
+    (guest writes to IAC/DAC/DBCR/DBSR ignored, MSR[DE] frozen, DBCR0[EDM] visible), else by the guest
+    (DBCR0[IDM] and MSR[DE]).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..cpu_models import CpuModel, Event, Route
+from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
+                   DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
+from .engine import Engine, Stop, StopKind
+from .runpage import EVENTS, LEVELS
+
+S = SPR
+READ_ONLY_SPRS = frozenset({S["PIR"], S["PVR"]})
+DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"], S["IAC2"],
+                        S["IAC3"], S["IAC4"], S["DAC1"], S["DAC2"]})
+EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
+LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """An event that crosses to the kernel, with the interrupt the hardware would deliver for it
+    (`ivor`, `srr0`, `esr`), which is what the kernel or userspace reflects if the guest owns it."""
+    event: Event
+    pc: int
+    word: int
+    ivor: int
+    srr0: int
+    esr: int = 0
+    lev: int = 0
+    oc: int = 0
+    dbsr: int = 0
+    addr: int = 0
+    host: bool = False        # a debug event of the host's (userspace's) hardware points / step
+    status: int = 0           # KVM_EXIT_DEBUG status for host debug events
+    r3: int = 0
+    r11: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    pc: int
+    reason: str
+
+
+class GuestFault(Exception):
+    pass
+
+
+class Core:
+    def __init__(self, engine: Engine, page, model: CpuModel, ram_words: np.ndarray):
+        self.engine = engine
+        self.page = page
+        self.model = model
+        self.words = ram_words            # guest RAM as big-endian 32-bit words
+        self.spr = page["spr"]            # views into the run page
+        self.exits = page["exits"]
+        self.pc = 0
+        self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
+        self.host_step = False
+        self._dbg_key = None
+
+    # --- state -------------------------------------------------------------------------------------
+    def reset(self, entry: int, pir: int) -> None:
+        self.page["msr"] = 0
+        self.spr[S["PIR"]] = pir
+        self.spr[S["PVR"]] = self.model.pvr
+        self.pc = entry
+        self.apply_debug()
+
+    @property
+    def msr(self) -> int:
+        return int(self.page["msr"])
+
+    @msr.setter
+    def msr(self, value: int) -> None:
+        if self.host_debug:   # MSRP[DEP]: the guest cannot change MSR[DE] while the host debugs
+            value = (value & ~Msr.DE) | (int(self.page["msr"]) & Msr.DE)
+        self.page["msr"] = value & 0xFFFFFFFF
+
+    @property
+    def host_debug(self) -> bool:
+        return bool(int(self.page["dbg_control"]) & GuestDebug.ENABLE)
+
+    def word_at(self, addr: int) -> int:
+        return int(self.words[addr >> 2]) if 0 <= addr < self.engine.ram_size else 0
+
+    def save_regs(self) -> None:
+        """Write unicorn's registers back to the run page (at every stop)."""
+        regs = self.engine.read_regs()
+        self.page["gpr"][:] = regs[:32]
+        self.page["pc"] = self.pc
+        self.page["cr"], self.page["lr"], self.page["ctr"], self.page["xer"] = regs[33:]
+
+    def load_regs(self) -> None:
+        """Take registers from the run page (after kernel/userspace wrote them, KVM_SET_REGS)."""
+        p = self.page
+        self.engine.write_regs([*p["gpr"], p["pc"], p["cr"], p["lr"], p["ctr"], p["xer"]])
+        self.pc = int(p["pc"])
+
+    def count(self, event: str, level: str) -> None:
+        self.exits[EVENT_INDEX[event], LEVEL_INDEX[level]] += 1
+
+    # --- interrupts ---------------------------------------------------------------------------------
+    def deliver(self, ivor: int, srr0: int, esr: int | None = None, dbsr: int = 0) -> None:
+        """Book E interrupt delivery: save PC/MSR in the class's save/restore pair, new MSR, vector."""
+        msr = self.msr
+        if ivor == Ivor.DEBUG:
+            save0, save1 = self.model.debug_srr
+            new_msr = msr & Msr.ME
+            self.spr[S["DBSR"]] |= dbsr
+        elif ivor in (Ivor.CRITICAL, 12):
+            save0, save1 = S["CSRR0"], S["CSRR1"]
+            new_msr = msr & Msr.ME
+        elif ivor == Ivor.MACHINE_CHECK:
+            save0, save1 = S["MCSRR0"], S["MCSRR1"]
+            new_msr = 0
+        else:
+            save0, save1 = S["SRR0"], S["SRR1"]
+            new_msr = msr & (Msr.CE | Msr.ME | Msr.DE)
+        self.spr[save0] = srr0 & 0xFFFFFFFF
+        self.spr[save1] = msr
+        if esr is not None:
+            self.spr[S["ESR"]] = esr
+        self.page["msr"] = new_msr if not self.host_debug else (new_msr & ~Msr.DE) | (msr & Msr.DE)
+        self.pc = interrupt_vector(int(self.spr[S["IVPR"]]), int(self.spr[IVOR_SPR[ivor]]))
+        self.apply_debug()
+
+    # --- privileged instructions --------------------------------------------------------------------
+    def emulate(self, d) -> None:
+        """Emulate one privileged instruction at self.pc (guest supervisor state)."""
+        eng = self.engine
+        k = d.kind
+        nxt = self.pc + 4
+        if k is Kind.MFMSR:
+            eng.set_gpr(d.reg, self.msr)
+        elif k is Kind.MTMSR:
+            self.msr = eng.gpr(d.reg)
+            self.apply_debug()
+        elif k is Kind.WRTEE:
+            self.msr = (self.msr & ~Msr.EE) | (eng.gpr(d.reg) & Msr.EE)
+        elif k is Kind.WRTEEI:
+            self.msr = (self.msr & ~Msr.EE) | (Msr.EE if d.e else 0)
+        elif k is Kind.MFSPR:
+            eng.set_gpr(d.reg, self.read_spr(d.spr))
+        elif k is Kind.MTSPR:
+            self.write_spr(d.spr, eng.gpr(d.reg))
+        elif k in (Kind.RFI, Kind.RFCI, Kind.RFDI, Kind.RFMCI):
+            pair = {Kind.RFI: ("SRR0", "SRR1"), Kind.RFCI: ("CSRR0", "CSRR1"),
+                    Kind.RFDI: ("DSRR0", "DSRR1"), Kind.RFMCI: ("MCSRR0", "MCSRR1")}[k]
+            nxt = int(self.spr[S[pair[0]]])
+            self.msr = int(self.spr[S[pair[1]]])
+            self.apply_debug()
+        self.pc = nxt
+
+    def read_spr(self, spr: int) -> int:
+        value = int(self.spr[spr & 0x3FF])
+        if spr == S["DBCR0"] and self.host_debug:
+            value |= Dbcr0.EDM
+        return value
+
+    def write_spr(self, spr: int, value: int) -> None:
+        spr &= 0x3FF
+        if spr in READ_ONLY_SPRS:
+            return
+        if spr in DEBUG_SPRS:
+            if self.host_debug:
+                return                              # the external debugger owns the facility
+            if spr == S["DBSR"]:                    # write one to clear
+                self.spr[spr] &= ~value & 0xFFFFFFFF
+                return
+            if spr == S["DBCR0"]:
+                value &= ~(Dbcr0.RST | Dbcr0.EDM)   # never reset the core; EDM is read-only
+            self.spr[spr] = value
+            self.apply_debug()
+            return
+        self.spr[spr] = value
+
+    # --- debug facilities ---------------------------------------------------------------------------
+    def apply_debug(self) -> None:
+        """Arm the engine's IAC/DAC hooks and step mode from whoever owns the debug facility."""
+        p = self.page
+        control = int(p["dbg_control"])
+        if control & GuestDebug.ENABLE:
+            hw = bool(control & GuestDebug.USE_HW_BP)
+            iac = tuple(int(p["dbg_iac"][i]) if hw and p["dbg_iac_on"][i] else None for i in range(2))
+            dac = tuple((int(p["dbg_dac"][i]), bool(p["dbg_dac_rw"][i] & 1), bool(p["dbg_dac_rw"][i] & 2))
+                        if hw and p["dbg_dac_rw"][i] else None for i in range(2))
+            step = bool(control & GuestDebug.SINGLESTEP)
+            key = ("host", iac, dac, step)
+        else:
+            dbcr0 = int(self.spr[S["DBCR0"]])
+            on = bool(self.msr & Msr.DE) and bool(dbcr0 & Dbcr0.IDM)
+            iac = tuple(int(self.spr[S["IAC1"] + i]) if on and dbcr0 & IAC_BITS[i] else None
+                        for i in range(self.model.iac_slots))
+            dac = tuple((int(self.spr[S["DAC1"] + i]), bool(dbcr0 & DAC_R_BITS[i]), bool(dbcr0 & DAC_W_BITS[i]))
+                        if on and dbcr0 & (DAC_R_BITS[i] | DAC_W_BITS[i]) else None
+                        for i in range(self.model.dac_slots))
+            step = on and bool(dbcr0 & Dbcr0.IC)
+            key = ("guest", iac, dac, step)
+        if key == self._dbg_key:
+            return
+        self._dbg_key = key
+        self.engine.set_iac(tuple(a for a in iac))
+        self.engine.set_dac(dac)
+        self.step = step
+        self.host_step = step and key[0] == "host"
+
+    # --- running ------------------------------------------------------------------------------------
+    def run(self, kicked=lambda: False) -> Exit | Fault | None:
+        """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
+        a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
+        while True:
+            stop = self.engine.run(self.pc, step=self.step)
+            out = self.on_stop(stop)
+            if out is not None:
+                return out
+            if kicked():
+                return None
+
+    def on_stop(self, stop: Stop) -> Exit | Fault | None:
+        kind = stop.kind
+        if kind is StopKind.KICK:
+            self.pc = stop.pc
+            return None
+        if kind is StopKind.FAULT:
+            self.pc = stop.pc
+            return Fault(stop.pc, stop.error)
+        if kind is StopKind.STEP:
+            self.pc = stop.pc
+            return self._step_event(stop.pc) if self.step else None
+        if kind is StopKind.IAC:
+            self.pc = stop.pc
+            return self._debug_event(stop.pc, IAC_BITS[stop.slot], stop.pc, DebugStatus.BREAKPOINT,
+                                     addr=stop.pc)
+        if kind is StopKind.DAC:
+            self.pc = stop.pc
+            bit = (DAC_W_BITS if stop.write else DAC_R_BITS)[stop.slot]
+            status = DebugStatus.WATCH_WRITE if stop.write else DebugStatus.WATCH_READ
+            return self._debug_event(stop.pc, bit, stop.pc, status, addr=stop.addr)
+        return self._exception(stop)
+
+    def _step_event(self, next_pc: int) -> Exit:
+        return self._debug_event(next_pc, Dbsr.IC, next_pc, DebugStatus.SOFTWARE, addr=next_pc)
+
+    def _debug_event(self, pc: int, dbsr_bit: int, srr0: int, status: int, addr: int) -> Exit:
+        host = self.host_debug
+        if not host:
+            self.spr[S["DBSR"]] |= dbsr_bit          # the hardware records the guest's event
+        return Exit(Event.DEBUG, pc, self.word_at(pc), Ivor.DEBUG, srr0, dbsr=dbsr_bit, addr=addr,
+                    host=host, status=status)
+
+    def _exception(self, stop: Stop, word: int | None = None) -> Exit | Fault | None:
+        pc = stop.pc
+        self.pc = pc
+        if word is None:
+            word = self.word_at(pc)
+        d = classify(word)
+        k = d.kind
+        if stop.intno not in (6, 8, 96):
+            return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
+        if k in PRIVILEGED_KINDS:
+            if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER:
+                route = self.model.route(Event.PRIV)
+                if route in (Route.NATIVE, Route.LOCAL):
+                    self.emulate(d)
+                    self.count(Event.PRIV.value, "vcpu" if route is Route.NATIVE else "kernel")
+                    return None
+                return Exit(Event.PRIV, pc, word, Ivor.PROGRAM, pc, Esr.PPR)
+            ev = Exit(Event.PRIV_FAULT, pc, word, Ivor.PROGRAM, pc, Esr.PPR)
+        elif k is Kind.TRAP:
+            ev = Exit(Event.TRAP, pc, word, Ivor.PROGRAM, pc, Esr.PTR)
+        elif k is Kind.SYSCALL:
+            event = Event.HCALL if d.lev == 1 else Event.SYSCALL
+            ev = Exit(event, pc, word, Ivor.SYSCALL, pc + 4, lev=d.lev,
+                      r3=self.engine.gpr(3), r11=self.engine.gpr(11))
+        elif k is Kind.EHPRIV and self.model.has_ehpriv:
+            ev = Exit(Event.EHPRIV, pc, word, Ivor.PROGRAM, pc, Esr.PIL, oc=d.oc)
+        else:
+            ev = Exit(Event.ILLEGAL, pc, word, Ivor.PROGRAM, pc, Esr.PIL)
+        route = self.model.route(ev.event)
+        if route is Route.GUEST:
+            self.deliver(ev.ivor, ev.srr0, ev.esr if ev.ivor == Ivor.PROGRAM else None)
+            self.count(ev.event.value, "vcpu")
+            return None
+        return ev
+
+    # --- resuming after an exit (decided by kernel or userspace) -----------------------------------
+    def reflect(self, ev: Exit) -> None:
+        """Deliver the exit's natural interrupt to the guest."""
+        esr = ev.esr if ev.ivor == Ivor.PROGRAM else None
+        self.deliver(ev.ivor, ev.srr0, esr, dbsr=ev.dbsr if not ev.host else 0)
+
+    def step_over(self, word: int) -> Exit | Fault | None:
+        """Execute `word` (the original instruction under a breakpoint) as if at self.pc."""
+        stop = self.engine.displaced(self.pc, word)
+        if stop.kind is StopKind.INTERRUPT:
+            # the original instruction raises something itself: handle it as if it ran in place,
+            # classified from `word` rather than from the planted breakpoint in RAM
+            return self._exception(stop, word)
+        if stop.kind is StopKind.STEP and not self.step:
+            self.pc = stop.pc
+            return None
+        return self.on_stop(stop)

@@ -1,0 +1,75 @@
+"""The per-vCPU run page: the model of `struct kvm_run` plus the vCPU's architected register file.
+
+One shared-memory block per VM holds one record per vCPU (a NumPy structured array). The vCPU process
+owns the contents while it runs; kernel and userspace read (and, for KVM_SET_REGS-like operations,
+write) a record only while that vCPU is stopped (paused, halted, or blocked in an exit). Registers
+live in unicorn while the guest runs and are written back here at every stop.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from ..cpu_models import Event
+from ..machine.shm import SharedBlock
+
+LEVELS = ("vcpu", "kernel", "userspace")
+EVENTS = tuple(e.value for e in Event) + ("halt", "fault")
+
+RUNPAGE = np.dtype([
+    ("gpr", "<u4", 32), ("pc", "<u4"), ("msr", "<u4"), ("cr", "<u4"), ("lr", "<u4"), ("ctr", "<u4"),
+    ("xer", "<u4"),
+    ("spr", "<u4", 1024),                    # architected SPR file, indexed by SPR number
+    ("dbg_control", "<u4"),                  # KVM_SET_GUEST_DEBUG control written by the kernel
+    ("dbg_iac", "<u4", 2), ("dbg_iac_on", "<u4", 2),   # host hardware breakpoints
+    ("dbg_dac", "<u4", 2), ("dbg_dac_rw", "<u4", 2),   # host watchpoints: bit0 read, bit1 write
+    ("state", "<u4"), ("exit_code", "<u4"),
+    ("exit_event", "<u4"), ("exit_pc", "<u4"), ("exit_word", "<u4"),
+    ("instructions", "<u8"),                 # retired instructions (C block hook)
+    ("exits", "<u8", (len(EVENTS), len(LEVELS))),  # exits by event and by the level that handled them
+], align=True)
+
+
+class State(IntEnum):
+    CREATED = 0
+    RUNNING = 1
+    PAUSED = 2
+    IN_EXIT = 3
+    HALTED = 4
+    FAULTED = 5
+
+
+class RunPages:
+    """All run pages of one VM in one shared-memory block."""
+
+    def __init__(self, block: SharedBlock, count: int):
+        self.block = block
+        self.count = count
+        self.pages = np.frombuffer(block.buf, RUNPAGE, count=count)
+
+    @classmethod
+    def create(cls, count: int) -> "RunPages":
+        rp = cls(SharedBlock.create(RUNPAGE.itemsize * count, prefix="cosim-run"), count)
+        rp.pages[:] = np.zeros(count, RUNPAGE)
+        return rp
+
+    @classmethod
+    def attach(cls, name: str, count: int) -> "RunPages":
+        return cls(SharedBlock.attach(name), count)
+
+    @property
+    def name(self) -> str:
+        return self.block.name
+
+    def __getitem__(self, index: int):
+        """The record of vCPU `index` (a NumPy structured scalar that views the shared memory)."""
+        return self.pages[index]
+
+    def address_of(self, index: int, field: str) -> int:
+        return self.pages.ctypes.data + index * RUNPAGE.itemsize + RUNPAGE.fields[field][1]
+
+    def close(self) -> None:
+        self.pages = None
+        self.block.close()
+
