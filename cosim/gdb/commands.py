@@ -1,0 +1,557 @@
+"""GDB remote protocol commands: a pure all-stop state machine over a `Target` (no I/O).
+
+`GdbSession(target).receive(data)` takes bytes from gdb and returns the bytes to write back (acks and
+replies); `stop_reply(StopEvent)` turns a stop the target reported into the bytes of its T packet.
+The owner (the stub, the only module with a socket) writes whatever these return.
+
+Commands are data (after QEMU's gdbstub): `COMMANDS` maps the first byte of a packet to rows of
+`Command(prefix, handler, schema, reply)`; the `q`, `Q` and `v` rows are the query sub-tables. The
+dispatcher picks the first row whose prefix matches (whole packet if `exact`), parses the rest of the
+packet by the row's schema (see `parse_params`) and calls the handler with the parsed values.
+
+Invariants:
+- All-stop. `running` is True from a successful resume (c, s, vCont) until the owner calls
+  `stop_reply()`; while running only Ctrl-C (-> one `target.interrupt()`) and acks are expected, any
+  packet is answered `E01` without touching the target. Exactly one stop reply per resume.
+- Every packet gets exactly one reply except resumes (the stop reply comes later) and `k` (none).
+  Unknown packets get the empty reply; a malformed one `E01`; an unknown thread or register `E02`;
+  `TargetError(errno)` -> `E<errno>`; `NotSupported` -> empty. The session keeps serving after any error.
+- Thread ids go out as `p01.02` (multiprocess, unless gdb's qSupported left out multiprocess+) and are
+  accepted as `p1.2`, `p01.02`, `p1.-1`, `p1`, `-1`, `0` or bare `2`.
+- Register numbers in `p`/`P` and the `g`/`G` layout are those of the served target.xml (0..37).
+- After `D` or `k`/`vKill`, `closed` is True and input is ignored: the owner should close the socket.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cosim.gdb.packets import BadPacket, Interrupt, Nak, Packet, PacketCodec
+from cosim.gdb.target import (
+    NUM_REGISTERS,
+    PC,
+    PID,
+    REGISTER_BYTES,
+    REGISTER_MASK,
+    NotSupported,
+    StopEvent,
+    Target,
+    TargetError,
+)
+from cosim.gdb.target_xml import ANNEXES, read_chunk
+
+PACKET_SIZE = 0x4000
+"""Advertised in qSupported (hex): the largest packet gdb may send us, and our cap on replies."""
+MAX_MEMORY_READ = (PACKET_SIZE - 16) // 2
+"""`m` replies are truncated to this many bytes (gdb reads the rest with another `m`)."""
+
+ALL = -1
+ANY = 0
+
+OK = b"OK"
+E_MALFORMED = b"E01"
+E_NO_SUCH = b"E02"  # unknown thread, process or register number
+
+VCONT_REPLY = b"vCont;c;C;s;S;t"
+
+
+class LocalProtocolError(Exception):
+    """The session's owner misused it (e.g. stop_reply() while the target was not running)."""
+
+
+class _Malformed(Exception):
+    """gdb sent a packet we cannot parse -> E01."""
+
+
+class _NoSuch(Exception):
+    """gdb named a thread, process or register that does not exist -> E02."""
+
+
+# -- thread ids -------------------------------------------------------------------------------------------
+
+
+def _hex_or_minus_one(text: bytes) -> int:
+    if text == b"-1":
+        return ALL
+    return _hex(text)
+
+
+def parse_thread_id(text: bytes) -> tuple[int | None, int]:
+    """Parse `p1.2`, `p01.02`, `p1.-1`, `p1` (= p1.-1), `-1`, `0`, `2` -> (pid or None, tid).
+
+    tid is ALL (-1), ANY (0) or a thread number. Raises _Malformed."""
+    if text.startswith(b"p"):
+        pid_text, dot, tid_text = text[1:].partition(b".")
+        pid = _hex_or_minus_one(pid_text)
+        return pid, (_hex_or_minus_one(tid_text) if dot else ALL)
+    return None, _hex_or_minus_one(text)
+
+
+def format_thread_id(tid: int, multiprocess: bool = True) -> bytes:
+    """`p01.02` style (or `02` without multiprocess)."""
+    return b"p%02x.%02x" % (PID, tid) if multiprocess else b"%02x" % tid
+
+
+# -- parameter schemas ------------------------------------------------------------------------------------
+
+
+def _hex(text: bytes) -> int:
+    if not text or any(c not in b"0123456789abcdefABCDEF" for c in text):
+        raise _Malformed(f"not a hex number: {text!r}")
+    return int(text, 16)
+
+
+def _hex_bytes(text: bytes) -> bytes:
+    if len(text) % 2 or any(c not in b"0123456789abcdefABCDEF" for c in text):
+        raise _Malformed(f"not hex-encoded bytes: {text[:32]!r}")
+    return bytes.fromhex(text.decode("ascii"))
+
+
+_CONVERTERS: dict[str, Callable[[bytes], object]] = {
+    "x": _hex,  # hex number
+    "t": parse_thread_id,  # thread id -> (pid | None, tid)
+    "h": _hex_bytes,  # hex-encoded bytes
+    "a": bytes,  # raw field (an annex name, a feature list...)
+    "b": bytes,  # raw binary (already unescaped by the codec); only last
+}
+
+
+def parse_params(schema: str, text: bytes) -> list[object]:
+    """Parse `text` by `schema`: field codes (see _CONVERTERS) separated by literal separator
+    characters, e.g. "x,x:h" for `M`. Each field runs up to the next separator; the last takes the rest.
+    A trailing `?` makes the last field optional (None when the text is empty). Raises _Malformed."""
+    if not schema:
+        if text:
+            raise _Malformed(f"unexpected parameters {text[:32]!r}")
+        return []
+    optional = schema.endswith("?")
+    if optional:
+        schema = schema[:-1]
+        if not text:
+            return [None]
+    codes, seps = schema[0::2], schema[1::2]
+    values: list[object] = []
+    pos = 0
+    for i, code in enumerate(codes):
+        if i < len(seps):
+            end = text.find(seps[i].encode(), pos)
+            if end < 0:
+                raise _Malformed(f"missing {seps[i]!r} in {text[:32]!r}")
+            field, pos = text[pos:end], end + 1
+        else:
+            field = text[pos:]
+        values.append(_CONVERTERS[code](field))
+    return values
+
+
+# -- the command table ------------------------------------------------------------------------------------
+
+
+class Reply(enum.Enum):
+    """When a command's reply is sent."""
+
+    NOW = "now"  # handler returns the reply payload
+    STOP = "stop"  # handler resumes the target; the reply is the later stop reply (errors: now)
+    NONE = "none"  # no reply at all (k)
+
+
+Handler = Callable[..., bytes | None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One row of a command table.
+
+    Fields:
+      prefix  -- bytes the packet starts with
+      handler -- GdbSession method taking the parsed parameters; returns the reply payload (or None)
+      schema  -- how the bytes after the prefix are parsed (parse_params)
+      reply   -- Reply.NOW / STOP / NONE
+      exact   -- the packet must be exactly `prefix` (names that are prefixes of other names: qC, qCRC).
+                 Otherwise a row with an empty schema answers trailing bytes with E01.
+    """
+
+    prefix: bytes
+    handler: Handler
+    schema: str = ""
+    reply: Reply = Reply.NOW
+    exact: bool = False
+
+    def matches(self, payload: bytes) -> bool:
+        return payload == self.prefix if self.exact else payload.startswith(self.prefix)
+
+
+# -- the session ------------------------------------------------------------------------------------------
+
+
+class GdbSession:
+    """One gdb connection's protocol state over a Target. Pure: returns bytes, never writes them."""
+
+    def __init__(self, target: Target, codec: PacketCodec | None = None) -> None:
+        self.target = target
+        self.codec = codec or PacketCodec()
+        self.running = False
+        """True while the target runs and gdb waits for a stop reply."""
+        self.closed = False
+        """True after detach or kill: the owner should close the connection."""
+        self.multiprocess = True
+        self.gdb_features: frozenset[bytes] = frozenset()
+        """Features gdb offered with `+` in qSupported (e.g. b"swbreak")."""
+        self.general_thread: int | None = None  # Hg; None = first thread
+        self.cont_thread: int = ALL  # Hc: ALL, ANY or a thread
+        self.last_stop: StopEvent | None = None
+        self._interrupt_sent = False
+
+    # -- I/O-free entry points --------------------------------------------------------------------------
+    def receive(self, data: bytes) -> bytes:
+        """Bytes from gdb -> bytes to send back (acks, replies, retransmissions)."""
+        if self.closed:
+            return b""
+        self.codec.feed(data)
+        out = bytearray()
+        for event in self.codec.events():
+            out += self.codec.respond(event)
+            if isinstance(event, Packet):
+                out += self._handle(event.payload)
+            elif isinstance(event, Interrupt):
+                if self.running and not self._interrupt_sent:
+                    self._interrupt_sent = True
+                    self.target.interrupt()
+            if self.closed:
+                break
+        return bytes(out)
+
+    def stop_reply(self, event: StopEvent) -> bytes:
+        """The target stopped: record it and return the T packet bytes to send to gdb."""
+        if not self.running:
+            raise LocalProtocolError("stop_reply() while the target is not running")
+        self.running = False
+        self._interrupt_sent = False
+        self.last_stop = event
+        self.general_thread = event.tid
+        return self.codec.send(self.format_stop(event))
+
+    def format_stop(self, event: StopEvent) -> bytes:
+        """`T<sig>thread:p01.01;` + `swbreak:;`/`hwbreak:;` (if gdb offered it) or `watch:ADDR;`."""
+        out = b"T%02xthread:%s;" % (event.signal, format_thread_id(event.tid, self.multiprocess))
+        reason = event.reason
+        if isinstance(reason, tuple):
+            out += b"%s:%08x;" % (reason[0].encode(), reason[1])
+        elif reason is not None and reason.encode() in self.gdb_features:
+            out += reason.encode() + b":;"
+        return out
+
+    # -- dispatch ---------------------------------------------------------------------------------------
+    def _handle(self, payload: bytes) -> bytes:
+        if self.running:
+            return self.codec.send(E_MALFORMED)  # all-stop: gdb must wait for the stop reply
+        row = _lookup(payload)
+        if row is None:
+            return self.codec.send(b"")
+        try:
+            params = parse_params(row.schema, payload[len(row.prefix) :])
+            reply = row.handler(self, *params)
+        except _Malformed:
+            reply = E_MALFORMED
+        except _NoSuch:
+            reply = E_NO_SUCH
+        except TargetError as e:
+            reply = b"E%02x" % (e.errno & 0xFF)
+        except NotSupported:
+            reply = b""
+        if reply is None:
+            if row.reply is Reply.STOP:
+                self.running = True
+            return b""
+        after = _AFTER_REPLY.get(row.prefix)
+        frame = self.codec.send(reply)
+        if after is not None and reply == OK:
+            after(self)
+        return frame
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _threads(self) -> list[int]:
+        return list(self.target.threads())
+
+    def _specific(self, spec: tuple[int | None, int]) -> int:
+        """A thread id that must name one existing thread."""
+        pid, tid = spec
+        if pid not in (None, PID) or tid in (ALL, ANY) or tid not in self._threads():
+            raise _NoSuch
+        return tid
+
+    def _selection(self, spec: tuple[int | None, int]) -> int:
+        """ALL, ANY or an existing thread."""
+        pid, tid = spec
+        if pid not in (None, PID, ALL, ANY):
+            raise _NoSuch
+        if pid == ALL:
+            tid = ALL if tid in (ALL, ANY) else tid
+        if tid in (ALL, ANY):
+            return tid
+        return self._specific((None, tid))
+
+    def _current(self) -> int:
+        """The thread g/G/p/P/m operate on (Hg), defaulting to the first."""
+        threads = self._threads()
+        if self.general_thread in threads:
+            return self.general_thread
+        return threads[0]
+
+    # -- handlers: status and registers -----------------------------------------------------------------
+    def _stop_status(self) -> bytes:
+        stop = self.last_stop or StopEvent(self._current())
+        return self.format_stop(stop)
+
+    def _read_all_registers(self) -> bytes:
+        values = self.target.read_registers(self._current())
+        if len(values) != NUM_REGISTERS:
+            raise TargetError(message=f"target returned {len(values)} registers")
+        return b"".join(b"%08x" % (v & REGISTER_MASK) for v in values)
+
+    def _write_all_registers(self, data: bytes) -> bytes:
+        if len(data) != NUM_REGISTERS * REGISTER_BYTES:
+            raise _Malformed(f"G with {len(data)} bytes")
+        tid = self._current()
+        for regno in range(NUM_REGISTERS):
+            chunk = data[regno * REGISTER_BYTES : (regno + 1) * REGISTER_BYTES]
+            self.target.write_register(tid, regno, int.from_bytes(chunk, "big"))
+        return OK
+
+    def _read_register(self, regno: int) -> bytes:
+        if regno >= NUM_REGISTERS:
+            raise _NoSuch
+        return b"%08x" % (self.target.read_registers(self._current())[regno] & REGISTER_MASK)
+
+    def _write_register(self, regno: int, data: bytes) -> bytes:
+        if regno >= NUM_REGISTERS:
+            raise _NoSuch
+        if len(data) != REGISTER_BYTES:
+            raise _Malformed(f"P with {len(data)} bytes")
+        self.target.write_register(self._current(), regno, int.from_bytes(data, "big"))
+        return OK
+
+    # -- handlers: memory -------------------------------------------------------------------------------
+    def _read_memory(self, addr: int, length: int) -> bytes:
+        return self.target.read_memory(addr, min(length, MAX_MEMORY_READ)).hex().encode()
+
+    def _write_memory(self, addr: int, length: int, data: bytes) -> bytes:
+        if len(data) != length:
+            raise _Malformed(f"write of {length} bytes carries {len(data)}")
+        if length:
+            self.target.write_memory(addr, data)
+        return OK
+
+    # -- handlers: breakpoints --------------------------------------------------------------------------
+    def _insert_breakpoint(self, kind: int, addr: int, length: int) -> bytes:
+        if kind > 4:
+            raise NotSupported
+        self.target.insert_breakpoint(kind, addr, length)
+        return OK
+
+    def _remove_breakpoint(self, kind: int, addr: int, length: int) -> bytes:
+        if kind > 4:
+            raise NotSupported
+        self.target.remove_breakpoint(kind, addr, length)
+        return OK
+
+    # -- handlers: threads ------------------------------------------------------------------------------
+    def _set_general_thread(self, spec: tuple[int | None, int]) -> bytes:
+        tid = self._selection(spec)
+        if tid not in (ALL, ANY):
+            self.general_thread = tid
+        return OK
+
+    def _set_cont_thread(self, spec: tuple[int | None, int]) -> bytes:
+        self.cont_thread = self._selection(spec)
+        return OK
+
+    def _thread_alive(self, spec: tuple[int | None, int]) -> bytes:
+        self._specific(spec)
+        return OK
+
+    def _current_thread(self) -> bytes:
+        return b"QC" + format_thread_id(self._current(), self.multiprocess)
+
+    def _thread_info_first(self) -> bytes:
+        return b"m" + b",".join(format_thread_id(t, self.multiprocess) for t in self._threads())
+
+    def _thread_info_next(self) -> bytes:
+        return b"l"
+
+    def _thread_extra_info(self, spec: tuple[int | None, int]) -> bytes:
+        return self.target.thread_extra_info(self._specific(spec)).encode().hex().encode()
+
+    # -- handlers: execution ----------------------------------------------------------------------------
+    def _resume_legacy(self, action: str, addr: int | None) -> bytes | None:
+        """c/s [addr], gdbserver's rules: with Hc naming a thread, only that thread resumes; otherwise
+        the current thread does `action` and all others continue."""
+        if self.cont_thread in (ALL, ANY):
+            tid, default = self._current(), "c"
+        else:
+            tid, default = self.cont_thread, None
+        if addr is not None:
+            self.target.write_register(tid, PC, addr & REGISTER_MASK)
+        self.target.resume({tid: action}, default)
+        return None
+
+    def _continue(self, addr: int | None) -> bytes | None:
+        return self._resume_legacy("c", addr)
+
+    def _step(self, addr: int | None) -> bytes | None:
+        return self._resume_legacy("s", addr)
+
+    def _vcont_query(self) -> bytes:
+        return VCONT_REPLY
+
+    def _vcont(self, text: bytes) -> bytes | None:
+        """vCont;ACTION[:TID];... The leftmost action that applies to a thread wins."""
+        actions: dict[int, str] = {}
+        claimed: set[int] = set()
+        default: str | None = None
+        default_set = False
+        for item in text.split(b";"):
+            verb, _, thread = item.partition(b":")
+            if not verb:
+                raise _Malformed("empty vCont action")
+            letter = chr(verb[0])
+            if letter in "CS":
+                _hex(verb[1:])  # the signal is ignored
+            elif letter not in "cst" or len(verb) != 1:
+                raise _Malformed(f"vCont action {verb!r}")
+            action = {"C": "c", "S": "s"}.get(letter, letter)
+            tid = self._selection(parse_thread_id(thread)) if thread else ALL
+            if tid == ANY:
+                tid = self._current()
+            if tid == ALL:
+                if not default_set:
+                    default, default_set = (None if action == "t" else action), True
+                continue
+            if default_set or tid in claimed:
+                continue
+            claimed.add(tid)
+            if action != "t":
+                actions[tid] = action
+        if not actions and default is None:
+            raise _Malformed("vCont resumes no thread")
+        self.target.resume(actions, default)
+        return None
+
+    # -- handlers: session ------------------------------------------------------------------------------
+    def _supported(self, text: bytes) -> bytes:
+        features = text[1:].split(b";") if text.startswith(b":") else []
+        self.gdb_features = frozenset(f[:-1] for f in features if f.endswith(b"+"))
+        self.multiprocess = b"multiprocess" in self.gdb_features
+        reply = [
+            b"PacketSize=%x" % PACKET_SIZE,
+            b"qXfer:features:read+",
+            b"vContSupported+",
+            b"multiprocess+",
+            b"QStartNoAckMode+",
+        ]
+        reply += [f + b"+" for f in (b"swbreak", b"hwbreak") if f in self.gdb_features]
+        return b";".join(reply)
+
+    def _xfer_features(self, annex: bytes, offset: int, length: int) -> bytes:
+        document = ANNEXES.get(annex)
+        if document is None:
+            return b"E00"
+        return read_chunk(document, offset, length)
+
+    def _attached(self, text: bytes) -> bytes:
+        return b"1"
+
+    def _empty(self, text: bytes = b"") -> bytes:
+        return b""
+
+    def _start_no_ack(self) -> bytes:
+        return OK
+
+    def _detach(self, pid: int | None = None) -> bytes:
+        if pid is not None and pid != PID:
+            raise _NoSuch
+        self.target.detach()
+        self.closed = True
+        return OK
+
+    def _kill(self) -> None:
+        self.target.kill()
+        self.closed = True
+        return None
+
+    def _vkill(self, pid: int) -> bytes:
+        if pid != PID:
+            raise _NoSuch
+        self.target.kill()
+        self.closed = True
+        return OK
+
+
+S = GdbSession
+
+QUERIES: tuple[Command, ...] = (
+    Command(b"qSupported", S._supported, "a"),
+    Command(b"qXfer:features:read:", S._xfer_features, "a:x,x"),
+    Command(b"qfThreadInfo", S._thread_info_first, exact=True),
+    Command(b"qsThreadInfo", S._thread_info_next, exact=True),
+    Command(b"qThreadExtraInfo,", S._thread_extra_info, "t"),
+    Command(b"qC", S._current_thread, exact=True),
+    Command(b"qAttached", S._attached, "a"),
+    Command(b"qTStatus", S._empty, exact=True),
+    Command(b"qOffsets", S._empty, exact=True),
+    Command(b"qSymbol", S._empty, "a"),
+)
+"""`q` packets (general queries)."""
+
+SET_QUERIES: tuple[Command, ...] = (
+    Command(b"QStartNoAckMode", S._start_no_ack, exact=True),
+)
+"""`Q` packets (general sets)."""
+
+V_COMMANDS: tuple[Command, ...] = (
+    Command(b"vCont?", S._vcont_query, exact=True),
+    Command(b"vCont;", S._vcont, "a", reply=Reply.STOP),
+    Command(b"vMustReplyEmpty", S._empty, exact=True),
+    Command(b"vKill;", S._vkill, "x"),
+)
+"""`v` packets (multi-letter commands)."""
+
+COMMANDS: dict[int, tuple[Command, ...]] = {
+    ord("?"): (Command(b"?", S._stop_status),),
+    ord("g"): (Command(b"g", S._read_all_registers),),
+    ord("G"): (Command(b"G", S._write_all_registers, "h"),),
+    ord("p"): (Command(b"p", S._read_register, "x"),),
+    ord("P"): (Command(b"P", S._write_register, "x=h"),),
+    ord("m"): (Command(b"m", S._read_memory, "x,x"),),
+    ord("M"): (Command(b"M", S._write_memory, "x,x:h"),),
+    ord("X"): (Command(b"X", S._write_memory, "x,x:b"),),
+    ord("Z"): (Command(b"Z", S._insert_breakpoint, "x,x,x"),),
+    ord("z"): (Command(b"z", S._remove_breakpoint, "x,x,x"),),
+    ord("H"): (Command(b"Hg", S._set_general_thread, "t"), Command(b"Hc", S._set_cont_thread, "t")),
+    ord("T"): (Command(b"T", S._thread_alive, "t"),),
+    ord("c"): (Command(b"c", S._continue, "x?", reply=Reply.STOP),),
+    ord("s"): (Command(b"s", S._step, "x?", reply=Reply.STOP),),
+    ord("D"): (Command(b"D;", S._detach, "x"), Command(b"D", S._detach)),
+    ord("k"): (Command(b"k", S._kill, reply=Reply.NONE),),
+    ord("q"): QUERIES,
+    ord("Q"): SET_QUERIES,
+    ord("v"): V_COMMANDS,
+}
+"""First byte of a packet -> its rows, tried in order."""
+del S
+
+_AFTER_REPLY: dict[bytes, Callable[[GdbSession], None]] = {
+    b"QStartNoAckMode": lambda s: s.codec.start_no_ack(),
+}
+"""Link changes that take effect only after the reply went out with the old settings."""
+
+
+def _lookup(payload: bytes) -> Command | None:
+    if not payload:
+        return None
+    for row in COMMANDS.get(payload[0], ()):
+        if row.matches(payload):
+            return row
+    return None
