@@ -28,7 +28,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cosim.gdb.packets import BadPacket, Interrupt, Nak, Packet, PacketCodec
+from cosim.gdb.packets import Interrupt, Packet, PacketCodec
 from cosim.gdb.target import (
     NUM_REGISTERS,
     PC,
