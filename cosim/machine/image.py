@@ -1,0 +1,311 @@
+"""Guest program images: 32-bit big-endian PowerPC ELF executables built from guests/.
+
+``GuestImage.load(path)`` reads everything the harness needs up front (entry, PT_LOAD segments,
+symbols, bug table) and closes the file; the object is then plain immutable data, cheap to pass to
+any process.  ``guest_path("warn_storm")`` finds ``guests/warn_storm.elf`` in the repository.
+
+The bug table (``__bug_table`` .. ``__bug_table_end``) holds 8-byte big-endian entries
+``{u32 addr; u32 flags}`` with flags WARN = 1, BUG = 2 (see guests/README.md).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.constants import P_FLAGS
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+__all__ = ["GuestImage", "ImageError", "UnknownSymbolError", "Segment", "BugKind", "BugEntry",
+           "guest_path", "GUESTS_DIR", "list_guests"]
+
+GUESTS_DIR = Path(__file__).resolve().parents[2] / "guests"
+
+BUG_TABLE_START = "__bug_table"
+BUG_TABLE_END = "__bug_table_end"
+BUG_ENTRY_SIZE = 8
+
+
+class ImageError(Exception):
+    """A guest image that cannot be used (missing, not a 32-bit big-endian PowerPC ELF, ...)."""
+
+
+class UnknownSymbolError(ImageError, KeyError):
+    """``GuestImage.symbol(name)`` for a name the image does not define."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BugKind(enum.IntEnum):
+    WARN = 1
+    BUG = 2
+
+
+@dataclass(frozen=True)
+class BugEntry:
+    addr: int
+    kind: BugKind | int  # an unknown flags value is kept as a plain int
+
+    def __iter__(self):  # allows `addr, kind = entry`
+        return iter((self.addr, self.kind))
+
+    def __repr__(self) -> str:
+        kind = self.kind.name if isinstance(self.kind, BugKind) else hex(self.kind)
+        return f"BugEntry({self.addr:#x}, {kind})"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One PT_LOAD segment: ``data`` is the file image (filesz bytes); the loader zero-fills up to
+    ``memsz``."""
+
+    addr: int
+    data: bytes
+    memsz: int
+    flags: int  # PF_X = 1, PF_W = 2, PF_R = 4
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.memsz
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & P_FLAGS.PF_X)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & P_FLAGS.PF_W)
+
+    def __iter__(self):  # allows `addr, data = segment`
+        return iter((self.addr, self.data))
+
+
+def list_guests() -> list[str]:
+    """Names of the programs with a built ELF in guests/."""
+    return sorted(p.stem for p in GUESTS_DIR.glob("*.elf"))
+
+
+def guest_path(name: str | Path) -> Path:
+    """Path of a guest program: a bare name ("warn_storm") means guests/warn_storm.elf in the
+    repository; anything that looks like a path (or exists) is used as given."""
+    p = Path(name)
+    if p.suffix == ".elf" or len(p.parts) > 1:
+        if not p.exists():
+            raise ImageError(f"guest image {str(p)!r} does not exist")
+        return p
+    candidate = GUESTS_DIR / f"{name}.elf"
+    if not candidate.exists():
+        known = list_guests()
+        near = difflib.get_close_matches(str(name), known, n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise ImageError(f"no guest program {str(name)!r} ({candidate} missing){hint} "
+                         f"known: {', '.join(known) or 'none (run python guests/build.py)'}")
+    return candidate
+
+
+class GuestImage:
+    """A loaded guest ELF: entry, PT_LOAD segments, symbols, bug table."""
+
+    def __init__(self, path: Path, entry: int, segments: list[Segment], symbols: dict[str, int],
+                 symbol_sizes: dict[str, int]):
+        self.path = path
+        self.entry = entry
+        self.segments = tuple(segments)
+        self.symbols = dict(symbols)
+        self.symbol_sizes = dict(symbol_sizes)
+
+    # -- loading --------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GuestImage":
+        path = guest_path(path)
+        try:
+            with open(path, "rb") as f:
+                return cls._parse(path, f)
+        except ELFError as e:
+            raise ImageError(f"{path}: not a valid ELF file: {e}") from None
+        except OSError as e:
+            raise ImageError(f"{path}: cannot read: {e}") from None
+
+    @classmethod
+    def _parse(cls, path: Path, f) -> "GuestImage":
+        magic = f.read(4)
+        f.seek(0)
+        if magic != b"\x7fELF":
+            raise ImageError(f"{path}: not an ELF file (magic {magic!r})")
+        elf = ELFFile(f)
+        problems = []
+        if elf.elfclass != 32:
+            problems.append(f"ELF class {elf.elfclass} (need 32-bit)")
+        if elf.little_endian:
+            problems.append("little-endian (need big-endian)")
+        if elf["e_machine"] != "EM_PPC":
+            problems.append(f"machine {elf['e_machine']} (need EM_PPC, 32-bit PowerPC)")
+        if elf["e_type"] != "ET_EXEC":
+            problems.append(f"type {elf['e_type']} (need an executable, ET_EXEC)")
+        if problems:
+            raise ImageError(f"{path}: not a guest image: {'; '.join(problems)}")
+
+        segments = []
+        for seg in elf.iter_segments():
+            if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
+                continue
+            data = seg.data()
+            if seg["p_filesz"] > seg["p_memsz"]:
+                raise ImageError(f"{path}: PT_LOAD at {seg['p_vaddr']:#x} has filesz > memsz")
+            segments.append(Segment(seg["p_paddr"], bytes(data), seg["p_memsz"], seg["p_flags"]))
+        if not segments:
+            raise ImageError(f"{path}: no PT_LOAD segments")
+        segments.sort(key=lambda s: s.addr)
+        for a, b in zip(segments, segments[1:]):
+            if a.end > b.addr:
+                raise ImageError(f"{path}: PT_LOAD segments overlap at {b.addr:#x}")
+
+        symbols: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        globals_: set[str] = set()
+        symtab = elf.get_section_by_name(".symtab")
+        if isinstance(symtab, SymbolTableSection):
+            for sym in symtab.iter_symbols():
+                name = sym.name
+                if (not name or sym["st_shndx"] == "SHN_UNDEF"
+                        or sym["st_info"]["type"] in ("STT_FILE", "STT_SECTION")):
+                    continue
+                is_global = sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK")
+                if name in symbols and (name in globals_ or not is_global):
+                    continue  # a global wins over a local of the same name; first local wins
+                symbols[name] = sym["st_value"]
+                sizes[name] = sym["st_size"]
+                if is_global:
+                    globals_.add(name)
+        return cls(path, elf["e_entry"], segments, symbols, sizes)
+
+    # -- symbols ----------------------------------------------------------------------------------
+
+    def symbol(self, name: str) -> int:
+        try:
+            return self.symbols[name]
+        except KeyError:
+            near = difflib.get_close_matches(name, list(self.symbols), n=5, cutoff=0.5)
+            hint = f"; near matches: {', '.join(near)}" if near else ""
+            raise UnknownSymbolError(f"{self.path.name}: no symbol {name!r}{hint}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.symbols
+
+    def resolve(self, where: str | int) -> int:
+        """An address from a symbol ("bp_target"), "symbol+offset", an int, or "0x..."/decimal."""
+        if isinstance(where, bool):
+            raise ImageError(f"cannot resolve {where!r} to an address")
+        if isinstance(where, int):
+            addr = where
+        elif isinstance(where, str):
+            text = where.strip()
+            base, sep, off = text.partition("+")
+            base = base.strip()
+            try:
+                addr = int(base, 0)
+            except ValueError:
+                addr = self.symbol(base)
+            if sep:
+                try:
+                    addr += int(off.strip(), 0)
+                except ValueError:
+                    raise ImageError(f"bad offset in {where!r}") from None
+        else:
+            raise ImageError(f"cannot resolve {where!r} (need a symbol name, int or '0x...')")
+        if not 0 <= addr <= 0xFFFFFFFF:
+            raise ImageError(f"address {addr:#x} from {where!r} is not a 32-bit address")
+        return addr
+
+    def symbol_at(self, addr: int) -> str | None:
+        """'name+0xoff' of the closest symbol at or below *addr* (for messages), or None."""
+        best = None
+        for name, value in self.symbols.items():
+            if value <= addr and (best is None or value > best[1]
+                                  or (value == best[1] and name < best[0])):
+                best = (name, value)
+        if best is None:
+            return None
+        off = addr - best[1]
+        return best[0] if off == 0 else f"{best[0]}+{off:#x}"
+
+    # -- contents ---------------------------------------------------------------------------------
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Bytes of the loaded image (bss reads as zero)."""
+        for seg in self.segments:
+            if seg.addr <= addr and addr + n <= seg.end:
+                data = seg.data[addr - seg.addr:addr - seg.addr + n]
+                return data + bytes(n - len(data))
+        raise ImageError(f"{self.path.name}: {n} byte(s) at {addr:#x} are not inside one segment")
+
+    def read_word(self, addr: int) -> int:
+        return struct.unpack(">I", self.read(addr, 4))[0]
+
+    @property
+    def code_segments(self) -> tuple[Segment, ...]:
+        return tuple(s for s in self.segments if s.executable)
+
+    def code_ranges(self) -> list[tuple[int, int]]:
+        """[start, end) of every executable segment."""
+        return [(s.addr, s.addr + len(s.data)) for s in self.code_segments]
+
+    def code_bytes(self) -> list[tuple[int, bytes]]:
+        """(addr, bytes) of every executable segment: what guest RAM must hold for the
+        "guest code byte-identical to the image" invariant."""
+        return [(s.addr, s.data) for s in self.code_segments]
+
+    def code_diff(self, ram) -> list[tuple[int, int, int]]:
+        """Words of executable segments that differ in *ram*: [(addr, image_word, ram_word)]."""
+        out = []
+        for addr, data in self.code_bytes():
+            now = ram.read(addr, len(data))
+            if now == data:
+                continue
+            for off in range(0, len(data) - len(data) % 4, 4):
+                if now[off:off + 4] != data[off:off + 4]:
+                    out.append((addr + off, int.from_bytes(data[off:off + 4], "big"),
+                                int.from_bytes(now[off:off + 4], "big")))
+        return out
+
+    def bug_table(self) -> list[BugEntry]:
+        """Entries of ``__bug_table`` .. ``__bug_table_end``; [] if the image has none."""
+        if BUG_TABLE_START not in self.symbols:
+            return []
+        start = self.symbols[BUG_TABLE_START]
+        end = self.symbol(BUG_TABLE_END)
+        if end < start or (end - start) % BUG_ENTRY_SIZE:
+            raise ImageError(f"{self.path.name}: malformed bug table {start:#x}..{end:#x}")
+        raw = self.read(start, end - start) if end > start else b""
+        entries = []
+        for addr, flags in struct.iter_unpack(">II", raw):
+            try:
+                kind = BugKind(flags)
+            except ValueError:
+                kind = flags
+            entries.append(BugEntry(addr, kind))
+        return entries
+
+    # -- loading into RAM -------------------------------------------------------------------------
+
+    def load_into(self, ram) -> None:
+        """Write every PT_LOAD segment into *ram* (a GuestRAM), zero-filling up to memsz."""
+        for seg in self.segments:
+            if seg.end > ram.size:
+                raise ImageError(f"{self.path.name}: segment {seg.addr:#x}..{seg.end:#x} does not fit "
+                                 f"in guest RAM of {ram.size:#x} bytes")
+        for seg in self.segments:
+            ram.write(seg.addr, seg.data)
+            if seg.memsz > len(seg.data):
+                ram.bytes[seg.addr + len(seg.data):seg.end] = 0
+
+    def __repr__(self) -> str:
+        return (f"GuestImage({str(self.path)!r}, entry={self.entry:#x}, "
+                f"segments={[(hex(s.addr), s.memsz) for s in self.segments]})")
