@@ -52,10 +52,11 @@ class GuestDebugState:
 
 
 class ExitHandler:
-    def __init__(self, model: CpuModel, strategy: Strategy):
+    def __init__(self, model: CpuModel, strategy: Strategy, read_word=None):
         self.model = model
         self.strategy = strategy
         self.table: set[int] = set()      # patched addresses (trap-kernel's in-kernel table)
+        self.read_word = read_word        # guest RAM, to recognise stale exits
 
     @property
     def debug_inst(self) -> int | None:
@@ -85,4 +86,12 @@ class ExitHandler:
             return Decision(Action.USER, address=ex.addr, status=ex.status)
         if self.is_breakpoint(ex, dbg):
             return Decision(Action.USER, address=ex.pc, status=0)
+        if self.is_stale(ex):
+            return Decision(Action.EMULATE, pc=ex.pc)
         return Decision(Action.REFLECT)
+
+    def is_stale(self, ex: Exit) -> bool:
+        """The word that raised this exit is no longer in memory: a breakpoint removed while its exit
+        was in flight. Re-execute at the same PC; never deliver it to the guest."""
+        return (self.read_word is not None and self.strategy.patches_code
+                and ex.word == self.strategy.word and self.read_word(ex.pc) != ex.word)

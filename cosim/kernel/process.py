@@ -1,0 +1,121 @@
+"""The kernel process (the model of KVM): a thin loop around the exit handler (cosim/kernel/exits.py).
+
+It owns the per-vCPU guest-debug state (KVM_SET_GUEST_DEBUG) and writes the host debug registers into
+the vCPU's run page (the vCPU is stopped while that happens: userspace pauses it first, and the vCPU
+reloads them on `Continue(reload_debug=True)`). Exits the handler reflects or emulates are answered
+here; breakpoint hits and host debug events go to userspace as KVM_EXIT_DEBUG.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+
+from .. import wire
+from ..cpu_models import Event, cpu_model
+from ..strategies import strategy
+from ..machine.guest_ram import GuestRAM
+from ..transport import Endpoint
+from ..vcpu.core import Exit
+from ..vcpu.runpage import RunPages
+from .exits import Action, ExitHandler, GuestDebugState
+
+EXIT_FIELDS = tuple(f.name for f in fields(Exit))
+
+
+class KernelProcess:
+    name = "kernel"
+
+    def __init__(self, spec: dict):
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"])
+        self.ep.set_peers({"supervisor": spec["supervisor"]})
+        self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
+        self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
+        self.handler = ExitHandler(cpu_model(spec["cpu"]), strategy(spec["strategy"]), self.ram.read_word)
+        self.debug = [GuestDebugState() for _ in range(spec["vcpus"])]
+        self.decisions: dict[str, int] = {}
+        self.malformed = 0
+        self.stopping = False
+
+    def serve(self):
+        self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr))
+        try:
+            while not self.stopping:
+                r = self.ep.recv(500)
+                if r is not None:
+                    self.handle(r)
+        finally:
+            self.close()
+
+    def handle(self, r):
+        if r.error is not None:
+            self.malformed += 1
+            self.log("error", f"malformed message from {r.sender}: {r.error}")
+            if r.sender in self.ep.inboxes:
+                self.ep.send(r.sender, wire.error_for(r.raw, r.error))
+            return
+        m = r.msg
+        if isinstance(m, wire.ExitMsg):
+            self.on_exit(m)
+        elif isinstance(m, wire.SetGuestDebug):
+            self.set_guest_debug(m)
+            self.ep.send(r.sender, wire.Ack(m.seq, m.TAG))
+        elif isinstance(m, wire.TableUpdate):
+            self.handler.table.difference_update(m.remove)
+            self.handler.table.update(m.insert)
+            self.ep.send(r.sender, wire.Ack(m.seq, m.TAG))
+        elif isinstance(m, wire.GetOneReg):
+            value = self.handler.debug_inst if m.reg == "DEBUG_INST" else None
+            self.ep.send(r.sender, wire.OneReg(m.seq, m.reg, value))
+        elif isinstance(m, wire.Peers):
+            self.ep.set_peers(m.inboxes, m.kicks)
+        elif isinstance(m, wire.Start):
+            pass
+        elif isinstance(m, wire.Shutdown):
+            self.ep.send("supervisor", wire.Stats(self.name, {
+                "decisions": self.decisions, "malformed": self.malformed,
+                "table": sorted(self.handler.table)}))
+            self.stopping = True
+        elif isinstance(m, wire.Error):
+            self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
+        else:
+            self.ep.send(r.sender, wire.Error(m.TAG, f"kernel does not take {m.TAG}"))
+
+    def on_exit(self, m: wire.ExitMsg):
+        ex = Exit(**{n: getattr(m, n) for n in EXIT_FIELDS if n != "event"}, event=Event(m.event))
+        d = self.handler.handle(ex, self.debug[m.vcpu])
+        key = f"{m.event}:{d.action.value}"
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+        vcpu = f"vcpu{m.vcpu}"
+        if d.action is Action.REFLECT:
+            self.ep.send(vcpu, wire.Resume(m.vcpu, m.seq, "reflect", "kernel"))
+        elif d.action is Action.EMULATE:
+            self.ep.send(vcpu, wire.Resume(m.vcpu, m.seq, "emulate", "kernel", pc=d.pc, r3=d.r3))
+        elif d.action is Action.HALT:
+            self.ep.send(vcpu, wire.Resume(m.vcpu, m.seq, "halt", "kernel", code=d.code))
+        else:
+            self.ep.send("userspace", wire.DebugExit(m.vcpu, m.seq, d.address, d.status, m.event, m.pc,
+                                                     m.word, m.ivor, m.srr0, m.esr))
+
+    def set_guest_debug(self, m: wire.SetGuestDebug):
+        st = GuestDebugState(m.control, list(m.iac), list(m.iac_on), list(m.dac), list(m.dac_rw))
+        self.debug[m.vcpu] = st
+        page = self.pages[m.vcpu]
+        page["dbg_control"] = st.control
+        for i in range(2):
+            page["dbg_iac"][i] = st.iac[i] if i < len(st.iac) else 0
+            page["dbg_iac_on"][i] = bool(st.iac_on[i]) if i < len(st.iac_on) else 0
+            page["dbg_dac"][i] = st.dac[i] if i < len(st.dac) else 0
+            page["dbg_dac_rw"][i] = st.dac_rw[i] if i < len(st.dac_rw) else 0
+
+    def log(self, level, text):
+        self.ep.send("supervisor", wire.Log(self.name, level, text))
+
+    def close(self):
+        self.handler.read_word = None
+        self.ram.close()
+        self.pages.close()
+        self.ep.close()
+
+
+def main(spec: dict) -> None:
+    KernelProcess(spec).serve()

@@ -1,0 +1,271 @@
+"""The vCPU process: a thin loop around the core (cosim/vcpu/core.py).
+
+Two threads. The main thread runs guest code (unicorn releases the GIL) and handles messages whenever
+the core is out of the guest. The kick thread blocks on the kick line; on a kick it calls
+`emu_stop()` until the main thread has come out of the guest and drained its inbox (a stop requested
+between two emu_start calls would otherwise be lost). Every exit that crosses to the kernel is sent as
+`ExitMsg` and the vCPU waits for the matching `Resume`, from the kernel or from userspace.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from .. import wire
+from ..cpu_models import Event, cpu_model
+from ..machine.guest_ram import GuestRAM
+from ..machine.image import GuestImage
+from ..transport import Endpoint
+from .core import Core, Exit, Fault
+from .engine import Engine
+from .runpage import RunPages, State
+
+LATENCY_SAMPLES = 50_000
+
+
+class VcpuProcess:
+    def __init__(self, spec: dict):
+        self.index = spec["index"]
+        self.name = f"vcpu{self.index}"
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"], kick=True)
+        self.ep.set_peers({"supervisor": spec["supervisor"]})
+        self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
+        self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
+        self.page = self.pages[self.index]
+        self.model = cpu_model(spec["cpu"])
+        self.engine = Engine(self.ram.address, self.ram.size,
+                             self.pages.address_of(self.index, "instructions"))
+        self.core = Core(self.engine, self.page, self.model, self.ram.words)
+        self.core.reset(spec["entry"], pir=self.index)
+        image = GuestImage.load(spec["image"])
+        self.pristine = {}        # addr -> word as loaded, for every code word
+        for base, data in image.code_bytes():
+            words = np.frombuffer(data[:len(data) & ~3], ">u4")
+            self.pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
+        self.max_instructions = spec.get("max_instructions", 0)
+        self.started = False
+        self.paused = False
+        self.halted = False
+        self.pending: Exit | None = None
+        self.seq = 0
+        self.exit_t0 = 0
+        self.latency = {"kernel": [], "userspace": []}
+        self.planted = {}         # address -> executions of a word the debugger planted there
+        self.host_debug_events = {}
+        self.kick_pending = False
+        self.in_guest = False
+        self._kicked = False
+        self.stopping = False
+
+    # --- kick thread -------------------------------------------------------------------------------
+    def kick_loop(self):
+        while not self.stopping:
+            if not self.ep.wait_kick(100):
+                continue
+            self.kick_pending = True
+            while self.kick_pending and not self.stopping:
+                if self.in_guest:
+                    self.engine.stop()
+                time.sleep(0.00005)
+
+    # --- main loop ---------------------------------------------------------------------------------
+    def serve(self):
+        self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr, self.ep.kick_addr))
+        kicker = threading.Thread(target=self.kick_loop, name=f"{self.name}-kick", daemon=True)
+        kicker.start()
+        try:
+            while not self.stopping:
+                if self.runnable():
+                    self.run_guest()
+                    self.kick_pending = False
+                    self.drain(wait_ms=50 if self.kicked_without_message() else 0)
+                else:
+                    r = self.ep.recv(200)
+                    if r is not None:
+                        self.handle(r)
+                    self.kick_pending = False
+                    self.drain(0)
+        finally:
+            self.stopping = True
+            kicker.join(1)
+            self.close()
+
+    def runnable(self) -> bool:
+        return self.started and not self.paused and self.pending is None and not self.halted
+
+    def kicked_without_message(self) -> bool:
+        return self._kicked and not self.ep.inbox.poll(0)
+
+    def run_guest(self):
+        self._kicked = False
+        self.in_guest = True
+        try:
+            out = self.core.run(kicked=self._check_kick)
+        finally:
+            self.in_guest = False
+        if out is None:
+            self._kicked = True
+            self._check_budget()
+        elif isinstance(out, Fault):
+            self.fault(out)
+        else:
+            self.exit_to_kernel(out)
+
+    def _check_kick(self) -> bool:
+        return self.kick_pending or self._over_budget()
+
+    def _over_budget(self) -> bool:
+        return bool(self.max_instructions) and int(self.page["instructions"]) >= self.max_instructions
+
+    def _check_budget(self):
+        if self._over_budget() and not self.halted:
+            self.halt(0, "instruction limit", self.core.pc, State.HALTED)
+
+    def drain(self, wait_ms: int):
+        r = self.ep.recv(wait_ms)
+        while r is not None:
+            self.handle(r)
+            r = self.ep.recv(0)
+
+    # --- exits -------------------------------------------------------------------------------------
+    def exit_to_kernel(self, ex: Exit):
+        self.core.save_regs()
+        if self.pristine.get(ex.pc, ex.word) != ex.word:
+            self.planted[ex.pc] = self.planted.get(ex.pc, 0) + 1
+        if ex.host:
+            key = f"{ex.status}:{ex.addr:#x}"
+            self.host_debug_events[key] = self.host_debug_events.get(key, 0) + 1
+        self.seq += 1
+        self.pending = ex
+        self.page["state"] = State.IN_EXIT
+        self.page["exit_event"] = list(Event).index(ex.event)
+        self.page["exit_pc"] = ex.pc
+        self.page["exit_word"] = ex.word
+        d = asdict(ex)
+        d["event"] = ex.event.value
+        self.exit_t0 = time.perf_counter_ns()
+        self.ep.send("kernel", wire.ExitMsg(vcpu=self.index, seq=self.seq, **d))
+
+    def on_resume(self, m: wire.Resume):
+        ex = self.pending
+        if ex is None or m.seq != self.seq:
+            self.log("warn", f"stale resume seq {m.seq} (expected {self.seq if ex else 'none'})")
+            return
+        lat = self.latency.get(m.level)
+        if lat is not None and len(lat) < LATENCY_SAMPLES:
+            lat.append(time.perf_counter_ns() - self.exit_t0)
+        self.core.count(ex.event.value, m.level)
+        self.pending = None
+        self.page["state"] = State.RUNNING
+        core = self.core
+        if m.how == "reflect":
+            core.reflect(ex)
+        elif m.how == "inject":
+            core.deliver(m.ivor, m.srr0, m.esr)
+        elif m.how in ("emulate", "continue"):
+            core.pc = m.pc
+            if m.r3 is not None:
+                self.engine.set_gpr(3, m.r3)
+        elif m.how == "step_over":
+            core.pc = m.pc
+            out = core.step_over(m.word)
+            if isinstance(out, Fault):
+                self.fault(out)
+            elif out is not None:
+                self.exit_to_kernel(out)
+        elif m.how == "halt":
+            self.halt(m.code, "guest halted", ex.pc, State.HALTED)
+        else:
+            self.log("error", f"unknown resume {m.how!r}")
+
+    def halt(self, code: int, reason: str, pc: int, state: State):
+        self.core.save_regs()
+        self.halted = True
+        self.page["state"] = state
+        self.page["exit_code"] = code & 0xFFFFFFFF
+        msg = wire.Halted(self.index, code, reason, pc)
+        self.ep.send("supervisor", msg)
+        if "userspace" in self.ep.inboxes:
+            self.ep.send("userspace", msg)
+
+    def fault(self, f: Fault):
+        self.core.count("fault", "vcpu")
+        self.halt(-1, f"guest fault at {f.pc:#010x}: {f.reason}", f.pc, State.FAULTED)
+
+    # --- messages ----------------------------------------------------------------------------------
+    def handle(self, r):
+        if r.error is not None:
+            self.log("error", f"malformed message from {r.sender}: {r.error}")
+            if r.sender in self.ep.inboxes:
+                self.ep.send(r.sender, wire.error_for(r.raw, r.error))
+            return
+        m = r.msg
+        if isinstance(m, wire.Resume):
+            self.on_resume(m)
+        elif isinstance(m, wire.Pause):
+            self.paused = True
+            if self.pending is None and not self.halted:
+                self.core.save_regs()
+                self.page["state"] = State.PAUSED
+            self.ep.send(r.sender, wire.Paused(self.index, m.seq, int(self.page["state"]), self.core.pc))
+        elif isinstance(m, wire.Continue):
+            if m.flush_all:
+                self.engine.flush()
+            elif m.flush:
+                self.engine.flush(m.flush)
+            if m.reload_regs:
+                self.core.load_regs()
+            if m.reload_debug:
+                self.core.apply_debug()
+            self.paused = False
+            if self.pending is None and not self.halted:
+                self.page["state"] = State.RUNNING
+        elif isinstance(m, wire.Peers):
+            self.ep.set_peers(m.inboxes, m.kicks)
+        elif isinstance(m, wire.Start):
+            self.started = True
+            self.paused = m.paused
+            if m.paused:
+                self.core.save_regs()
+            self.page["state"] = State.PAUSED if m.paused else State.RUNNING
+        elif isinstance(m, wire.Shutdown):
+            self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
+            self.stopping = True
+        elif isinstance(m, wire.Error):
+            self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
+        else:
+            self.ep.send(r.sender, wire.Error(m.TAG, f"{self.name} does not take {m.TAG}"))
+
+    def stats(self) -> dict:
+        return {
+            "instructions": int(self.page["instructions"]),
+            "exits": self.page["exits"].tolist(),
+            "latency_ns": self.latency,
+            "planted_exec": {str(k): v for k, v in self.planted.items()},
+            "host_debug_events": self.host_debug_events,
+            "state": int(self.page["state"]),
+            "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
+            "pc": self.core.pc,
+        }
+
+    def log(self, level: str, text: str):
+        try:
+            self.ep.send("supervisor", wire.Log(self.name, level, text))
+        except Exception:
+            pass
+
+    def close(self):
+        self.core = None
+        self.engine = None
+        self.page = None
+        self.pages.close()
+        self.ram.close()
+        self.ep.close()
+
+
+def main(spec: dict) -> None:
+    VcpuProcess(spec).serve()
