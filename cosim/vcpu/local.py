@@ -46,8 +46,13 @@ def read_counters(image: GuestImage, ram: GuestRAM, vcpus: int) -> dict[str, lis
 
 
 def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
-              ram_size: int = DEFAULT_RAM, max_exits: int = 10_000_000, setup=None) -> LocalResult:
-    """Run `program` (a name in guests/ or an ELF path) to its halt on one vCPU."""
+              ram_size: int = DEFAULT_RAM, max_exits: int = 10_000_000, setup=None,
+              collect=None) -> LocalResult:
+    """Run `program` (a name in guests/ or an ELF path) to its halt on one vCPU.
+
+    `setup(core, image, ram)` runs after the image is loaded and the vCPU reset, before the first
+    instruction; `collect(core, image, ram)` runs after the halt (or fault), while guest RAM is still
+    open (the RAM is closed when run_local returns)."""
     image = GuestImage.load(guest_path(program))
     model = cpu_model(cpu)
     ram = GuestRAM.create(ram_size)
@@ -91,6 +96,8 @@ def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
         else:
             raise RuntimeError(f"{program}: no halt after {max_exits} exits")
         seconds = time.perf_counter() - t0
+        if collect is not None:
+            collect(core, image, ram)
         exits = {ev: {lv: int(page["exits"][i, j]) for j, lv in enumerate(LEVELS) if page["exits"][i, j]}
                  for i, ev in enumerate(EVENTS) if page["exits"][i].any()}
         result = LocalResult(code, fault, int(page["instructions"]), seconds, exits,
