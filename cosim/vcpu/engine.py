@@ -74,6 +74,7 @@ class Engine:
         self._iac: tuple[int, ...] = ()
         self._dac: tuple[tuple[int, bool, bool], ...] = ()
         self._stepping_tbs = False
+        self._dac_suppressed = False      # while re-executing the instruction that hit a DAC
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         if icount_address is not None and _icount is not None:
@@ -101,7 +102,7 @@ class Engine:
             uc.emu_stop()
 
     def _on_dac(self, uc, access, address, size, value, slot):
-        if self._event is None:
+        if self._event is None and not self._dac_suppressed:
             write = access == 17  # UC_MEM_WRITE
             self._event = Stop(StopKind.DAC, uc.reg_read(P.UC_PPC_REG_PC), slot=slot, addr=address,
                                write=write)
@@ -215,10 +216,13 @@ class Engine:
         self.uc.ctl_remove_cache(SCRATCH, SCRATCH + 12)
         self._event = None
         self._fault = None
+        self._dac_suppressed = True
         try:
             self.uc.emu_start(SCRATCH, SCRATCH + 4, count=0)
         except UcError as e:
             return self._fault_stop(str(e))
+        finally:
+            self._dac_suppressed = False
         ev = self._event
         if ev is not None and not (ev.kind is StopKind.INTERRUPT and ev.pc in (SCRATCH + 4, SCRATCH + 8)):
             # the original instruction itself raised something: report it at its real address

@@ -1,0 +1,180 @@
+"""The userspace process (the model of QEMU): a thin loop around the generic debugger
+(cosim/userspace/debugger.py) and its front ends: the scripted debugger of the config and, when asked,
+the GDB stub. Messages that arrived while a synchronous request was waiting are handled first, in order.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from .. import wire
+from ..machine.guest_ram import GuestRAM
+from ..machine.image import GuestImage
+from ..strategies import Match, strategy
+from ..transport import Endpoint
+from ..vcpu.runpage import RunPages
+from .debugger import Debugger
+from .script import ScriptedDebugger
+from .vm import Vm, VmError
+
+
+class UserspaceProcess:
+    name = "userspace"
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"])
+        self.ep.set_peers({"supervisor": spec["supervisor"]})
+        self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
+        self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
+        self.image = GuestImage.load(spec["image"])
+        self.strategy = strategy(spec["strategy"])
+        self.vm = Vm(self.ep, self.ram, self.pages, spec["vcpus"],
+                     table_in_kernel=self.strategy.match is Match.TABLE)
+        self.dbg: Debugger | None = None
+        self.script: ScriptedDebugger | None = None
+        self.gdb = None
+        self.halted: set[int] = set()
+        self.malformed = 0
+        self.errors: list[str] = []
+        self.detached = False
+        self.stopping = False
+
+    # --- loop --------------------------------------------------------------------------------------
+    def serve(self):
+        self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr))
+        try:
+            while not self.stopping:
+                if self.vm.backlog:
+                    self.handle(self.vm.backlog.popleft())
+                    continue
+                r = self.ep.recv(self._timeout_ms())
+                if r is not None:
+                    self.handle(r)
+                self._timers()
+        finally:
+            self.close()
+
+    def _timeout_ms(self) -> int:
+        waits = [0.2]
+        if self.script is not None and (t := self.script.timeout()) is not None:
+            waits.append(t)
+        if self.gdb is not None:
+            waits.append(self.gdb.timeout())
+        return max(0, int(min(waits) * 1000))
+
+    def _timers(self):
+        try:
+            if self.script is not None and len(self.halted) < self.vm.vcpus:
+                self.script.tick()
+            if self.gdb is not None:
+                self.gdb.poll()
+        except VmError as e:
+            self.error(str(e))
+
+    def handle(self, r):
+        if r.error is not None:
+            self.malformed += 1
+            self.log("error", f"malformed message from {r.sender}: {r.error}")
+            if r.sender in self.ep.inboxes:
+                self.ep.send(r.sender, wire.error_for(r.raw, r.error))
+            return
+        m = r.msg
+        try:
+            self.dispatch(r.sender, m)
+        except VmError as e:
+            self.error(f"while handling {m.TAG}: {e}")
+
+    def dispatch(self, sender, m):
+        if isinstance(m, wire.DebugExit):
+            if self.script is not None:
+                self.script.intercept(m)
+            self.dbg.on_debug_exit(m)
+        elif isinstance(m, wire.Halted):
+            self.halted.add(m.vcpu)
+            if self.gdb is not None:
+                self.gdb.on_halted(m)
+        elif isinstance(m, wire.Peers):
+            self.ep.set_peers(m.inboxes, m.kicks)
+        elif isinstance(m, wire.Start):
+            self.setup(m.paused)
+        elif isinstance(m, wire.Detach):
+            restored = self.detach()
+            self.ep.send(sender, wire.Detached(m.seq, restored))
+        elif isinstance(m, wire.Shutdown):
+            self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
+            self.stopping = True
+        elif isinstance(m, (wire.Paused, wire.Ack, wire.OneReg)):
+            pass   # a late reply to a request that already timed out
+        elif isinstance(m, wire.Error):
+            self.log("warn", f"{sender} rejected our {m.tag}: {m.reason}")
+        else:
+            self.ep.send(sender, wire.Error(m.TAG, f"userspace does not take {m.TAG}"))
+
+    # --- scenario ----------------------------------------------------------------------------------
+    def setup(self, gdb_paused: bool):
+        debug_inst = self.vm.get_one_reg("DEBUG_INST")
+        self.dbg = Debugger(self.vm, self.strategy, debug_inst)
+        self.script = ScriptedDebugger(self.dbg, self.spec["debug"], self.image.resolve,
+                                       self.image.symbol_at)
+        gdb_addr = self.spec.get("gdb")
+        if gdb_addr is not None:
+            from ..gdb.stub import GdbStub
+            self.gdb = GdbStub(self, gdb_addr)
+            self.ep.send("supervisor", wire.Log(self.name, "gdb", self.gdb.address))
+        self.dbg.hold = self.gdb is not None
+        self.script.start()
+        if self.gdb is None:
+            self.dbg.release()
+        else:
+            self.gdb.take_control()
+
+    def detach(self) -> int:
+        if self.detached or self.dbg is None:
+            return 0
+        self.detached = True
+        if self.script is not None:
+            self.script.stop_toggling()
+        if self.gdb is not None:
+            self.gdb.close()
+            self.gdb = None
+            self.dbg.hold = False
+        return self.dbg.detach()
+
+    # --- report ------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        c = self.dbg.counters if self.dbg else None
+        return {
+            "hits": {f"{a:#x}": n for a, n in (c.hits.items() if c else ())},
+            "hits_by_vcpu": {str(v): n for v, n in (c.hits_by_vcpu.items() if c else ())},
+            "stale": {f"{a:#x}": n for a, n in (c.stale.items() if c else ())},
+            "reinjected": dict(c.reinjected) if c else {},
+            "watch": {f"{a:#x}": n for a, n in (c.watch.items() if c else ())},
+            "steps": c.steps if c else 0,
+            "refused": list(c.refused) if c else [],
+            "inserts": c.inserts if c else 0,
+            "removes": c.removes if c else 0,
+            "debug_inst": self.dbg.state.debug_inst if self.dbg else None,
+            "script": self.script.stats() if self.script else {},
+            "malformed": self.malformed,
+            "errors": self.errors,
+        }
+
+    def error(self, text: str):
+        self.errors.append(text)
+        self.log("error", text)
+
+    def log(self, level, text):
+        self.ep.send("supervisor", wire.Log(self.name, level, text))
+
+    def close(self):
+        if self.gdb is not None:
+            self.gdb.close()
+        self.vm.ram = None
+        self.ram.close()
+        self.pages.close()
+        self.ep.close()
+
+
+def main(spec: dict) -> None:
+    UserspaceProcess(spec).serve()

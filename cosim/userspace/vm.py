@@ -1,0 +1,115 @@
+"""Userspace's handle on the VM (the model of QEMU's kvm-all.c plumbing): stop every vCPU, patch guest
+code, flush every vCPU's translations, run KVM_SET_GUEST_DEBUG on every vCPU, resume.
+
+Synchronous requests wait for their reply in a nested receive loop; anything else that arrives in the
+meantime (a KVM_EXIT_DEBUG in flight, say) is kept, in order, for the main loop. That is exactly where a
+breakpoint can be removed while its exit is in flight: the exit is then handled later as stale.
+"""
+from __future__ import annotations
+
+import collections
+import time
+
+from .. import wire
+from ..machine.guest_ram import GuestRAM
+from ..transport import Endpoint
+from ..vcpu.runpage import RunPages
+from .breakpoints import DebugState, Patch
+
+REPLY_TIMEOUT_S = 10.0
+
+
+class VmError(RuntimeError):
+    pass
+
+
+class Vm:
+    def __init__(self, ep: Endpoint, ram: GuestRAM, pages: RunPages, vcpus: int, table_in_kernel: bool):
+        self.ep = ep
+        self.ram = ram
+        self.pages = pages
+        self.vcpus = vcpus
+        self.table_in_kernel = table_in_kernel
+        self.backlog: collections.deque = collections.deque()
+        self.seq = 0
+        self.gone: set[int] = set()          # vCPU processes that no longer answer (shut down)
+        self.singlestep: set[int] = set()
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def names(self):
+        return [i for i in range(self.vcpus) if i not in self.gone]
+
+    # --- waiting ------------------------------------------------------------------------------------
+    def wait_for(self, match, count: int = 1, what: str = "reply") -> list:
+        got = []
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise VmError(f"timed out waiting for {what} ({len(got)}/{count})")
+            r = self.ep.recv(int(left * 1000) + 1)
+            if r is None:
+                continue
+            if r.msg is not None and match(r.msg):
+                got.append(r.msg)
+            else:
+                self.backlog.append(r)
+        return got
+
+    def call_kernel(self, msg, reply_type):
+        self.ep.send("kernel", msg)
+        return self.wait_for(lambda m: isinstance(m, reply_type) and m.seq == msg.seq,
+                             what=f"kernel {reply_type.__name__}")[0]
+
+    # --- stop the world -----------------------------------------------------------------------------
+    def pause_all(self) -> None:
+        seq = self.next_seq()
+        targets = self.names()
+        for i in targets:
+            self.ep.send(f"vcpu{i}", wire.Pause(seq))
+            self.ep.kick(f"vcpu{i}")
+        self.wait_for(lambda m: isinstance(m, wire.Paused) and m.seq == seq, len(targets),
+                      what="vCPUs to pause")
+
+    def resume_all(self, flush=(), reload_debug=False, flush_all=False) -> None:
+        seq = self.next_seq()
+        for i in self.names():
+            self.ep.send(f"vcpu{i}", wire.Continue(seq, list(flush), flush_all, False, reload_debug))
+
+    def continue_vcpu(self, i: int, reload_regs=False, reload_debug=False, flush=()) -> None:
+        self.ep.send(f"vcpu{i}", wire.Continue(self.next_seq(), list(flush), False, reload_regs,
+                                               reload_debug))
+
+    # --- guest memory and debug registers (all vCPUs stopped) --------------------------------------
+    def apply(self, patches: list[Patch]) -> None:
+        for p in patches:
+            self.ram.write_word(p.address, p.word)
+
+    def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
+        fields = state.guest_debug_fields()
+        for i in (self.names() if vcpus is None else vcpus):
+            control = state.control(singlestep=i in self.singlestep)
+            self.call_kernel(wire.SetGuestDebug(i, self.next_seq(), control, **fields), wire.Ack)
+
+    def update_table(self, insert=(), remove=()) -> None:
+        if self.table_in_kernel:
+            self.call_kernel(wire.TableUpdate(self.next_seq(), list(insert), list(remove)), wire.Ack)
+
+    def get_one_reg(self, reg: str):
+        return self.call_kernel(wire.GetOneReg(self.next_seq(), reg), wire.OneReg).value
+
+    # --- registers (run page of a stopped vCPU) ----------------------------------------------------
+    def registers(self, i: int) -> list[int]:
+        """r0..r31, pc, msr, cr, lr, ctr, xer of a stopped vCPU."""
+        p = self.pages[i]
+        return [int(x) for x in p["gpr"]] + [int(p[n]) for n in ("pc", "msr", "cr", "lr", "ctr", "xer")]
+
+    def set_register(self, i: int, regno: int, value: int) -> None:
+        p = self.pages[i]
+        if regno < 32:
+            p["gpr"][regno] = value
+        else:
+            p[("pc", "msr", "cr", "lr", "ctr", "xer")[regno - 32]] = value
