@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -28,6 +29,7 @@ DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"]
                         S["IAC3"], S["IAC4"], S["DAC1"], S["DAC2"]})
 EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+LOCAL_SAMPLES = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,8 @@ class GuestFault(Exception):
 
 
 class Core:
-    def __init__(self, engine: Engine, page, model: CpuModel, ram_words: np.ndarray):
+    def __init__(self, engine: Engine, page, model: CpuModel, ram_words: np.ndarray,
+                 pristine: dict[int, int] | None = None):
         self.engine = engine
         self.page = page
         self.model = model
@@ -72,6 +75,10 @@ class Core:
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
         self.host_step = False
         self._dbg_key = None
+        self.pristine = pristine or {}    # addr -> code word as loaded (ground truth for the report)
+        self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
+        self.host_iac: dict[int, int] = {}  # addr -> host IAC events
+        self.local_ns: list[int] = []      # handling time of events handled without leaving the vCPU
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -223,11 +230,15 @@ class Core:
     def run(self, kicked=lambda: False) -> Exit | Fault | None:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
+        samples = self.local_ns
         while True:
             stop = self.engine.run(self.pc, step=self.step)
+            t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:
                 return out
+            if len(samples) < LOCAL_SAMPLES and stop.kind is StopKind.INTERRUPT:
+                samples.append(perf_counter_ns() - t0)
             if kicked():
                 return None
 
@@ -244,6 +255,8 @@ class Core:
             return self._step_event(stop.pc) if self.step else None
         if kind is StopKind.IAC:
             self.pc = stop.pc
+            if self.host_debug:
+                self.host_iac[stop.pc] = self.host_iac.get(stop.pc, 0) + 1
             return self._debug_event(stop.pc, IAC_BITS[stop.slot], stop.pc, DebugStatus.BREAKPOINT,
                                      addr=stop.pc)
         if kind is StopKind.DAC:
@@ -268,6 +281,8 @@ class Core:
         self.pc = pc
         if word is None:
             word = self.word_at(pc)
+            if self.pristine.get(pc, word) != word:
+                self.planted[pc] = self.planted.get(pc, 0) + 1
         d = classify(word)
         k = d.kind
         if stop.intno not in (6, 8, 96):

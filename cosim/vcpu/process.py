@@ -39,13 +39,13 @@ class VcpuProcess:
         self.model = cpu_model(spec["cpu"])
         self.engine = Engine(self.ram.address, self.ram.size,
                              self.pages.address_of(self.index, "instructions"))
-        self.core = Core(self.engine, self.page, self.model, self.ram.words)
-        self.core.reset(spec["entry"], pir=self.index)
         image = GuestImage.load(spec["image"])
-        self.pristine = {}        # addr -> word as loaded, for every code word
+        pristine = {}             # addr -> word as loaded, for every code word
         for base, data in image.code_bytes():
             words = np.frombuffer(data[:len(data) & ~3], ">u4")
-            self.pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
+            pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
+        self.core = Core(self.engine, self.page, self.model, self.ram.words, pristine)
+        self.core.reset(spec["entry"], pir=self.index)
         self.max_instructions = spec.get("max_instructions", 0)
         self.started = False
         self.paused = False
@@ -54,8 +54,6 @@ class VcpuProcess:
         self.seq = 0
         self.exit_t0 = 0
         self.latency = {"kernel": [], "userspace": []}
-        self.planted = {}         # address -> executions of a word the debugger planted there
-        self.host_debug_events = {}
         self.kick_pending = False
         self.in_guest = False
         self._kicked = False
@@ -134,11 +132,6 @@ class VcpuProcess:
     # --- exits -------------------------------------------------------------------------------------
     def exit_to_kernel(self, ex: Exit):
         self.core.save_regs()
-        if self.pristine.get(ex.pc, ex.word) != ex.word:
-            self.planted[ex.pc] = self.planted.get(ex.pc, 0) + 1
-        if ex.host:
-            key = f"{ex.status}:{ex.addr:#x}"
-            self.host_debug_events[key] = self.host_debug_events.get(key, 0) + 1
         self.seq += 1
         self.pending = ex
         self.page["state"] = State.IN_EXIT
@@ -244,9 +237,9 @@ class VcpuProcess:
         return {
             "instructions": int(self.page["instructions"]),
             "exits": self.page["exits"].tolist(),
-            "latency_ns": self.latency,
-            "planted_exec": {str(k): v for k, v in self.planted.items()},
-            "host_debug_events": self.host_debug_events,
+            "latency_ns": {"vcpu": self.core.local_ns, **self.latency},
+            "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
+            "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
             "state": int(self.page["state"]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
