@@ -218,7 +218,7 @@ _XO31 = {
     467: Kind.MTSPR, 339: Kind.MFSPR, 146: Kind.MTMSR, 83: Kind.MFMSR, 131: Kind.WRTEE,
     163: Kind.WRTEEI, 4: Kind.TRAP, 270: Kind.EHPRIV,
     978: Kind.PRIV_OTHER, 946: Kind.PRIV_OTHER, 914: Kind.PRIV_OTHER, 786: Kind.PRIV_OTHER,  # tlb*
-    198: Kind.PRIV_OTHER, 454: Kind.PRIV_OTHER, 486: Kind.PRIV_OTHER,  # dcbi etc.
+    470: Kind.PRIV_OTHER, 566: Kind.PRIV_OTHER,  # dcbi, tlbsync
 }
 # XL-form under primary opcode 19
 _XO19 = {50: Kind.RFI, 51: Kind.RFCI, 39: Kind.RFDI, 38: Kind.RFMCI}

@@ -24,7 +24,7 @@ class Bench:
         self.pages = RunPages.create(1)
         self.page = self.pages[0]
         self.engine = Engine(self.ram.ctypes.data, RAM_SIZE, self.pages.address_of(0, "instructions"))
-        self.core = Core(self.engine, self.page, self.model, self.words)
+        self.core = Core(self.engine, self.pages.record(0), self.model, self.words)
         self.core.reset(0x1000, pir=0)
 
     def put(self, addr, words):

@@ -64,7 +64,7 @@ def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
         page = pages[0]
         engine = Engine(ram.address, ram.size, pages.address_of(0, "instructions"))
         from .core import Core
-        core = Core(engine, page, model, ram.words)
+        core = Core(engine, pages.record(0), model, ram.words)
         core.reset(image.entry, pir=0)
         if setup is not None:
             setup(core, image, ram)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import fields
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from .engine import Engine
 from .runpage import RunPages, State
 
 LATENCY_SAMPLES = 50_000
+EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first, as in wire.ExitMsg after vcpu, seq
+EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
 
 class VcpuProcess:
@@ -36,6 +38,9 @@ class VcpuProcess:
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
         self.page = self.pages[self.index]
+        rec = self.pages.record(self.index)
+        self.state = rec["state"]
+        self.exit_info = (rec["exit_event"], rec["exit_pc"], rec["exit_word"])
         self.model = cpu_model(spec["cpu"])
         self.engine = Engine(self.ram.address, self.ram.size,
                              self.pages.address_of(self.index, "instructions"))
@@ -44,7 +49,7 @@ class VcpuProcess:
         for base, data in image.code_bytes():
             words = np.frombuffer(data[:len(data) & ~3], ">u4")
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
-        self.core = Core(self.engine, self.page, self.model, self.ram.words, pristine)
+        self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine)
         self.core.reset(spec["entry"], pir=self.index)
         self.max_instructions = spec.get("max_instructions", 0)
         self.started = False
@@ -134,14 +139,12 @@ class VcpuProcess:
         self.core.save_regs()
         self.seq += 1
         self.pending = ex
-        self.page["state"] = State.IN_EXIT
-        self.page["exit_event"] = list(Event).index(ex.event)
-        self.page["exit_pc"] = ex.pc
-        self.page["exit_word"] = ex.word
-        d = asdict(ex)
-        d["event"] = ex.event.value
+        self.state[0] = State.IN_EXIT
+        for view, value in zip(self.exit_info, (EVENT_CODES[ex.event], ex.pc, ex.word)):
+            view[0] = value
         self.exit_t0 = time.perf_counter_ns()
-        self.ep.send("kernel", wire.ExitMsg(vcpu=self.index, seq=self.seq, **d))
+        self.ep.send("kernel", wire.ExitMsg(self.index, self.seq, ex.event.value,
+                                            *(getattr(ex, n) for n in EXIT_FIELDS[1:])))
 
     def on_resume(self, m: wire.Resume):
         ex = self.pending
@@ -153,7 +156,7 @@ class VcpuProcess:
             lat.append(time.perf_counter_ns() - self.exit_t0)
         self.core.count(ex.event.value, m.level)
         self.pending = None
-        self.page["state"] = State.RUNNING
+        self.state[0] = State.RUNNING
         core = self.core
         if m.how == "reflect":
             core.reflect(ex)
@@ -178,7 +181,7 @@ class VcpuProcess:
     def halt(self, code: int, reason: str, pc: int, state: State):
         self.core.save_regs()
         self.halted = True
-        self.page["state"] = state
+        self.state[0] = state
         self.page["exit_code"] = code & 0xFFFFFFFF
         msg = wire.Halted(self.index, code, reason, pc)
         self.ep.send("supervisor", msg)
@@ -203,8 +206,8 @@ class VcpuProcess:
             self.paused = True
             if self.pending is None and not self.halted:
                 self.core.save_regs()
-                self.page["state"] = State.PAUSED
-            self.ep.send(r.sender, wire.Paused(self.index, m.seq, int(self.page["state"]), self.core.pc))
+                self.state[0] = State.PAUSED
+            self.ep.send(r.sender, wire.Paused(self.index, m.seq, int(self.state[0]), self.core.pc))
         elif isinstance(m, wire.Continue):
             if m.flush_all:
                 self.engine.flush()
@@ -216,7 +219,7 @@ class VcpuProcess:
                 self.core.apply_debug()
             self.paused = False
             if self.pending is None and not self.halted:
-                self.page["state"] = State.RUNNING
+                self.state[0] = State.RUNNING
         elif isinstance(m, wire.Peers):
             self.ep.set_peers(m.inboxes, m.kicks)
         elif isinstance(m, wire.Start):
@@ -224,7 +227,7 @@ class VcpuProcess:
             self.paused = m.paused
             if m.paused:
                 self.core.save_regs()
-            self.page["state"] = State.PAUSED if m.paused else State.RUNNING
+            self.state[0] = State.PAUSED if m.paused else State.RUNNING
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
@@ -240,7 +243,7 @@ class VcpuProcess:
             "latency_ns": {"vcpu": self.core.local_ns, **self.latency},
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
             "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
-            "state": int(self.page["state"]),
+            "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
         }

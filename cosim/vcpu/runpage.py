@@ -66,6 +66,10 @@ class RunPages:
         """The record of vCPU `index` (a NumPy structured scalar that views the shared memory)."""
         return self.pages[index]
 
+    def record(self, index: int) -> np.ndarray:
+        """The record of vCPU `index` as a one-element structured array (fast field views)."""
+        return self.pages[index:index + 1]
+
     def address_of(self, index: int, field: str) -> int:
         return self.pages.ctypes.data + index * RUNPAGE.itemsize + RUNPAGE.fields[field][1]
 
