@@ -11,7 +11,8 @@ from capstone import ppc_const as C
 
 from asm import NOP, li, load32, mfmsr, mtmsr, sc, twnei, wrtee, wrteei
 from cosim.cpu_models import Event
-from cosim.isa import SPR, Dbcr0, Decoded, Esr, Ivor, Kind, Msr, Word, classify, mfspr, mtspr, spr_field, spr_of
+from cosim.isa import (SPR, Dbcr0, Decoded, Esr, Ivor, Kind, Msr, Word, classify, mfspr, mtspr, spr_field,
+                       spr_of)
 from cosim.vcpu.core import EVENT_INDEX, LEVEL_INDEX, Exit
 
 MD = Cs(CS_ARCH_PPC, CS_MODE_32 | CS_MODE_BIG_ENDIAN)
@@ -137,7 +138,8 @@ def test_spr_field_all_numbers():
 
 @pytest.mark.xfail(reason="classify() misses privileged Book E dcbi (XO 470) and tlbsync (XO 566): "
                           "they come out as ILLEGAL (ESR[PIL]) instead of privileged (ESR[PPR])")
-@pytest.mark.parametrize("word,mnemonic", [(0x7C0003AC, "dcbi"), (0x7C00046C, "tlbsync")], ids=["dcbi", "tlbsync"])
+@pytest.mark.parametrize("word,mnemonic", [(0x7C0003AC, "dcbi"), (0x7C00046C, "tlbsync")],
+                         ids=["dcbi", "tlbsync"])
 def test_other_privileged_instructions(word, mnemonic):
     assert disasm(word)[0] == mnemonic
     assert classify(word).kind is Kind.PRIV_OTHER
@@ -190,7 +192,8 @@ def test_core_event_for_strategy_words(bench, name, word, want, _cs):
     mc = bench.model.name == "e500mc"
     assert isinstance(out, Exit)
     if want.kind is Kind.SYSCALL and want.lev == 1:
-        assert (out.event, out.pc, out.lev, out.ivor, out.srr0) == (Event.HCALL, CODE, 1, Ivor.SYSCALL, CODE + 4)
+        assert (out.event, out.pc, out.lev, out.ivor, out.srr0) == (Event.HCALL, CODE, 1, Ivor.SYSCALL,
+                                                                      CODE + 4)
     elif want.kind is Kind.SYSCALL and mc:
         # E.HV: sc goes straight to the guest's own vector; the hypervisor never sees it
         assert is_hcall_at(out, VEC + HANDLER[8])
