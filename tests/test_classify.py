@@ -136,11 +136,10 @@ def test_spr_field_all_numbers():
     assert generic > 1500          # capstone names only a few SPRs with extended mnemonics
 
 
-@pytest.mark.xfail(reason="classify() misses privileged Book E dcbi (XO 470) and tlbsync (XO 566): "
-                          "they come out as ILLEGAL (ESR[PIL]) instead of privileged (ESR[PPR])")
-@pytest.mark.parametrize("word,mnemonic", [(0x7C0003AC, "dcbi"), (0x7C00046C, "tlbsync")],
-                         ids=["dcbi", "tlbsync"])
+@pytest.mark.parametrize("word,mnemonic", [(0x7C0003AC, "dcbi"), (0x7C00046C, "tlbsync"), (0x7C0007A4, "tlbwe")],
+                         ids=["dcbi", "tlbsync", "tlbwe"])
 def test_other_privileged_instructions(word, mnemonic):
+    """Privileged but not emulated: a privileged-instruction fault (ESR[PPR]), never ILLEGAL."""
     assert disasm(word)[0] == mnemonic
     assert classify(word).kind is Kind.PRIV_OTHER
 

@@ -74,7 +74,7 @@ def machine(cpu):
         names.add(pages.name)
         m.page = pages[0]
         m.engine = Engine(ram.address, ram.size, pages.address_of(0, "instructions"))
-        rec = pages.record(0) if hasattr(pages, "record") else m.page   # Core takes a 1-record array
+        rec = pages.record(0)                     # the Core takes its run page as a 1-record array
         m.core = Core(m.engine, rec, cpu_model(cpu), ram.words)
         m.core.reset(CODE, pir=0)
         yield m
