@@ -43,13 +43,26 @@ def mp_context():
 
 
 def _child(role: str, spec: dict) -> None:
-    if role == "vcpu":
-        from .vcpu.process import main
-    elif role == "kernel":
-        from .kernel.process import main
-    else:
-        from .userspace.process import main
-    main(spec)
+    """Entry point of every child: a crash leaves its traceback in the run directory for the report."""
+    try:
+        if role == "vcpu":
+            from .vcpu.process import main
+        elif role == "kernel":
+            from .kernel.process import main
+        else:
+            from .userspace.process import main
+        main(spec)
+    except BaseException:
+        import traceback
+        name = f"vcpu{spec['index']}" if role == "vcpu" else role
+        text = traceback.format_exc()
+        try:
+            with open(os.path.join(spec["run_dir"], f"{name}.crash"), "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+        sys.stderr.write(f"cosim {name} crashed:\n{text}")
+        raise SystemExit(1)
 
 
 @dataclass
@@ -151,6 +164,17 @@ class Supervisor:
         self.ep.set_peers(inboxes, kicks)
         for n in self.procs:
             self.ep.send(n, wire.Peers(inboxes, kicks))
+        # nobody may be messaged before it knows whom to answer: wait for every process's ack
+        acked: set[str] = set()
+        while len(acked) < len(self.procs):
+            self._check_children(data, starting=True)
+            r = self.ep.recv(100)
+            if r is not None and isinstance(r.msg, wire.Ack) and r.msg.of == "peers":
+                acked.add(r.sender)
+            elif r is not None:
+                self._other(data, r)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes did not connect: {', '.join(sorted(set(self.procs) - acked))}")
         for n in self.procs:
             if n.startswith("vcpu"):
                 self.ep.send(n, wire.Start(paused=True))   # userspace releases them when it is ready
@@ -209,11 +233,19 @@ class Supervisor:
             if p.exitcode is not None or not _alive(p.pid):
                 data.outcome = "child-died"
                 how = f"exit code {p.exitcode}" if p.exitcode is not None else "vanished"
-                data.problems.append(f"process {name} (pid {p.pid}) died ({how})")
+                data.problems.append(f"process {name} (pid {p.pid}) died ({how})" + self._crash(name))
                 if starting:
                     raise RuntimeError(data.problems[-1])
                 return False
         return True
+
+    def _crash(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.run_dir, f"{name}.crash")) as f:
+                lines = f.read().strip().splitlines()
+        except (OSError, TypeError):
+            return ""
+        return ": " + (lines[-1] if lines else "?") + "".join(f"\n    {x}" for x in lines[-6:-1])
 
     # --- ending ------------------------------------------------------------------------------------
     def _finish(self, data: RunData) -> None:

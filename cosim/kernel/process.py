@@ -68,6 +68,7 @@ class KernelProcess:
             self.ep.send(r.sender, wire.OneReg(m.seq, m.reg, value))
         elif isinstance(m, wire.Peers):
             self.ep.set_peers(m.inboxes, m.kicks)
+            self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
             pass
         elif isinstance(m, wire.Shutdown):

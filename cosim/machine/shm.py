@@ -55,7 +55,9 @@ class SharedBlock:
         try:
             self.seg.close()
         except BufferError:
-            pass  # a view is still alive in this process; the mapping goes with the process
+            # a NumPy view is still alive in this process: the mapping is freed with the last view;
+            # forget it here so SharedMemory.__del__ does not retry (and complain) at exit
+            self.seg._mmap = None  # type: ignore[attr-defined]
         if self.owner and self._finalizer is not None:
             self._finalizer()
 

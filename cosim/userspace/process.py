@@ -96,6 +96,7 @@ class UserspaceProcess:
                 self.gdb.on_halted(m)
         elif isinstance(m, wire.Peers):
             self.ep.set_peers(m.inboxes, m.kicks)
+            self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
             self.setup(m.paused)
         elif isinstance(m, wire.Detach):

@@ -222,6 +222,7 @@ class VcpuProcess:
                 self.state[0] = State.RUNNING
         elif isinstance(m, wire.Peers):
             self.ep.set_peers(m.inboxes, m.kicks)
+            self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
             self.started = True
             self.paused = m.paused
