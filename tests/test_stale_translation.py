@@ -228,9 +228,6 @@ def test_cleanup_on_failure():
     assert names and not os.path.exists(os.path.join(SHM_DIR, names[0]))
 
 
-@pytest.mark.xfail(reason="the core classifies the faulting word from RAM, not the word unicorn executed: "
-                          "a stale translation of a removed trap comes out as ILLEGAL/ESR[PIL] with word = "
-                          "the restored nop, which the kernel cannot recognise as a stale exit")
 def test_stale_trap_after_removal_is_not_reported_as_illegal(bench):
     """Breakpoint removed (trap -> nop) without a flush: unicorn still raises the old trap."""
     bench.put(CODE, [NOP, Word.TRAP, sc(1)])
@@ -239,5 +236,5 @@ def test_stale_trap_after_removal_is_not_reported_as_illegal(bench):
     bench.put(CODE + 4, [NOP])                    # restored in RAM, translation not flushed
     bench.core.pc = CODE
     out = bench.core.run()
-    # either the trap that really executed, or no exit at all (stale: re-run after a flush)
-    assert out.event is not Event.ILLEGAL or out.word != NOP
+    # the core notices the word in RAM cannot have raised a trap, flushes and runs the nop
+    assert (out.event, out.pc) == (Event.HCALL, CODE + 8)

@@ -85,6 +85,7 @@ class Core:
         self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
         self.host_iac: dict[int, int] = {}  # addr -> host IAC events
         self.local_ns: list[int] = []      # handling time of events handled without leaving the vCPU
+        self._retried: int | None = None   # pc re-run once after a flush (stale translation check)
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -285,12 +286,18 @@ class Core:
     def _exception(self, stop: Stop, word: int | None = None) -> Exit | Fault | None:
         pc = stop.pc
         self.pc = pc
-        if word is None:
+        from_ram = word is None
+        if from_ram:
             word = self.word_at(pc)
-            if self.pristine.get(pc, word) != word:
-                self.planted[pc] = self.planted.get(pc, 0) + 1
         d = classify(word)
         k = d.kind
+        if from_ram and self._stale_translation(pc, stop.intno, word, k):
+            self.engine.flush([pc])
+            self._retried = pc
+            return None                      # run the word that is really there now
+        self._retried = None
+        if from_ram and self.pristine.get(pc, word) != word:
+            self.planted[pc] = self.planted.get(pc, 0) + 1
         if stop.intno not in (6, 8, 96):
             return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
         if k in PRIVILEGED_KINDS:
@@ -318,6 +325,18 @@ class Core:
             self.count(ev.event.value, "vcpu")
             return None
         return ev
+
+    def _stale_translation(self, pc: int, intno: int, word: int, kind: Kind) -> bool:
+        """Did unicorn raise this for an instruction that is no longer in RAM (patched without a
+        flush)? Then the word in RAM cannot explain the exception; retry it once after a flush."""
+        if self._retried == pc:
+            return False
+        if intno == 6:
+            return kind is not Kind.TRAP and kind not in PRIVILEGED_KINDS
+        if intno == 8:
+            return kind is not Kind.SYSCALL
+        # an undefined word that is also the loaded one may be a restored breakpoint: check once
+        return intno == 96 and kind is Kind.ILLEGAL and self.pristine.get(pc) == word
 
     # --- resuming after an exit (decided by kernel or userspace) -----------------------------------
     def reflect(self, ev: Exit) -> None:
