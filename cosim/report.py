@@ -105,9 +105,12 @@ def build_report(data) -> dict:
             findings.append(Finding("guest-debug-lost", "guest-debug-lost" in predicted,
                                     f"the guest's own debug events: {got} of {expected_dbg} delivered "
                                     "(the host owns the debug facility while it debugs)"))
-    if sum(guest.get("cnt_mismatch", [0])):
+    seen_at_boot = _patched_at_boot(data.image, guest.get("boot_checksum", []))
+    if sum(guest.get("cnt_mismatch", [0])) or seen_at_boot:
         findings.append(Finding("patched-code-visible", "patched-code-visible" in predicted,
-                                f"the guest saw its own code modified {sum(guest['cnt_mismatch'])} time(s)"))
+                                f"the guest saw its own code modified: {sum(guest.get('cnt_mismatch', [0]))} "
+                                f"checksum mismatch(es) while running, {seen_at_boot} vCPU(s) checksummed "
+                                "planted breakpoints at boot"))
     reinjected = user.get("reinjected", {})
     if reinjected:
         findings.append(Finding("guest-traps-via-userspace", strat.name == "trap-user",
@@ -220,6 +223,18 @@ def build_report(data) -> dict:
         "gdb": data.gdb_address,
         "config": cfg.to_dict(),
     }
+
+
+def _patched_at_boot(image, boot_checksums: list[int]) -> int:
+    """vCPUs whose boot checksum of [check_begin, check_end) differs from the loaded image's: they
+    booted with breakpoints already planted in the code they check (selfcheck.S's rotate-xor sum)."""
+    if not boot_checksums or "check_begin" not in image:
+        return 0
+    start, end = image.symbol("check_begin"), image.symbol("check_end")
+    c = 0
+    for off in range(start, end - (end - start) % 4, 4):
+        c = (((c << 1) | (c >> 31)) & 0xFFFFFFFF) ^ image.read_word(off)
+    return sum(1 for b in boot_checksums if b != c)
 
 
 def _us(ns):

@@ -26,7 +26,7 @@ HELLO_TIMEOUT_S = 60.0
 STATS_TIMEOUT_S = 10.0
 GUEST_COUNTERS = ("cnt_warn", "cnt_bug", "cnt_bad_prog", "bad_prog_srr0", "bad_prog_esr", "cnt_syscall",
                   "cnt_debug", "cnt_iter", "cnt_hits", "cnt_mismatch", "unexpected_ivor", "exit_code",
-                  "work_result")
+                  "work_result", "boot_checksum")
 
 _ctx = None
 

@@ -52,6 +52,7 @@ class Endpoint:
         self.inboxes: dict[str, str] = {}
         self.kicks: dict[str, str] = {}
         self._name_frame = name.encode()
+        self._fd_poller: tuple[tuple[int, ...], zmq.Poller] | None = None
 
     def _bind(self, sock, kind: str, run_dir: str | None, suffix: str) -> str:
         if kind == "tcp":
@@ -92,9 +93,15 @@ class Endpoint:
     def kick(self, dest: str) -> None:
         self._push(self._kick_out, self.kicks, dest).send(b"k")
 
-    def recv(self, timeout_ms: int | None = None) -> Received | None:
-        """The next message (None on timeout; timeout_ms=0 polls)."""
-        if timeout_ms is not None and not self.inbox.poll(timeout_ms):
+    def recv(self, timeout_ms: int | None = None, fds: tuple[int, ...] = ()) -> Received | None:
+        """The next message (None on timeout; timeout_ms=0 polls). With `fds` (plain file descriptors,
+        e.g. a TCP socket), also wake when one of them is readable: None is then returned at once so
+        the caller can serve it (the caller must drain it, or the next call returns at once again)."""
+        if fds:
+            ready = self._poller(fds).poll(timeout_ms)
+            if not any(s is self.inbox for s, _ in ready):
+                return None
+        elif timeout_ms is not None and not self.inbox.poll(timeout_ms):
             return None
         frames = self.inbox.recv_multipart()
         sender = frames[0].decode(errors="replace") if len(frames) == 2 else "?"
@@ -103,6 +110,17 @@ class Endpoint:
             return Received(sender, wire.decode(raw))
         except wire.WireError as e:
             return Received(sender, error=str(e), raw=raw)
+
+    def _poller(self, fds: tuple[int, ...]) -> zmq.Poller:
+        """One cached zmq.Poller over the inbox and `fds` (rebuilt when the set of fds changes)."""
+        key = tuple(fds)
+        if self._fd_poller is None or self._fd_poller[0] != key:
+            poller = zmq.Poller()
+            poller.register(self.inbox, zmq.POLLIN)
+            for fd in key:
+                poller.register(fd, zmq.POLLIN)
+            self._fd_poller = (key, poller)
+        return self._fd_poller[1]
 
     def wait_kick(self, timeout_ms: int) -> bool:
         """For the kick thread only: True when a kick arrived (drains queued kicks)."""
@@ -115,7 +133,10 @@ class Endpoint:
                 return True
 
     def close(self) -> None:
-        for s in (*self._out.values(), *self._kick_out.values()):
+        # outgoing messages (a last Stats, say) still get up to a second to leave
+        for s in self._out.values():
+            s.close(linger=1000)
+        for s in self._kick_out.values():
             s.close(0)
         self.inbox.close(0)
         if self.kick_sock is not None:

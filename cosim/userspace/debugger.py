@@ -52,6 +52,7 @@ class Debugger:
         self._depth = 0
         self.pending_flush: set[int] = set()
         self.pending_flush_all = False
+        self.deferred: list[wire.Resume] = []  # resumes decided while a front end held the world
 
     # --- the world stopped -------------------------------------------------------------------------
     @contextmanager
@@ -74,6 +75,17 @@ class Debugger:
         flush, self.pending_flush = sorted(self.pending_flush), set()
         self.vm.resume_all(flush=flush, reload_debug=True, flush_all=self.pending_flush_all)
         self.pending_flush_all = False
+        self.send_deferred()
+
+    def send_deferred(self, vcpus=None) -> None:
+        """Send the resumes decided while the world was held (of `vcpus`, default all)."""
+        keep = []
+        for m in self.deferred:
+            if vcpus is None or m.vcpu in vcpus:
+                self.vm.ep.send(f"vcpu{m.vcpu}", m)
+            else:
+                keep.append(m)
+        self.deferred = keep
 
     # --- breakpoints --------------------------------------------------------------------------------
     def insert(self, address: int) -> None:
@@ -169,7 +181,13 @@ class Debugger:
 
     # --- leaving a stop -----------------------------------------------------------------------------
     def resume(self, vcpu: int, seq: int, how: str, **kw) -> None:
-        self.vm.ep.send(f"vcpu{vcpu}", wire.Resume(vcpu, seq, how, "userspace", **kw))
+        """Let a vCPU leave its exit. While a front end holds the world stopped (gdb), the vCPU stays
+        in its exit (registers on its run page stay valid) and the resume goes out at release."""
+        m = wire.Resume(vcpu, seq, how, "userspace", **kw)
+        if self.hold:
+            self.deferred.append(m)
+        else:
+            self.vm.ep.send(f"vcpu{vcpu}", m)
 
     def resume_over(self, stop: Stop) -> None:
         """Go on past a stop: execute the original instruction under a breakpoint out of line (the

@@ -34,6 +34,7 @@ class Vm:
         self.seq = 0
         self.gone: set[int] = set()          # vCPU processes that no longer answer (shut down)
         self.singlestep: set[int] = set()
+        self.guest_debug_sent: dict[int, tuple] = {}   # vCPU -> last KVM_SET_GUEST_DEBUG setting
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -89,10 +90,22 @@ class Vm:
             self.ram.write_word(p.address, p.word)
 
     def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
+        """KVM_SET_GUEST_DEBUG on each vCPU whose setting changed (the kernel's copy only ever comes
+        from here): the requests go out together, then every Ack is awaited."""
         fields = state.guest_debug_fields()
+        seqs = set()
         for i in (self.names() if vcpus is None else vcpus):
             control = state.control(singlestep=i in self.singlestep)
-            self.call_kernel(wire.SetGuestDebug(i, self.next_seq(), control, **fields), wire.Ack)
+            key = (control, *map(tuple, fields.values()))
+            if self.guest_debug_sent.get(i) == key:
+                continue
+            self.guest_debug_sent[i] = key
+            seq = self.next_seq()
+            seqs.add(seq)
+            self.ep.send("kernel", wire.SetGuestDebug(i, seq, control, **fields))
+        if seqs:
+            self.wait_for(lambda m: isinstance(m, wire.Ack) and m.seq in seqs, len(seqs),
+                          what="kernel Ack (set_guest_debug)")
 
     def update_table(self, insert=(), remove=()) -> None:
         if self.table_in_kernel:
