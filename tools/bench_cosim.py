@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Benchmark of the co-simulation (issue 3): exit round trips and guest speed, each beside a floor
+measured in the same run on the same machine (these machines are noisy: only ratios mean anything).
+
+  kernel-handled exit    a guest WARN (trap) that the kernel process reflects: vCPU -> kernel -> vCPU,
+                         beside a raw pyzmq PUSH/PULL ping-pong over the same transport, 2 hops
+  userspace-handled exit a breakpoint hit that userspace resumes: vCPU -> kernel -> userspace -> vCPU,
+                         beside a raw pyzmq ring of 3 processes, 3 hops
+  guest MIPS             the `loop` guest on one vCPU in the multiprocess harness (steady state, from the
+                         run page's instruction counter), beside raw unicorn on the same loop body
+                         (tools/bench_mips.py's raw runner)
+
+Round trips are measured by the vCPU from sending the exit to receiving the resume (p50 of every exit
+of the run); the floor sends a message of the same size (an encoded exit) around the same number of
+hops. Measurements alternate floor/harness --repeat times; the median of each is reported.
+Targets: p50 within 1.5x of the floor; MIPS at least 0.5x raw.
+
+    .venv/bin/python tools/bench_cosim.py [--repeat 3] [--json PATH] [--transport ipc|tcp]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cosim import wire  # noqa: E402
+from cosim.config import parse_config  # noqa: E402
+from cosim.report import build_report  # noqa: E402
+from cosim.supervisor import Supervisor, mp_context  # noqa: E402
+from cosim.machine.image import GuestImage, guest_path  # noqa: E402
+from cosim.transport import make_run_dir, remove_run_dir  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mips import RawLoop  # noqa: E402  (the raw unicorn runner of the same loop)
+
+PAYLOAD = wire.encode(wire.ExitMsg(0, 1, "trap", 0x10760, 0x7FE00008, 6, 0x10760, 0x02000000))
+
+
+# --- floor: raw pyzmq ring --------------------------------------------------------------------------
+def _hop(addr_in: str, addr_out: str) -> None:
+    ctx = zmq.Context()
+    i = ctx.socket(zmq.PULL)
+    i.bind(addr_in)
+    o = ctx.socket(zmq.PUSH)
+    o.connect(addr_out)
+    while True:
+        frames = i.recv_multipart()
+        if frames[-1] == b"quit":
+            o.send_multipart(frames)
+            break
+        o.send_multipart(frames)
+    o.close(linger=1000)
+    i.close(0)
+    ctx.term()
+
+
+def _addr(transport: str, run_dir: str, name: str) -> str:
+    return f"ipc://{run_dir}/{name}" if transport == "ipc" else "tcp://127.0.0.1:{}"
+
+
+def raw_ring(hops: int, n: int, transport: str) -> list[int]:
+    """Round trips (ns) of a message through `hops` hops: this process and hops-1 echo processes."""
+    run_dir = make_run_dir()
+    ctx = zmq.Context()
+    home = ctx.socket(zmq.PULL)
+    if transport == "ipc":
+        home_addr = f"ipc://{run_dir}/home"
+        home.bind(home_addr)
+        addrs = [f"ipc://{run_dir}/hop{k}" for k in range(hops - 1)]
+    else:
+        home.bind("tcp://127.0.0.1:0")
+        home_addr = home.getsockopt(zmq.LAST_ENDPOINT).decode()
+        import socket
+        addrs = []
+        for _ in range(hops - 1):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            addrs.append(f"tcp://127.0.0.1:{s.getsockname()[1]}")
+            s.close()
+    procs = []
+    for k in range(hops - 1):
+        nxt = addrs[k + 1] if k + 1 < len(addrs) else home_addr
+        p = mp_context().Process(target=_hop, args=(addrs[k], nxt), daemon=True)
+        p.start()
+        procs.append(p)
+    out = ctx.socket(zmq.PUSH)
+    out.connect(addrs[0])
+    samples = []
+    try:
+        for _ in range(50):                       # warm up the connections
+            out.send_multipart([b"vcpu0", PAYLOAD])
+            home.poll(5000)
+            home.recv_multipart()
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            out.send_multipart([b"vcpu0", PAYLOAD])
+            home.poll(5000)                       # the harness waits with poll too
+            home.recv_multipart()
+            samples.append(time.perf_counter_ns() - t0)
+        out.send_multipart([b"x", b"quit"])
+        home.poll(5000)
+    finally:
+        for p in procs:
+            p.join(5)
+            if p.exitcode is None:
+                p.kill()
+        out.close(0)
+        home.close(0)
+        ctx.term()
+        remove_run_dir(run_dir)
+    return samples
+
+
+# --- the harness -------------------------------------------------------------------------------------
+def harness(strategy: str, breakpoints: list[str], iterations: int, transport: str,
+            program: str = "warn_storm") -> dict:
+    cfg = parse_config({
+        "machine": {"cpu": "e500mc", "vcpus": 1, "transport": transport},
+        "guest": {"program": program, "iterations": iterations},
+        "debug": {"strategy": strategy, "breakpoints": [{"at": b} for b in breakpoints]},
+        "limits": {"wall_seconds": 300.0},
+    }, "<bench>")
+    samples = []
+    sup = Supervisor(cfg, progress=lambda p: samples.append((p["elapsed"], p["instructions"])))
+    data = sup.run()
+    report = build_report(data)
+    if not report["ok"]:
+        raise SystemExit(f"benchmark run failed: {report['failed']} {report['problems']}")
+    return {"report": report, "progress": samples}
+
+
+def p50(v):
+    return statistics.median(v) / 1000.0
+
+
+def steady_mips(progress: list[tuple[float, int]]) -> float:
+    running = [(t, i) for t, i in progress if i > 0]
+    if len(running) < 3:
+        return 0.0
+    (t0, i0), (t1, i1) = running[0], running[-1]
+    return (i1 - i0) / (t1 - t0) / 1e6
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--round-trips", type=int, default=3000, help="raw ping-pongs per floor measurement")
+    ap.add_argument("--iterations", type=int, default=1000, help="warn_storm iterations per harness run")
+    ap.add_argument("--mips-iterations", type=int, default=20_000_000)
+    ap.add_argument("--transport", choices=("ipc", "tcp"), default="ipc")
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = ap.parse_args(argv)
+
+    rows = {"floor2": [], "kernel": [], "floor3": [], "user": [], "harness_mips": [], "raw_mips": []}
+    for r in range(args.repeat):
+        print(f"round {r + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+        rows["floor2"].append(p50(raw_ring(2, args.round_trips, args.transport)))
+        k = harness("illegal", [], args.iterations, args.transport)["report"]
+        rows["kernel"].append(k["exits"]["latency_us"]["kernel"]["p50"])
+        rows["floor3"].append(p50(raw_ring(3, args.round_trips, args.transport)))
+        u = harness("illegal", ["bp_target_a", "bp_target_b"], args.iterations, args.transport)["report"]
+        rows["user"].append(u["exits"]["latency_us"]["userspace"]["p50"])
+        m = harness("illegal", [], args.mips_iterations, args.transport, program="loop")
+        rows["harness_mips"].append(steady_mips(m["progress"]))
+        raw = RawLoop(GuestImage.load(guest_path("loop")))
+        rows["raw_mips"].append(raw.run(args.mips_iterations, raw.instructions_per_iteration())["mips"])
+
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    result = {
+        "transport": args.transport,
+        "kernel_exit_p50_us": med["kernel"], "floor_2hop_p50_us": med["floor2"],
+        "kernel_ratio": med["kernel"] / med["floor2"],
+        "userspace_exit_p50_us": med["user"], "floor_3hop_p50_us": med["floor3"],
+        "userspace_ratio": med["user"] / med["floor3"],
+        "harness_mips": med["harness_mips"], "raw_mips": med["raw_mips"],
+        "mips_ratio": med["harness_mips"] / med["raw_mips"] if med["raw_mips"] else 0.0,
+        "samples": rows,
+    }
+    ok = {"kernel": result["kernel_ratio"] <= 1.5, "userspace": result["userspace_ratio"] <= 1.5,
+          "mips": result["mips_ratio"] >= 0.5}
+    result["pass"] = ok
+    print(f"{'measure':<26}{'harness':>12}{'floor':>12}{'ratio':>8}  target")
+    print(f"{'kernel exit p50 (us)':<26}{med['kernel']:>12.1f}{med['floor2']:>12.1f}"
+          f"{result['kernel_ratio']:>8.2f}  <= 1.5  {'PASS' if ok['kernel'] else 'FAIL'}")
+    print(f"{'userspace exit p50 (us)':<26}{med['user']:>12.1f}{med['floor3']:>12.1f}"
+          f"{result['userspace_ratio']:>8.2f}  <= 1.5  {'PASS' if ok['userspace'] else 'FAIL'}")
+    print(f"{'guest MIPS (loop)':<26}{med['harness_mips']:>12.1f}{med['raw_mips']:>12.1f}"
+          f"{result['mips_ratio']:>8.2f}  >= 0.5  {'PASS' if ok['mips'] else 'FAIL'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if args.strict and not all(ok.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
