@@ -63,11 +63,14 @@ def cmd_run(args) -> int:
         return 2
     progress = Progress(cfg.name, args.quiet)
 
-    def gdb_ready(addr):
+    def gdb_ready(addr, shm=None):
         progress.done()
-        print(f"gdb: listening on {addr} (scenario stopped): gdb-multiarch -ex 'set endian big' "
-              f"-ex 'target extended-remote {addr}' {cfg.guest.elf_path or guest_path(cfg.guest.program)}",
+        print(f"gdb: listening on {addr} (scenario stopped): gdb-multiarch "
+              f"{cfg.guest.elf_path or guest_path(cfg.guest.program)} -ex 'target remote {addr}'",
               file=sys.stderr, flush=True)
+        if shm:
+            print(f"gdb: shared memory: ram={shm['ram']} ram_size={shm['ram_size']:#x} "
+                  f"runpages={shm['runpages']} vcpus={shm['vcpus']}", file=sys.stderr, flush=True)
 
     data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready)
     progress.done()

@@ -95,6 +95,7 @@ class Supervisor:
         self.ram: GuestRAM | None = None
         self.pages: RunPages | None = None
         self.run_dir: str | None = None
+        self.killed = False               # gdb's k / vKill ends the run
 
     # --- whole run ---------------------------------------------------------------------------------
     def run(self) -> RunData:
@@ -198,6 +199,10 @@ class Supervisor:
                     self._other(data, r)
             if not self._check_children(data):
                 return
+            if self.killed:
+                data.outcome = "killed-by-debugger"
+                data.problems.append("gdb killed the scenario")
+                return
             now = time.monotonic()
             if now - t0 > cfg.limits.wall_seconds:
                 data.outcome = "wall-limit"
@@ -224,7 +229,11 @@ class Supervisor:
             if m.level == "gdb":
                 data.gdb_address = m.text
                 if self.on_gdb_ready is not None:
-                    self.on_gdb_ready(m.text)
+                    self.on_gdb_ready(m.text, {"ram": self.ram.name, "ram_size": self.ram.size,
+                                               "runpages": self.pages.name,
+                                               "vcpus": self.cfg.machine.vcpus})
+            elif m.level == "gdb-kill":
+                self.killed = True
         elif isinstance(m, wire.Stats):
             data.stats[m.name] = m.data
 

@@ -48,7 +48,7 @@ class UserspaceProcess:
                 if self.vm.backlog:
                     self.handle(self.vm.backlog.popleft())
                     continue
-                r = self.ep.recv(self._timeout_ms())
+                r = self.ep.recv(self._timeout_ms(), self.gdb.fds() if self.gdb is not None else ())
                 if r is not None:
                     self.handle(r)
                 self._timers()
@@ -137,9 +137,8 @@ class UserspaceProcess:
         if self.script is not None:
             self.script.stop_toggling()
         if self.gdb is not None:
-            self.gdb.close()
+            self.gdb.close()   # the world stays as gdb left it: held (no pause/resume) or running
             self.gdb = None
-            self.dbg.hold = False
         return self.dbg.detach()
 
     # --- report ------------------------------------------------------------------------------------

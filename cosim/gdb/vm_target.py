@@ -1,0 +1,379 @@
+"""The GDB `Target` of a running scenario, on top of userspace's generic debugger
+(cosim/userspace/debugger.py) and VM control (cosim/userspace/vm.py). All-stop, no I/O: the stub
+(cosim/gdb/stub.py) owns the socket and the `GdbSession`; this module owns what a stop means.
+
+World states:
+- attached & stopped: every vCPU paused (or waiting in an exit) and `dbg.hold` set, so breakpoint
+  changes go straight to guest RAM, the run pages stay valid, and anything the debugger decides for an
+  exit that was in flight is deferred until the next resume.
+- attached & running: gdb resumed some vCPUs (`resumed`), the ones it asked to step (`stepping`) run
+  with KVM_SET_GUEST_DEBUG(SINGLESTEP). The first stop that belongs to gdb (a hit of a breakpoint or
+  watchpoint gdb inserted, a step gdb asked for) stops the world: every other vCPU is paused and the stop
+  is reported. Stops of other vCPUs that arrive while the world is stopped are kept (`pending`) and
+  reported one per resume, if still meaningful then (gdbserver's rule: a breakpoint gdb has since
+  removed, or a step gdb no longer asks for, is dropped and the vCPU just goes on).
+- detached: gdb's `D` (or a lost connection) removed every breakpoint, restored guest code and let
+  the scenario run to completion on its own.
+
+Invariants:
+- A vCPU stopped for gdb waits in its debug exit (`held`) until gdb resumes it: it then gets
+  `Continue` (its flushes, its registers if gdb wrote them, its debug registers) and only then `Resume`
+  (`continue` at the PC of its run page), in that order (messages to one vCPU arrive in order).
+- Stops gdb does not own (the scripted debugger's breakpoints) go to the scripted debugger.
+- Reports go to `outbox` (StopEvent, or Exited when every vCPU halted); the stub turns them into
+  replies once gdb waits for one.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from .. import wire
+from ..isa import DebugStatus
+from ..machine.guest_ram import GuestMemoryError
+from ..userspace.breakpoints import BreakpointError, Verdict
+from ..userspace.debugger import Stop
+from ..vcpu.runpage import State
+from .target import (NUM_REGISTERS, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
+                     TargetError)
+
+WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "rwatch",
+               BreakpointKind.ACCESS_WATCH: "awatch"}
+FLUSH_ALL_ABOVE = 256
+"""A memory write touching more words than this flushes every translation instead of each word."""
+
+
+@dataclass(frozen=True)
+class Exited:
+    """Every vCPU halted while gdb waited: the stub answers `W<code>`."""
+    code: int
+
+
+class VmTarget:
+    def __init__(self, us, notify=lambda: None):
+        """`us`: the UserspaceProcess (its vm, dbg, script, ep). `notify()` is called whenever a
+        report lands in `outbox`."""
+        self.us = us
+        self.vm = us.vm
+        self.dbg = us.dbg
+        self.n = self.vm.vcpus
+        self.notify = notify
+        self.outbox: list[StopEvent | Exited] = []
+        self.attached = False
+        self.killed = False
+        self.running = False
+        self.resumed: set[int] = set()
+        self.stepping: set[int] = set()
+        self.held: dict[int, Stop] = {}
+        self.pending: list[Stop] = []
+        self.halted: dict[int, int] = {}
+        self.dirty: set[int] = set()
+        self.flush: dict[int, set[int]] = {i: set() for i in range(self.n)}
+        self.flush_all: set[int] = set()
+        self.sw: set[int] = set()
+        self.hw: set[tuple[str, int]] = set()
+        self.interrupt_requested = False
+        self.dbg.on_stop = self.on_stop
+
+    # --- the world ----------------------------------------------------------------------------------
+    def take_control(self) -> None:
+        """Stop the world for a new gdb connection (a no-op if it is already ours)."""
+        if self.attached:
+            return
+        self.vm.pause_all()
+        self.dbg.hold = True
+        self.attached = True
+        self.killed = False
+        self.running = False
+
+    def _stop_world(self, event: StopEvent) -> None:
+        self.running = False
+        self.interrupt_requested = False
+        self.vm.pause_all()
+        self.dbg.hold = True
+        self._report(event)
+
+    def _report(self, event) -> None:
+        self.running = False
+        self.outbox.append(event)
+        self.notify()
+
+    def service(self) -> None:
+        """Work the session asked for that must wait until its reply went out (Ctrl-C)."""
+        if self.interrupt_requested:
+            self.interrupt_requested = False
+            if self.running:
+                live = sorted(i for i in self.resumed if i not in self.halted) or [0]
+                self._stop_world(StopEvent(live[0] + 1, SIGINT))
+
+    # --- stops from the debugger --------------------------------------------------------------------
+    def on_stop(self, stop: Stop) -> None:
+        """Debugger.on_stop: every debug exit the debugger owns."""
+        if not self.attached or not self._owns(stop):
+            script = self.us.script
+            if script is not None:
+                script.on_stop(stop)
+            else:
+                self.dbg.resume_over(stop)
+            return
+        self.held[stop.vcpu] = stop
+        if self.running:
+            self._stop_world(self._event(stop))
+        else:
+            self.pending.append(stop)
+
+    def _owns(self, stop: Stop) -> bool:
+        if stop.verdict is Verdict.STEP:
+            return stop.vcpu in self.stepping
+        if stop.verdict is Verdict.SW:
+            return stop.address in self.sw
+        if stop.status == DebugStatus.BREAKPOINT:
+            return stop.address in self.sw or ("iac", stop.address) in self.hw
+        return self._watch_point(stop.address) is not None
+
+    def _watch_point(self, address: int):
+        for p in self.dbg.state.dac:
+            if (p is not None and p.address <= address < p.address + max(p.length, 1)
+                    and (p.kind, p.address) in self.hw):
+                return p
+        return None
+
+    def _event(self, stop: Stop) -> StopEvent:
+        tid = stop.vcpu + 1
+        if stop.verdict is Verdict.STEP:
+            return StopEvent(tid, SIGTRAP)
+        if stop.verdict is Verdict.SW or stop.address in self.sw:
+            return StopEvent(tid, SIGTRAP, "swbreak")
+        if stop.status == DebugStatus.BREAKPOINT:
+            return StopEvent(tid, SIGTRAP, "hwbreak")
+        p = self._watch_point(stop.address)
+        return StopEvent(tid, SIGTRAP, (p.kind if p else "awatch", stop.address))
+
+    def _still_valid(self, stop: Stop, action: str) -> bool:
+        """Is a stop kept since the world stopped still worth reporting now?"""
+        if stop.verdict is Verdict.STEP:
+            return action == "s"
+        if stop.verdict is Verdict.SW:
+            return (stop.address in self.sw
+                    and self.vm.ram.read_word(stop.address) == self.dbg.state.debug_inst)
+        return self._owns(stop)
+
+    def on_halted(self, m: wire.Halted) -> None:
+        i = m.vcpu
+        self.halted[i] = m.code
+        self.held.pop(i, None)
+        self.pending = [s for s in self.pending if s.vcpu != i]
+        if not self.running or any(j not in self.halted for j in self.resumed):
+            return
+        if len(self.halted) == self.n:
+            self.running = False
+            self.dbg.hold = True
+            self._report(Exited(m.code & 0xFF))
+        else:
+            self._stop_world(StopEvent(i + 1, SIGTRAP))
+
+    # --- Target: threads and registers --------------------------------------------------------------
+    def threads(self) -> list[int]:
+        return list(range(1, self.n + 1))
+
+    def _vcpu(self, tid: int) -> int:
+        if not 1 <= tid <= self.n:
+            raise TargetError(errno.ESRCH, f"no thread {tid}")
+        return tid - 1
+
+    def thread_extra_info(self, tid: int) -> str:
+        i = self._vcpu(tid)
+        if i in self.halted:
+            return f"vCPU {i} halted (exit code {self.halted[i]})"
+        if i in self.held:
+            return f"vCPU {i} stopped ({self.held[i].verdict.value})"
+        state = State(int(self.vm.pages[i]["state"]))
+        return f"vCPU {i} {state.name.lower().replace('_', ' ')}"
+
+    def read_registers(self, tid: int) -> list[int]:
+        regs = self.vm.registers(self._vcpu(tid))
+        assert len(regs) == NUM_REGISTERS
+        return regs
+
+    def write_register(self, tid: int, regno: int, value: int) -> None:
+        i = self._vcpu(tid)
+        self.vm.set_register(i, regno, value & 0xFFFFFFFF)
+        self.dirty.add(i)
+
+    # --- Target: memory -----------------------------------------------------------------------------
+    def read_memory(self, addr: int, length: int) -> bytes:
+        ram = self.vm.ram
+        try:
+            data = bytearray(ram.read(addr, length))
+        except GuestMemoryError as e:
+            raise TargetError(errno.EFAULT, str(e)) from None
+        inst = self.dbg.state.debug_inst
+        for a, bp in self.dbg.state.sw.items():
+            if a + 4 > addr and a < addr + length and ram.read_word(a) == inst:
+                for k, byte in enumerate(bp.saved.to_bytes(4, "big")):
+                    if addr <= a + k < addr + length:
+                        data[a + k - addr] = byte
+        return bytes(data)
+
+    def write_memory(self, addr: int, data: bytes) -> None:
+        ram = self.vm.ram
+        if addr < 0 or addr + len(data) > ram.size:
+            raise TargetError(errno.EFAULT, f"write of {len(data)} bytes at {addr:#x} is outside RAM")
+        buf = bytearray(data)
+        keep = bytearray(ram.read(addr, len(data)))
+        inst = self.dbg.state.debug_inst
+        planted = {}
+        for a, bp in self.dbg.state.sw.items():
+            if a + 4 > addr and a < addr + len(data) and ram.read_word(a) == inst:
+                planted[a] = bp
+        for a, bp in planted.items():   # the planted word stays; its saved copy takes the new bytes
+            saved = bytearray(bp.saved.to_bytes(4, "big"))
+            for k in range(4):
+                if addr <= a + k < addr + len(data):
+                    saved[k] = buf[a + k - addr]
+                    buf[a + k - addr] = keep[a + k - addr]
+            bp.saved = int.from_bytes(saved, "big")
+        ram.write(addr, bytes(buf))
+        words = range(addr & ~3, addr + len(data), 4)
+        if len(words) > FLUSH_ALL_ABOVE:
+            self.dbg.pending_flush_all = True
+        else:
+            self.dbg.pending_flush.update(words)
+
+    # --- Target: breakpoints ------------------------------------------------------------------------
+    def insert_breakpoint(self, kind: int, addr: int, length: int) -> None:
+        try:
+            if kind == BreakpointKind.SOFTWARE:
+                if addr not in self.sw:
+                    self.dbg.insert(addr)
+                    self.sw.add(addr)
+            elif kind == BreakpointKind.HARDWARE:
+                if ("iac", addr) not in self.hw:
+                    self.dbg.insert_hw("iac", addr)
+                    self.hw.add(("iac", addr))
+            elif kind in WATCH_KINDS:
+                what = WATCH_KINDS[kind]
+                if not 1 <= length <= 4:
+                    raise TargetError(errno.EINVAL, f"a DAC watches up to 4 bytes, not {length}")
+                if (what, addr) not in self.hw:
+                    self.dbg.insert_hw(what, addr, length)
+                    self.hw.add((what, addr))
+            else:
+                raise NotSupported
+        except BreakpointError as e:
+            raise TargetError(errno.ENOSPC, str(e)) from None
+        except GuestMemoryError as e:
+            raise TargetError(errno.EFAULT, str(e)) from None
+
+    def remove_breakpoint(self, kind: int, addr: int, length: int) -> None:
+        try:
+            if kind == BreakpointKind.SOFTWARE:
+                if addr in self.sw:
+                    self.sw.discard(addr)
+                    self.dbg.remove(addr)
+            elif kind == BreakpointKind.HARDWARE:
+                if ("iac", addr) in self.hw:
+                    self.hw.discard(("iac", addr))
+                    self.dbg.remove_hw("iac", addr)
+            elif kind in WATCH_KINDS:
+                what = WATCH_KINDS[kind]
+                if (what, addr) in self.hw:
+                    self.hw.discard((what, addr))
+                    self.dbg.remove_hw(what, addr)
+            else:
+                raise NotSupported
+        except BreakpointError as e:
+            raise TargetError(errno.ENOENT, str(e)) from None
+        except GuestMemoryError as e:
+            raise TargetError(errno.EFAULT, str(e)) from None
+
+    # --- Target: execution --------------------------------------------------------------------------
+    def resume(self, actions: dict[int, str], default: str | None) -> None:
+        plan = {}
+        for i in range(self.n):
+            a = actions.get(i + 1, default)
+            if a is not None:
+                plan[i] = a
+        self.running = True
+        self.resumed = set(plan)
+        for stop in list(self.pending):          # one kept stop per resume, if still meaningful
+            action = plan.get(stop.vcpu)
+            if action is None:
+                continue
+            self.pending.remove(stop)
+            if self._still_valid(stop, action):
+                self._report(self._event(stop))
+                return
+        live = [i for i in plan if i not in self.halted]
+        if not live:
+            if len(self.halted) == self.n:
+                self._report(Exited(next(iter(self.halted.values())) & 0xFF))
+            else:
+                self._report(StopEvent(min(plan) + 1, SIGTRAP))
+            return
+        self._spread_flushes()
+        for i in live:
+            (self.vm.singlestep.add if plan[i] == "s" else self.vm.singlestep.discard)(i)
+        self.stepping = {i for i in live if plan[i] == "s"}
+        self.vm.set_guest_debug(self.dbg.state, vcpus=live)
+        self.dbg.hold = False
+        for i in live:
+            self._let_go(i)
+        self.dbg.send_deferred(vcpus=set(live))
+
+    def _spread_flushes(self) -> None:
+        """Move the debugger's pending flushes to every vCPU's own list (a vCPU gdb keeps stopped
+        gets its flushes when it is resumed)."""
+        dbg = self.dbg
+        if dbg.pending_flush_all:
+            self.flush_all.update(range(self.n))
+            dbg.pending_flush_all = False
+        if dbg.pending_flush:
+            for i in range(self.n):
+                self.flush[i].update(dbg.pending_flush)
+            dbg.pending_flush = set()
+
+    def _let_go(self, i: int) -> None:
+        """Continue (flushes, registers, debug registers), then Resume if it waits in an exit."""
+        flush_all = i in self.flush_all
+        flush = [] if flush_all else sorted(self.flush[i])
+        self.flush_all.discard(i)
+        self.flush[i] = set()
+        self.vm.ep.send(f"vcpu{i}", wire.Continue(self.vm.next_seq(), flush, flush_all,
+                                                  i in self.dirty, True))
+        self.dirty.discard(i)
+        stop = self.held.pop(i, None)
+        if stop is not None:
+            pc = int(self.vm.pages[i]["pc"])
+            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc))
+
+    def interrupt(self) -> None:
+        self.interrupt_requested = True
+
+    def detach(self) -> int:
+        """Remove every breakpoint and point, restore guest code, let every vCPU run free."""
+        if not self.attached:
+            return 0
+        self.attached = False
+        self.running = False
+        self.pending = []
+        self.sw.clear()
+        self.hw.clear()
+        self.stepping = set()
+        self.dbg.hold = True                      # the world is stopped: no pause, no release
+        restored = self.dbg.detach()
+        self._spread_flushes()
+        self.dbg.hold = False
+        for i in range(self.n):
+            if i not in self.vm.gone:
+                self._let_go(i)
+        self.dbg.send_deferred()
+        if self.us.script is not None:
+            self.us.script.stop_toggling()
+        return restored
+
+    def kill(self) -> None:
+        """End the scenario: the supervisor ends the run (outcome killed-by-debugger)."""
+        self.killed = True
+        self.running = False
+        self.us.ep.send("supervisor", wire.Log("userspace", "gdb-kill", "gdb killed the scenario"))

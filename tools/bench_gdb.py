@@ -1,0 +1,297 @@
+"""Time the GDB stub against a running scenario.
+
+    .venv/bin/python tools/bench_gdb.py [--hits 200] [--cycles 500] [--cpu e500mc] [--strategy illegal]
+                                        [--json PATH]
+
+Three figures, measured in the same run on the same machine:
+  * gdb per hit: a real gdb-multiarch in one batch session, `break bp_target` then `continue` N times
+    (gdb's Python times the loop of continues only, not the connection or gdb's start-up);
+  * raw RSP cycle: a client on a socket, per cycle `vCont;c` -> stop, `z0`, `vCont;s` -> stop, `Z0`
+    (what gdb does per hit, without gdb's own work: unwinding reads, thread list, registers);
+  * bare TCP ping-pong: one byte each way between this process and a child echo process.
+Targets (docs: ../shared/reference/gdb-rsp.md, QEMU 7.2 on this project's machines): 1.6 ms per gdb hit,
+0.5 ms per raw cycle. Exit status 0 when both are met, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cosim.machine.image import GuestImage, guest_path  # noqa: E402
+
+TARGET_GDB_MS = 1.6
+TARGET_RAW_MS = 0.5
+
+CONFIG = """
+name = "bench-gdb"
+description = "tools/bench_gdb.py: loop guest stopped for gdb"
+[machine]
+cpu = "{cpu}"
+vcpus = 1
+[guest]
+program = "loop"
+iterations = 100000000
+[debug]
+strategy = "{strategy}"
+[limits]
+wall_seconds = 600.0
+"""
+
+
+# --- the scenario ---------------------------------------------------------------------------------------
+class Scenario:
+    """`run.py CONFIG --gdb 127.0.0.1:0` as a child; `address` once it listens."""
+
+    def __init__(self, cpu: str, strategy: str):
+        self.dir = tempfile.mkdtemp(prefix="bench-gdb-")
+        cfg = Path(self.dir, "bench.toml")
+        cfg.write_text(CONFIG.format(cpu=cpu, strategy=strategy))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), str(cfg), "--gdb", "127.0.0.1:0", "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.address = None
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                m = re.search(r"listening on (\S+:\d+)", line)
+                if m:
+                    self.address = m.group(1)
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(60) or self.address is None:
+            self.close()
+            raise RuntimeError("scenario did not start:\n" + "".join(self.lines))
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGINT)   # the supervisor tears the run down
+                self.proc.wait(20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- gdb ---------------------------------------------------------------------------------------------------
+GDB_SCRIPT = """
+set pagination off
+set confirm off
+target remote {address}
+break bp_target
+continue
+continue
+python
+import time
+t0 = time.perf_counter()
+for _ in range({hits}):
+    gdb.execute("continue", to_string=True)
+t1 = time.perf_counter()
+hits = int(gdb.parse_and_eval("*(unsigned int *)&cnt_hits"))
+print("BENCH %.9f %d" % (t1 - t0, hits))
+end
+detach
+"""
+
+
+def bench_gdb(address: str, hits: int) -> dict:
+    gdb = shutil.which("gdb-multiarch")
+    if gdb is None:
+        raise RuntimeError("gdb-multiarch not found")
+    with tempfile.NamedTemporaryFile("w", suffix=".gdb", delete=False) as f:
+        f.write(GDB_SCRIPT.format(address=address, hits=hits))
+        script = f.name
+    try:
+        out = subprocess.run([gdb, "-q", "-nx", "-batch", str(guest_path("loop")), "-x", script],
+                             capture_output=True, text=True, timeout=120 + hits * 0.1)
+    finally:
+        os.unlink(script)
+    m = re.search(r"BENCH ([\d.]+) (\d+)", out.stdout)
+    if m is None:
+        raise RuntimeError(f"gdb run failed:\n{out.stdout}\n{out.stderr}")
+    seconds, cnt = float(m.group(1)), int(m.group(2))
+    return {"hits": hits, "seconds": seconds, "per_hit_ms": seconds / hits * 1e3, "cnt_hits": cnt}
+
+
+# --- raw RSP ---------------------------------------------------------------------------------------------
+class Rsp:
+    """A minimal RSP client with acks on (as gdb against QEMU)."""
+
+    def __init__(self, address: str):
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def send(self, payload: str) -> None:
+        body = payload.encode()
+        self.sock.sendall(b"$%s#%02x" % (body, sum(body) & 0xFF))
+
+    def reply(self) -> str:
+        """The next packet (acks skipped; ours sent)."""
+        while True:
+            i = self.buf.find(b"$")
+            j = self.buf.find(b"#", i) if i >= 0 else -1
+            if i >= 0 and j >= 0 and len(self.buf) >= j + 3:
+                body = self.buf[i + 1:j]
+                self.buf = self.buf[j + 3:]
+                self.sock.sendall(b"+")
+                return body.decode()
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("stub closed the connection")
+            self.buf += data
+
+    def cmd(self, payload: str) -> str:
+        self.send(payload)
+        return self.reply()
+
+    def close(self):
+        self.sock.close()
+
+
+def bench_raw(address: str, cycles: int, addr: int) -> dict:
+    c = Rsp(address)
+    try:
+        c.cmd("qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+")
+        c.cmd("?")
+        z = f"{addr:x},4"
+        assert c.cmd(f"Z0,{z}") == "OK"
+        for _ in range(2):   # warm-up: reach the breakpoint, one full cycle
+            assert c.cmd("vCont;c:p1.-1").startswith("T05")
+        samples = []
+        for _ in range(cycles):
+            t0 = time.perf_counter()
+            assert c.cmd(f"z0,{z}") == "OK"
+            assert c.cmd("vCont;s:p1.1").startswith("T05")
+            assert c.cmd(f"Z0,{z}") == "OK"
+            stop = c.cmd("vCont;c:p1.-1")
+            samples.append(time.perf_counter() - t0)
+            assert stop.startswith("T05"), stop
+        t0 = time.perf_counter()
+        for _ in range(cycles):
+            c.cmd("g")
+        g_rtt = (time.perf_counter() - t0) / cycles
+        c.send("D;1")
+        c.reply()
+    finally:
+        c.close()
+    return {"cycles": cycles, "per_cycle_ms": statistics.fmean(samples) * 1e3,
+            "p50_ms": statistics.median(samples) * 1e3, "g_roundtrip_us": g_rtt * 1e6}
+
+
+# --- bare TCP ----------------------------------------------------------------------------------------------
+def _echo(sock_fd: int) -> None:
+    srv = socket.socket(fileno=sock_fd)
+    conn, _ = srv.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        data = conn.recv(64)
+        if not data:
+            return
+        conn.sendall(data)
+
+
+def bench_tcp(rounds: int) -> dict:
+    srv = socket.create_server(("127.0.0.1", 0))
+    child = mp.get_context("fork").Process(target=_echo, args=(srv.fileno(),), daemon=True)
+    child.start()
+    try:
+        s = socket.create_connection(srv.getsockname(), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(100):
+            s.sendall(b"x")
+            s.recv(1)
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            s.sendall(b"x")
+            s.recv(1)
+        rtt = (time.perf_counter() - t0) / rounds
+        s.close()
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+        srv.close()
+    return {"rounds": rounds, "rtt_us": rtt * 1e6}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hits", type=int, default=200)
+    ap.add_argument("--cycles", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=5000)
+    ap.add_argument("--cpu", default="e500mc")
+    ap.add_argument("--strategy", default="illegal")
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON ('-' for stdout)")
+    args = ap.parse_args(argv)
+    image = GuestImage.load(guest_path("loop"))
+    tcp = bench_tcp(args.rounds)
+    sc = Scenario(args.cpu, args.strategy)
+    try:
+        gdb = bench_gdb(sc.address, args.hits)
+        raw = bench_raw(sc.address, args.cycles, image.symbol("bp_target"))
+    finally:
+        sc.close()
+    tcp2 = bench_tcp(args.rounds)
+    rtt_us = min(tcp["rtt_us"], tcp2["rtt_us"])
+    result = {
+        "cpu": args.cpu, "strategy": args.strategy,
+        "gdb": gdb, "raw": raw, "tcp": {"rtt_us": rtt_us, "rounds": args.rounds},
+        "ratios": {"gdb_hit_per_tcp_rtt": gdb["per_hit_ms"] * 1e3 / rtt_us,
+                   "raw_cycle_per_tcp_rtt": raw["per_cycle_ms"] * 1e3 / rtt_us,
+                   "gdb_hit_vs_target": gdb["per_hit_ms"] / TARGET_GDB_MS,
+                   "raw_cycle_vs_target": raw["per_cycle_ms"] / TARGET_RAW_MS},
+        "targets_ms": {"gdb_hit": TARGET_GDB_MS, "raw_cycle": TARGET_RAW_MS},
+    }
+    result["ok"] = gdb["per_hit_ms"] <= TARGET_GDB_MS and raw["per_cycle_ms"] <= TARGET_RAW_MS
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+        return 0 if result["ok"] else 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    rows = [
+        ("gdb break + continue, per hit", f"{gdb['per_hit_ms']:.3f} ms", f"<= {TARGET_GDB_MS} ms",
+         f"{result['ratios']['gdb_hit_vs_target']:.2f}x target, "
+         f"{result['ratios']['gdb_hit_per_tcp_rtt']:.1f} TCP RTTs"),
+        ("raw RSP cycle (c, z0, s, Z0)", f"{raw['per_cycle_ms']:.3f} ms", f"<= {TARGET_RAW_MS} ms",
+         f"{result['ratios']['raw_cycle_vs_target']:.2f}x target, "
+         f"{result['ratios']['raw_cycle_per_tcp_rtt']:.1f} TCP RTTs"),
+        ("raw `g` round trip", f"{raw['g_roundtrip_us']:.1f} us", "", ""),
+        ("bare TCP ping-pong round trip", f"{rtt_us:.1f} us", "", ""),
+    ]
+    print(f"bench_gdb: loop guest, {args.cpu}, strategy {args.strategy}, {gdb['hits']} gdb hits "
+          f"(cnt_hits {gdb['cnt_hits']}), {raw['cycles']} raw cycles")
+    w = max(len(r[0]) for r in rows)
+    for name, value, target, note in rows:
+        print(f"  {name:<{w}}  {value:>11}  {target:>10}  {note}")
+    print("targets met" if result["ok"] else "TARGETS MISSED")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
