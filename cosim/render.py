@@ -66,6 +66,10 @@ def render_run(report: dict, console: Console | None = None) -> None:
     for lv, c in ex["by_level"].items():
         lat = ex["latency_us"].get(lv, {})
         ct.add_row(lv, f"{c:,}", _num(lat.get("p50")), _num(lat.get("p99")), str(lat.get("count", 0)))
+    inproc = ex.get("kernel_in_vcpu_process_us", {})
+    if inproc.get("count"):
+        ct.add_row(Text("  of which emulated in the vCPU process", style="dim"), f"{inproc['count']:,}",
+                   _num(inproc["p50"]), _num(inproc["p99"]), str(inproc["count"]))
     parts.append(ct)
 
     rt = Table(title="exits by reason and level", title_justify="left", show_edge=False, pad_edge=False)

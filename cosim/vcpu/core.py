@@ -84,7 +84,10 @@ class Core:
         self.pristine = pristine or {}    # addr -> code word as loaded (ground truth for the report)
         self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
         self.host_iac: dict[int, int] = {}  # addr -> host IAC events
-        self.local_ns: list[int] = []      # handling time of events handled without leaving the vCPU
+        # handling time of events handled without leaving the vCPU process, by the level counted:
+        # "vcpu" (native, or straight to a guest vector) and "kernel" (KVM PR emulation done in-process)
+        self.local_ns: dict[str, list[int]] = {"vcpu": [], "kernel": []}
+        self._last_level = "vcpu"
         self._retried: int | None = None   # pc re-run once after a flush (stale translation check)
 
     # --- state -------------------------------------------------------------------------------------
@@ -237,13 +240,14 @@ class Core:
     def run(self, kicked=lambda: False) -> Exit | Fault | None:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
-        samples = self.local_ns
+        local = self.local_ns
         while True:
             stop = self.engine.run(self.pc, step=self.step)
             t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:
                 return out
+            samples = local[self._last_level]
             if len(samples) < LOCAL_SAMPLES and stop.kind is StopKind.INTERRUPT:
                 samples.append(perf_counter_ns() - t0)
             if kicked():
@@ -305,7 +309,8 @@ class Core:
                 route = self.model.route(Event.PRIV)
                 if route in (Route.NATIVE, Route.LOCAL):
                     self.emulate(d)
-                    self.count(Event.PRIV.value, "vcpu" if route is Route.NATIVE else "kernel")
+                    self._last_level = "vcpu" if route is Route.NATIVE else "kernel"
+                    self.count(Event.PRIV.value, self._last_level)
                     return None
                 return Exit(Event.PRIV, pc, word, Ivor.PROGRAM, pc, Esr.PPR)
             ev = Exit(Event.PRIV_FAULT, pc, word, Ivor.PROGRAM, pc, Esr.PPR)
@@ -322,6 +327,7 @@ class Core:
         route = self.model.route(ev.event)
         if route is Route.GUEST:
             self.deliver(ev.ivor, ev.srr0, ev.esr if ev.ivor == Ivor.PROGRAM else None)
+            self._last_level = "vcpu"
             self.count(ev.event.value, "vcpu")
             return None
         return ev

@@ -241,7 +241,8 @@ class VcpuProcess:
         return {
             "instructions": int(self.page["instructions"]),
             "exits": self.page["exits"].tolist(),
-            "latency_ns": {"vcpu": self.core.local_ns, **self.latency},
+            "latency_ns": {"vcpu": self.core.local_ns["vcpu"], **self.latency},
+            "inprocess_kernel_ns": self.core.local_ns["kernel"],
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
             "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
             "state": int(self.state[0]),
