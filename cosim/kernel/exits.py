@@ -65,7 +65,7 @@ class ExitHandler:
 
     def is_breakpoint(self, ex: Exit, dbg: GuestDebugState) -> bool:
         s = self.strategy
-        if not dbg.has(GuestDebug.USE_SW_BP) or ex.event is not s.hit_event.get(self.model.name):
+        if not dbg.has(GuestDebug.USE_SW_BP) or ex.event != s.hit_event.get(self.model.name):
             return False
         if s.match is Match.ALL:
             return True
@@ -76,13 +76,15 @@ class ExitHandler:
         return False
 
     def handle(self, ex: Exit, dbg: GuestDebugState) -> Decision:
-        if ex.event is Event.HCALL:
+        """`ex` is an Exit, or anything with its fields (the kernel passes the wire.ExitMsg as is:
+        Event is a str enum, so its `event` string compares equal)."""
+        if ex.event == Event.HCALL:
             if ex.r11 == HCALL_HALT:
                 return Decision(Action.HALT, code=ex.r3)
             if ex.r11 == HCALL_YIELD:
                 return Decision(Action.EMULATE, pc=ex.pc + 4, r3=0)
             return Decision(Action.EMULATE, pc=ex.pc + 4, r3=EV_UNIMPLEMENTED)
-        if ex.event is Event.DEBUG and ex.host:
+        if ex.event == Event.DEBUG and ex.host:
             return Decision(Action.USER, address=ex.addr, status=ex.status)
         if self.is_breakpoint(ex, dbg):
             return Decision(Action.USER, address=ex.pc, status=0)

@@ -8,18 +8,15 @@ here; breakpoint hits and host debug events go to userspace as KVM_EXIT_DEBUG.
 from __future__ import annotations
 
 import os
-from dataclasses import fields
 
 from .. import wire
-from ..cpu_models import Event, cpu_model
+from ..cpu_models import cpu_model
 from ..strategies import strategy
 from ..machine.guest_ram import GuestRAM
 from ..transport import Endpoint
-from ..vcpu.core import Exit
 from ..vcpu.runpage import RunPages
 from .exits import Action, ExitHandler, GuestDebugState
 
-EXIT_FIELDS = tuple(f.name for f in fields(Exit))
 
 
 class KernelProcess:
@@ -82,8 +79,7 @@ class KernelProcess:
             self.ep.send(r.sender, wire.Error(m.TAG, f"kernel does not take {m.TAG}"))
 
     def on_exit(self, m: wire.ExitMsg):
-        ex = Exit(**{n: getattr(m, n) for n in EXIT_FIELDS if n != "event"}, event=Event(m.event))
-        d = self.handler.handle(ex, self.debug[m.vcpu])
+        d = self.handler.handle(m, self.debug[m.vcpu])
         key = f"{m.event}:{d.action.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
         vcpu = f"vcpu{m.vcpu}"
