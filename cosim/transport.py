@@ -90,6 +90,12 @@ class Endpoint:
         """Send bytes that may not be a valid message (tests of the receivers' validation)."""
         self._push(self._out, self.inboxes, dest).send_multipart([self._name_frame, payload])
 
+    def answer_malformed(self, r: "Received") -> str:
+        """Answer an undecodable message with Error (when its sender is known); returns a log line."""
+        if r.sender in self.inboxes:
+            self.send(r.sender, wire.error_for(r.raw, r.error))
+        return f"malformed message from {r.sender}: {r.error}"
+
     def kick(self, dest: str) -> None:
         self._push(self._kick_out, self.kicks, dest).send(b"k")
 

@@ -26,94 +26,21 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import warnings
 import weakref
-from multiprocessing import resource_tracker
 from multiprocessing import shared_memory
 
 import numpy as np
+
+from .shm import Block as _Block, release as _release, untracked_attach as _untracked_attach
 
 __all__ = ["GuestRAM", "GuestMemoryError", "PAGE_SIZE", "DEFAULT_RAM_SIZE"]
 
 PAGE_SIZE = 4096
 DEFAULT_RAM_SIZE = 16 << 20
 
-_ATTACH_LOCK = threading.Lock()
-
-
 class GuestMemoryError(ValueError):
     """A guest-physical access outside guest RAM, or a misaligned word access."""
-
-
-def _untracked_attach(name: str) -> shared_memory.SharedMemory:
-    """Open an existing block without registering it with the resource tracker."""
-    try:
-        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
-    except TypeError:
-        pass
-    with _ATTACH_LOCK:
-        original = resource_tracker.register
-
-        def register(rname, rtype):
-            if rtype != "shared_memory":
-                original(rname, rtype)
-
-        resource_tracker.register = register
-        try:
-            return shared_memory.SharedMemory(name=name)
-        finally:
-            resource_tracker.register = original
-
-
-def _release(shm: shared_memory.SharedMemory) -> bool:
-    """Close our mapping of *shm*.  Returns False if views were still exported (then the mapping is
-    dropped from *shm* and unmapped automatically when the last view is garbage-collected)."""
-    try:
-        shm.close()
-        return True
-    except BufferError:
-        # Someone still holds a NumPy view.  Forget the memoryview/mmap (they stay alive, referenced
-        # by the views, and munmap when those die) and close the descriptor: the mapping stays valid.
-        shm._buf = None  # noqa: SLF001 - CPython's SharedMemory has no public way to do this
-        shm._mmap = None  # noqa: SLF001
-        fd = getattr(shm, "_fd", -1)
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            shm._fd = -1  # noqa: SLF001
-        return False
-
-
-class _Block:
-    """The shared-memory block behind a GuestRAM, and its cleanup.  Referenced by the GuestRAM's
-    finalizer, so it must not reference the GuestRAM."""
-
-    def __init__(self, shm: shared_memory.SharedMemory, owner: bool):
-        self.shm = shm
-        self.owner_pid = os.getpid() if owner else None
-        self.unlinked = False
-
-    def unlink(self) -> None:
-        if self.unlinked or self.owner_pid != os.getpid():
-            return  # not the owner, or a fork()ed child that inherited the owner's finalizer
-        self.unlinked = True
-        try:
-            self.shm.unlink()  # shm_unlink + resource_tracker.unregister
-        except FileNotFoundError:
-            # removed behind our back: still drop our resource-tracker registration
-            try:
-                resource_tracker.unregister(self.shm._name, "shared_memory")  # noqa: SLF001
-            except Exception:  # pragma: no cover - tracker gone at shutdown
-                pass
-
-    def cleanup(self) -> bool:
-        """Release the mapping and (owner) unlink.  Runs from close(), GC or atexit."""
-        clean = _release(self.shm)
-        self.unlink()
-        return clean
 
 
 class GuestRAM:

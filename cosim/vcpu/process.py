@@ -195,9 +195,7 @@ class VcpuProcess:
     # --- messages ----------------------------------------------------------------------------------
     def handle(self, r):
         if r.error is not None:
-            self.log("error", f"malformed message from {r.sender}: {r.error}")
-            if r.sender in self.ep.inboxes:
-                self.ep.send(r.sender, wire.error_for(r.raw, r.error))
+            self.log("error", self.ep.answer_malformed(r))
             return
         m = r.msg
         if isinstance(m, wire.Resume):
