@@ -74,11 +74,9 @@ def build_report(data) -> dict:
     if "warns_per_iter" in data.image and guest.get("cnt_iter"):
         expected_warns = data.image.read_word(data.image.symbol("warns_per_iter")) * sum(guest["cnt_iter"])
     warn_sites = {e.addr for e in data.image.bug_table() if int(e.kind) == 1}
-    bad_srr0 = sorted({a for row in guest.get("warn_log_head", []) for a in row[:16] if a and a not in warn_sites})
-    if guest.get("cnt_warn"):
-        # only the first min(cnt, 16) entries of each vCPU's log were read
-        bad_srr0 = sorted({a for i, row in enumerate(guest.get("warn_log_head", []))
-                           for a in row[:min(guest["cnt_warn"][i], 16)] if a not in warn_sites})
+    # the first min(cnt_warn, 16) entries of each vCPU's WARN log: each must be a WARN site's address
+    bad_srr0 = sorted({a for i, row in enumerate(guest.get("warn_log_head", []))
+                       for a in row[:min(guest["cnt_warn"][i], 16)] if a not in warn_sites})
 
     # --- findings ----------------------------------------------------------------------------------
     findings: list[Finding] = []

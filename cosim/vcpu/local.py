@@ -12,7 +12,7 @@ from ..kernel.exits import Action, ExitHandler, GuestDebugState
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage, guest_path
 from ..strategies import strategy
-from .core import Exit, Fault
+from .core import Core, Exit, Fault
 from .engine import Engine
 from .runpage import EVENTS, LEVELS, RunPages
 
@@ -63,7 +63,6 @@ def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
             ram.write_word(image.symbol("cfg_iterations"), iterations)
         page = pages[0]
         engine = Engine(ram.address, ram.size, pages.address_of(0, "instructions"))
-        from .core import Core
         core = Core(engine, pages.record(0), model, ram.words)
         core.reset(image.entry, pir=0)
         if setup is not None:
