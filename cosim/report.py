@@ -150,9 +150,10 @@ def build_report(data) -> dict:
     codes = [v.get("exit_code") for v in vstats]
     states = [s.get("state") for s in data.vcpu_state]
     want = cfg.expect.exit_code if cfg.expect.exit_code is not None else 0
+    odd = [f"vCPU {v}: {why}" for v, (code, why) in sorted(data.halts.items()) if code != want]
     check("run-completed", data.outcome == "completed" and all(c == want for c in codes),
           f"outcome {data.outcome}; vCPU states {states}; exit codes {codes}"
-          + (f"; {'; '.join(data.problems)}" if data.problems else ""))
+          + "".join(f"; {x}" for x in odd + data.problems))
     found_ids = {f.id for f in findings}
     if cfg.expect.debugger_hits is not None:
         check("expect-debugger-hits", total_hits == cfg.expect.debugger_hits,

@@ -74,6 +74,7 @@ class RunData:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stats: dict[str, dict] = field(default_factory=dict)
+    halts: dict[int, tuple[int, str]] = field(default_factory=dict)   # vCPU -> (exit code, why)
     guest: dict[str, list[int]] = field(default_factory=dict)
     vcpu_state: list[dict] = field(default_factory=list)
     code_diff: list[tuple[int, int, int]] = field(default_factory=list)
@@ -193,6 +194,7 @@ class Supervisor:
             if r is not None:
                 if isinstance(r.msg, wire.Halted):
                     halted.add(r.msg.vcpu)
+                    data.halts[r.msg.vcpu] = (r.msg.code, r.msg.reason)
                     if r.msg.code != 0 or r.msg.reason != "guest halted":
                         data.logs.append((f"vcpu{r.msg.vcpu}", "info", f"{r.msg.reason} (code {r.msg.code})"))
                 else:

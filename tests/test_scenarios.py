@@ -221,3 +221,11 @@ def test_cli_json_report(tmp_path):
     assert set(r["exits"]["latency_us"]) == {"vcpu", "kernel", "userspace"}
     assert all(v["ok"] for v in r["invariants"].values())
     assert "invariants" in p.stdout and "PASS" in p.stdout
+
+
+def test_guest_fault_is_reported_not_a_crash():
+    cfg = scenario(guest={"entry": "0x80000000"}, debug={"breakpoints": []})
+    data, report = run(cfg)
+    inv = report["invariants"]["run-completed"]
+    assert not inv["ok"] and "unmapped fetch at 0x80000000" in inv["detail"]
+    assert report["vcpus"][0]["state"] == "faulted" and data.outcome == "completed"
