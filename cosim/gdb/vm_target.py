@@ -87,9 +87,11 @@ class VmTarget:
         self.running = False
 
     def _stop_world(self, event: StopEvent) -> None:
+        """Pause every vCPU that may be running (not one waiting in its exit for gdb, not a halted
+        one, not one gdb left stopped), hold the world, report."""
         self.running = False
         self.interrupt_requested = False
-        self.vm.pause_all()
+        self.vm.pause_all([i for i in self.resumed if i not in self.held and i not in self.halted])
         self.dbg.hold = True
         self._report(event)
 
@@ -335,6 +337,7 @@ class VmTarget:
 
     def _let_go(self, i: int) -> None:
         """Continue (flushes, registers, debug registers), then Resume if it waits in an exit."""
+        self.vm.settle()
         flush_all = i in self.flush_all
         flush = [] if flush_all else sorted(self.flush[i])
         self.flush_all.discard(i)

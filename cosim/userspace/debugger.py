@@ -80,6 +80,8 @@ class Debugger:
     def send_deferred(self, vcpus=None) -> None:
         """Send the resumes decided while the world was held (of `vcpus`, default all)."""
         keep = []
+        if self.deferred:
+            self.vm.settle()
         for m in self.deferred:
             if vcpus is None or m.vcpu in vcpus:
                 self.vm.ep.send(f"vcpu{m.vcpu}", m)
@@ -187,6 +189,7 @@ class Debugger:
         if self.hold:
             self.deferred.append(m)
         else:
+            self.vm.settle()
             self.vm.ep.send(f"vcpu{vcpu}", m)
 
     def resume_over(self, stop: Stop) -> None:

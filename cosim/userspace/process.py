@@ -105,7 +105,9 @@ class UserspaceProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
-        elif isinstance(m, (wire.Paused, wire.Ack, wire.OneReg)):
+        elif isinstance(m, wire.Ack):
+            self.vm.outstanding.discard(m.seq)   # a pipelined kernel request done (see Vm.settle)
+        elif isinstance(m, (wire.Paused, wire.OneReg)):
             pass   # a late reply to a request that already timed out
         elif isinstance(m, wire.Error):
             self.log("warn", f"{sender} rejected our {m.tag}: {m.reason}")
@@ -178,3 +180,4 @@ class UserspaceProcess:
 
 def main(spec: dict) -> None:
     UserspaceProcess(spec).serve()
+

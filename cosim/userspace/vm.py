@@ -35,6 +35,7 @@ class Vm:
         self.gone: set[int] = set()          # vCPU processes that no longer answer (shut down)
         self.singlestep: set[int] = set()
         self.guest_debug_sent: dict[int, tuple] = {}   # vCPU -> last KVM_SET_GUEST_DEBUG setting
+        self.outstanding: set[int] = set()             # seqs of kernel requests not yet acked
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -66,9 +67,10 @@ class Vm:
                              what=f"kernel {reply_type.__name__}")[0]
 
     # --- stop the world -----------------------------------------------------------------------------
-    def pause_all(self) -> None:
+    def pause_all(self, vcpus=None) -> None:
+        """Pause every vCPU (or those of `vcpus`) and wait until each one answered."""
         seq = self.next_seq()
-        targets = self.names()
+        targets = self.names() if vcpus is None else [i for i in vcpus if i not in self.gone]
         for i in targets:
             self.ep.send(f"vcpu{i}", wire.Pause(seq))
             self.ep.kick(f"vcpu{i}")
@@ -76,11 +78,13 @@ class Vm:
                       what="vCPUs to pause")
 
     def resume_all(self, flush=(), reload_debug=False, flush_all=False) -> None:
+        self.settle()
         seq = self.next_seq()
         for i in self.names():
             self.ep.send(f"vcpu{i}", wire.Continue(seq, list(flush), flush_all, False, reload_debug))
 
     def continue_vcpu(self, i: int, reload_regs=False, reload_debug=False, flush=()) -> None:
+        self.settle()
         self.ep.send(f"vcpu{i}", wire.Continue(self.next_seq(), list(flush), False, reload_regs,
                                                reload_debug))
 
@@ -91,25 +95,33 @@ class Vm:
 
     def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
         """KVM_SET_GUEST_DEBUG on each vCPU whose setting changed (the kernel's copy only ever comes
-        from here): the requests go out together, then every Ack is awaited."""
+        from here). Pipelined: the Ack is awaited by `settle()`, before any vCPU is let go."""
         fields = state.guest_debug_fields()
-        seqs = set()
         for i in (self.names() if vcpus is None else vcpus):
             control = state.control(singlestep=i in self.singlestep)
             key = (control, *map(tuple, fields.values()))
             if self.guest_debug_sent.get(i) == key:
                 continue
             self.guest_debug_sent[i] = key
-            seq = self.next_seq()
-            seqs.add(seq)
-            self.ep.send("kernel", wire.SetGuestDebug(i, seq, control, **fields))
-        if seqs:
-            self.wait_for(lambda m: isinstance(m, wire.Ack) and m.seq in seqs, len(seqs),
-                          what="kernel Ack (set_guest_debug)")
+            self._kernel_async(wire.SetGuestDebug(i, self.next_seq(), control, **fields))
 
     def update_table(self, insert=(), remove=()) -> None:
         if self.table_in_kernel:
-            self.call_kernel(wire.TableUpdate(self.next_seq(), list(insert), list(remove)), wire.Ack)
+            self._kernel_async(wire.TableUpdate(self.next_seq(), list(insert), list(remove)))
+
+    def _kernel_async(self, msg) -> None:
+        self.ep.send("kernel", msg)
+        self.outstanding.add(msg.seq)
+
+    def settle(self) -> None:
+        """Wait for the kernel's Ack of every pipelined request (the kernel handles its inbox in order,
+        so once this returns, every exit a vCPU makes from now on meets the new state). Called before
+        any message that lets a vCPU run."""
+        if self.outstanding:   # (Acks that reach the main loop instead are discarded there)
+            pending = self.outstanding
+            self.wait_for(lambda m: isinstance(m, wire.Ack) and m.seq in pending, len(pending),
+                          what="kernel Acks")
+            self.outstanding = set()
 
     def get_one_reg(self, reg: str):
         return self.call_kernel(wire.GetOneReg(self.next_seq(), reg), wire.OneReg).value
