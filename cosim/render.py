@@ -115,8 +115,9 @@ def render_compare(rows: list[dict], console: Console | None = None) -> None:
             cells.append(_cell(r))
         t.add_row(s, *cells)
     console.print(t)
-    console.print(Text("cell: verdict; debugger hits/executed; guest WARNs; exits to userspace per hit; "
-                       "userspace round trip p50; findings", style="dim"))
+    console.print(Text("cell: verdict; debugger hits / planted words executed; guest WARNs / expected; "
+                       "exits that reached userspace per debugger hit and their round trip p50; the kernel "
+                       "round trip p50; findings (yellow: predicted by the 2010 thread)", style="dim"))
 
 
 def _cell(r) -> Text:
@@ -125,7 +126,9 @@ def _cell(r) -> Text:
     style = "green" if r["verdict"] == "ok" else ("yellow" if r["verdict"] == "finding" else "red")
     lines = Text(r["verdict"].upper(), style=f"bold {style}")
     lines.append(f"\nhits {r['hits']}/{r['executed']}  WARN {r['warns']}/{r['warns_expected']}")
-    lines.append(f"\nuser exits/hit {r['user_exits_per_hit']}  p50 {_num(r['user_p50_us'])} us")
+    per_hit = "-" if r["user_exits_per_hit"] is None else f"{r['user_exits_per_hit']:g}"
+    lines.append(f"\nuserspace exits/hit {per_hit}, p50 {_num(r['user_p50_us'])} us")
+    lines.append(f"\nkernel exit p50 {_num(r['kernel_p50_us'])} us")
     if r["findings"]:
         lines.append("\n" + ", ".join(r["findings"]), style="yellow")
     return lines
