@@ -136,7 +136,8 @@ class Supervisor:
                 "supervisor": self.ep.inbox_addr, "ram_name": self.ram.name, "ram_size": self.ram.size,
                 "runpages_name": self.pages.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
-                "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions}
+                "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions,
+                "supervisor_pid": os.getpid()}
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]

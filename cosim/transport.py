@@ -17,6 +17,20 @@ import zmq
 from . import wire
 
 
+def process_alive(pid: int | None) -> bool:
+    """Is `pid` still running? (A child whose supervisor died must not linger: it checks this when
+    idle and exits.)"""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def make_run_dir() -> str:
     """A private directory for one run's ipc sockets (mkdtemp makes it 0700)."""
     return tempfile.mkdtemp(prefix="cosim-")

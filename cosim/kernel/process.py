@@ -13,7 +13,7 @@ from .. import wire
 from ..cpu_models import cpu_model
 from ..strategies import strategy
 from ..machine.guest_ram import GuestRAM
-from ..transport import Endpoint
+from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
 from .exits import Action, ExitHandler, GuestDebugState
 
@@ -32,6 +32,7 @@ class KernelProcess:
         self.decisions: dict[str, int] = {}
         self.malformed = 0
         self.stopping = False
+        self.supervisor_pid = spec.get("supervisor_pid")
 
     def serve(self):
         self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr))
@@ -40,6 +41,8 @@ class KernelProcess:
                 r = self.ep.recv(500)
                 if r is not None:
                     self.handle(r)
+                elif not process_alive(self.supervisor_pid):
+                    break                       # orphaned: the supervisor died without a Shutdown
         finally:
             self.close()
 

@@ -11,7 +11,7 @@ from .. import wire
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..strategies import Match, strategy
-from ..transport import Endpoint
+from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
 from .debugger import Debugger
 from .script import ScriptedDebugger
@@ -39,6 +39,7 @@ class UserspaceProcess:
         self.errors: list[str] = []
         self.detached = False
         self.stopping = False
+        self.supervisor_pid = spec.get("supervisor_pid")
 
     # --- loop --------------------------------------------------------------------------------------
     def serve(self):
@@ -51,6 +52,8 @@ class UserspaceProcess:
                 r = self.ep.recv(self._timeout_ms(), self.gdb.fds() if self.gdb is not None else ())
                 if r is not None:
                     self.handle(r)
+                elif not process_alive(self.supervisor_pid):
+                    break                       # orphaned: the supervisor died without a Shutdown
                 self._timers()
         finally:
             self.close()

@@ -19,7 +19,7 @@ from .. import wire
 from ..cpu_models import Event, cpu_model
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
-from ..transport import Endpoint
+from ..transport import Endpoint, process_alive
 from .core import Core, Exit, Fault
 from .engine import Engine
 from .runpage import RunPages, State
@@ -63,11 +63,15 @@ class VcpuProcess:
         self.in_guest = False
         self._kicked = False
         self.stopping = False
+        self.supervisor_pid = spec.get("supervisor_pid")
 
     # --- kick thread -------------------------------------------------------------------------------
     def kick_loop(self):
         while not self.stopping:
             if not self.ep.wait_kick(100):
+                if not process_alive(self.supervisor_pid):   # orphaned: stop the guest and go
+                    self.stopping = True
+                    self.engine.stop()
                 continue
             self.kick_pending = True
             while self.kick_pending and not self.stopping:
@@ -119,7 +123,7 @@ class VcpuProcess:
             self.exit_to_kernel(out)
 
     def _check_kick(self) -> bool:
-        return self.kick_pending or self._over_budget()
+        return self.kick_pending or self.stopping or self._over_budget()
 
     def _over_budget(self) -> bool:
         return bool(self.max_instructions) and int(self.page["instructions"]) >= self.max_instructions
