@@ -1,0 +1,618 @@
+"""A real gdb-multiarch against a running scenario (issue 4): each test starts its own
+`run.py CONFIG --gdb 127.0.0.1:0` (port 0: the port is read from the scenario's stderr, with the names of
+guest RAM and the run pages, which the test attaches to check what gdb shows against the machine).
+
+gdb is driven through a pipe with its machine interface (`-i=mi`: one result record per command,
+`*stopped` records for stops, `-exec-interrupt` for Ctrl-C), except one test in plain `-batch` mode.
+A raw-socket test covers malformed packets, the 0x03 byte, a second connection and D/vKill.
+Every scenario and gdb is killed in the fixture's teardown; the scenario's own report checks that no
+process, shared-memory block or socket outlived it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cosim.isa import Word
+from cosim.machine.guest_ram import GuestRAM
+from cosim.machine.image import GuestImage, guest_path
+from cosim.vcpu.runpage import RunPages
+
+GDB = shutil.which("gdb-multiarch")
+pytestmark = pytest.mark.skipif(GDB is None, reason="gdb-multiarch is not installed")
+
+REPO = Path(__file__).resolve().parents[1]
+LOOP_ELF = guest_path("loop")
+IMAGE = GuestImage.load(LOOP_ELF)
+BP = IMAGE.symbol("bp_target")
+CNT_HITS = IMAGE.symbol("cnt_hits")
+CNT_ITER = IMAGE.symbol("cnt_iter")
+ORIGINAL = IMAGE.read_word(BP)          # li r0, 0
+STOP_TIMEOUT = 60.0
+START_TIMEOUT = 90.0
+
+PLANTED = {"sc64": Word.SC64, "trap-user": Word.TRAP, "trap-kernel": Word.TRAP,
+           "ehpriv": Word.EHPRIV1, "illegal": Word.ILLEGAL_BP}
+SOFTWARE = [("e500v2", "sc64")] + [(cpu, s) for s in ("trap-user", "trap-kernel", "ehpriv", "illegal")
+                                   for cpu in ("e500v2", "e500mc")]
+REGS = [f"r{i}" for i in range(32)] + ["pc", "msr", "cr", "lr", "ctr", "xer"]
+
+CONFIG = """
+name = "gdb-test"
+description = "tests/test_gdb_real.py"
+[machine]
+cpu = "{cpu}"
+vcpus = {vcpus}
+[guest]
+program = "loop"
+iterations = {iterations}
+[debug]
+strategy = "{strategy}"
+[limits]
+wall_seconds = {wall}
+"""
+
+
+# --- the scenario ---------------------------------------------------------------------------------------
+class Scenario:
+    """`run.py` with --gdb on port 0 and a JSON report; RAM and run pages attached once it listens."""
+
+    def __init__(self, tmp: Path, cpu="e500mc", strategy="illegal", vcpus=1, iterations=2000,
+                 wall=240.0):
+        self.vcpus = vcpus
+        self.report_path = tmp / "report.json"
+        cfg = tmp / "scenario.toml"
+        cfg.write_text(CONFIG.format(cpu=cpu, strategy=strategy, vcpus=vcpus, iterations=iterations,
+                                     wall=wall))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), str(cfg), "--gdb", "127.0.0.1:0", "--quiet",
+             "--json", str(self.report_path)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+        self.stderr: list[str] = []
+        self.address = None
+        self.ram = self.pages = None
+        ready = threading.Event()
+        shm = {}
+
+        def read():
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+                if m := re.search(r"listening on (\S+:\d+)", line):
+                    self.address = m.group(1)
+                if m := re.search(r"ram=(\S+) ram_size=(\S+) runpages=(\S+) vcpus=(\d+)", line):
+                    shm.update(ram=m.group(1), size=int(m.group(2), 16), pages=m.group(3))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(START_TIMEOUT) or not shm or self.address is None:
+            self.close()
+            raise AssertionError("the scenario did not start listening:\n" + "".join(self.stderr))
+        self.ram = GuestRAM.attach(shm["ram"], shm["size"])
+        self.pages = RunPages.attach(shm["pages"], vcpus)
+
+    def word(self, addr: int) -> int:
+        return self.ram.read_word(addr)
+
+    def counter(self, addr: int, vcpu: int = 0) -> int:
+        return self.ram.read_word(addr + 4 * vcpu)
+
+    def registers(self, vcpu: int) -> dict[str, int]:
+        p = self.pages[vcpu]
+        values = [int(x) for x in p["gpr"]] + [int(p[n]) for n in ("pc", "msr", "cr", "lr", "ctr", "xer")]
+        return dict(zip(REGS, values))
+
+    def instructions(self, vcpu: int) -> int:
+        return int(self.pages[vcpu]["instructions"])
+
+    def wait(self, timeout: float = 120.0) -> dict:
+        """The run's report, once the scenario has ended by itself."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the scenario did not end:\n" + "".join(self.stderr)) from None
+        assert self.report_path.exists(), "".join(self.stderr)
+        return json.loads(self.report_path.read_text())
+
+    def close(self):
+        for block in (self.ram, self.pages):
+            if block is not None:
+                block.close()
+        self.ram = self.pages = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)     # the supervisor tears the run down
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+
+
+# --- gdb through its machine interface -----------------------------------------------------------------
+_RESULT = re.compile(r"^\^(done|error|running|connected|exit)(,.*)?$")
+
+
+def _c_string(text: str) -> str:
+    return bytes(text, "utf-8").decode("unicode_escape")
+
+
+class Gdb:
+    """gdb-multiarch -i=mi on a pipe. `cmd` returns (result class, result text, console output)."""
+
+    def __init__(self, elf: Path = LOOP_ELF):
+        self.proc = subprocess.Popen([GDB, "-q", "-nx", "-i=mi", str(elf)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     bufsize=1, start_new_session=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self._until(lambda line: line.startswith("(gdb)"), 30)
+        assert self.mi("-gdb-set mi-async on")[0] == "done"    # commands (Ctrl-C) while it runs
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _until(self, done, timeout: float) -> list[str]:
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError("gdb did not answer in time; last output:\n"
+                                     + "\n".join(self.log[-40:])) from None
+            if line is None:
+                raise AssertionError("gdb exited; last output:\n" + "\n".join(self.log[-40:]))
+            self.log.append(line)
+            got.append(line)
+            if done(line):
+                return got
+
+    def mi(self, command: str, timeout: float = 30.0) -> tuple[str, str, str]:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        lines = self._until(lambda line: bool(_RESULT.match(line)), timeout)
+        m = _RESULT.match(lines[-1])
+        console = "".join(_c_string(x[2:-1]) for x in lines if x.startswith('~"'))
+        return m.group(1), m.group(2) or "", console
+
+    def cli(self, command: str, timeout: float = 30.0) -> str:
+        """A console command; its printed output."""
+        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
+        cls, rest, out = self.mi(f'-interpreter-exec console "{quoted}"', timeout)
+        assert cls == "done", f"{command}: {cls}{rest}\n{out}"
+        return out
+
+    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> str:
+        lines = self._until(lambda line: line.startswith("*stopped"), timeout)
+        return lines[-1]
+
+    def resume(self, command: str = "-exec-continue", timeout: float = STOP_TIMEOUT) -> str:
+        """Resume and wait for the stop: the `*stopped` record."""
+        cls, rest, out = self.mi(command)
+        assert cls == "running", f"{command}: {cls}{rest}\n{out}"
+        return self.wait_stopped(timeout)
+
+    def connect(self, address: str):
+        cls, rest, out = self.mi(f"-target-select remote {address}", 60)
+        assert cls == "connected", rest + out
+
+    def value(self, expr: str) -> int:
+        cls, rest, _ = self.mi(f'-data-evaluate-expression "{expr}"')
+        assert cls == "done", rest
+        return int(re.search(r'value="(-?\d+)', rest).group(1)) & 0xFFFFFFFF
+
+    def registers(self) -> dict[str, int]:
+        out = self.cli("info registers")
+        regs = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in REGS:
+                regs[parts[0]] = int(parts[1], 16)
+        return regs
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+
+def stopped_field(record: str, name: str) -> str | None:
+    m = re.search(rf'{name}="([^"]*)"', record)
+    return m.group(1) if m else None
+
+
+def stopped_pc(record: str) -> int:
+    return int(re.search(r'frame=\{addr="(0x[0-9a-f]+)"', record).group(1), 16)
+
+
+@pytest.fixture
+def make(tmp_path):
+    """make.scenario(**config) and make.gdb(): torn down (killed) whatever happens."""
+    made = []
+
+    class Make:
+        def scenario(self, **kw) -> Scenario:
+            d = tmp_path / f"s{len(made)}"
+            d.mkdir()
+            s = Scenario(d, **kw)
+            made.append(s)
+            return s
+
+        def gdb(self) -> Gdb:
+            g = Gdb()
+            made.append(g)
+            return g
+
+    yield Make()
+    for thing in reversed(made):
+        thing.close()
+
+
+def assert_clean_end(report: dict):
+    inv = report["invariants"]
+    assert inv["no-leftovers"]["ok"], inv["no-leftovers"]
+    assert inv["code-restored-after-detach"]["ok"], inv["code-restored-after-detach"]
+    assert inv["run-completed"]["ok"], inv["run-completed"]
+    assert not report["problems"], report["problems"]
+
+
+# --- break + continue for every strategy ----------------------------------------------------------------
+@pytest.mark.parametrize("cpu,strategy", SOFTWARE + [("e500v2", "hw"), ("e500mc", "hw")],
+                         ids=[f"{s}-{c}" for c, s in SOFTWARE + [("e500v2", "hw"), ("e500mc", "hw")]])
+def test_break_continue_hits_match_the_guest(make, cpu, strategy):
+    sc = make.scenario(cpu=cpu, strategy=strategy, iterations=3000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    gdb.cli("set breakpoint always-inserted on")          # planted while gdb looks, not only running
+    cls, rest, _ = gdb.mi("-break-insert bp_target")
+    assert cls == "done" and 'addr="0x%08x"' % BP in rest
+    n = 5
+    for k in range(1, n + 1):
+        stop = gdb.resume()
+        assert stopped_field(stop, "reason") == "breakpoint-hit", stop
+        assert stopped_pc(stop) == BP and stopped_field(stop, "thread-id") == "1"
+        # the k-th call stops before its own count: cnt_hits (by gdb, and in guest RAM) is k - 1
+        assert gdb.value("*(unsigned int *)&cnt_hits") == k - 1
+        assert sc.counter(CNT_HITS) == k - 1
+        assert sc.counter(CNT_ITER) == k - 1
+    if strategy == "hw":
+        assert sc.word(BP) == ORIGINAL                    # an IAC: no code modified
+    else:
+        assert sc.word(BP) == PLANTED[strategy]           # the strategy's word is in RAM...
+    assert "li      r0,0" in gdb.cli("x/i $pc")             # ...but gdb sees the original instruction
+    assert f"0x{ORIGINAL:08x}" in gdb.cli("x/wx $pc")
+    assert f'"{ORIGINAL:08x}"' in gdb.cli(f"maint packet m{BP:x},4")   # so does the raw `m`
+    assert gdb.registers()["pc"] == BP == sc.registers(0)["pc"]
+    stop = gdb.resume("-exec-step-instruction")
+    assert stopped_pc(stop) == BP + 4 == sc.registers(0)["pc"]
+    assert sc.counter(CNT_HITS) == n - 1                  # `li r0,0` does not count yet
+    cls, rest, _ = gdb.mi("-target-detach")
+    assert cls == "done", rest
+    assert IMAGE.code_diff(sc.ram) == []                 # guest code is the image's again
+    report = sc.wait()
+    assert_clean_end(report)
+    assert report["guest"]["cnt_hits"] == [3000] and report["guest"]["cnt_iter"] == [3000]
+    assert report["invariants"]["debugger-hits-exactly-once"]["ok"], report["debugger_hits"]
+
+
+# --- registers, threads, SMP ----------------------------------------------------------------------------
+def test_registers_and_threads_on_two_vcpus(make):
+    sc = make.scenario(vcpus=2, iterations=3000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    threads = gdb.cli("info threads")
+    assert re.search(r"Thread 1\.1 \(vCPU 0 ", threads) and re.search(r"Thread 1\.2 \(vCPU 1 ", threads)
+    # stopped at start: both vCPUs at the entry, their registers from the run page
+    assert gdb.registers() == sc.registers(0)
+    assert gdb.mi("-break-insert bp_target")[0] == "done"
+    seen = {1: 0, 2: 0}
+    stops = 0
+    while stops < 6 or not (seen[1] and seen[2]):   # vCPU 1 may need a few rounds to get there
+        assert stops < 200, seen
+        stops += 1
+        stop = gdb.resume()
+        assert stopped_field(stop, "reason") == "breakpoint-hit" and stopped_pc(stop) == BP
+        seen[int(stopped_field(stop, "thread-id"))] += 1
+        before = [sc.instructions(i) for i in range(2)]
+        for tid in (1, 2):                                 # every vCPU stopped, each one's registers
+            gdb.cli(f"thread {tid}")
+            regs = gdb.registers()
+            assert regs == sc.registers(tid - 1), f"thread {tid}"
+        time.sleep(0.05)
+        assert [sc.instructions(i) for i in range(2)] == before   # the world is stopped
+    hits = [sc.counter(CNT_HITS, i) for i in range(2)]
+    assert sum(hits) <= stops <= sum(hits) + 2             # a vCPU stopped at entry has not counted yet
+    out = gdb.cli("thread 2")
+    assert "vCPU 1" in out or "Thread 1.2" in out
+    regs = gdb.registers()
+    gdb.cli("set scheduler-locking on")                   # step thread 2 alone
+    stop = gdb.resume("-exec-step-instruction")
+    assert stopped_field(stop, "thread-id") == "2"
+    assert stopped_pc(stop) == regs["pc"] + 4 == sc.registers(1)["pc"]
+    assert gdb.mi("-target-detach")[0] == "done"
+    report = sc.wait()
+    assert_clean_end(report)
+    assert report["guest"]["cnt_hits"] == [3000, 3000]
+
+
+def test_register_write_reaches_the_vcpu(make):
+    sc = make.scenario(iterations=3000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    assert gdb.mi("-break-insert bp_target")[0] == "done"
+    gdb.resume()
+    gdb.resume()
+    # r30 is main's iterations-left counter: shrink it, the guest then makes fewer calls
+    left = gdb.registers()["r30"]
+    assert left == 3000 - 1
+    gdb.cli("set $r30 = 3")
+    assert sc.registers(0)["r30"] == 3
+    assert gdb.mi("-target-detach")[0] == "done"
+    report = sc.wait()
+    assert_clean_end(report)
+    assert report["guest"]["cnt_hits"] == [1 + 3]
+
+
+# --- hardware breakpoint and watchpoint -----------------------------------------------------------------
+@pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
+def test_hbreak_and_watch(make, cpu):
+    sc = make.scenario(cpu=cpu, iterations=3000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    cls, rest, _ = gdb.mi("-break-insert -h bp_target")
+    assert cls == "done", rest
+    for k in range(1, 4):
+        stop = gdb.resume()
+        assert stopped_field(stop, "reason") == "breakpoint-hit" and stopped_pc(stop) == BP
+        assert sc.counter(CNT_HITS) == k - 1
+        assert IMAGE.code_diff(sc.ram) == []              # nothing planted: an IAC slot
+    assert gdb.mi("-break-delete 1")[0] == "done"
+    cls, rest, _ = gdb.mi('-break-watch "*(unsigned int *)&cnt_iter"')
+    assert cls == "done", rest
+    assert "hw watchpoint" in gdb.cli("info watchpoints")  # a DAC, not gdb single-stepping
+    for k in range(3):
+        stop = gdb.resume()
+        assert stopped_field(stop, "reason") == "watchpoint-trigger", stop
+        old, new = (int(x) for x in re.search(r'value=\{old="(\d+)",new="(\d+)"\}', stop).groups())
+        assert new == old + 1 == sc.counter(CNT_ITER)
+    # gdb reports the store after stepping over it: the PC is in the loop body, past the `stw`
+    pc = stopped_pc(stop)
+    assert IMAGE.symbol("loop_body_start") < pc <= IMAGE.symbol("loop_body_end")
+    assert gdb.mi("-target-detach")[0] == "done"
+    assert_clean_end(sc.wait())
+
+
+def test_no_free_iac_slot_is_an_error_gdb_shows(make):
+    sc = make.scenario(iterations=3000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    for sym in ("bp_target", "main", "loop_body_start"):
+        assert gdb.mi(f"-break-insert -h {sym}")[0] == "done"
+    # gdb inserts at resume: the third IAC is refused (E1c), gdb says so and the target stays stopped
+    assert gdb.mi("-exec-continue")[0] == "running"
+    lines = gdb._until(lambda line: line.startswith("^error"), STOP_TIMEOUT)
+    assert "You may have requested too many hardware breakpoints" in "".join(lines), lines
+    assert sc.registers(0)["pc"] == IMAGE.entry
+    assert gdb.mi("-break-delete 3")[0] == "done"
+    stop = gdb.resume()
+    assert stopped_field(stop, "reason") == "breakpoint-hit"
+    assert gdb.mi("-target-detach")[0] == "done"
+    assert_clean_end(sc.wait())
+
+
+# --- Ctrl-C, kill, lost connection ------------------------------------------------------------------------
+def test_ctrl_c_stops_the_world(make):
+    sc = make.scenario(vcpus=2, iterations=100_000_000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    for _ in range(2):
+        cls, rest, _ = gdb.mi("-exec-continue")
+        assert cls == "running", rest
+        time.sleep(0.5)
+        assert gdb.mi("-exec-interrupt")[0] == "done"
+        stop = gdb.wait_stopped()
+        assert stopped_field(stop, "reason") == "signal-received", stop
+        assert stopped_field(stop, "signal-name") == "SIGINT"
+        before = [sc.instructions(i) for i in range(2)]
+        assert all(before)
+        time.sleep(0.1)
+        assert [sc.instructions(i) for i in range(2)] == before
+        for tid in (1, 2):
+            gdb.cli(f"thread {tid}")
+            regs = gdb.registers()
+            assert regs == sc.registers(tid - 1)
+            lo, hi = IMAGE.code_ranges()[0]
+            assert lo <= regs["pc"] < hi
+    gdb.cli("kill")
+    report = sc.wait(60)
+    assert report["outcome"] == "killed-by-debugger"
+    assert report["invariants"]["no-leftovers"]["ok"]
+    assert report["invariants"]["code-restored-after-detach"]["ok"]
+
+
+def test_kill_ends_the_run(make):
+    sc = make.scenario(iterations=100_000_000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    assert gdb.mi("-break-insert bp_target")[0] == "done"
+    gdb.resume()
+    gdb.cli("kill")
+    report = sc.wait(60)
+    assert report["outcome"] == "killed-by-debugger"
+    assert report["invariants"]["no-leftovers"]["ok"]
+    assert report["invariants"]["code-restored-after-detach"]["ok"]
+
+
+def test_gdb_crash_detaches_and_restores_code(make):
+    sc = make.scenario(iterations=3000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    gdb.cli("set breakpoint always-inserted on")
+    assert gdb.mi("-break-insert bp_target")[0] == "done"
+    assert gdb.mi("-break-watch \"*(unsigned int *)&cnt_iter\"")[0] == "done"
+    gdb.resume()
+    assert sc.word(BP) == Word.ILLEGAL_BP
+    gdb.close()                                       # SIGKILL: the connection is lost, no D
+    report = sc.wait()
+    assert_clean_end(report)
+    assert report["guest"]["cnt_hits"] == [3000]
+
+
+# --- plain batch mode -------------------------------------------------------------------------------------
+def test_batch_session(make):
+    sc = make.scenario(cpu="e500v2", strategy="trap-kernel", iterations=3000)
+    out = subprocess.run(
+        [GDB, "-q", "-nx", "-batch", str(LOOP_ELF), "-ex", f"target remote {sc.address}",
+         "-ex", "break bp_target", "-ex", "continue", "-ex", "continue", "-ex", "continue",
+         "-ex", "x/i $pc", "-ex", "p/x $pc", "-ex", "info threads", "-ex", "stepi",
+         "-ex", "p/x $pc", "-ex", "detach"],
+        capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert text.count("Breakpoint 1, 0x%08x in bp_target ()" % BP) == 3, text
+    assert "li      r0,0" in text and f"$1 = 0x{BP:x}" in text and f"$2 = 0x{BP + 4:x}" in text, text
+    assert "Thread 1.1 (vCPU 0 " in text and "[Inferior 1 (process 1) detached]" in text, text
+    assert_clean_end(sc.wait())
+
+
+# --- raw socket --------------------------------------------------------------------------------------------
+class Raw:
+    def __init__(self, address: str):
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=STOP_TIMEOUT)
+        self.buf = b""
+
+    def frame(self, payload: bytes) -> bytes:
+        return b"$%s#%02x" % (payload, sum(payload) & 0xFF)
+
+    def read_until(self, pred) -> bytes:
+        while not pred(self.buf):
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed by the stub")
+            self.buf += data
+        return self.buf
+
+    def reply(self) -> bytes:
+        """Skip acks; return the next packet's payload (and ack it)."""
+        buf = self.read_until(lambda b: re.search(rb"\$[^#]*#[0-9a-f]{2}", b) is not None)
+        m = re.search(rb"\$([^#]*)#[0-9a-f]{2}", buf)
+        self.buf = buf[m.end():]
+        self.sock.sendall(b"+")
+        return m.group(1)
+
+    def cmd(self, payload: bytes) -> bytes:
+        self.sock.sendall(self.frame(payload))
+        return self.reply()
+
+    def closed(self, timeout: float = 10.0) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+        except OSError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+def test_raw_malformed_packets_keep_the_stub_serving(make):
+    sc = make.scenario(iterations=100_000_000)
+    c = Raw(sc.address)
+    try:
+        assert c.cmd(b"qSupported:multiprocess+;swbreak+").startswith(b"PacketSize=")
+        c.sock.sendall(b"$g#00")                          # bad checksum -> `-`, nothing else
+        c.read_until(lambda b: b"-" in b)
+        assert c.buf.startswith(b"-")
+        c.buf = b""
+        c.sock.sendall(b"garbage outside any packet")      # skipped
+        assert c.cmd(b"?") == b"T05thread:p01.01;"
+        assert c.cmd(b"mzz,4") == b"E01"                   # not hex
+        assert c.cmd(b"m10730") == b"E01"                  # missing length
+        assert c.cmd(b"m7ffffff0,100").startswith(b"E")    # outside guest RAM
+        assert c.cmd(b"Z0,10731,4").startswith(b"E")       # not word-aligned
+        assert c.cmd(b"Z0,7ffffff0,4").startswith(b"E")    # outside guest RAM
+        assert c.cmd(b"Z9,10730,4") == b""                 # unknown kind
+        assert c.cmd(b"Z2,12400,8").startswith(b"E")       # a DAC watches up to 4 bytes
+        assert c.cmd(b"vCont;x") == b"E01"
+        assert c.cmd(b"Hgp1.9") == b"E02"                  # no such thread
+        assert c.cmd(b"qNoSuchThing") == b""
+        c.sock.sendall(b"$" + b"a" * 70000)                # longer than the codec takes: dropped
+        c.sock.sendall(c.frame(b"?"))
+        assert c.reply() == b"T05thread:p01.01;"
+        regs = c.cmd(b"g")
+        assert len(regs) == 38 * 8 and int(regs[32 * 8:33 * 8], 16) == IMAGE.entry
+        assert c.cmd(b"m%x,4" % BP) == b"%08x" % ORIGINAL
+        # a second gdb is turned away while this one is attached
+        host, port = sc.address.rsplit(":", 1)
+        other = socket.create_connection((host, int(port)))
+        try:
+            other.settimeout(10)
+            assert other.recv(10) == b""
+        finally:
+            other.close()
+        # the minimal cycle, then Ctrl-C as the raw 0x03 byte
+        assert c.cmd(b"Z0,%x,4" % BP) == b"OK"
+        assert c.cmd(b"m%x,4" % BP) == b"%08x" % ORIGINAL   # the original under the planted word
+        assert sc.word(BP) == Word.ILLEGAL_BP
+        assert c.cmd(b"vCont;c:p1.-1") == b"T05thread:p01.01;swbreak:;"
+        assert c.cmd(b"z0,%x,4" % BP) == b"OK"
+        assert c.cmd(b"vCont;s:p1.1") == b"T05thread:p01.01;"
+        assert c.cmd(b"Z0,%x,4" % BP) == b"OK"
+        assert c.cmd(b"vCont;c:p1.-1") == b"T05thread:p01.01;swbreak:;"
+        assert c.cmd(b"z0,%x,4" % BP) == b"OK"
+        c.sock.sendall(c.frame(b"vCont;c:p1.-1"))
+        c.read_until(lambda b: b"+" in b)
+        time.sleep(0.3)
+        assert c.cmd(b"g") == b"E01"                       # all-stop: gdb must wait while it runs
+        c.sock.sendall(b"\x03")
+        assert c.reply() == b"T02thread:p01.01;"
+        assert c.cmd(b"Z0,%x,4" % BP) == b"OK"
+        assert c.cmd(b"Z2,%x,4" % CNT_ITER) == b"OK"
+        assert c.cmd(b"D;1") == b"OK"
+        assert c.closed()
+    finally:
+        c.close()
+    assert IMAGE.code_diff(sc.ram) == []                 # detached: guest code restored...
+    n = sc.counter(CNT_ITER)
+    time.sleep(0.3)
+    assert sc.counter(CNT_ITER) > n                       # ...and the guest runs on its own
+
+
+def test_raw_vkill(make):
+    sc = make.scenario(iterations=100_000_000)
+    c = Raw(sc.address)
+    try:
+        assert c.cmd(b"QStartNoAckMode") == b"OK"
+        c.sock.sendall(c.frame(b"vKill;1"))
+        assert c.read_until(lambda b: b"OK" in b)
+        assert c.closed()
+    finally:
+        c.close()
+    report = sc.wait(60)
+    assert report["outcome"] == "killed-by-debugger"
+    assert report["invariants"]["no-leftovers"]["ok"]
