@@ -103,6 +103,7 @@ class GdbStub:
                 self._send(out)
             self.target.service()
             self._drain()
+            self.target.after_reply()
             if self.session is not None and self.session.closed:
                 self._hang_up()
 
@@ -120,6 +121,7 @@ class GdbStub:
             ev = t.outbox.pop(0)
             if isinstance(ev, StopEvent):
                 self._send(s.stop_reply(ev))
+                t.after_reply()
             elif isinstance(ev, Exited):
                 s.running = False
                 self._send(s.codec.send(b"W%02x" % ev.code))

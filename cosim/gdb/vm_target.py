@@ -25,13 +25,14 @@ Invariants:
 """
 from __future__ import annotations
 
+import copy
 import errno
 from dataclasses import dataclass
 
 from .. import wire
 from ..isa import DebugStatus
 from ..machine.guest_ram import GuestMemoryError
-from ..userspace.breakpoints import BreakpointError, Verdict
+from ..userspace.breakpoints import BreakpointError, DebugState, Verdict
 from ..userspace.debugger import Stop
 from ..vcpu.runpage import State
 from .target import (NUM_REGISTERS, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
@@ -41,6 +42,23 @@ WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "
                BreakpointKind.ACCESS_WATCH: "awatch"}
 FLUSH_ALL_ABOVE = 256
 """A memory write touching more words than this flushes every translation instead of each word."""
+
+
+def _copy_state(st: DebugState) -> DebugState:
+    """What KVM_SET_GUEST_DEBUG is computed from (breakpoint records shared: read only)."""
+    c = copy.copy(st)
+    c.sw, c.iac, c.dac = dict(st.sw), list(st.iac), list(st.dac)
+    return c
+
+
+@dataclass(frozen=True)
+class Guess:
+    """The KVM_SET_GUEST_DEBUG setting gdb's next resume will most likely need: after a breakpoint
+    hit, gdb removes the breakpoint and single-steps that vCPU alone; after that step, it puts the
+    breakpoint back and continues every vCPU."""
+    vcpus: tuple[int, ...]
+    singlestep: frozenset[int]
+    state: DebugState
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,8 @@ class VmTarget:
         self.sw: set[int] = set()
         self.hw: set[tuple[str, int]] = set()
         self.interrupt_requested = False
+        self.guess: Guess | None = None
+        self.state_at_hit: DebugState | None = None
         self.dbg.on_stop = self.on_stop
 
     # --- the world ----------------------------------------------------------------------------------
@@ -86,19 +106,52 @@ class VmTarget:
         self.killed = False
         self.running = False
 
-    def _stop_world(self, event: StopEvent) -> None:
+    def _stop_world(self, event: StopEvent, stop: Stop | None = None) -> None:
         """Pause every vCPU that may be running (not one waiting in its exit for gdb, not a halted
         one, not one gdb left stopped), hold the world, report."""
         self.running = False
         self.interrupt_requested = False
         self.vm.pause_all([i for i in self.resumed if i not in self.held and i not in self.halted])
         self.dbg.hold = True
-        self._report(event)
+        self._report(event, stop)
 
-    def _report(self, event) -> None:
+    def _report(self, event, stop: Stop | None = None) -> None:
         self.running = False
+        self._guess_next(stop)
         self.outbox.append(event)
         self.notify()
+
+    def _guess_next(self, stop: Stop | None) -> None:
+        """Prepare the kernel for gdb's usual next resume (see Guess); sent by `after_reply`."""
+        self.guess = None
+        if stop is None:
+            self.state_at_hit = None
+        elif stop.verdict is Verdict.STEP:
+            if self.state_at_hit is not None:
+                live = tuple(i for i in range(self.n) if i not in self.halted)
+                self.guess = Guess(live, frozenset(), self.state_at_hit)
+            self.state_at_hit = None
+        else:
+            self.state_at_hit = _copy_state(self.dbg.state)
+            st = _copy_state(self.dbg.state)
+            if stop.status in (DebugStatus.WATCH_READ, DebugStatus.WATCH_WRITE):
+                st.dac = [None if p is not None and (p.kind, p.address) in self.hw else p for p in st.dac]
+            else:
+                st.sw.pop(stop.address, None)
+                st.iac = [None if p is not None and p.address == stop.address else p for p in st.iac]
+            self.guess = Guess((stop.vcpu,), frozenset((stop.vcpu,)), st)
+
+    def after_reply(self) -> None:
+        """gdb has its answer: now send the kernel what changed (KVM_SET_GUEST_DEBUG) or, after a
+        hit, what gdb's next resume will most likely need, so that the kernel's round trip overlaps
+        gdb's own work instead of delaying the resume (`Vm.settle` corrects a wrong guess)."""
+        if self.running or not self.attached:
+            return
+        if self.guess is not None:
+            g = self.guess
+            self.vm.send_guest_debug(g.state, g.vcpus, g.singlestep)
+        else:
+            self.vm.push()
 
     def service(self) -> None:
         """Work the session asked for that must wait until its reply went out (Ctrl-C)."""
@@ -120,7 +173,7 @@ class VmTarget:
             return
         self.held[stop.vcpu] = stop
         if self.running:
-            self._stop_world(self._event(stop))
+            self._stop_world(self._event(stop), stop)
         else:
             self.pending.append(stop)
 
@@ -297,6 +350,7 @@ class VmTarget:
             if a is not None:
                 plan[i] = a
         self.running = True
+        self.guess = None
         self.resumed = set(plan)
         for stop in list(self.pending):          # one kept stop per resume, if still meaningful
             action = plan.get(stop.vcpu)
@@ -304,7 +358,7 @@ class VmTarget:
                 continue
             self.pending.remove(stop)
             if self._still_valid(stop, action):
-                self._report(self._event(stop))
+                self._report(self._event(stop), stop)
                 return
         live = [i for i in plan if i not in self.halted]
         if not live:

@@ -175,7 +175,7 @@ class UserspaceProcess:
     def close(self):
         if self.gdb is not None:
             self.gdb.close()
-        self.vm.ram = None
+        self.vm.drop_views()
         self.ram.close()
         self.pages.close()
         self.ep.close()

@@ -36,6 +36,9 @@ class Vm:
         self.singlestep: set[int] = set()
         self.guest_debug_sent: dict[int, tuple] = {}   # vCPU -> last KVM_SET_GUEST_DEBUG setting
         self.outstanding: set[int] = set()             # seqs of kernel requests not yet acked
+        self._debug_state: DebugState | None = None     # set_guest_debug not yet sent (see push)
+        self._debug_dirty: set[int] = set()
+        self._views: dict[int, tuple] = {}
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -94,11 +97,27 @@ class Vm:
             self.ram.write_word(p.address, p.word)
 
     def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
-        """KVM_SET_GUEST_DEBUG on each vCPU whose setting changed (the kernel's copy only ever comes
-        from here). Pipelined: the Ack is awaited by `settle()`, before any vCPU is let go."""
+        """KVM_SET_GUEST_DEBUG on `vcpus` (default every vCPU). Lazy: recorded here, sent by `push()`
+        (at the latest by `settle()`, before any vCPU is let go), and only to a vCPU whose setting
+        changed (the kernel's copy only ever comes from here)."""
+        self._debug_state = state
+        self._debug_dirty.update(self.names() if vcpus is None else vcpus)
+
+    def push(self) -> None:
+        """Send the recorded KVM_SET_GUEST_DEBUG requests now, without waiting for the Acks."""
+        if not self._debug_dirty:
+            return
+        state, dirty, self._debug_dirty = self._debug_state, sorted(self._debug_dirty), set()
+        self.send_guest_debug(state, dirty, self.singlestep)
+
+    def send_guest_debug(self, state: DebugState, vcpus, singlestep) -> None:
+        """Send KVM_SET_GUEST_DEBUG(`state`, SINGLESTEP for the vCPUs in `singlestep`) to each of
+        `vcpus` whose setting differs from the last one sent; no waiting. Also for a front end that
+        prepares the setting a stopped vCPU will most likely be resumed with (the kernel's copy of a
+        stopped vCPU is seen by nobody until it runs, and `settle()` corrects a wrong guess)."""
         fields = state.guest_debug_fields()
-        for i in (self.names() if vcpus is None else vcpus):
-            control = state.control(singlestep=i in self.singlestep)
+        for i in vcpus:
+            control = state.control(singlestep=i in singlestep)
             key = (control, *map(tuple, fields.values()))
             if self.guest_debug_sent.get(i) == key:
                 continue
@@ -117,6 +136,7 @@ class Vm:
         """Wait for the kernel's Ack of every pipelined request (the kernel handles its inbox in order,
         so once this returns, every exit a vCPU makes from now on meets the new state). Called before
         any message that lets a vCPU run."""
+        self.push()
         if self.outstanding:   # (Acks that reach the main loop instead are discarded there)
             pending = self.outstanding
             self.wait_for(lambda m: isinstance(m, wire.Ack) and m.seq in pending, len(pending),
@@ -127,14 +147,30 @@ class Vm:
         return self.call_kernel(wire.GetOneReg(self.next_seq(), reg), wire.OneReg).value
 
     # --- registers (run page of a stopped vCPU) ----------------------------------------------------
+    REG_FIELDS = ("pc", "msr", "cr", "lr", "ctr", "xer")
+
+    def drop_views(self) -> None:
+        """Forget guest RAM and run-page views (before they are closed)."""
+        self._views = {}
+        self.ram = None
+
+    def _reg_views(self, i: int):
+        """Field views of vCPU i's registers on its run page (a view indexes in well under a
+        microsecond where a structured scalar takes several)."""
+        views = self._views.get(i)
+        if views is None:
+            rec = self.pages.record(i)
+            views = self._views[i] = (rec["gpr"][0], [rec[n] for n in self.REG_FIELDS])
+        return views
+
     def registers(self, i: int) -> list[int]:
         """r0..r31, pc, msr, cr, lr, ctr, xer of a stopped vCPU."""
-        p = self.pages[i]
-        return [int(x) for x in p["gpr"]] + [int(p[n]) for n in ("pc", "msr", "cr", "lr", "ctr", "xer")]
+        gpr, scalars = self._reg_views(i)
+        return gpr.tolist() + [int(v[0]) for v in scalars]
 
     def set_register(self, i: int, regno: int, value: int) -> None:
-        p = self.pages[i]
+        gpr, scalars = self._reg_views(i)
         if regno < 32:
-            p["gpr"][regno] = value
+            gpr[regno] = value
         else:
-            p[("pc", "msr", "cr", "lr", "ctr", "xer")[regno - 32]] = value
+            scalars[regno - 32][0] = value
