@@ -92,6 +92,7 @@ class VmTarget:
         self.hw: set[tuple[str, int]] = set()
         self.interrupt_requested = False
         self.guess: Guess | None = None
+        self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
         self.state_at_hit: DebugState | None = None
         self.dbg.on_stop = self.on_stop
 
@@ -152,6 +153,19 @@ class VmTarget:
             self.vm.send_guest_debug(g.state, g.vcpus, g.singlestep)
         else:
             self.vm.push()
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """A vCPU waiting in its exit takes Continue without leaving the exit: once gdb has changed
+        code or registers and the kernel has acked the vCPU's debug setting, send it its Continue
+        (flushes, registers, debug registers) ahead of the resume, which then only sends Resume."""
+        if self.vm.outstanding or not self.held:
+            return
+        self._spread_flushes()
+        for i in self.held:
+            if self.flush[i] or i in self.flush_all or i in self.dirty:
+                self._continue(i)
+                self.prepared[i] = self.vm.guest_debug_sent.get(i)
 
     def service(self) -> None:
         """Work the session asked for that must wait until its reply went out (Ctrl-C)."""
@@ -217,6 +231,7 @@ class VmTarget:
         i = m.vcpu
         self.halted[i] = m.code
         self.held.pop(i, None)
+        self.prepared.pop(i, None)
         self.pending = [s for s in self.pending if s.vcpu != i]
         if not self.running or any(j not in self.halted for j in self.resumed):
             return
@@ -390,8 +405,20 @@ class VmTarget:
             dbg.pending_flush = set()
 
     def _let_go(self, i: int) -> None:
-        """Continue (flushes, registers, debug registers), then Resume if it waits in an exit."""
+        """Continue (flushes, registers, debug registers), then Resume if it waits in an exit.
+        A vCPU that already took its Continue (`_prepare`) and has nothing new only gets Resume."""
         self.vm.settle()
+        ready = (i in self.prepared and self.prepared[i] == self.vm.guest_debug_sent.get(i)
+                 and not self.flush[i] and i not in self.flush_all and i not in self.dirty)
+        self.prepared.pop(i, None)
+        if not ready:
+            self._continue(i)
+        stop = self.held.pop(i, None)
+        if stop is not None:
+            pc = self.vm.registers(i)[32]
+            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc))
+
+    def _continue(self, i: int) -> None:
         flush_all = i in self.flush_all
         flush = [] if flush_all else sorted(self.flush[i])
         self.flush_all.discard(i)
@@ -399,10 +426,6 @@ class VmTarget:
         self.vm.ep.send(f"vcpu{i}", wire.Continue(self.vm.next_seq(), flush, flush_all,
                                                   i in self.dirty, True))
         self.dirty.discard(i)
-        stop = self.held.pop(i, None)
-        if stop is not None:
-            pc = int(self.vm.pages[i]["pc"])
-            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc))
 
     def interrupt(self) -> None:
         self.interrupt_requested = True
