@@ -149,3 +149,4 @@ class GdbStub:
         self.closed = True
         self._hang_up()
         self.listener.close()
+        self.target.close()

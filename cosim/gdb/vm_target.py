@@ -452,6 +452,16 @@ class VmTarget:
             self.us.script.stop_toggling()
         return restored
 
+    def close(self) -> None:
+        """The stub goes away (end of the run): stops are no longer gdb's; the world is left as it
+        is (the supervisor's own detach restores guest code)."""
+        self.attached = False
+        self.running = False
+        self.sw.clear()
+        self.hw.clear()
+        self.pending = []
+        self.guess = None
+
     def kill(self) -> None:
         """End the scenario: the supervisor ends the run (outcome killed-by-debugger)."""
         self.killed = True
