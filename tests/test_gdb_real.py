@@ -56,7 +56,7 @@ description = "tests/test_gdb_real.py"
 cpu = "{cpu}"
 vcpus = {vcpus}
 [guest]
-program = "loop"
+program = "{program}"
 iterations = {iterations}
 [debug]
 strategy = "{strategy}"
@@ -70,12 +70,12 @@ class Scenario:
     """`run.py` with --gdb on port 0 and a JSON report; RAM and run pages attached once it listens."""
 
     def __init__(self, tmp: Path, cpu="e500mc", strategy="illegal", vcpus=1, iterations=2000,
-                 wall=240.0):
+                 wall=240.0, program="loop"):
         self.vcpus = vcpus
         self.report_path = tmp / "report.json"
         cfg = tmp / "scenario.toml"
         cfg.write_text(CONFIG.format(cpu=cpu, strategy=strategy, vcpus=vcpus, iterations=iterations,
-                                     wall=wall))
+                                     wall=wall, program=program))
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "run.py"), str(cfg), "--gdb", "127.0.0.1:0", "--quiet",
              "--json", str(self.report_path)],
@@ -260,8 +260,8 @@ def make(tmp_path):
             made.append(s)
             return s
 
-        def gdb(self) -> Gdb:
-            g = Gdb()
+        def gdb(self, elf: Path = LOOP_ELF) -> Gdb:
+            g = Gdb(elf)
             made.append(g)
             return g
 
@@ -482,6 +482,25 @@ def test_gdb_crash_detaches_and_restores_code(make):
     report = sc.wait()
     assert_clean_end(report)
     assert report["guest"]["cnt_hits"] == [3000]
+
+
+def test_guest_traps_still_reach_the_guest_under_gdb(make):
+    """trap-user: every guest WARN trap makes a userspace round trip; the ones in flight while gdb
+    holds the world are re-injected when gdb resumes, each exactly once."""
+    sc = make.scenario(cpu="e500v2", strategy="trap-user", vcpus=2, iterations=300,
+                       program="warn_storm")
+    gdb = make.gdb(guest_path("warn_storm"))
+    gdb.connect(sc.address)
+    assert gdb.mi("-break-insert bp_target_b")[0] == "done"
+    for _ in range(8):
+        stop = gdb.resume()
+        assert stopped_field(stop, "reason") == "breakpoint-hit"
+    assert gdb.mi("-target-detach")[0] == "done"
+    report = sc.wait()
+    assert_clean_end(report)
+    assert report["ok"], report["failed"]
+    assert report["guest_warns"]["total"] == report["guest_warns"]["expected"] == 2 * 300 * 3
+    assert report["debugger_hits"]["reinjected"].get("trap", 0) > 0   # (only while a breakpoint is set)
 
 
 # --- plain batch mode -------------------------------------------------------------------------------------
