@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 
 from .commands import GdbSession
-from .target import StopEvent
+from .target import StopEvent, TargetError
 from .vm_target import Exited, VmTarget
 
 READ_CHUNK = 1 << 16
@@ -85,7 +85,25 @@ class GdbStub:
             self.conn = conn
             self.connections += 1
             self.target.take_control()
-            self.session = GdbSession(self.target)
+            self.session = self._new_session()
+
+    def _new_session(self) -> GdbSession:
+        """A session whose stop replies carry every register of the stopped thread (expedited, as
+        gdbserver does for a few): gdb then needs no `g` after each stop."""
+        session = GdbSession(self.target)
+        plain = session.format_stop
+        target = self.target
+
+        def format_stop(event: StopEvent) -> bytes:
+            try:
+                regs = target.read_registers(event.tid)
+            except TargetError:
+                return plain(event)
+            return plain(event) + b"".join(b"%02x:%08x;" % (n, v & 0xFFFFFFFF)
+                                           for n, v in enumerate(regs))
+
+        session.format_stop = format_stop
+        return session
 
     def _read(self) -> None:
         while self.conn is not None:
