@@ -573,7 +573,7 @@ def test_raw_malformed_packets_keep_the_stub_serving(make):
         assert c.buf.startswith(b"-")
         c.buf = b""
         c.sock.sendall(b"garbage outside any packet")      # skipped
-        assert c.cmd(b"?") == b"T05thread:p01.01;"
+        assert c.cmd(b"?").startswith(b"T05thread:p01.01;")
         assert c.cmd(b"mzz,4") == b"E01"                   # not hex
         assert c.cmd(b"m10730") == b"E01"                  # missing length
         assert c.cmd(b"m7ffffff0,100").startswith(b"E")    # outside guest RAM
@@ -586,7 +586,7 @@ def test_raw_malformed_packets_keep_the_stub_serving(make):
         assert c.cmd(b"qNoSuchThing") == b""
         c.sock.sendall(b"$" + b"a" * 70000)                # longer than the codec takes: dropped
         c.sock.sendall(c.frame(b"?"))
-        assert c.reply() == b"T05thread:p01.01;"
+        assert c.reply().startswith(b"T05thread:p01.01;")
         regs = c.cmd(b"g")
         assert len(regs) == 38 * 8 and int(regs[32 * 8:33 * 8], 16) == IMAGE.entry
         assert c.cmd(b"m%x,4" % BP) == b"%08x" % ORIGINAL
@@ -602,18 +602,21 @@ def test_raw_malformed_packets_keep_the_stub_serving(make):
         assert c.cmd(b"Z0,%x,4" % BP) == b"OK"
         assert c.cmd(b"m%x,4" % BP) == b"%08x" % ORIGINAL   # the original under the planted word
         assert sc.word(BP) == Word.ILLEGAL_BP
-        assert c.cmd(b"vCont;c:p1.-1") == b"T05thread:p01.01;swbreak:;"
+        stop = c.cmd(b"vCont;c:p1.-1")
+        assert stop.startswith(b"T05thread:p01.01;swbreak:;")
+        assert b";20:%08x;" % BP in stop                   # registers expedited: pc (remote 0x20)
         assert c.cmd(b"z0,%x,4" % BP) == b"OK"
-        assert c.cmd(b"vCont;s:p1.1") == b"T05thread:p01.01;"
+        stop = c.cmd(b"vCont;s:p1.1")
+        assert stop.startswith(b"T05thread:p01.01;00:") and b";20:%08x;" % (BP + 4) in stop
         assert c.cmd(b"Z0,%x,4" % BP) == b"OK"
-        assert c.cmd(b"vCont;c:p1.-1") == b"T05thread:p01.01;swbreak:;"
+        assert c.cmd(b"vCont;c:p1.-1").startswith(b"T05thread:p01.01;swbreak:;")
         assert c.cmd(b"z0,%x,4" % BP) == b"OK"
         c.sock.sendall(c.frame(b"vCont;c:p1.-1"))
         c.read_until(lambda b: b"+" in b)
         time.sleep(0.3)
         assert c.cmd(b"g") == b"E01"                       # all-stop: gdb must wait while it runs
         c.sock.sendall(b"\x03")
-        assert c.reply() == b"T02thread:p01.01;"
+        assert c.reply().startswith(b"T02thread:p01.01;")
         assert c.cmd(b"Z0,%x,4" % BP) == b"OK"
         assert c.cmd(b"Z2,%x,4" % CNT_ITER) == b"OK"
         assert c.cmd(b"D;1") == b"OK"
