@@ -10,6 +10,7 @@ Invariants:
   (as QEMU does); `D` or a lost connection detaches (every breakpoint removed, guest code restored, the
   scenario runs on); `k`/`vKill` asks the supervisor to end the run.
 - Replies are written with blocking `sendall` (they are small); reads never block.
+- Stop replies carry every register of the stopped thread (expedited), so gdb sends no `g` per stop.
 """
 from __future__ import annotations
 

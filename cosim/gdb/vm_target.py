@@ -22,6 +22,13 @@ Invariants:
 - Stops gdb does not own (the scripted debugger's breakpoints) go to the scripted debugger.
 - Reports go to `outbox` (StopEvent, or Exited when every vCPU halted); the stub turns them into
   replies once gdb waits for one.
+
+Latency (each message between processes costs a process wake-up): after a hit, gdb removes the
+breakpoint, steps that vCPU alone, puts the breakpoint back and continues. While gdb is still looking,
+the kernel is sent the KVM_SET_GUEST_DEBUG setting that next resume will need (`Guess`), and a vCPU
+waiting in its exit gets its Continue once gdb has patched code (`_prepare`); the resume itself then
+only sends Resume. A wrong guess costs one kernel round trip at the resume (`Vm.settle`), never
+correctness: a stopped vCPU's kernel setting is seen by nobody until it runs.
 """
 from __future__ import annotations
 
