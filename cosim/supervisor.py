@@ -279,11 +279,17 @@ class Supervisor:
         for n in alive:
             self.ep.send(n, wire.Shutdown("run over"))
         deadline = time.monotonic() + STATS_TIMEOUT_S
+        gone_since: dict[str, float] = {}
         while time.monotonic() < deadline and not alive <= set(data.stats):
             r = self.ep.recv(100)
             if r is not None:
                 self._other(data, r)
-            alive = {n for n in alive if self.procs[n].exitcode is None or n in data.stats}
+            now = time.monotonic()
+            for n in alive - set(data.stats):
+                if self.procs[n].exitcode is not None:
+                    gone_since.setdefault(n, now)
+            # a child that exited may still have its Stats on the way: give it a grace period
+            alive = {n for n in alive if n in data.stats or now - gone_since.get(n, now) < 1.0}
 
     def _collect_guest(self, data: RunData, image: GuestImage) -> None:
         if self.ram is None or self.pages is None:
