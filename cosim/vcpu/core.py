@@ -242,7 +242,8 @@ class Core:
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
         while True:
-            stop = self.engine.run(self.pc, step=self.step)
+            stop = self.engine.step(self.pc, self.word_at(self.pc)) if self.step else \
+                self.engine.run(self.pc)
             t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:

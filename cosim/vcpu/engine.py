@@ -7,7 +7,8 @@ decides what each stop means. Measured facts this module relies on (../shared/re
   - the interrupt hook sees PC = faulting instruction + 4; the hook must stop emulation;
   - a code hook that calls emu_stop() stops *before* the instruction executes (IAC semantics);
   - translated blocks go stale when another process patches code: `flush()` after every patch;
-  - hooks and count= added after translation are ignored until the translation cache is flushed;
+  - hooks and count= added after translation are ignored until the translation cache is flushed
+    (so single-steps run out of line on a scratch page instead of with count=1);
   - emu_stop() from another thread works (ctypes releases the GIL during emu_start).
 Instructions are counted by a C block hook (cosim/vcpu/_icount.c) into a uint64 the caller provides.
 """
@@ -76,7 +77,6 @@ class Engine:
         self._dac_hooks: list[int] = []
         self._iac: tuple[int, ...] = ()
         self._dac: tuple[tuple[int, bool, bool], ...] = ()
-        self._stepping_tbs = False
         self._dac_suppressed = False      # while re-executing the instruction that hit a DAC
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
@@ -181,22 +181,26 @@ class Engine:
         self.uc.ctl_flush_tb()
 
     # --- execution ----------------------------------------------------------------------------------
-    def run(self, pc: int, step: bool = False) -> Stop:
-        """Run from `pc` until an event, a kick, or (step=True) one instruction."""
-        if step != self._stepping_tbs:   # count= needs fresh translations, and so does leaving it
-            self.uc.ctl_flush_tb()
-            self._stepping_tbs = step
+    def run(self, pc: int) -> Stop:
+        """Run from `pc` until an event or a kick."""
         self._event = None
         self._fault = None
         try:
-            self.uc.emu_start(pc, UNTIL, count=1 if step else 0)
+            self.uc.emu_start(pc, UNTIL, count=0)
         except UcError as e:
             return self._fault_stop(str(e))
         if self._event is not None:
             return self._event
-        if step:
-            return Stop(StopKind.STEP, self.pc)
         return Stop(StopKind.KICK, self.pc)
+
+    def step(self, pc: int, word: int) -> Stop:
+        """Execute exactly one instruction, `word` at `pc` (single-step). An armed IAC at `pc` matches
+        first. Done out of line like `displaced`: unicorn's count=1 would need every translation
+        flushed on entering and on leaving step mode, and the whole guest retranslated after."""
+        for slot, addr in enumerate(self._iac):
+            if addr == pc:
+                return Stop(StopKind.IAC, pc, slot=slot)
+        return self.displaced(pc, word, suppress_dac=False)
 
     def _fault_stop(self, error: str) -> Stop:
         pc = self.pc
@@ -208,7 +212,7 @@ class Engine:
                 pc = address
         return Stop(StopKind.FAULT, pc, error=error)
 
-    def displaced(self, pc: int, word: int) -> Stop:
+    def displaced(self, pc: int, word: int, suppress_dac: bool = True) -> Stop:
         """Execute `word` as if it sat at `pc` (the original instruction under a breakpoint), out of
         line on the private scratch page. PC-relative branches are re-targeted. Returns the stop as if
         the instruction had run in place: STEP with the next pc, or the event it raised at `pc`."""
@@ -234,7 +238,7 @@ class Engine:
         self.uc.ctl_remove_cache(SCRATCH, SCRATCH + 12)
         self._event = None
         self._fault = None
-        self._dac_suppressed = True
+        self._dac_suppressed = suppress_dac
         try:
             self.uc.emu_start(SCRATCH, SCRATCH + 4, count=0)
         except UcError as e:
