@@ -195,3 +195,23 @@ def test_instructions_counted(bench):
     bench.put(0x1000, [li(3, 0)] + [addi_ for addi_ in [0x38630001] * 10] + [sc(1)])
     run_to_exit(bench)
     assert int(bench.page["instructions"]) >= 12
+
+
+def test_dac_write_event_comes_before_the_access(bench):
+    """Book E: a DAC event happens before the access. A `stwu` that hits it has neither stored nor
+    updated its base register; stepped over, it does both exactly once."""
+    data = 0x8000
+    stwu = 0x94000000 | 6 << 21 | 7 << 16 | 4            # stwu r6, 4(r7)
+    p = bench.page
+    p["dbg_control"] = GuestDebug.ENABLE | GuestDebug.USE_HW_BP
+    p["dbg_dac"][0] = data + 4
+    p["dbg_dac_rw"][0] = 2                                # write
+    bench.core.apply_debug()
+    bench.put(0x1000, [li(6, 0x55), *load32(7, data), stwu, sc(1)])
+    out = run_to_exit(bench)
+    assert out.event is Event.DEBUG and out.host and out.status == DebugStatus.WATCH_WRITE
+    assert out.pc == 0x100C and out.addr == data + 4
+    assert bench.words[(data + 4) >> 2] == 0 and bench.engine.gpr(7) == data
+    assert bench.core.step_over(stwu) is None
+    assert bench.words[(data + 4) >> 2] == 0x55 and bench.engine.gpr(7) == data + 4
+    assert run_to_exit(bench).event is Event.HCALL

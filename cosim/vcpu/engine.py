@@ -78,6 +78,7 @@ class Engine:
         self._iac: tuple[int, ...] = ()
         self._dac: tuple[tuple[int, bool, bool], ...] = ()
         self._dac_suppressed = False      # while re-executing the instruction that hit a DAC
+        self._dac_undo = None             # what the instruction that hit a DAC changed, to undo
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         if icount_address is not None and _icount is not None:
@@ -109,7 +110,20 @@ class Engine:
             write = access == 17  # UC_MEM_WRITE
             self._event = Stop(StopKind.DAC, uc.reg_read(P.UC_PPC_REG_PC), slot=slot, addr=address,
                                write=write)
+            # Book E takes a DAC event *before* the access; unicorn finishes the instruction after
+            # emu_stop(). Keep what it is about to change (memory, and registers for update forms and
+            # loads) so `_undo_dac` can put it back and the instruction runs exactly once on resume.
+            self._dac_undo = (address, bytes(uc.mem_read(address, size)) if write else None,
+                              self.read_regs().copy())
             uc.emu_stop()
+
+    def _undo_dac(self) -> None:
+        address, old, regs = self._dac_undo
+        self._dac_undo = None
+        if old is not None:
+            self.uc.mem_write(address, old)
+        for reg_id, value in zip(REG_IDS[:33], regs[:33]):   # GPRs and PC: what a load/store changes
+            self.uc.reg_write(reg_id, int(value))
 
     # --- registers ----------------------------------------------------------------------------------
     def gpr(self, n: int) -> int:
@@ -190,6 +204,8 @@ class Engine:
         except UcError as e:
             return self._fault_stop(str(e))
         if self._event is not None:
+            if self._dac_undo is not None:
+                self._undo_dac()
             return self._event
         return Stop(StopKind.KICK, self.pc)
 
@@ -246,6 +262,8 @@ class Engine:
         finally:
             self._dac_suppressed = False
         ev = self._event
+        if self._dac_undo is not None:
+            self._undo_dac()
         if ev is not None and not (ev.kind is StopKind.INTERRUPT and ev.pc in (SCRATCH + 4, SCRATCH + 8)):
             # the original instruction itself raised something: report it at its real address
             return Stop(ev.kind, pc if SCRATCH <= ev.pc < SCRATCH + 12 else ev.pc, ev.intno, ev.slot,
