@@ -144,8 +144,10 @@ class DebugState:
         """QEMU's order: single-stepping; a hardware status; a known software breakpoint; else the
         exit is not ours. A not-ours exit whose word is gone from memory is stale (its breakpoint was
         removed while the exit was in flight) and must be retried, never delivered to the guest."""
-        if stepping and status == DebugStatus.SOFTWARE and event == "debug":
-            return Verdict.STEP
+        if status == DebugStatus.SOFTWARE and event == "debug":
+            # a host single-step (only host debug events reach userspace): ours while stepping, else
+            # a step that was cancelled (detach, say) while its exit was in flight: never the guest's
+            return Verdict.STEP if stepping else Verdict.STALE
         if status != DebugStatus.SOFTWARE:
             kind = "iac" if status == DebugStatus.BREAKPOINT else None
             for p in (self.iac if kind else self.dac):

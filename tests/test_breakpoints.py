@@ -1,0 +1,78 @@
+"""Userspace's breakpoint list and KVM_EXIT_DEBUG decision, pure (no processes)."""
+import pytest
+
+from cosim.isa import DebugStatus, GuestDebug, Word
+from cosim.userspace.breakpoints import BreakpointError, DebugState, Patch, Verdict
+
+ORIG = 0x38000000          # li r0,0
+BP = Word.ILLEGAL_BP
+
+
+def test_insert_remove_with_use_counts():
+    st = DebugState(BP)
+    assert st.insert_sw(0x100, ORIG) == Patch(0x100, BP)
+    assert st.insert_sw(0x100, BP) is None                 # second user: nothing to write
+    assert st.remove_sw(0x100, BP) is None                 # still used once
+    assert st.remove_sw(0x100, BP) == Patch(0x100, ORIG)   # last user: restore the saved word
+    with pytest.raises(BreakpointError, match="no software breakpoint at 0x100"):
+        st.remove_sw(0x100, ORIG)
+
+
+def test_removal_checks_the_word_is_still_ours():
+    st = DebugState(BP)
+    st.insert_sw(0x100, ORIG)
+    assert st.remove_sw(0x100, 0x60000000) is None         # the guest rewrote it: leave it alone
+    assert 0x100 not in st.sw
+
+
+def test_bad_requests():
+    with pytest.raises(BreakpointError, match="not word-aligned"):
+        DebugState(BP).insert_sw(0x102, ORIG)
+    with pytest.raises(BreakpointError, match="plants no software breakpoints"):
+        DebugState(None).insert_sw(0x100, ORIG)
+
+
+def test_hardware_slots_and_refusal():
+    st = DebugState(None)
+    st.insert_hw("iac", 0x100)
+    st.insert_hw("iac", 0x200)
+    with pytest.raises(BreakpointError, match=r"no free instruction \(IAC\) slot for 0x300: e500 has 2, "
+                                              r"in use at 0x100, 0x200"):
+        st.insert_hw("iac", 0x300)
+    st.insert_hw("watch", 0x1000)
+    assert st.guest_debug_fields() == {"iac": [0x100, 0x200], "iac_on": [True, True],
+                                       "dac": [0x1000, 0], "dac_rw": [2, 0]}
+    assert st.control() == GuestDebug.ENABLE | GuestDebug.USE_HW_BP
+    st.remove_hw("iac", 0x100)
+    assert st.iac[0] is None
+
+
+def test_control_flags():
+    st = DebugState(BP)
+    assert st.control() == 0                                # nothing to debug: KVM debug off
+    st.insert_sw(0x100, ORIG)
+    assert st.control() == GuestDebug.ENABLE | GuestDebug.USE_SW_BP
+    assert st.control(singlestep=True) & GuestDebug.SINGLESTEP
+
+
+@pytest.mark.parametrize("address,status,word,current,stepping,event,verdict", [
+    # QEMU's order: single-step first
+    (0x104, DebugStatus.SOFTWARE, ORIG, ORIG, True, "debug", Verdict.STEP),
+    # a host step whose stepping was cancelled while the exit was in flight: retried, not the guest's
+    (0x104, DebugStatus.SOFTWARE, ORIG, ORIG, False, "debug", Verdict.STALE),
+    # hardware status: our IAC point
+    (0x200, DebugStatus.BREAKPOINT, ORIG, ORIG, False, "debug", Verdict.HW),
+    # hardware status for a point no longer set: stale
+    (0x300, DebugStatus.BREAKPOINT, ORIG, ORIG, False, "debug", Verdict.STALE),
+    # a software breakpoint of ours
+    (0x100, DebugStatus.SOFTWARE, BP, BP, False, "illegal", Verdict.SW),
+    # the debug word, but no longer in memory: removed while the exit was in flight
+    (0x180, DebugStatus.SOFTWARE, BP, ORIG, False, "illegal", Verdict.STALE),
+    # a guest trap that is not ours (trap-user's x86 model): give it back
+    (0x400, DebugStatus.SOFTWARE, Word.TRAP, Word.TRAP, False, "trap", Verdict.REINJECT),
+])
+def test_verdicts(address, status, word, current, stepping, event, verdict):
+    st = DebugState(BP)
+    st.insert_sw(0x100, ORIG)
+    st.insert_hw("iac", 0x200)
+    assert st.verdict(address, status, word, current, stepping, event) is verdict
