@@ -68,7 +68,10 @@ class UserspaceProcess:
 
     def _timers(self):
         try:
-            if self.script is not None and len(self.halted) < self.vm.vcpus:
+            # scripted stress toggles pause while a gdb is attached: they stop and resume every vCPU,
+            # which would also release vCPUs that gdb keeps stopped (all-stop, or a one-thread step)
+            gdb_attached = self.gdb is not None and self.gdb.conn is not None
+            if self.script is not None and len(self.halted) < self.vm.vcpus and not gdb_attached:
                 self.script.tick()
             if self.gdb is not None:
                 self.gdb.poll()
