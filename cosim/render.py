@@ -59,7 +59,8 @@ def render_run(report: dict, console: Console | None = None) -> None:
                       f"{sum(dh['reinjected'].values())}"))
 
     ex = report["exits"]
-    ct = Table(title=f"cost: {report['instructions']:,} instructions, {report['mips']} MIPS overall",
+    ct = Table(title=f"cost: {report['instructions']:,} guest instructions in {report['seconds']:.2f} s of run "
+                     "(start-up and exits included); round trips by handling level",
                title_justify="left", show_edge=False, pad_edge=False)
     for col in ("level", "exits", "p50 us", "p99 us", "samples"):
         ct.add_column(col, justify="right" if col != "level" else "left")
