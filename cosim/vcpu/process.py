@@ -25,7 +25,7 @@ from .engine import Engine
 from .runpage import RunPages, State
 
 LATENCY_SAMPLES = 50_000
-EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first, as in wire.ExitMsg after vcpu, seq
+EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first; the rest go by name into ExitMsg
 EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
 
@@ -148,7 +148,7 @@ class VcpuProcess:
             view[0] = value
         self.exit_t0 = time.perf_counter_ns()
         self.ep.send("kernel", wire.ExitMsg(self.index, self.seq, ex.event.value,
-                                            *(getattr(ex, n) for n in EXIT_FIELDS[1:])))
+                                            **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]}))
 
     def on_resume(self, m: wire.Resume):
         ex = self.pending
