@@ -64,7 +64,7 @@ def _expr(tp, x: str) -> str:
 
 def _compile_check(tag: str, fields) -> typing.Callable:
     """Compile one function that checks every field and names the first bad one."""
-    lines = [f"def check(v):"]
+    lines = ["def check(v):"]
     for i, (name, tp) in enumerate(fields):
         lines.append(f"    if len(v) > {i} and not ({_expr(tp, f'v[{i}]')}):")
         lines.append(f"        return {name!r}")

@@ -1,11 +1,9 @@
 """End to end: real processes (supervisor, vCPUs, kernel, userspace) over real sockets, one scenario per
 test, every invariant asserted from the report. Nothing may outlive a run: no process, no shared-memory
 block, no socket directory."""
-import glob
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import psutil

@@ -2,7 +2,7 @@
 CPU model, debug facilities and faults. Hand-made code in private RAM; no processes."""
 import pytest
 
-from asm import NOP, b, li, load32, mfmsr, mfspr, mtmsr, mtspr, sc, twnei, wrtee, wrteei
+from asm import NOP, li, load32, mfmsr, mfspr, mtmsr, mtspr, sc, twnei, wrtee, wrteei
 from cosim.cpu_models import Event
 from cosim.isa import SPR, Dbcr0, Dbsr, DebugStatus, Esr, GuestDebug, Ivor, Msr, Word
 from cosim.vcpu.core import Exit, Fault

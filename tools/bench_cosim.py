@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -60,10 +59,6 @@ def _hop(addr_in: str, addr_out: str) -> None:
     o.close(linger=1000)
     i.close(0)
     ctx.term()
-
-
-def _addr(transport: str, run_dir: str, name: str) -> str:
-    return f"ipc://{run_dir}/{name}" if transport == "ipc" else "tcp://127.0.0.1:{}"
 
 
 def raw_ring(hops: int, n: int, transport: str, pace_us: int = 0) -> list[int]:

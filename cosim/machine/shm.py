@@ -118,15 +118,3 @@ class SharedBlock:
         """Detach (and unlink, for the owner). Views made from `buf` should be dropped first."""
         self._finalizer()
 
-
-def unlink(name: str) -> None:
-    """Unlink a block by name if it still exists (teardown after its owner died)."""
-    try:
-        seg = untracked_attach(name)
-    except FileNotFoundError:
-        return
-    release(seg)
-    try:
-        seg.unlink()
-    except FileNotFoundError:
-        pass

@@ -5,7 +5,6 @@ the GDB stub. Messages that arrived while a synchronous request was waiting are 
 from __future__ import annotations
 
 import os
-import time
 
 from .. import wire
 from ..machine.guest_ram import GuestRAM

@@ -79,7 +79,6 @@ class Core:
         self._scalars = [rec[n] for n in ("pc", "cr", "lr", "ctr", "xer")]
         self.pc = 0
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
-        self.host_step = False
         self._dbg_key = None
         self.pristine = pristine or {}    # addr -> code word as loaded (ground truth for the report)
         self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
@@ -234,7 +233,6 @@ class Core:
         self.engine.set_iac(tuple(a for a in iac))
         self.engine.set_dac(dac)
         self.step = step
-        self.host_step = step and key[0] == "host"
 
     # --- running ------------------------------------------------------------------------------------
     def run(self, kicked=lambda: False) -> Exit | Fault | None:
