@@ -24,9 +24,6 @@ from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 
 HELLO_TIMEOUT_S = 60.0
 STATS_TIMEOUT_S = 10.0
-GUEST_COUNTERS = ("cnt_warn", "cnt_bug", "cnt_bad_prog", "bad_prog_srr0", "bad_prog_esr", "cnt_syscall",
-                  "cnt_debug", "cnt_iter", "cnt_hits", "cnt_mismatch", "unexpected_ivor", "exit_code",
-                  "work_result", "boot_checksum")
 
 _ctx = None
 
@@ -296,7 +293,7 @@ class Supervisor:
             return
         n = self.cfg.machine.vcpus
         try:
-            data.guest = {s: self.ram.read_u32s(image.symbol(s), n) for s in GUEST_COUNTERS if s in image}
+            data.guest = image.read_counters(self.ram, n)
             if "warn_log" in image:
                 data.guest["warn_log_head"] = [self.ram.read_u32s(image.symbol("warn_log") + 1024 * i, 16)
                                                for i in range(n)]

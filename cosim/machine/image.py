@@ -29,6 +29,11 @@ GUESTS_DIR = Path(__file__).resolve().parents[2] / "guests"
 BUG_TABLE_START = "__bug_table"
 BUG_TABLE_END = "__bug_table_end"
 BUG_ENTRY_SIZE = 8
+# per-vCPU word arrays (MAX_VCPUS words, indexed by PIR) of the guest ABI (guests/README.md)
+GUEST_COUNTERS = ("cnt_warn", "cnt_bug", "cnt_bad_prog", "bad_prog_srr0", "bad_prog_esr", "bug_srr0",
+                  "cnt_syscall", "last_sc_srr0", "cnt_debug", "last_dbsr", "last_debug_pc", "cnt_iter",
+                  "cnt_hits", "cnt_mismatch", "unexpected_ivor", "exit_code", "work_result",
+                  "boot_checksum")
 
 
 class ImageError(Exception):
@@ -274,6 +279,10 @@ class GuestImage:
                     out.append((addr + off, int.from_bytes(data[off:off + 4], "big"),
                                 int.from_bytes(now[off:off + 4], "big")))
         return out
+
+    def read_counters(self, ram, vcpus: int) -> dict[str, list[int]]:
+        """The guest's own per-vCPU counters that this image exports, read from `ram` by symbol."""
+        return {n: ram.read_u32s(self.symbols[n], vcpus) for n in GUEST_COUNTERS if n in self.symbols}
 
     def bug_table(self) -> list[BugEntry]:
         """Entries of ``__bug_table`` .. ``__bug_table_end``; [] if the image has none."""

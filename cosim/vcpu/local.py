@@ -34,17 +34,6 @@ class LocalResult:
         return self.instructions / self.seconds / 1e6 if self.seconds else 0.0
 
 
-def counter_symbols(image: GuestImage) -> list[str]:
-    names = ("cnt_warn", "cnt_bug", "cnt_bad_prog", "bad_prog_srr0", "bad_prog_esr", "bug_srr0",
-             "cnt_syscall", "last_sc_srr0", "cnt_debug", "last_dbsr", "last_debug_pc", "cnt_iter",
-             "cnt_hits", "cnt_mismatch", "unexpected_ivor", "exit_code", "work_result")
-    return [n for n in names if n in image]
-
-
-def read_counters(image: GuestImage, ram: GuestRAM, vcpus: int) -> dict[str, list[int]]:
-    return {n: ram.read_u32s(image.symbol(n), vcpus) for n in counter_symbols(image)}
-
-
 def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
               ram_size: int = DEFAULT_RAM, max_exits: int = 10_000_000, setup=None,
               collect=None) -> LocalResult:
@@ -100,7 +89,7 @@ def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
         exits = {ev: {lv: int(page["exits"][i, j]) for j, lv in enumerate(LEVELS) if page["exits"][i, j]}
                  for i, ev in enumerate(EVENTS) if page["exits"][i].any()}
         result = LocalResult(code, fault, int(page["instructions"]), seconds, exits,
-                             read_counters(image, ram, 1), image)
+                             image.read_counters(ram, 1), image)
         del core, engine, page
         return result
     finally:
