@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything kvmppc-cosim needs on a Debian machine, idempotently:
-#   - Debian packages binutils-powerpc-linux-gnu (guest assembler) and gdb-multiarch (real GDB client),
-#     installed with apt-get when missing and running as root;
+#   - Debian packages binutils-powerpc-linux-gnu (guest assembler), gdb-multiarch (real GDB client) and
+#     qemu-system-ppc (the speed peer and the oracle; ipxe-qemu holds the option ROMs it loads even with
+#     -nodefaults), installed with apt-get when missing and running as root;
 #   - a virtual environment in .venv with the project and its test dependencies.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,13 +10,14 @@ cd "$(dirname "$0")"
 need=()
 command -v powerpc-linux-gnu-as >/dev/null 2>&1 || need+=(binutils-powerpc-linux-gnu)
 command -v gdb-multiarch >/dev/null 2>&1 || need+=(gdb-multiarch)
+command -v qemu-system-ppc >/dev/null 2>&1 || need+=(qemu-system-ppc ipxe-qemu)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need[*]}" >&2
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "setup: warning: missing ${need[*]} (not root or no apt-get): gdb and rebuild tests will be skipped" >&2
+        echo "setup: warning: missing ${need[*]} (not root or no apt-get): gdb, rebuild and QEMU tests will be skipped" >&2
     fi
 fi
 
