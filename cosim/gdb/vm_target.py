@@ -322,7 +322,7 @@ class VmTarget:
         try:
             if kind == BreakpointKind.SOFTWARE:
                 if addr not in self.sw:
-                    self.dbg.insert(addr)
+                    self.dbg.insert(addr, owner="gdb")
                     self.sw.add(addr)
             elif kind == BreakpointKind.HARDWARE:
                 if ("iac", addr) not in self.hw:

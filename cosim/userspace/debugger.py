@@ -14,7 +14,7 @@ from .. import wire
 from ..isa import DebugStatus
 from ..strategies import Match, Strategy
 from .breakpoints import BreakpointError, DebugState, Verdict
-from .vm import Vm
+from .vm import Vm, VmError
 
 
 @dataclass
@@ -90,15 +90,20 @@ class Debugger:
         self.deferred = keep
 
     # --- breakpoints --------------------------------------------------------------------------------
-    def insert(self, address: int) -> None:
-        """A breakpoint by the strategy: a planted word, or an IAC slot for `hw`."""
+    def insert(self, address: int, owner: str = "script") -> None:
+        """A breakpoint by the strategy: a planted word, or an IAC slot for `hw`. `owner` (the front
+        end) goes into the breakpoint ledger."""
         if self.strategy.match is Match.IAC:
             self.insert_hw("iac", address)
             return
         with self.stopped():
             patch = self.state.insert_sw(address, self.vm.ram.read_word(address))
             if patch is not None:
-                self.vm.apply([patch])
+                try:
+                    self.vm.apply([patch], owner)
+                except VmError:
+                    del self.state.sw[address]
+                    raise
                 self.pending_flush.add(address)
                 self.vm.update_table(insert=[address])
                 self.vm.set_guest_debug(self.state)
@@ -113,6 +118,8 @@ class Debugger:
             if patch is not None:
                 self.vm.apply([patch])
                 self.pending_flush.add(address)
+            elif address not in self.state.sw:
+                self.vm.forget(address)
             if address not in self.state.sw:
                 self.vm.update_table(remove=[address])
                 self.vm.set_guest_debug(self.state)
@@ -144,6 +151,8 @@ class Debugger:
                 if patch is not None:
                     self.vm.apply([patch])
                     restored += 1
+                else:
+                    self.vm.forget(address)
                 self.vm.update_table(remove=[address])
             self.state.iac = [None] * len(self.state.iac)
             self.state.dac = [None] * len(self.state.dac)

@@ -9,6 +9,7 @@ import os
 from .. import wire
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
+from ..machine.ledger import Ledger
 from ..strategies import Match, strategy
 from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
@@ -28,8 +29,9 @@ class UserspaceProcess:
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
         self.image = GuestImage.load(spec["image"])
         self.strategy = strategy(spec["strategy"])
+        self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
         self.vm = Vm(self.ep, self.ram, self.pages, spec["vcpus"],
-                     table_in_kernel=self.strategy.match is Match.TABLE)
+                     table_in_kernel=self.strategy.match is Match.TABLE, ledger=self.ledger)
         self.dbg: Debugger | None = None
         self.script: ScriptedDebugger | None = None
         self.gdb = None
@@ -178,6 +180,9 @@ class UserspaceProcess:
         if self.gdb is not None:
             self.gdb.close()
         self.vm.drop_views()
+        if self.ledger is not None:
+            self.vm.ledger = None
+            self.ledger.close()
         self.ram.close()
         self.pages.close()
         self.ep.close()

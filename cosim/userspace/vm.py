@@ -12,6 +12,7 @@ import time
 
 from .. import wire
 from ..machine.guest_ram import GuestRAM
+from ..machine.ledger import Ledger, LedgerFull
 from ..transport import Endpoint
 from ..vcpu.runpage import RunPages
 from .breakpoints import DebugState, Patch
@@ -24,8 +25,10 @@ class VmError(RuntimeError):
 
 
 class Vm:
-    def __init__(self, ep: Endpoint, ram: GuestRAM, pages: RunPages, vcpus: int, table_in_kernel: bool):
+    def __init__(self, ep: Endpoint, ram: GuestRAM, pages: RunPages, vcpus: int, table_in_kernel: bool,
+                 ledger: Ledger | None = None):
         self.ep = ep
+        self.ledger = ledger                 # shared record of patched words (cosim/machine/ledger.py)
         self.ram = ram
         self.pages = pages
         self.vcpus = vcpus
@@ -60,6 +63,9 @@ class Vm:
                 continue
             if r.msg is not None and match(r.msg):
                 got.append(r.msg)
+            elif isinstance(r.msg, wire.Shutdown):   # the run is over (a peer may be dead): stop waiting
+                self.backlog.appendleft(r)
+                raise VmError(f"shut down while waiting for {what} ({len(got)}/{count})")
             else:
                 self.backlog.append(r)
         return got
@@ -92,9 +98,27 @@ class Vm:
                                                reload_debug))
 
     # --- guest memory and debug registers (all vCPUs stopped) --------------------------------------
-    def apply(self, patches: list[Patch]) -> None:
+    def apply(self, patches: list[Patch], owner: str = "userspace") -> None:
+        """Write code patches. A patch at an address the ledger holds restores its saved word (the entry
+        is cleared after the write); any other plants a word (the entry is recorded before the write),
+        so whoever outlives us can put guest code back."""
+        led = self.ledger
         for p in patches:
+            if led is not None and led.holds(p.address):
+                self.ram.write_word(p.address, p.word)
+                led.clear(p.address)
+                continue
+            if led is not None:
+                try:
+                    led.record(p.address, self.ram.read_word(p.address), p.word, owner)
+                except LedgerFull as e:
+                    raise VmError(str(e)) from None
             self.ram.write_word(p.address, p.word)
+
+    def forget(self, address: int) -> None:
+        """A planted word given up without writing (the guest rewrote it): drop its ledger entry."""
+        if self.ledger is not None:
+            self.ledger.clear(address)
 
     def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
         """KVM_SET_GUEST_DEBUG on `vcpus` (default every vCPU). Lazy: recorded here, sent by `push()`

@@ -1,0 +1,98 @@
+"""The breakpoint ledger: which guest code words are patched, in shared memory, so guest code can be
+restored by someone other than the process that patched it (the supervisor, after any death).
+
+One entry per patched address: the address, the word saved from under it, the word planted, and who
+planted it. Userspace records an entry *before* it writes the planted word and clears it *after* it
+wrote the saved word back; the supervisor restores what is left once nobody runs guest code any more.
+A word that is no longer the planted one (the guest rewrote it, or the patch never landed) is left
+alone, as QEMU does. Only one process (userspace) writes; an entry becomes visible when its state word
+is set last.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .shm import SharedBlock
+
+SLOTS = 4096
+FREE, ARMED = 0, 1
+OWNERS = ("userspace", "script", "gdb")          # owner codes, by index
+
+ENTRY = np.dtype([("state", "<u4"), ("address", "<u4"), ("saved", "<u4"), ("planted", "<u4"),
+                  ("owner", "<u4")])
+
+
+class LedgerFull(RuntimeError):
+    pass
+
+
+class Ledger:
+    def __init__(self, block: SharedBlock, slots: int = SLOTS):
+        self.block = block
+        self.table = np.frombuffer(block.buf, ENTRY, count=slots)
+        self._slot: dict[int, int] = {}           # writer's index: address -> slot
+
+    @classmethod
+    def create(cls, slots: int = SLOTS) -> "Ledger":
+        led = cls(SharedBlock.create(ENTRY.itemsize * slots, prefix="cosim-bp"), slots)
+        led.table[:] = np.zeros(slots, ENTRY)
+        return led
+
+    @classmethod
+    def attach(cls, name: str, slots: int = SLOTS) -> "Ledger":
+        led = cls(SharedBlock.attach(name), slots)
+        led._slot = {int(e["address"]): i for i, e in enumerate(led.table) if e["state"] == ARMED}
+        return led
+
+    @property
+    def name(self) -> str:
+        return self.block.name
+
+    # --- writer (userspace) --------------------------------------------------------------------------
+    def holds(self, address: int) -> bool:
+        return address in self._slot
+
+    def record(self, address: int, saved: int, planted: int, owner: str = "userspace") -> None:
+        """Before planting `planted` over `saved` at `address`."""
+        i = self._slot.get(address)
+        if i is None:
+            free = np.flatnonzero(self.table["state"] == FREE)
+            if not len(free):
+                raise LedgerFull(f"breakpoint ledger full ({len(self.table)} patched words)")
+            i = int(free[0])
+        e = self.table[i:i + 1]
+        e["address"], e["saved"], e["planted"] = address, saved, planted
+        e["owner"] = OWNERS.index(owner) if owner in OWNERS else 0
+        e["state"] = ARMED
+        self._slot[address] = i
+
+    def clear(self, address: int) -> None:
+        """After the saved word is back at `address` (or the patch was given up)."""
+        i = self._slot.pop(address, None)
+        if i is not None:
+            self.table["state"][i] = FREE
+
+    # --- reader (supervisor) -------------------------------------------------------------------------
+    def entries(self) -> list[dict]:
+        return [{"address": int(e["address"]), "saved": int(e["saved"]), "planted": int(e["planted"]),
+                 "owner": OWNERS[int(e["owner"])] if int(e["owner"]) < len(OWNERS) else "?"}
+                for e in self.table if e["state"] == ARMED]
+
+    def restore(self, ram) -> list[dict]:
+        """Put every saved word back where its planted word still is (nobody may run guest code);
+        returns the entries restored. Every entry is cleared."""
+        done = []
+        for i in np.flatnonzero(self.table["state"] == ARMED):
+            e = self.table[i]
+            addr = int(e["address"])
+            if 0 <= addr <= ram.size - 4 and ram.read_word(addr) == int(e["planted"]):
+                ram.write_word(addr, int(e["saved"]))
+                done.append({"address": addr, "saved": int(e["saved"]), "planted": int(e["planted"]),
+                             "owner": OWNERS[int(e["owner"])] if int(e["owner"]) < len(OWNERS) else "?"})
+            self.table["state"][i] = FREE
+        self._slot.clear()
+        return done
+
+    def close(self) -> None:
+        self.table = None
+        self.block.close()
