@@ -1,29 +1,39 @@
 """The supervisor: builds one VM from a Config, starts and watches its processes, collects what they
 report, and always tears everything down.
 
-Invariants: guest RAM and the run pages are created (and unlinked) here; the ipc sockets live in a
-private 0700 directory removed at teardown; every child is reaped (terminated, then killed) whatever
-happened; a child that dies ends the run with a report naming it.
+Invariants: guest RAM, the run pages and the breakpoint ledger are created (and unlinked) here; the
+ipc sockets live in a private 0700 directory removed at teardown; every child is reaped (killed after a
+grace period) whatever happened; a child that dies ends the run at once (its death is seen through the
+forkserver's sentinel pipe, not through the dead process) with a report naming it and what it was doing;
+once no child runs guest code any more, whatever the ledger still holds is restored, so guest code is
+put back after any death. SIGTERM and SIGINT end the run the same way, with a report; children ignore
+both (the supervisor shuts them down).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 import psutil
 
 from . import wire
+from .cleanup import reclaim
 from .config import Config
 from .machine.guest_ram import GuestRAM
 from .machine.image import GuestImage, guest_path
+from .machine.ledger import Ledger
 from .transport import Endpoint, make_run_dir, remove_run_dir
 from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 
 HELLO_TIMEOUT_S = 60.0
 STATS_TIMEOUT_S = 10.0
+ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
+KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
 _ctx = None
 
@@ -39,8 +49,16 @@ def mp_context():
     return _ctx
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT reached the supervisor."""
+
+
 def _child(role: str, spec: dict) -> None:
-    """Entry point of every child: a crash leaves its traceback in the run directory for the report."""
+    """Entry point of every child: a crash leaves its traceback in the run directory for the report.
+    Children ignore SIGINT and SIGTERM (a Ctrl-C or a `timeout` reaches the whole process group): the
+    supervisor shuts them down and reports."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         if role == "vcpu":
             from .vcpu.process import main
@@ -67,7 +85,7 @@ class RunData:
     """Everything a run produced, for cosim/report.py."""
     config: Config
     image: GuestImage
-    outcome: str = "completed"                  # completed | wall-limit | child-died | error
+    outcome: str = "completed"         # completed | wall-limit | child-died | interrupted | error | ...
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stats: dict[str, dict] = field(default_factory=dict)
@@ -80,6 +98,9 @@ class RunData:
     leftovers: dict[str, list] = field(default_factory=dict)
     gdb_address: str | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    died: dict | None = None            # the first child seen dead: name, pid, how, doing, at (monotonic)
+    restored_by_supervisor: list[dict] = field(default_factory=list)   # ledger entries put back
+    stopped: list[str] = field(default_factory=list)   # children seen stopped (SIGSTOP)
 
 
 class Supervisor:
@@ -93,7 +114,11 @@ class Supervisor:
         self.ram: GuestRAM | None = None
         self.pages: RunPages | None = None
         self.run_dir: str | None = None
+        self.ledger: Ledger | None = None
         self.killed = False               # gdb's k / vKill ends the run
+        self.shut_down = False            # Shutdown sent to every child
+        self._ending = False              # past the point where a signal may interrupt
+        self._last_status = 0.0
 
     # --- whole run ---------------------------------------------------------------------------------
     def run(self) -> RunData:
@@ -101,22 +126,50 @@ class Supervisor:
         image = GuestImage.load(cfg.guest.elf_path or guest_path(cfg.guest.program))
         data = RunData(cfg, image)
         t0 = time.monotonic()
+        saved = self._catch_signals()
         try:
+            reclaim()              # what a run killed with its whole process group left behind
             self._build(image)
             self._start(data)
             self._watch(data)
             self._finish(data)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             data.outcome = "interrupted"
-            data.problems.append("interrupted by the user")
+            data.problems.append(f"interrupted by {e.args[0] if e.args else 'SIGINT'}")
         except Exception as e:  # the run reports it; teardown below still runs
             data.outcome = "error"
             data.problems.append(f"{type(e).__name__}: {e}")
         finally:
+            self._ending = True
+            try:
+                if not self.shut_down:
+                    self._shutdown(data, ENDING_TIMEOUT_S)
+            except Exception as e:
+                data.problems.append(f"shutdown: {type(e).__name__}: {e}")
             data.seconds = time.monotonic() - t0
+            self._stop_children(data)
+            self._restore_code(data)
             self._collect_guest(data, image)
             self._teardown(data)
+            self._restore_signals(saved)
         return data
+
+    def _catch_signals(self):
+        """SIGTERM and SIGINT raise Interrupted in the main thread (once; never during teardown)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_signal(signum, _frame):
+            if not self._ending:
+                self._ending = True
+                raise Interrupted(signal.Signals(signum).name)
+
+        return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signals(saved) -> None:
+        for sig, handler in (saved or {}).items():
+            signal.signal(sig, handler)
 
     def _build(self, image: GuestImage) -> None:
         cfg = self.cfg
@@ -125,13 +178,14 @@ class Supervisor:
         if cfg.guest.iterations is not None:
             self.ram.write_word(image.symbol("cfg_iterations"), cfg.guest.iterations)
         self.pages = RunPages.create(cfg.machine.vcpus)
+        self.ledger = Ledger.create()
         self.run_dir = make_run_dir()
         self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir)
         entry = image.entry if cfg.guest.entry is None else image.resolve(cfg.guest.entry)
         dbg = cfg.to_dict()["debug"]
         base = {"transport": cfg.machine.transport, "run_dir": self.run_dir,
                 "supervisor": self.ep.inbox_addr, "ram_name": self.ram.name, "ram_size": self.ram.size,
-                "runpages_name": self.pages.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
+                "runpages_name": self.pages.name, "ledger_name": self.ledger.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
                 "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions,
                 "supervisor_pid": os.getpid()}
@@ -187,8 +241,9 @@ class Supervisor:
         halted: set[int] = set()
         t0 = time.monotonic()
         last_progress = 0.0
+        sentinels = tuple(p.sentinel for p in self.procs.values())
         while len(halted) < cfg.machine.vcpus:
-            r = self.ep.recv(100)
+            r = self.ep.recv(100, sentinels)   # a child's death wakes this at once
             if r is not None:
                 if isinstance(r.msg, wire.Halted):
                     halted.add(r.msg.vcpu)
@@ -239,14 +294,50 @@ class Supervisor:
 
     def _check_children(self, data: RunData, starting: bool = False) -> bool:
         for name, p in self.procs.items():
-            if p.exitcode is not None or not _alive(p.pid):
+            if p.exitcode is not None:
+                at = time.monotonic()
+                code = p.exitcode
+                how = (f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
+                       else f"exit code {code}")
+                if _alive(p.pid):    # the forkserver died: no death can be seen any more, end the run
+                    name, how = "forkserver", f"its sentinel closed; {name} still alive"
+                doing = self._doing(name)
                 data.outcome = "child-died"
-                how = f"exit code {p.exitcode}" if p.exitcode is not None else "vanished"
-                data.problems.append(f"process {name} (pid {p.pid}) died ({how})" + self._crash(name))
+                data.died = {"name": name, "pid": p.pid, "how": how, "doing": doing, "at": at}
+                data.problems.append(f"process {name} (pid {p.pid}) died ({how}) while {doing}"
+                                     + self._crash(name))
                 if starting:
                     raise RuntimeError(data.problems[-1])
                 return False
+        now = time.monotonic()
+        if now - self._last_status > 0.5:     # a stopped child (SIGSTOP) is not dead: say so once
+            self._last_status = now
+            for name, p in self.procs.items():
+                if name not in data.stopped and _status(p.pid) == psutil.STATUS_STOPPED:
+                    data.stopped.append(name)
+                    data.logs.append(("supervisor", "warn", f"process {name} (pid {p.pid}) is stopped"))
         return True
+
+    def _doing(self, name: str) -> str:
+        """What a process was doing, from the shared state it leaves behind (run pages, ledger)."""
+        try:
+            pages = self.pages.pages
+            states = [State(int(s)).name.lower() for s in pages["state"]]
+            if name.startswith("vcpu"):
+                i = int(name[4:])
+                p = pages[i]
+                what = {"running": "running guest code", "in_exit": "in an exit to the kernel",
+                        "paused": "paused", "halted": "halted", "faulted": "faulted"}.get(states[i], states[i])
+                return f"{what} (last stop at pc {int(p['pc']):#010x}, {int(p['instructions']):,} instructions)"
+            waiting = [f"vcpu{i}" for i, st in enumerate(states) if st == "in_exit"]
+            planted = len(self.ledger.entries()) if self.ledger is not None else 0
+            if name == "kernel":
+                return (f"serving exits ({', '.join(waiting)} waiting in one)" if waiting
+                        else "idle (no vCPU waiting in an exit)")
+            return (f"debugging with {planted} breakpoint word(s) planted"
+                    + (f", {', '.join(waiting)} in an exit" if waiting else ""))
+        except Exception as e:  # pragma: no cover - the report must not fail for this
+            return f"(state unreadable: {e})"
 
     def _crash(self, name: str) -> str:
         try:
@@ -259,7 +350,12 @@ class Supervisor:
     # --- ending ------------------------------------------------------------------------------------
     def _finish(self, data: RunData) -> None:
         alive = {n for n, p in self.procs.items() if p.exitcode is None}
-        if self.cfg.debug.detach_at_end and "userspace" in alive and "kernel" in alive:
+        if data.outcome == "child-died" or self.killed:
+            # a dead peer cannot take part in a detach (userspace would wait for it): shut everyone down
+            # at once; the ledger restores guest code once nobody runs it
+            self._shutdown(data, ENDING_TIMEOUT_S)
+            return
+        if self.cfg.debug.detach_at_end and len(alive) == len(self.procs):
             self.ep.send("userspace", wire.Detach(1))
             deadline = time.monotonic() + STATS_TIMEOUT_S
             while time.monotonic() < deadline:
@@ -273,9 +369,20 @@ class Supervisor:
                     break
             else:
                 data.problems.append("userspace did not detach in time")
+        self._shutdown(data, STATS_TIMEOUT_S)
+
+    def _shutdown(self, data: RunData, timeout: float) -> None:
+        """Shutdown to every live child (kicked, so a vCPU inside guest code sees it), then wait up to
+        `timeout` for their Stats."""
+        self.shut_down = True
+        if self.ep is None:
+            return
+        alive = {n for n, p in self.procs.items() if _alive(p.pid) and n in self.ep.inboxes}
         for n in alive:
             self.ep.send(n, wire.Shutdown("run over"))
-        deadline = time.monotonic() + STATS_TIMEOUT_S
+            if n in self.ep.kicks:
+                self.ep.kick(n)
+        deadline = time.monotonic() + timeout
         gone_since: dict[str, float] = {}
         while time.monotonic() < deadline and not alive <= set(data.stats):
             r = self.ep.recv(100)
@@ -283,7 +390,7 @@ class Supervisor:
                 self._other(data, r)
             now = time.monotonic()
             for n in alive - set(data.stats):
-                if self.procs[n].exitcode is not None:
+                if not _alive(self.procs[n].pid):
                     gone_since.setdefault(n, now)
             # a child that exited may still have its Stats on the way: give it a grace period
             alive = {n for n in alive if n in data.stats or now - gone_since.get(n, now) < 1.0}
@@ -311,26 +418,55 @@ class Supervisor:
         except Exception as e:
             data.problems.append(f"could not read guest state: {e}")
 
-    def _teardown(self, data: RunData) -> None:
+    def _stop_children(self, data: RunData) -> None:
+        """Every child gone: those still there after a grace period (children ignore SIGTERM) are
+        killed, stopped ones included."""
+        deadline = time.monotonic() + KILL_GRACE_S
         for p in self.procs.values():
-            p.join(timeout=2 if p.exitcode is None else 0)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs.values():
-            if p.exitcode is None:
-                p.terminate()
+            if _alive(p.pid):
+                try:
+                    os.kill(p.pid, signal.SIGKILL)   # (p.kill() does nothing once the forkserver is gone)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 2
         for p in self.procs.values():
-            p.join(timeout=2)
-            if p.exitcode is None:
-                p.kill()
-                p.join(timeout=2)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+            while _alive(p.pid) and time.monotonic() < deadline:   # forkserver gone: not our child
+                time.sleep(0.01)
         data.leftovers["processes"] = [n for n, p in self.procs.items() if _alive(p.pid)]
+
+    def _restore_code(self, data: RunData) -> None:
+        """With no child left, put back every word the ledger still holds (userspace died, or could not
+        detach). After a clean detach the ledger is empty."""
+        if self.ledger is None or self.ram is None:
+            return
+        try:
+            done = self.ledger.restore(self.ram)
+        except Exception as e:
+            data.problems.append(f"could not restore guest code from the breakpoint ledger: {e}")
+            return
+        data.restored_by_supervisor = done
+        if done:
+            owners = sorted({e["owner"] for e in done})
+            data.logs.append(("supervisor", "info", f"restored {len(done)} planted word(s) from the breakpoint "
+                                                    f"ledger (planted by {', '.join(owners)})"))
+            if data.detached is not None:
+                data.problems.append(f"userspace detached but left {len(done)} planted word(s); "
+                                     "the supervisor restored them")
+        if data.detached is None:
+            data.detached = len(done)
+
+    def _teardown(self, data: RunData) -> None:
         if self.ep is not None:
             self.ep.close()
         names = []
-        for block in (self.pages, self.ram):
+        for block in (self.ledger, self.pages, self.ram):
             if block is not None:
                 names.append(block.name)
                 block.close()
-        self.pages = self.ram = None
+        self.ledger = self.pages = self.ram = None
         data.leftovers["shm"] = [n for n in names if os.path.exists(f"/dev/shm/{n}")]
         if self.run_dir is not None:
             remove_run_dir(self.run_dir)
@@ -338,12 +474,17 @@ class Supervisor:
 
 
 def _alive(pid: int | None) -> bool:
+    s = _status(pid)
+    return s is not None and s != psutil.STATUS_ZOMBIE
+
+
+def _status(pid: int | None) -> str | None:
     if pid is None:
-        return False
+        return None
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(pid).status()
     except psutil.NoSuchProcess:
-        return False
+        return None
 
 
 def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None) -> RunData:

@@ -33,7 +33,7 @@ def process_alive(pid: int | None) -> bool:
 
 def make_run_dir() -> str:
     """A private directory for one run's ipc sockets (mkdtemp makes it 0700)."""
-    return tempfile.mkdtemp(prefix="cosim-")
+    return tempfile.mkdtemp(prefix=f"cosim-{os.getpid()}-")   # owner pid: see cosim/cleanup.py
 
 
 def remove_run_dir(path: str) -> None:

@@ -41,6 +41,15 @@ REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC
 REG_NAMES = [f"r{n}" for n in range(32)] + ["pc", "cr", "lr", "ctr", "xer"]
 
 
+def reserved(addr: int) -> str | None:
+    """Why `addr` can never be a guest PC (an address of the engine's own), or None."""
+    if addr == UNTIL:
+        return "the engine's stop address"
+    if SCRATCH <= addr < SCRATCH + 0x1000:
+        return "the engine's out-of-line step page"
+    return None
+
+
 class StopKind(str, Enum):
     INTERRUPT = "interrupt"  # an instruction raised an exception: intno, pc = faulting instruction
     IAC = "iac"              # instruction address compare matched before `pc` executed

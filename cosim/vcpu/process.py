@@ -21,10 +21,11 @@ from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..transport import Endpoint, process_alive
 from .core import Core, Exit, Fault
-from .engine import Engine
+from .engine import Engine, reserved
 from .runpage import RunPages, State
 
 LATENCY_SAMPLES = 50_000
+BUDGET_POLL_MS = 10
 EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first; the rest go by name into ExitMsg
 EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
@@ -67,9 +68,14 @@ class VcpuProcess:
 
     # --- kick thread -------------------------------------------------------------------------------
     def kick_loop(self):
+        # with an instruction budget, look at the count often: a guest that never exits never returns
+        # from the core by itself (the check costs nothing measurable: unicorn runs without the GIL)
+        wait_ms = BUDGET_POLL_MS if self.max_instructions else 100
         while not self.stopping:
-            if not self.ep.wait_kick(100):
-                if not process_alive(self.supervisor_pid):   # orphaned: stop the guest and go
+            if not self.ep.wait_kick(wait_ms):
+                if self.in_guest and self._over_budget():
+                    self.engine.stop()                       # run_guest then halts at the limit
+                elif not process_alive(self.supervisor_pid):   # orphaned: stop the guest and go
                     self.stopping = True
                     self.engine.stop()
                 continue
@@ -108,6 +114,10 @@ class VcpuProcess:
         return self._kicked and not self.ep.inbox.poll(0)
 
     def run_guest(self):
+        why = reserved(self.core.pc)
+        if why is not None:          # e.g. `entry` at the engine's own addresses: never run there
+            self.fault(Fault(self.core.pc, f"pc {self.core.pc:#010x} is {why}, not guest memory"))
+            return
         self._kicked = False
         self.in_guest = True
         try:
