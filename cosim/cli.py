@@ -1,4 +1,4 @@
-"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`) and `cosim compare`.
+"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`), `cosim compare`, `cosim cleanup`.
 
 Exit status: 0 when every invariant holds (a predicted finding is not a failure), 1 when one fails,
 2 for a bad config or bad arguments (one line naming the file, the key and the problem).
@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
+from .cleanup import reclaim
 from .config import CPUS, STRATEGIES, ConfigError, load_config, parse_config
 from .machine.image import GuestImage, guest_path
 from .render import render_compare, render_run
@@ -52,7 +54,19 @@ def parse_gdb(value: str) -> str:
     host, _, port = value.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"--gdb {value!r}: expected [HOST:]PORT (port 0 picks a free one)")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host   # [::] -> ::
     return f"{host or '127.0.0.1'}:{int(port)}"
+
+
+def check_gdb_bind(addr: str) -> str | None:
+    """Can the stub listen on `addr`? (A problem here is the user's: say it in one line, exit 2.)"""
+    host, _, port = addr.rpartition(":")
+    try:
+        socket.create_server((host, int(port))).close()
+    except OSError as e:
+        shown = f"[{host}]:{port}" if ":" in host else addr
+        return f"--gdb {shown}: cannot listen there: {str(e.strerror or e).split(' (while attempting')[0]}"
+    return None
 
 
 def cmd_run(args) -> int:
@@ -60,6 +74,9 @@ def cmd_run(args) -> int:
         cfg = load_config(args.config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.gdb is not None and (problem := check_gdb_bind(args.gdb)):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     progress = Progress(cfg.name, args.quiet)
 
@@ -136,6 +153,15 @@ def cmd_compare(args) -> int:
     return 0 if all(r["verdict"] != "fail" for r in rows) else 1
 
 
+def cmd_cleanup(args) -> int:
+    removed = reclaim()
+    if not args.quiet:
+        for path in removed:
+            print(f"removed {path}")
+        print(f"{len(removed)} orphan(s) of dead runs removed")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cosim", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -155,6 +181,9 @@ def main(argv=None) -> int:
     c.add_argument("--json", metavar="PATH")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compare)
+    k = sub.add_parser("cleanup", help="remove shared memory and run directories of runs whose owner is dead")
+    k.add_argument("--quiet", action="store_true")
+    k.set_defaults(func=cmd_cleanup)
     args = ap.parse_args(argv)
     return args.func(args)
 

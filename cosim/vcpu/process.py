@@ -25,7 +25,7 @@ from .engine import Engine, reserved
 from .runpage import RunPages, State
 
 LATENCY_SAMPLES = 50_000
-BUDGET_POLL_MS = 10
+MAX_IPS = 200_000_000       # instructions per second the budget watch assumes at most
 EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first; the rest go by name into ExitMsg
 EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
@@ -68,11 +68,8 @@ class VcpuProcess:
 
     # --- kick thread -------------------------------------------------------------------------------
     def kick_loop(self):
-        # with an instruction budget, look at the count often: a guest that never exits never returns
-        # from the core by itself (the check costs nothing measurable: unicorn runs without the GIL)
-        wait_ms = BUDGET_POLL_MS if self.max_instructions else 100
         while not self.stopping:
-            if not self.ep.wait_kick(wait_ms):
+            if not self.ep.wait_kick(self._budget_wait_ms()):
                 if self.in_guest and self._over_budget():
                     self.engine.stop()                       # run_guest then halts at the limit
                 elif not process_alive(self.supervisor_pid):   # orphaned: stop the guest and go
@@ -137,6 +134,15 @@ class VcpuProcess:
 
     def _over_budget(self) -> bool:
         return bool(self.max_instructions) and int(self.page["instructions"]) >= self.max_instructions
+
+    def _budget_wait_ms(self) -> int:
+        """How long the kick thread may sleep: a guest that never exits never returns from the core by
+        itself, so the instruction budget is watched from here, more often as it nears (assuming at
+        most MAX_IPS: the overshoot stays around a millisecond of guest time, the polling cost nil)."""
+        if not self.max_instructions:
+            return 100
+        left = self.max_instructions - int(self.page["instructions"])
+        return int(min(100, max(1, left * 1000 // MAX_IPS)))
 
     def _check_budget(self):
         if self._over_budget() and not self.halted:
