@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 
@@ -32,29 +31,30 @@ def _orphan(name: str) -> bool:
     return pid is not None and pid != os.getpid() and not process_alive(pid)
 
 
-def _dead_forkserver_dir(path: str) -> bool:
-    """A pymp-* directory, a minute old or more, holding only forkserver listener sockets that refuse
-    connections (a younger one may be a forkserver between bind and listen)."""
+def _bound_unix_paths() -> set[str] | None:
+    """Paths of every bound unix socket still open in some process (/proc/net/unix); None if unknown.
+    Read passively: connecting to a forkserver's listener would make it fork or fail."""
     try:
-        if time.time() - os.stat(path).st_mtime < 60:
+        with open("/proc/net/unix") as f:
+            next(f)
+            return {parts[7] for parts in (line.split() for line in f) if len(parts) >= 8}
+    except (OSError, StopIteration):
+        return None
+
+
+def _dead_forkserver_dir(path: str, bound: set[str] | None) -> bool:
+    """A pymp-* directory, two seconds old or more, holding only forkserver listener sockets that no
+    process has open any more (a younger one may be a forkserver between mkdir and bind)."""
+    if bound is None:
+        return False
+    try:
+        if time.time() - os.stat(path).st_mtime < 2:
             return False
         names = os.listdir(path)
     except OSError:
         return False
-    if not names or not all(n.startswith("listener-") for n in names):
-        return False
-    for n in names:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(os.path.join(path, n))
-            return False                         # somebody serves it
-        except ConnectionRefusedError:
-            pass
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
+    return bool(names) and all(n.startswith("listener-") and os.path.join(path, n) not in bound
+                               for n in names)
 
 
 def reclaim(shm_dir: str = SHM_DIR, tmp_dir: str | None = None) -> list[str]:
@@ -76,9 +76,10 @@ def reclaim(shm_dir: str = SHM_DIR, tmp_dir: str | None = None) -> list[str]:
         entries = os.listdir(tmp)
     except OSError:
         entries = []
+    bound = _bound_unix_paths() if any(n.startswith("pymp-") for n in entries) else None
     for n in entries:
         path = os.path.join(tmp, n)
-        if (_orphan(n) or (n.startswith("pymp-") and _dead_forkserver_dir(path))) and os.path.isdir(path):
+        if (_orphan(n) or (n.startswith("pymp-") and _dead_forkserver_dir(path, bound))) and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
             if not os.path.exists(path):
                 removed.append(path)
