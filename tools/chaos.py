@@ -46,7 +46,7 @@ IMAGE = GuestImage.load(guest_path("warn_storm"))
 def config(gdb: bool):
     bps = [] if gdb else [{"at": "bp_target_a"}, {"at": "bp_target_b"}]
     return parse_config({"name": "chaos", "machine": {"cpu": "e500mc", "vcpus": 2},
-                         "guest": {"program": "warn_storm", "iterations": 6000},
+                         "guest": {"program": "warn_storm", "iterations": 600},
                          "debug": {"strategy": "illegal", "breakpoints": bps},
                          "limits": {"wall_seconds": 60.0}}, "<chaos>")
 
