@@ -139,9 +139,10 @@ class VcpuProcess:
         """How long the kick thread may sleep: a guest that never exits never returns from the core by
         itself, so the instruction budget is watched from here, more often as it nears (assuming at
         most MAX_IPS: the overshoot stays around a millisecond of guest time, the polling cost nil)."""
-        if not self.max_instructions:
+        page = self.page
+        if not self.max_instructions or page is None:
             return 100
-        left = self.max_instructions - int(self.page["instructions"])
+        left = self.max_instructions - int(page["instructions"])
         return int(min(100, max(1, left * 1000 // MAX_IPS)))
 
     def _check_budget(self):
