@@ -1,4 +1,4 @@
-"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`) and `cosim compare`.
+"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`), `cosim compare`, `cosim list`.
 
 Exit status: 0 when every invariant holds (a predicted finding is not a failure), 1 when one fails,
 2 for a bad config or bad arguments (one line naming the file, the key and the problem).
@@ -6,15 +6,17 @@ Exit status: 0 when every invariant holds (a predicted finding is not a failure)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 from rich.console import Console
 
-from .config import CPUS, STRATEGIES, ConfigError, load_config, parse_config
-from .machine.image import GuestImage, guest_path
+from . import __version__, preflight
+from .config import CPUS, STRATEGIES, VCPUS_MAX, WORD_MAX, ConfigError, load_config, parse_config
+from .findings import FINDINGS
+from .jsonout import write_json
+from .machine.image import GUESTS_DIR, GuestImage, ImageError, guest_path, list_guests
+from .strategies import STRATEGIES as STRATEGY_TABLE
 from .render import render_compare, render_run
 from .report import build_report
 from .supervisor import run_config
@@ -57,7 +59,9 @@ def parse_gdb(value: str) -> str:
 
 def cmd_run(args) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, args.set)
+        preflight.check(cfg)
+        preflight.check_output(args.json, "--json")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -76,9 +80,9 @@ def cmd_run(args) -> int:
     progress.done()
     report = build_report(data)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, "run", report)
     if not args.quiet:
-        render_run(report)
+        render_run(report, Console(stderr=True) if args.json == "-" else None)
     return 0 if report["ok"] else 1
 
 
@@ -119,6 +123,16 @@ def cmd_compare(args) -> int:
     except Exception as e:
         print(f"error: --program: {e}", file=sys.stderr)
         return 2
+    for name in ("iterations", "vcpus"):
+        lo, hi = (1, WORD_MAX) if name == "iterations" else (1, VCPUS_MAX)
+        if not lo <= getattr(args, name) <= hi:
+            print(f"error: --{name}: {getattr(args, name)} out of range ({lo}..{hi})", file=sys.stderr)
+            return 2
+    try:
+        preflight.check_output(args.json, "--json")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows, reports = [], []
     cells = [(s, c) for s in args.strategies for c in args.cpus]
     err = Console(stderr=True)
@@ -130,30 +144,63 @@ def cmd_compare(args) -> int:
         reports.append(report)
         rows.append(compare_row(report))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "reports": reports}, indent=2) + "\n")
+        write_json(args.json, "compare", {"rows": rows, "reports": reports})
     if not args.quiet:
-        render_compare(rows)
+        render_compare(rows, Console(stderr=True) if args.json == "-" else None)
     return 0 if all(r["verdict"] != "fail" for r in rows) else 1
+
+
+def cmd_list(args) -> int:
+    """Strategies (with their summaries), CPU models, guest programs and findings; with a program,
+    its symbols by address."""
+    if args.program:
+        try:
+            image = GuestImage.load(guest_path(args.program))
+        except ImageError as e:
+            print(f"error: {args.program}: {e}", file=sys.stderr)
+            return 2
+        print(f"{image.path.name}: entry {image.entry:#010x}, {len(image.symbols)} symbols")
+        for name, addr in sorted(image.symbols.items(), key=lambda kv: (kv[1], kv[0])):
+            print(f"  {addr:#010x}  {image.symbol_sizes.get(name, 0):5d}  {name}")
+        return 0
+    print("strategies (debug.strategy):")
+    for s in STRATEGY_TABLE.values():
+        print(f"  {s.name:12s} {s.summary}")
+    print("CPU models (machine.cpu): " + ", ".join(CPUS))
+    print(f"guest programs (guest.program, in {GUESTS_DIR}): " + ", ".join(list_guests()))
+    print("findings ([expect] findings):")
+    for fid, what in FINDINGS.items():
+        print(f"  {fid:26s} {what}")
+    print("symbols of a program: cosim list PROGRAM")
+    return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cosim", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"cosim {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="strategies, CPU models, guest programs, findings; or a program's symbols")
+    ls.add_argument("program", nargs="?", help="a guest program name or ELF path: list its symbols")
+    ls.set_defaults(func=cmd_list)
     r = sub.add_parser("run", help="run one scenario file")
     r.add_argument("config")
-    r.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (dotted, value in TOML syntax), e.g. machine.vcpus=4; repeatable")
+    r.add_argument("--json", metavar="PATH", help="also write the report as JSON (- for stdout)")
     r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
                    help="start stopped and serve the GDB remote protocol (port 0: pick a free port)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="every strategy x CPU model on one guest: the thread as a table")
-    c.add_argument("--program", default="warn_storm")
-    c.add_argument("--iterations", type=int, default=100)
-    c.add_argument("--vcpus", type=int, default=1)
-    c.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    c.add_argument("--cpus", nargs="+", default=list(CPUS), choices=CPUS)
-    c.add_argument("--json", metavar="PATH")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--program", default="warn_storm", help="guest program name or ELF path (default: warn_storm)")
+    c.add_argument("--iterations", type=int, default=100, help="guest iterations per vCPU (default: 100)")
+    c.add_argument("--vcpus", type=int, default=1, help=f"vCPUs per run, 1..{VCPUS_MAX} (default: 1)")
+    c.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES, metavar="S",
+                   help=f"strategies to compare (default: all: {' '.join(STRATEGIES)})")
+    c.add_argument("--cpus", nargs="+", default=list(CPUS), choices=CPUS, metavar="CPU",
+                   help=f"CPU models (default: {' '.join(CPUS)})")
+    c.add_argument("--json", metavar="PATH", help="also write rows and full reports as JSON (- for stdout)")
+    c.add_argument("--quiet", action="store_true", help="no progress, no table")
     c.set_defaults(func=cmd_compare)
     args = ap.parse_args(argv)
     return args.func(args)
