@@ -11,10 +11,11 @@ import time
 
 from rich.console import Console
 
-from . import __version__, preflight
+from . import __version__, costs, preflight
 from .config import CPUS, STRATEGIES, VCPUS_MAX, WORD_MAX, ConfigError, load_config, parse_config
 from .findings import FINDINGS
 from .jsonout import write_json
+from .junit import write_junit
 from .machine.image import GUESTS_DIR, GuestImage, ImageError, guest_path, list_guests
 from .strategies import STRATEGIES as STRATEGY_TABLE
 from .render import render_compare, render_run
@@ -62,6 +63,7 @@ def cmd_run(args) -> int:
         cfg = load_config(args.config, args.set)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
+        preflight.check_output(args.junit, "--junit")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -81,6 +83,8 @@ def cmd_run(args) -> int:
     report = build_report(data)
     if args.json:
         write_json(args.json, "run", report)
+    if args.junit:
+        write_junit(args.junit, [report])
     if not args.quiet:
         render_run(report, Console(stderr=True) if args.json == "-" else None)
     return 0 if report["ok"] else 1
@@ -98,23 +102,36 @@ def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus
     }
 
 
-def compare_row(report: dict) -> dict:
+def compare_row(report: dict, repeats: list[dict] | None = None) -> dict:
+    """One cell of the comparison: verdict and machine-independent costs from the first run, latency
+    p50/p90/p99 of userspace round trips (hits) with their spread over `repeats` (all runs of the cell)."""
     sc = report["scenario"]
     dh = report["debugger_hits"]
+    runs = repeats or [report]
     executed = sum(r["executed"] for r in dh["by_breakpoint"].values())
-    user_exits = report["exits"]["by_level"].get("userspace", 0)
-    bad = [k for k, v in report["invariants"].items() if not v["ok"]]
+    worst = next((r for r in runs if not r["ok"]), None) or next(
+        (r for r in runs if any(not v["ok"] for v in r["invariants"].values())), report)
+    bad = [k for k, v in worst["invariants"].items() if not v["ok"]]
+    lat = {q: costs.interval([r["exits"]["latency_us"]["userspace"].get(q) for r in runs])
+           for q in ("p50", "p90", "p99")}
     return {
-        "strategy": sc["strategy"], "cpu": sc["cpu"],
-        "verdict": "ok" if not bad else ("finding" if report["ok"] else "fail"),
-        "failed": report["failed"], "hits": dh["total"], "executed": executed,
+        "strategy": sc["strategy"], "cpu": sc["cpu"], "repeats": len(runs),
+        "verdict": "ok" if not bad else ("finding" if worst["ok"] else "fail"),
+        "failed": worst["failed"], "hits": dh["total"], "executed": executed,
         "warns": report["guest_warns"]["total"], "warns_expected": report["guest_warns"]["expected"],
-        "user_exits_per_hit": round(user_exits / dh["total"], 2) if dh["total"] else None,
-        "user_p50_us": report["exits"]["latency_us"]["userspace"]["p50"],
-        "kernel_p50_us": report["exits"]["latency_us"]["kernel"]["p50"],
+        "per_hit": report["costs"]["per_hit"], "per_warn": report["costs"]["per_warn"],
+        "user_exits_per_hit": report["costs"]["per_hit"]["exits_by_level"]["userspace"],
+        "user_latency_us": lat,
+        "user_p50_us": lat["p50"]["mid"],
+        "kernel_p50_us": costs.interval([r["exits"]["latency_us"]["kernel"]["p50"] for r in runs])["mid"],
         "exits_by_level": report["exits"]["by_level"], "mips": report["mips"],
-        "findings": [f["id"] for f in report["findings"]],
+        "findings": sorted({f["id"] for r in runs for f in r["findings"]}),
     }
+
+
+def _run_cell(cfg_dict: dict) -> dict:
+    """One compare run (in a worker process when --jobs > 1)."""
+    return build_report(run_config(parse_config(cfg_dict, "<compare>")))
 
 
 def cmd_compare(args) -> int:
@@ -130,21 +147,41 @@ def cmd_compare(args) -> int:
             return 2
     try:
         preflight.check_output(args.json, "--json")
+        preflight.check_output(args.junit, "--junit")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows, reports = [], []
+    if args.repeat < 1 or args.jobs < 1:
+        print(f"error: --{'repeat' if args.repeat < 1 else 'jobs'}: must be >= 1", file=sys.stderr)
+        return 2
     cells = [(s, c) for s in args.strategies for c in args.cpus]
+    runs = [(s, c, k) for k in range(args.repeat) for s, c in cells]
     err = Console(stderr=True)
-    for k, (s, c) in enumerate(cells, 1):
+    t0 = time.monotonic()
+    by_cell: dict[tuple[str, str], list[dict]] = {cell: [] for cell in cells}
+    todo = [compare_config(s, c, args.program, args.iterations, args.vcpus) for s, c, _ in runs]
+    if args.jobs == 1:
+        results = map(_run_cell, todo)
+    else:
+        import concurrent.futures
+        import multiprocessing
+        pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_run_cell, todo)
+    for n, ((s, c, k), report) in enumerate(zip(runs, results), 1):
         if not args.quiet:
-            err.print(f"[{k}/{len(cells)}] {s} on {c} ...", highlight=False)
-        cfg = parse_config(compare_config(s, c, args.program, args.iterations, args.vcpus), "<compare>")
-        report = build_report(run_config(cfg))
-        reports.append(report)
-        rows.append(compare_row(report))
+            err.print(f"[{n}/{len(runs)}] {s} on {c}" + (f" (repeat {k + 1})" if args.repeat > 1 else "")
+                      + f": {'ok' if report['ok'] else 'FAIL'}", highlight=False)
+        by_cell[(s, c)].append(report)
+    if args.jobs > 1:
+        pool.shutdown()
+    reports = [r for cell in cells for r in by_cell[cell]]
+    rows = [compare_row(by_cell[cell][0], by_cell[cell]) for cell in cells]
+    if not args.quiet:
+        err.print(f"{len(runs)} runs in {time.monotonic() - t0:.1f} s", highlight=False)
     if args.json:
         write_json(args.json, "compare", {"rows": rows, "reports": reports})
+    if args.junit:
+        write_junit(args.junit, reports)
     if not args.quiet:
         render_compare(rows, Console(stderr=True) if args.json == "-" else None)
     return 0 if all(r["verdict"] != "fail" for r in rows) else 1
@@ -187,6 +224,7 @@ def main(argv=None) -> int:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (dotted, value in TOML syntax), e.g. machine.vcpus=4; repeatable")
     r.add_argument("--json", metavar="PATH", help="also write the report as JSON (- for stdout)")
+    r.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testcase per invariant and finding")
     r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
                    help="start stopped and serve the GDB remote protocol (port 0: pick a free port)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
@@ -200,6 +238,11 @@ def main(argv=None) -> int:
     c.add_argument("--cpus", nargs="+", default=list(CPUS), choices=CPUS, metavar="CPU",
                    help=f"CPU models (default: {' '.join(CPUS)})")
     c.add_argument("--json", metavar="PATH", help="also write rows and full reports as JSON (- for stdout)")
+    c.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run every cell N times: latency shown as an interval over the repeats (default: 1)")
+    c.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs in parallel (default: 1; counts are unaffected, latencies get noisier)")
+    c.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testsuite per run")
     c.add_argument("--quiet", action="store_true", help="no progress, no table")
     c.set_defaults(func=cmd_compare)
     args = ap.parse_args(argv)
