@@ -64,6 +64,7 @@ def cmd_run(args) -> int:
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
+        _check_plot(args.plot)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -85,6 +86,9 @@ def cmd_run(args) -> int:
         write_json(args.json, "run", report)
     if args.junit:
         write_junit(args.junit, [report])
+    if args.plot:
+        from . import plot
+        plot.save(plot.run_figure(report), args.plot)
     if not args.quiet:
         render_run(report, Console(stderr=True) if args.json == "-" else None)
     return 0 if report["ok"] else 1
@@ -129,6 +133,14 @@ def compare_row(report: dict, repeats: list[dict] | None = None) -> dict:
     }
 
 
+def _check_plot(path: str | None) -> None:
+    if path is not None:
+        from .plot import check_path
+        problem = check_path(path)
+        if problem:
+            raise ConfigError("--plot", None, problem)
+
+
 def _run_cell(cfg_dict: dict) -> dict:
     """One compare run (in a worker process when --jobs > 1)."""
     return build_report(run_config(parse_config(cfg_dict, "<compare>")))
@@ -148,6 +160,7 @@ def cmd_compare(args) -> int:
     try:
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
+        _check_plot(args.plot)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -182,6 +195,9 @@ def cmd_compare(args) -> int:
         write_json(args.json, "compare", {"rows": rows, "reports": reports})
     if args.junit:
         write_junit(args.junit, reports)
+    if args.plot:
+        from . import plot
+        plot.save(plot.compare_figure(rows, reports), args.plot)
     if not args.quiet:
         render_compare(rows, Console(stderr=True) if args.json == "-" else None)
     return 0 if all(r["verdict"] != "fail" for r in rows) else 1
@@ -225,6 +241,7 @@ def main(argv=None) -> int:
                    help="override one config key (dotted, value in TOML syntax), e.g. machine.vcpus=4; repeatable")
     r.add_argument("--json", metavar="PATH", help="also write the report as JSON (- for stdout)")
     r.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testcase per invariant and finding")
+    r.add_argument("--plot", metavar="PATH", help="also draw exits per vCPU and round trips (.png or .svg)")
     r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
                    help="start stopped and serve the GDB remote protocol (port 0: pick a free port)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
@@ -243,6 +260,7 @@ def main(argv=None) -> int:
     c.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="runs in parallel (default: 1; counts are unaffected, latencies get noisier)")
     c.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testsuite per run")
+    c.add_argument("--plot", metavar="PATH", help="also draw costs and round trips by strategy x CPU (.png or .svg)")
     c.add_argument("--quiet", action="store_true", help="no progress, no table")
     c.set_defaults(func=cmd_compare)
     args = ap.parse_args(argv)

@@ -191,6 +191,9 @@ def build_report(data) -> dict:
     inproc = [x for v in vstats for x in v.get("inprocess_kernel_ns", [])]
     instructions = sum(s["instructions"] for s in data.vcpu_state)
     exits = {"by_level": by_level, "by_reason": by_reason,
+             # the round trips themselves (us, at most 4000 per level, evenly subsampled): for plots
+             "latency_samples_us": {lv: [round(x / 1000.0, 1) for x in v[::max(1, -(-len(v) // 4000))]]
+                                    for lv, v in lat.items() if lv != "vcpu"},
              "latency_us": {lv: {"count": len(v),
                                  "p50": _us(percentile(v, 50)), "p90": _us(percentile(v, 90)),
                                  "p99": _us(percentile(v, 99)),
