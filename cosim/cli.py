@@ -18,7 +18,7 @@ from .jsonout import write_json
 from .junit import write_junit
 from .machine.image import GUESTS_DIR, GuestImage, ImageError, guest_path, list_guests
 from .strategies import STRATEGIES as STRATEGY_TABLE
-from .render import render_compare, render_run
+from .render import render_compare, render_run, render_sweep
 from .report import build_report
 from .supervisor import run_config
 
@@ -228,6 +228,49 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+    try:
+        spec = sweep.load_spec(args.spec)
+        matrix = sweep.cells(spec)
+        for path, key in ((args.json, "--json"), (args.junit, "--junit")):
+            preflight.check_output(path, key)
+        _check_plot(args.plot)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    err = Console(stderr=True)
+    t0 = time.monotonic()
+    if not args.quiet:
+        err.print(f"sweep: {len(matrix)} runs" + (f" on -n {args.n}" if args.n else "")
+                  + "".join(f" --tx {t}" for t in args.tx), highlight=False)
+    reports, errors = sweep.run_sweep(spec, matrix, args.n, args.tx, args.quiet)
+    rows = []
+    for (_, _, vcpus, program), runs in sweep.group(reports):
+        rows.append({**compare_row(runs[0], runs), "vcpus": vcpus, "program": program})
+    if not args.quiet:
+        err.print(f"sweep: {len(reports)} of {len(matrix)} runs reported in {time.monotonic() - t0:.1f} s",
+                  highlight=False)
+    if args.json:
+        write_json(args.json, "sweep", sweep.as_dict(spec, rows, reports, errors))
+    if args.junit:
+        write_junit(args.junit, reports)
+    if args.plot and rows:
+        from . import plot
+        several = len({(r["vcpus"], r["program"]) for r in rows}) > 1
+        shown = [{**r, "strategy": f"{r['strategy']} x{r['vcpus']} {r['program']}" if several else r["strategy"]}
+                 for r in rows]
+        shown_reports = [{**rep, "scenario": {**rep["scenario"], "strategy": (
+            f"{rep['scenario']['strategy']} x{rep['scenario']['vcpus']} {rep['scenario']['program']}"
+            if several else rep["scenario"]["strategy"])}} for rep in reports]
+        plot.save(plot.compare_figure(shown, shown_reports), args.plot)
+    if not args.quiet:
+        render_sweep(rows, Console(stderr=True) if args.json == "-" else None)
+    for name, text in errors.items():
+        print(f"sweep: {name}: no report: {text.splitlines()[-1] if text else '?'}", file=sys.stderr)
+    return 0 if not errors and len(reports) == len(matrix) and all(r["verdict"] != "fail" for r in rows) else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cosim", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"cosim {__version__}")
@@ -263,6 +306,16 @@ def main(argv=None) -> int:
     c.add_argument("--plot", metavar="PATH", help="also draw costs and round trips by strategy x CPU (.png or .svg)")
     c.add_argument("--quiet", action="store_true", help="no progress, no table")
     c.set_defaults(func=cmd_compare)
+    w = sub.add_parser("sweep", help="a matrix of runs from a spec file, through pytest-xdist (local or remote)")
+    w.add_argument("spec", help="sweep spec (TOML: [sweep] strategies, cpus, vcpus, programs, seeds; [base])")
+    w.add_argument("-n", metavar="N", help="xdist workers on this machine (a number or auto)")
+    w.add_argument("--tx", action="append", default=[], metavar="SPEC",
+                   help="xdist worker spec, repeatable: popen, or ssh=HOST//python=PATH for other machines")
+    w.add_argument("--json", metavar="PATH", help="also write rows and reports as JSON (- for stdout)")
+    w.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testsuite per run")
+    w.add_argument("--plot", metavar="PATH", help="also draw costs and round trips per cell (.png or .svg)")
+    w.add_argument("--quiet", action="store_true", help="no progress, no table")
+    w.set_defaults(func=cmd_sweep)
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -189,3 +189,28 @@ def _cell(r) -> Text:
         lines.append("\n")
         lines.append(", ".join(r["findings"]), style="yellow")
     return lines
+
+
+def render_sweep(rows: list[dict], console: Console | None = None) -> None:
+    """One line per cell of a sweep (seeds of a cell are its repeats)."""
+    console = console or Console()
+    console.print(Text("sweep: correctness and cost per debugger hit and per guest WARN", style="bold"))
+    t = Table()
+    for col in ("cell", "runs", "verdict", "per hit", "per WARN", "hit RT p50 us", "findings"):
+        t.add_column(col, justify="right" if col in ("runs", "hit RT p50 us") else "left",
+                     no_wrap=col in ("cell", "verdict"))
+    for r in rows:
+        style = "green" if r["verdict"] == "ok" else ("yellow" if r["verdict"] == "finding" else "red")
+        p50 = r["user_latency_us"]["p50"]
+        rt = _num(p50["mid"]) + (f" [{_num(p50['lo'])}-{_num(p50['hi'])}]" if p50["n"] > 1 else "")
+        rt_text = Text(rt)
+        if p50["n"] > 1 and p50["wide"]:
+            rt_text.append(" ~", style="bold yellow")
+        t.add_row(f"{r['strategy']} {r['cpu']} x{r['vcpus']} {r['program']}", str(r["repeats"]),
+                  Text(r["verdict"].upper(), style=f"bold {style}"), _events(r["per_hit"]), _events(r["per_warn"]),
+                  rt_text, Text(", ".join(r["findings"]), style="yellow"))
+    console.print(t)
+    console.print(Text("per hit / per WARN: exits by level (v = vCPU, k = kernel, u = userspace), process hops and "
+                       "messages: these counts transfer to hardware. hit RT: host round trips between Linux "
+                       "processes, median [min-max] over the cell's seeds; ~ marks an interval too wide to rank.",
+                       style="dim"))
