@@ -75,3 +75,13 @@ def test_x(cosim_run):
 def test_cosim_gdb_break_continue_detach(tmp_path):
     r = pytest_in(tmp_path, GDB_TEST)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_readme_example_passes(tmp_path):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```python\n") + len("```python\n")
+    example = readme[start:readme.index("```", start)]
+    assert len(example.strip().splitlines()) <= 10
+    r = pytest_in(tmp_path, example, "-n", "2")
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout + r.stderr
