@@ -1,4 +1,11 @@
-# Only the C block-counting hook of the vCPU core needs this file; everything else is in pyproject.toml.
-from setuptools import Extension, setup
+# The C block-counting hook of the vCPU core, and the guest ELFs shipped as package data: guests/ (where
+# guests/build.py writes them, next to their sources) is installed as the resource package cosim.guests.
+from setuptools import Extension, find_packages, setup
 
-setup(ext_modules=[Extension("cosim.vcpu._icount", ["cosim/vcpu/_icount.c"])])
+setup(
+    ext_modules=[Extension("cosim.vcpu._icount", ["cosim/vcpu/_icount.c"])],
+    packages=[*find_packages(include=["cosim", "cosim.*"]), "cosim.guests"],
+    package_dir={"cosim.guests": "guests"},
+    package_data={"cosim": ["py.typed"], "cosim.guests": ["*.elf"]},
+    exclude_package_data={"cosim.guests": ["*.S", "*.inc", "*.ld", "*.md"]},
+)

@@ -3,11 +3,17 @@
 #   - Debian packages binutils-powerpc-linux-gnu (guest assembler), gdb-multiarch (real GDB client) and
 #     qemu-system-ppc (the speed peer and the oracle; ipxe-qemu holds the option ROMs it loads even with
 #     -nodefaults), installed with apt-get when missing and running as root;
+#   - python3-venv, python3-dev and gcc when the venv module, the Python headers or a C compiler are
+#     missing (the instruction counter is a tiny C extension);
 #   - a virtual environment in .venv with the project and its test dependencies.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
+# to build the venv and the one C extension: venv (+ensurepip), the Python headers and a C compiler
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+[ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || need+=(python3-dev)
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v powerpc-linux-gnu-as >/dev/null 2>&1 || need+=(binutils-powerpc-linux-gnu)
 command -v gdb-multiarch >/dev/null 2>&1 || need+=(gdb-multiarch)
 command -v qemu-system-ppc >/dev/null 2>&1 || need+=(qemu-system-ppc ipxe-qemu)
@@ -17,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "setup: warning: missing ${need[*]} (not root or no apt-get): gdb, rebuild and QEMU tests will be skipped" >&2
+        echo "setup: warning: missing ${need[*]} (not root or no apt-get): gdb, rebuild and QEMU tests will be skipped, and without venv, headers or a C compiler the install below fails" >&2
     fi
 fi
 

@@ -1,4 +1,5 @@
-"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`), `cosim compare`, `cosim cleanup`.
+"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`), `cosim compare`, `cosim list`,
+`cosim sweep`, `cosim cleanup`.
 
 Exit status: 0 when every invariant holds (a predicted finding is not a failure), 1 when one fails,
 2 for a bad config or bad arguments (one line naming the file, the key and the problem).
@@ -6,18 +7,21 @@ Exit status: 0 when every invariant holds (a predicted finding is not a failure)
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import time
-from pathlib import Path
 
 from rich.console import Console
 
 from .cleanup import reclaim
-from .config import CPUS, STRATEGIES, ConfigError, load_config, parse_config
-from .machine.image import GuestImage, guest_path
-from .render import render_compare, render_run
+from . import __version__, costs, preflight
+from .config import CPUS, STRATEGIES, VCPUS_MAX, WORD_MAX, ConfigError, load_config, parse_config
+from .findings import FINDINGS
+from .jsonout import write_json
+from .junit import write_junit
+from .machine.image import GUESTS_DIR, GuestImage, ImageError, guest_path, list_guests
+from .strategies import STRATEGIES as STRATEGY_TABLE
+from .render import render_compare, render_run, render_sweep
 from .report import build_report
 from .supervisor import run_config
 
@@ -71,7 +75,11 @@ def check_gdb_bind(addr: str) -> str | None:
 
 def cmd_run(args) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, args.set)
+        preflight.check(cfg)
+        preflight.check_output(args.json, "--json")
+        preflight.check_output(args.junit, "--junit")
+        _check_plot(args.plot)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -93,9 +101,14 @@ def cmd_run(args) -> int:
     progress.done()
     report = build_report(data)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, "run", report)
+    if args.junit:
+        write_junit(args.junit, [report])
+    if args.plot:
+        from . import plot
+        plot.save(plot.run_figure(report), args.plot)
     if not args.quiet:
-        render_run(report)
+        render_run(report, Console(stderr=True) if args.json == "-" else None)
     return 0 if report["ok"] else 1
 
 
@@ -111,23 +124,44 @@ def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus
     }
 
 
-def compare_row(report: dict) -> dict:
+def compare_row(report: dict, repeats: list[dict] | None = None) -> dict:
+    """One cell of the comparison: verdict and machine-independent costs from the first run, latency
+    p50/p90/p99 of userspace round trips (hits) with their spread over `repeats` (all runs of the cell)."""
     sc = report["scenario"]
     dh = report["debugger_hits"]
+    runs = repeats or [report]
     executed = sum(r["executed"] for r in dh["by_breakpoint"].values())
-    user_exits = report["exits"]["by_level"].get("userspace", 0)
-    bad = [k for k, v in report["invariants"].items() if not v["ok"]]
+    worst = next((r for r in runs if not r["ok"]), None) or next(
+        (r for r in runs if any(not v["ok"] for v in r["invariants"].values())), report)
+    bad = [k for k, v in worst["invariants"].items() if not v["ok"]]
+    lat = {q: costs.interval([r["exits"]["latency_us"]["userspace"].get(q) for r in runs])
+           for q in ("p50", "p90", "p99")}
     return {
-        "strategy": sc["strategy"], "cpu": sc["cpu"],
-        "verdict": "ok" if not bad else ("finding" if report["ok"] else "fail"),
-        "failed": report["failed"], "hits": dh["total"], "executed": executed,
+        "strategy": sc["strategy"], "cpu": sc["cpu"], "repeats": len(runs),
+        "verdict": "ok" if not bad else ("finding" if worst["ok"] else "fail"),
+        "failed": worst["failed"], "hits": dh["total"], "executed": executed,
         "warns": report["guest_warns"]["total"], "warns_expected": report["guest_warns"]["expected"],
-        "user_exits_per_hit": round(user_exits / dh["total"], 2) if dh["total"] else None,
-        "user_p50_us": report["exits"]["latency_us"]["userspace"]["p50"],
-        "kernel_p50_us": report["exits"]["latency_us"]["kernel"]["p50"],
+        "per_hit": report["costs"]["per_hit"], "per_warn": report["costs"]["per_warn"],
+        "user_exits_per_hit": report["costs"]["per_hit"]["exits_by_level"]["userspace"],
+        "user_latency_us": lat,
+        "user_p50_us": lat["p50"]["mid"],
+        "kernel_p50_us": costs.interval([r["exits"]["latency_us"]["kernel"]["p50"] for r in runs])["mid"],
         "exits_by_level": report["exits"]["by_level"], "mips": report["mips"],
-        "findings": [f["id"] for f in report["findings"]],
+        "findings": sorted({f["id"] for r in runs for f in r["findings"]}),
     }
+
+
+def _check_plot(path: str | None) -> None:
+    if path is not None:
+        from .plot import check_path
+        problem = check_path(path)
+        if problem:
+            raise ConfigError("--plot", None, problem)
+
+
+def _run_cell(cfg_dict: dict) -> dict:
+    """One compare run (in a worker process when --jobs > 1)."""
+    return build_report(run_config(parse_config(cfg_dict, "<compare>")))
 
 
 def cmd_compare(args) -> int:
@@ -136,20 +170,54 @@ def cmd_compare(args) -> int:
     except Exception as e:
         print(f"error: --program: {e}", file=sys.stderr)
         return 2
-    rows, reports = [], []
+    for name in ("iterations", "vcpus"):
+        lo, hi = (1, WORD_MAX) if name == "iterations" else (1, VCPUS_MAX)
+        if not lo <= getattr(args, name) <= hi:
+            print(f"error: --{name}: {getattr(args, name)} out of range ({lo}..{hi})", file=sys.stderr)
+            return 2
+    try:
+        preflight.check_output(args.json, "--json")
+        preflight.check_output(args.junit, "--junit")
+        _check_plot(args.plot)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.repeat < 1 or args.jobs < 1:
+        print(f"error: --{'repeat' if args.repeat < 1 else 'jobs'}: must be >= 1", file=sys.stderr)
+        return 2
     cells = [(s, c) for s in args.strategies for c in args.cpus]
+    runs = [(s, c, k) for k in range(args.repeat) for s, c in cells]
     err = Console(stderr=True)
-    for k, (s, c) in enumerate(cells, 1):
+    t0 = time.monotonic()
+    by_cell: dict[tuple[str, str], list[dict]] = {cell: [] for cell in cells}
+    todo = [compare_config(s, c, args.program, args.iterations, args.vcpus) for s, c, _ in runs]
+    if args.jobs == 1:
+        results = map(_run_cell, todo)
+    else:
+        import concurrent.futures
+        import multiprocessing
+        pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_run_cell, todo)
+    for n, ((s, c, k), report) in enumerate(zip(runs, results), 1):
         if not args.quiet:
-            err.print(f"[{k}/{len(cells)}] {s} on {c} ...", highlight=False)
-        cfg = parse_config(compare_config(s, c, args.program, args.iterations, args.vcpus), "<compare>")
-        report = build_report(run_config(cfg))
-        reports.append(report)
-        rows.append(compare_row(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "reports": reports}, indent=2) + "\n")
+            err.print(f"[{n}/{len(runs)}] {s} on {c}" + (f" (repeat {k + 1})" if args.repeat > 1 else "")
+                      + f": {'ok' if report['ok'] else 'FAIL'}", highlight=False)
+        by_cell[(s, c)].append(report)
+    if args.jobs > 1:
+        pool.shutdown()
+    reports = [r for cell in cells for r in by_cell[cell]]
+    rows = [compare_row(by_cell[cell][0], by_cell[cell]) for cell in cells]
     if not args.quiet:
-        render_compare(rows)
+        err.print(f"{len(runs)} runs in {time.monotonic() - t0:.1f} s", highlight=False)
+    if args.json:
+        write_json(args.json, "compare", {"rows": rows, "reports": reports})
+    if args.junit:
+        write_junit(args.junit, reports)
+    if args.plot:
+        from . import plot
+        plot.save(plot.compare_figure(rows, reports), args.plot)
+    if not args.quiet:
+        render_compare(rows, Console(stderr=True) if args.json == "-" else None)
     return 0 if all(r["verdict"] != "fail" for r in rows) else 1
 
 
@@ -162,28 +230,122 @@ def cmd_cleanup(args) -> int:
     return 0
 
 
+def cmd_list(args) -> int:
+    """Strategies (with their summaries), CPU models, guest programs and findings; with a program,
+    its symbols by address."""
+    if args.program:
+        try:
+            image = GuestImage.load(guest_path(args.program))
+        except ImageError as e:
+            print(f"error: {args.program}: {e}", file=sys.stderr)
+            return 2
+        print(f"{image.path.name}: entry {image.entry:#010x}, {len(image.symbols)} symbols")
+        for name, addr in sorted(image.symbols.items(), key=lambda kv: (kv[1], kv[0])):
+            print(f"  {addr:#010x}  {image.symbol_sizes.get(name, 0):5d}  {name}")
+        return 0
+    print("strategies (debug.strategy):")
+    for s in STRATEGY_TABLE.values():
+        print(f"  {s.name:12s} {s.summary}")
+    print("CPU models (machine.cpu): " + ", ".join(CPUS))
+    print(f"guest programs (guest.program, in {GUESTS_DIR}): " + ", ".join(list_guests()))
+    print("findings ([expect] findings):")
+    for fid, what in FINDINGS.items():
+        print(f"  {fid:26s} {what}")
+    print("symbols of a program: cosim list PROGRAM")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+    try:
+        spec = sweep.load_spec(args.spec)
+        matrix = sweep.cells(spec)
+        for path, key in ((args.json, "--json"), (args.junit, "--junit")):
+            preflight.check_output(path, key)
+        _check_plot(args.plot)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    err = Console(stderr=True)
+    t0 = time.monotonic()
+    if not args.quiet:
+        err.print(f"sweep: {len(matrix)} runs" + (f" on -n {args.n}" if args.n else "")
+                  + "".join(f" --tx {t}" for t in args.tx), highlight=False)
+    reports, errors = sweep.run_sweep(spec, matrix, args.n, args.tx, args.quiet)
+    rows = []
+    for (_, _, vcpus, program), runs in sweep.group(reports):
+        rows.append({**compare_row(runs[0], runs), "vcpus": vcpus, "program": program})
+    if not args.quiet:
+        err.print(f"sweep: {len(reports)} of {len(matrix)} runs reported in {time.monotonic() - t0:.1f} s",
+                  highlight=False)
+    if args.json:
+        write_json(args.json, "sweep", sweep.as_dict(spec, rows, reports, errors))
+    if args.junit:
+        write_junit(args.junit, reports)
+    if args.plot and rows:
+        from . import plot
+        several = len({(r["vcpus"], r["program"]) for r in rows}) > 1
+        shown = [{**r, "strategy": f"{r['strategy']} x{r['vcpus']} {r['program']}" if several else r["strategy"]}
+                 for r in rows]
+        shown_reports = [{**rep, "scenario": {**rep["scenario"], "strategy": (
+            f"{rep['scenario']['strategy']} x{rep['scenario']['vcpus']} {rep['scenario']['program']}"
+            if several else rep["scenario"]["strategy"])}} for rep in reports]
+        plot.save(plot.compare_figure(shown, shown_reports), args.plot)
+    if not args.quiet:
+        render_sweep(rows, Console(stderr=True) if args.json == "-" else None)
+    for name, text in errors.items():
+        print(f"sweep: {name}: no report: {text.splitlines()[-1] if text else '?'}", file=sys.stderr)
+    return 0 if not errors and len(reports) == len(matrix) and all(r["verdict"] != "fail" for r in rows) else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cosim", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"cosim {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="strategies, CPU models, guest programs, findings; or a program's symbols")
+    ls.add_argument("program", nargs="?", help="a guest program name or ELF path: list its symbols")
+    ls.set_defaults(func=cmd_list)
     r = sub.add_parser("run", help="run one scenario file")
     r.add_argument("config")
-    r.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (dotted, value in TOML syntax), e.g. machine.vcpus=4; repeatable")
+    r.add_argument("--json", metavar="PATH", help="also write the report as JSON (- for stdout)")
+    r.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testcase per invariant and finding")
+    r.add_argument("--plot", metavar="PATH", help="also draw exits per vCPU and round trips (.png or .svg)")
     r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
                    help="start stopped and serve the GDB remote protocol (port 0: pick a free port)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="every strategy x CPU model on one guest: the thread as a table")
-    c.add_argument("--program", default="warn_storm")
-    c.add_argument("--iterations", type=int, default=100)
-    c.add_argument("--vcpus", type=int, default=1)
-    c.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    c.add_argument("--cpus", nargs="+", default=list(CPUS), choices=CPUS)
-    c.add_argument("--json", metavar="PATH")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--program", default="warn_storm", help="guest program name or ELF path (default: warn_storm)")
+    c.add_argument("--iterations", type=int, default=100, help="guest iterations per vCPU (default: 100)")
+    c.add_argument("--vcpus", type=int, default=1, help=f"vCPUs per run, 1..{VCPUS_MAX} (default: 1)")
+    c.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES, metavar="S",
+                   help=f"strategies to compare (default: all: {' '.join(STRATEGIES)})")
+    c.add_argument("--cpus", nargs="+", default=list(CPUS), choices=CPUS, metavar="CPU",
+                   help=f"CPU models (default: {' '.join(CPUS)})")
+    c.add_argument("--json", metavar="PATH", help="also write rows and full reports as JSON (- for stdout)")
+    c.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run every cell N times: latency shown as an interval over the repeats (default: 1)")
+    c.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs in parallel (default: 1; counts are unaffected, latencies get noisier)")
+    c.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testsuite per run")
+    c.add_argument("--plot", metavar="PATH", help="also draw costs and round trips by strategy x CPU (.png or .svg)")
+    c.add_argument("--quiet", action="store_true", help="no progress, no table")
     c.set_defaults(func=cmd_compare)
     k = sub.add_parser("cleanup", help="remove shared memory and run directories of runs whose owner is dead")
     k.add_argument("--quiet", action="store_true")
     k.set_defaults(func=cmd_cleanup)
+    w = sub.add_parser("sweep", help="a matrix of runs from a spec file, through pytest-xdist (local or remote)")
+    w.add_argument("spec", help="sweep spec (TOML: [sweep] strategies, cpus, vcpus, programs, seeds; [base])")
+    w.add_argument("-n", metavar="N", help="xdist workers on this machine (a number or auto)")
+    w.add_argument("--tx", action="append", default=[], metavar="SPEC",
+                   help="xdist worker spec, repeatable: popen, or ssh=HOST//python=PATH for other machines")
+    w.add_argument("--json", metavar="PATH", help="also write rows and reports as JSON (- for stdout)")
+    w.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testsuite per run")
+    w.add_argument("--plot", metavar="PATH", help="also draw costs and round trips per cell (.png or .svg)")
+    w.add_argument("--quiet", action="store_true", help="no progress, no table")
+    w.set_defaults(func=cmd_sweep)
     args = ap.parse_args(argv)
     return args.func(args)
 

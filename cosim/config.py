@@ -38,13 +38,15 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
+
+from .findings import FINDINGS
 
 __all__ = [
     "STRATEGIES", "CPUS", "ACTIONS", "TRANSPORTS",
     "ConfigError", "Config", "MachineConfig", "GuestConfig", "DebugConfig", "BreakpointConfig",
     "StressConfig", "RaceConfig", "LimitsConfig", "ExpectConfig",
-    "load_config", "parse_config",
+    "load_config", "parse_config", "apply_overrides",
 ]
 
 STRATEGIES = ("sc64", "trap-user", "trap-kernel", "ehpriv", "illegal", "hw")
@@ -216,8 +218,9 @@ def _plain(value: Any) -> Any:
 
 # --- entry points -----------------------------------------------------------------------------------
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate one scenario file. Raises ConfigError (one line, naming file and key)."""
+def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Read and validate one scenario file, after applying `overrides` (`key=value` strings, see
+    `apply_overrides`). Raises ConfigError (one line, naming file and key)."""
     file = os.fspath(path)
     try:
         raw = Path(file).read_bytes()
@@ -236,7 +239,47 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _syntax_error(file, text, e) from None
-    return parse_config(data, file)
+    return parse_config(apply_overrides(data, overrides, file), file)
+
+
+_OVERRIDE_KEY_RE = re.compile(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?")
+
+
+def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...] | list[str], source: str) -> dict[str, Any]:
+    """`data` with each `dotted.key=value` of `overrides` set (`--set machine.vcpus=4`,
+    `--set debug.breakpoints[0].at=bp_target_b`); the value is read as a TOML value, else taken as a
+    string. Tables on the way are created; the result is validated by parse_config like the file."""
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not eq or not all(_OVERRIDE_KEY_RE.fullmatch(p) for p in parts):
+            raise ConfigError(source, None, f"--set {item!r}: expected dotted.key=value")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        node: Any = data
+        for i, part in enumerate(parts):
+            m = _OVERRIDE_KEY_RE.fullmatch(part)
+            assert m is not None
+            name, index, last = m[1], m[2], i == len(parts) - 1
+            if index is None:
+                if last:
+                    node[name] = value
+                else:
+                    node = node.setdefault(name, {})
+            else:
+                items = node.get(name)
+                if not isinstance(items, list) or int(index) >= len(items):
+                    raise ConfigError(source, key, f"--set: {name} has no entry [{index}]")
+                if last:
+                    items[int(index)] = value
+                else:
+                    node = items[int(index)]
+            if not last and not isinstance(node, dict):
+                raise ConfigError(source, key, f"--set: {'.'.join(parts[:i + 1])} is not a table")
+    return data
 
 
 def parse_config(data: dict[str, Any], source: str) -> Config:
@@ -382,11 +425,15 @@ def _expect(t: _Table | None) -> ExpectConfig:
                 raise t.error(key, "must not be empty")
             if f in findings[:i]:
                 raise t.error(key, f"{f!r} listed twice")
-        findings = tuple(findings)
+        for i, f in enumerate(findings):
+            if f not in FINDINGS:
+                close = difflib.get_close_matches(f, list(FINDINGS), n=1)
+                raise t.error(f"findings[{i}]", f"unknown finding {f!r} (" + (
+                    f"did you mean {close[0]!r}?)" if close else f"expected one of: {', '.join(FINDINGS)})"))
     return ExpectConfig(
         debugger_hits=t.integer("debugger_hits", lo=0, hi=COUNT_MAX),
         guest_warns=t.integer("guest_warns", lo=0, hi=COUNT_MAX),
-        findings=findings,
+        findings=None if findings is None else tuple(findings),
         exit_code=t.integer("exit_code", lo=-2**31, hi=2**32 - 1),
     )
 
@@ -460,6 +507,11 @@ class _Table:
             raise self.error(key, f"{value:g} out of range (must be > 0 and finite)")
         return value
 
+    @overload
+    def location(self, key: str, required: Literal[True]) -> Location: ...
+    @overload
+    def location(self, key: str, required: bool = False) -> Location | None: ...
+
     def location(self, key: str, required: bool = False) -> Location | None:
         value = self.get(key, required)
         return None if value is None else _to_location(self, key, value)
@@ -469,6 +521,11 @@ class _Table:
         if value is not None and not isinstance(value, list):
             raise self.error(key, f"expected an array, got {_describe(value)}")
         return value
+
+    @overload
+    def table(self, key: str, required: Literal[True]) -> _Table: ...
+    @overload
+    def table(self, key: str, required: bool = False) -> _Table | None: ...
 
     def table(self, key: str, required: bool = False) -> _Table | None:
         value = self.get(key, False)

@@ -24,6 +24,8 @@ def render_run(report: dict, console: Console | None = None) -> None:
     parts = [head]
     if sc.get("description"):
         parts.append(Text(sc["description"], style="dim"))
+    if report.get("costs"):
+        parts.extend(_cost_table(report["costs"]))
 
     inv = Table(title="invariants", title_justify="left", show_edge=False, pad_edge=False)
     inv.add_column("check")
@@ -39,7 +41,7 @@ def render_run(report: dict, console: Console | None = None) -> None:
         ft.add_column("predicted")
         ft.add_column("detail", overflow="fold")
         for f in report["findings"]:
-            ft.add_row(f["id"], "yes" if f["predicted"] else Text("NO", style="bold red"), f["detail"])
+            ft.add_row(f["id"], "yes" if f["predicted"] else Text("no", style="bold yellow"), f["detail"])
         parts.append(ft)
 
     dh = report["debugger_hits"]
@@ -59,18 +61,21 @@ def render_run(report: dict, console: Console | None = None) -> None:
                       f"{sum(dh['reinjected'].values())}"))
 
     ex = report["exits"]
-    ct = Table(title=f"cost: {report['instructions']:,} guest instructions in {report['seconds']:.2f} s of run "
-                     "(start-up and exits included); round trips by handling level",
-               title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("level", "exits", "p50 us", "p99 us", "samples"):
+    parts.append(Text.assemble(("host round trips", "bold"), f": {report['instructions']:,} guest instructions in "
+                               f"{report['seconds']:.2f} s of run (start-up and exits included). Latencies are "
+                               "between Linux processes on this host: they rank strategies here, only the counts "
+                               "above transfer to hardware.", style=""))
+    ct = Table(show_edge=False, pad_edge=False)
+    for col in ("level", "exits", "p50 us", "p90 us", "p99 us", "samples"):
         ct.add_column(col, justify="right" if col != "level" else "left")
     for lv, c in ex["by_level"].items():
         lat = ex["latency_us"].get(lv, {})
-        ct.add_row(lv, f"{c:,}", _num(lat.get("p50")), _num(lat.get("p99")), str(lat.get("count", 0)))
+        ct.add_row(lv, f"{c:,}", _num(lat.get("p50")), _num(lat.get("p90")), _num(lat.get("p99")),
+                   str(lat.get("count", 0)))
     inproc = ex.get("kernel_in_vcpu_process_us", {})
     if inproc.get("count"):
         ct.add_row(Text("  of which emulated in the vCPU process", style="dim"), f"{inproc['count']:,}",
-                   _num(inproc["p50"]), _num(inproc["p99"]), str(inproc["count"]))
+                   _num(inproc["p50"]), "-", _num(inproc["p99"]), str(inproc["count"]))
     parts.append(ct)
 
     rt = Table(title="exits by reason and level", title_justify="left", show_edge=False, pad_edge=False)
@@ -88,13 +93,40 @@ def render_run(report: dict, console: Console | None = None) -> None:
         vt.add_row(str(v["vcpu"]), v["state"], str(v["exit_code"]), f"{v['instructions']:,}")
     parts.append(vt)
     if report["register_log"]:
-        r = report["register_log"][0]
-        parts.append(Text(f"register log: {len(report['register_log'])} entr(ies); first: vCPU {r['vcpu']} "
-                          f"{r['what']} at {r['symbol'] or hex(r['pc'])}: r1={r['regs'][1]:#x} "
-                          f"r3={r['regs'][3]:#x} lr={r['regs'][35]:#x}", style="dim"))
+        log, dropped = report["register_log"], report.get("register_log_dropped", 0)
+        r = log[0]
+        regs = r["regs"]
+        parts.append(Text(f"register log: {_plural(len(log), 'entry', 'entries')} in --json"
+                          + (f" (the limit; {dropped} later ones not logged)" if dropped else "")
+                          + f"; first: vCPU {r['vcpu']} {r['what']} at "
+                          f"{r['symbol'] or hex(r['pc'])}: r1={regs['r1']:#x} r3={regs['r3']:#x} "
+                          f"lr={regs['lr']:#x}", style="dim"))
     for p in report["problems"]:
         parts.append(Text(f"problem: {p}", style="red"))
     console.print(Panel(Group(*parts), title="kvmppc-cosim", expand=False))
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _cost_table(costs: dict) -> list:
+    """The machine-independent costs: per debugger hit and per guest WARN."""
+    title = Text.assemble(("cost per event", "bold"), ": exits by the level that handled them, process hops, "
+                          "messages (counts of the model: these transfer to hardware)")
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("event", "count", "vCPU", "kernel", "userspace", "hops", "messages"):
+        t.add_column(col, justify="left" if col == "event" else "right")
+    for label, key in (("debugger hit", "per_hit"), ("guest WARN", "per_warn")):
+        c = costs[key]
+        lv = c["exits_by_level"]
+        t.add_row(label, f"{c['count']:,}", _cnt(lv["vcpu"]), _cnt(lv["kernel"]), _cnt(lv["userspace"]),
+                  _cnt(c["hops"]), _cnt(c["messages"]))
+    return [title, t]
+
+
+def _cnt(v):
+    return "-" if v is None else f"{v:.2f}".rstrip("0").rstrip(".")
 
 
 def _num(v):
@@ -105,7 +137,9 @@ def render_compare(rows: list[dict], console: Console | None = None) -> None:
     console = console or Console()
     cpus = sorted({r["cpu"] for r in rows}, reverse=True)
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-    t = Table(title="breakpoint strategies: correctness and cost per hit", title_justify="left")
+    console.print(Text("breakpoint strategies: correctness and cost per debugger hit and per guest WARN",
+                       style="bold"))
+    t = Table()
     t.add_column("strategy")
     for cpu in cpus:
         t.add_column(cpu, overflow="fold")
@@ -116,20 +150,67 @@ def render_compare(rows: list[dict], console: Console | None = None) -> None:
             cells.append(_cell(r))
         t.add_row(s, *cells)
     console.print(t)
-    console.print(Text("cell: verdict; debugger hits / planted words executed; guest WARNs / expected; "
-                       "exits that reached userspace per debugger hit and their round trip p50; the kernel "
-                       "round trip p50; findings (yellow: predicted by the 2010 thread)", style="dim"))
+    repeats = max((r.get("repeats", 1) for r in rows), default=1)
+    console.print(Text(
+        "cell: verdict; debugger hits / planted words executed; guest WARNs (/ expected); per hit and per WARN: "
+        "exits by level (v = vCPU, k = kernel, u = userspace), process hops and messages. These counts "
+        "transfer to hardware. Then the userspace round trip (hits) p50/p90/p99 in us: host round trips between "
+        "Linux processes" + (f", median [min-max] over {repeats} repeats; ~ marks an interval too wide to rank "
+                             "(max > 1.5 x min)" if repeats > 1 else " from one run (--repeat N for an interval)")
+        + "; findings (yellow).", style="dim"))
+
+
+def _events(c: dict) -> str:
+    lv = c["exits_by_level"]
+    if c["count"] == 0:
+        return "none"
+    exits = " ".join(f"{k[0]}{_cnt(v)}" for k, v in lv.items() if v)
+    return f"{exits or 'no exit'}, {_cnt(c['hops'])} hops, {_cnt(c['messages'])} msgs"
 
 
 def _cell(r) -> Text:
     if r is None:
         return Text("-")
     style = "green" if r["verdict"] == "ok" else ("yellow" if r["verdict"] == "finding" else "red")
-    lines = Text(r["verdict"].upper(), style=f"bold {style}")
-    lines.append(f"\nhits {r['hits']}/{r['executed']}  WARN {r['warns']}/{r['warns_expected']}")
-    per_hit = "-" if r["user_exits_per_hit"] is None else f"{r['user_exits_per_hit']:g}"
-    lines.append(f"\nuserspace exits/hit {per_hit}, p50 {_num(r['user_p50_us'])} us")
-    lines.append(f"\nkernel exit p50 {_num(r['kernel_p50_us'])} us")
+    lines = Text.assemble((r["verdict"].upper(), f"bold {style}"))
+    warns = f"{r['warns']}" + (f"/{r['warns_expected']}" if r["warns_expected"] is not None else "")
+    lines.append(f"\nhits {r['hits']}/{r['executed']}  WARN {warns}")
+    if "per_hit" in r:
+        lines.append(f"\nhit: {_events(r['per_hit'])}")
+        lines.append(f"\nWARN: {_events(r['per_warn'])}")
+        lat = r["user_latency_us"]
+        lines.append("\nRT us " + "/".join(_num(lat[q]["mid"]) for q in ("p50", "p90", "p99")))
+        p50 = lat["p50"]
+        if p50["n"] > 1:
+            lines.append(f" [{_num(p50['lo'])}-{_num(p50['hi'])}]")
+            if p50["wide"]:
+                lines.append(" ~", style="bold yellow")
     if r["findings"]:
-        lines.append("\n" + ", ".join(r["findings"]), style="yellow")
+        lines.append("\n")
+        lines.append(", ".join(r["findings"]), style="yellow")
     return lines
+
+
+def render_sweep(rows: list[dict], console: Console | None = None) -> None:
+    """One line per cell of a sweep (seeds of a cell are its repeats)."""
+    console = console or Console()
+    console.print(Text("sweep: correctness and cost per debugger hit and per guest WARN", style="bold"))
+    t = Table()
+    for col in ("cell", "runs", "verdict", "per hit", "per WARN", "hit RT p50 us", "findings"):
+        t.add_column(col, justify="right" if col in ("runs", "hit RT p50 us") else "left",
+                     no_wrap=col in ("cell", "verdict"))
+    for r in rows:
+        style = "green" if r["verdict"] == "ok" else ("yellow" if r["verdict"] == "finding" else "red")
+        p50 = r["user_latency_us"]["p50"]
+        rt = _num(p50["mid"]) + (f" [{_num(p50['lo'])}-{_num(p50['hi'])}]" if p50["n"] > 1 else "")
+        rt_text = Text(rt)
+        if p50["n"] > 1 and p50["wide"]:
+            rt_text.append(" ~", style="bold yellow")
+        t.add_row(f"{r['strategy']} {r['cpu']} x{r['vcpus']} {r['program']}", str(r["repeats"]),
+                  Text(r["verdict"].upper(), style=f"bold {style}"), _events(r["per_hit"]), _events(r["per_warn"]),
+                  rt_text, Text(", ".join(r["findings"]), style="yellow"))
+    console.print(t)
+    console.print(Text("per hit / per WARN: exits by level (v = vCPU, k = kernel, u = userspace), process hops and "
+                       "messages: these counts transfer to hardware. hit RT: host round trips between Linux "
+                       "processes, median [min-max] over the cell's seeds; ~ marks an interval too wide to rank.",
+                       style="dim"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from . import costs
 from .strategies import Match, strategy as get_strategy
 from .vcpu.runpage import LEVELS
 
@@ -95,7 +96,7 @@ def build_report(data) -> dict:
                                 excuses=("debugger-hits-exactly-once",)))
     if user.get("refused"):
         findings.append(Finding("hw-slots-exhausted", "hw-slots-exhausted" in predicted,
-                                "; ".join(user["refused"])))
+                                _counted(user["refused"])))
     if program in PROGRAMS_WITH_OWN_IAC and guest.get("cnt_iter"):
         expected_dbg = 2 * sum(guest["cnt_iter"])
         got = sum(guest.get("cnt_debug", [0]))
@@ -113,7 +114,7 @@ def build_report(data) -> dict:
     if reinjected:
         findings.append(Finding("guest-traps-via-userspace", strat.name == "trap-user",
                                 f"{sum(reinjected.values())} guest-owned event(s) made a userspace round "
-                                f"trip before being re-injected: {reinjected}"))
+                                f"trip before being re-injected: {_kv(reinjected)}"))
     excused = {inv for f in findings if f.predicted for inv in f.excuses}
 
     # --- invariants --------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def build_report(data) -> dict:
     check("guest-traps-to-guest-once", warn_ok,
           f"guest WARNs {warns}" + (f" of {expected_warns} expected" if expected_warns is not None else "")
           + f", unexplained program interrupts {bad_prog}"
-          + (f", SRR0 not a WARN site: {[hex(a) for a in bad_srr0]}" if bad_srr0 else ""))
+          + (f", SRR0 not a WARN site: {', '.join(hex(a) for a in bad_srr0)}" if bad_srr0 else ""))
     race = cfg.debug.race is not None
     n_stale = sum(stale.values())
     forced = user.get("script", {}).get("race_forced", 0)
@@ -142,17 +143,18 @@ def build_report(data) -> dict:
           + (f", race forced {forced} time(s)" if race else ""))
     if cfg.debug.detach_at_end:
         check("code-restored-after-detach", not data.code_diff and data.detached is not None,
-              "guest code byte-identical to the image" if not data.code_diff else
-              f"{len(data.code_diff)} word(s) differ, first at {data.code_diff[0][0]:#x}")
+              f"{len(data.code_diff)} word(s) differ, first at {data.code_diff[0][0]:#x}" if data.code_diff
+              else "the debugger never detached (no restore to check)" if data.detached is None
+              else "guest code byte-identical to the image")
     left = {k: v for k, v in data.leftovers.items() if v}
     check("no-leftovers", not left, "no process, shared-memory block or socket left" if not left
-          else f"left behind: {left}")
+          else "left behind: " + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in left.items()))
     codes = [v.get("exit_code") for v in vstats]
     states = [s.get("state") for s in data.vcpu_state]
     want = cfg.expect.exit_code if cfg.expect.exit_code is not None else 0
     odd = [f"vCPU {v}: {why}" for v, (code, why) in sorted(data.halts.items()) if code != want]
     check("run-completed", data.outcome == "completed" and all(c == want for c in codes),
-          f"outcome {data.outcome}; vCPU states {states}; exit codes {codes}"
+          f"outcome {data.outcome}; vCPU states {_tally(states)}; exit codes {_tally(codes)}"
           + "".join(f"; {x}" for x in odd + data.problems))
     found_ids = {f.id for f in findings}
     if cfg.expect.debugger_hits is not None:
@@ -163,12 +165,12 @@ def build_report(data) -> dict:
               f"{warns} WARN(s), expected {cfg.expect.guest_warns}")
     if cfg.expect.findings is not None:
         missing = sorted(set(cfg.expect.findings) - found_ids)
-        check("expect-findings", not missing, f"expected findings missing: {missing}" if missing
-              else f"all expected findings reported: {sorted(cfg.expect.findings)}")
+        check("expect-findings", not missing, f"expected findings missing: {', '.join(missing)}" if missing
+              else f"all expected findings reported: {', '.join(sorted(cfg.expect.findings))}")
     missing_predicted = sorted(predicted - found_ids)
     check("predictions-confirmed", not missing_predicted,
           "every finding the thread predicted was observed" if not missing_predicted else
-          f"predicted but not observed: {missing_predicted}")
+          f"predicted but not observed: {', '.join(missing_predicted)}")
 
     # --- costs -------------------------------------------------------------------------------------
     lat: dict[str, list[int]] = {lv: [] for lv in LEVELS}
@@ -189,8 +191,12 @@ def build_report(data) -> dict:
     inproc = [x for v in vstats for x in v.get("inprocess_kernel_ns", [])]
     instructions = sum(s["instructions"] for s in data.vcpu_state)
     exits = {"by_level": by_level, "by_reason": by_reason,
+             # the round trips themselves (us, at most 4000 per level, evenly subsampled): for plots
+             "latency_samples_us": {lv: [round(x / 1000.0, 1) for x in v[::max(1, -(-len(v) // 4000))]]
+                                    for lv, v in lat.items() if lv != "vcpu"},
              "latency_us": {lv: {"count": len(v),
-                                 "p50": _us(percentile(v, 50)), "p99": _us(percentile(v, 99)),
+                                 "p50": _us(percentile(v, 50)), "p90": _us(percentile(v, 90)),
+                                 "p99": _us(percentile(v, 99)),
                                  "mean": _us(statistics.fmean(v) if v else None)}
                             for lv, v in lat.items()},
              # KVM PR emulation of privileged instructions, run inside the vCPU process for speed but
@@ -198,7 +204,7 @@ def build_report(data) -> dict:
              "kernel_in_vcpu_process_us": {"count": len(inproc), "p50": _us(percentile(inproc, 50)),
                                            "p99": _us(percentile(inproc, 99))}}
     failed = [k for k, v in inv.items() if not v["ok"] and not v.get("excused_by_finding")]
-    return {
+    report = {
         "scenario": {"name": cfg.name, "description": cfg.description, "source": cfg.source,
                      "cpu": cpu, "vcpus": n, "strategy": strat.name, "program": program,
                      "strategy_summary": strat.summary},
@@ -221,12 +227,17 @@ def build_report(data) -> dict:
                         "unexplained_program_interrupts": bad_prog, "guest_syscalls": guest_syscalls},
         "guest": {k: v for k, v in guest.items() if k != "warn_log_head"},
         "kernel": {"decisions": kernel.get("decisions", {}), "malformed": kernel.get("malformed", 0)},
-        "register_log": user.get("script", {}).get("register_log", [])[:20],
+        "register_log": _named_registers(user.get("script", {}).get("register_log", [])),
+        "register_log_dropped": user.get("script", {}).get("register_log_dropped", 0),
         "problems": data.problems,
         "logs": [{"from": a, "level": b, "text": c} for a, b, c in data.logs[:100]],
         "gdb": data.gdb_address,
         "config": cfg.to_dict(),
     }
+    messages = _sum_maps([*(v.get("messages", {}) for v in vstats), user.get("messages", {}),
+                          kernel.get("messages", {})])
+    report["costs"] = costs.of(report, strat.hit_event[cpu].value, messages)
+    return report
 
 
 def _patched_at_boot(image, boot_checksums: list[int]) -> int:
@@ -239,6 +250,34 @@ def _patched_at_boot(image, boot_checksums: list[int]) -> int:
     for off in range(start, end - (end - start) % 4, 4):
         c = (((c << 1) | (c >> 31)) & 0xFFFFFFFF) ^ image.read_word(off)
     return sum(1 for b in boot_checksums if b != c)
+
+
+def _tally(values: list) -> str:
+    """'halted x2, running' for ['halted', 'halted', 'running'] (first-seen order)."""
+    counts: dict = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return ", ".join(f"{v}" + (f" x{n}" if n > 1 else "") for v, n in counts.items()) or "none"
+
+
+def _counted(lines: list[str]) -> str:
+    """Repeated sentences once each, with how often: 'X (10 times); Y'."""
+    counts: dict[str, int] = {}
+    for x in lines:
+        counts[x] = counts.get(x, 0) + 1
+    return "; ".join(x + (f" ({n} times)" if n > 1 else "") for x, n in counts.items())
+
+
+def _kv(m: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in m.items())
+
+
+REGISTER_NAMES = tuple(f"r{i}" for i in range(32)) + ("pc", "msr", "cr", "lr", "ctr", "xer")
+
+
+def _named_registers(log: list[dict]) -> list[dict]:
+    """Register log entries with `regs` as {name: value} (r0..r31, pc, msr, cr, lr, ctr, xer)."""
+    return [{**e, "regs": dict(zip(REGISTER_NAMES, e["regs"]))} for e in log]
 
 
 def _us(ns):

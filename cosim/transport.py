@@ -66,6 +66,7 @@ class Endpoint:
         self.inboxes: dict[str, str] = {}
         self.kicks: dict[str, str] = {}
         self._name_frame = name.encode()
+        self.sent: dict[str, int] = {}        # messages sent, by tag (machine-independent costs)
         self._fd_poller: tuple[tuple[int, ...], zmq.Poller] | None = None
 
     def _bind(self, sock, kind: str, run_dir: str | None, suffix: str) -> str:
@@ -99,6 +100,8 @@ class Endpoint:
 
     def send(self, dest: str, msg) -> None:
         self._push(self._out, self.inboxes, dest).send_multipart([self._name_frame, wire.encode(msg)])
+        if dest != "supervisor":
+            self.sent[msg.TAG] = self.sent.get(msg.TAG, 0) + 1
 
     def send_raw(self, dest: str, payload: bytes) -> None:
         """Send bytes that may not be a valid message (tests of the receivers' validation)."""
@@ -112,6 +115,7 @@ class Endpoint:
 
     def kick(self, dest: str) -> None:
         self._push(self._kick_out, self.kicks, dest).send(b"k")
+        self.sent["kick"] = self.sent.get("kick", 0) + 1
 
     def recv(self, timeout_ms: int | None = None, fds: tuple[int, ...] = ()) -> Received | None:
         """The next message (None on timeout; timeout_ms=0 polls). With `fds` (plain file descriptors,

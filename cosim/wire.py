@@ -1,6 +1,7 @@
 """The message schema: every message between processes, one frozen dataclass each, msgpack on the wire.
 
-Messages are NamedTuples (immutable records). A message is encoded as the msgpack array [VERSION, tag, field1, field2, ...] in field order. `decode`
+Messages are NamedTuples (immutable records). A message is encoded as the msgpack array
+[VERSION, tag, field1, field2, ...] in field order. `decode`
 validates the version, the tag, the arity and every field's type, and raises `WireError` naming what
 is wrong: a receiver answers a malformed message with `Error` and keeps running. Pure: no sockets.
 
@@ -27,7 +28,7 @@ class WireError(ValueError):
     """A message that cannot be accepted (the sender's fault)."""
 
 
-MESSAGES: dict[str, type] = {}
+MESSAGES: dict[str, typing.Any] = {}   # tag -> message class (with TAG, FIELDS, REQUIRED, CHECK)
 
 
 def message(tag: str):
@@ -240,7 +241,7 @@ class Continue(NamedTuple):
     """Userspace -> vCPU: flush translations of `flush` (all when flush_all), reload registers and/or
     debug registers from the run page, then run again (unless the vCPU is in an exit or halted)."""
     seq: int
-    flush: list[int] = ()
+    flush: list[int] = ()  # type: ignore[assignment]  # () packs as [] and cannot be mutated
     flush_all: bool = False
     reload_regs: bool = False
     reload_debug: bool = False

@@ -72,7 +72,7 @@ class KernelProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, {
                 "decisions": self.decisions, "malformed": self.malformed,
-                "table": sorted(self.handler.table)}))
+                "table": sorted(self.handler.table), "messages": dict(self.ep.sent)}))
             self.stopping = True
         elif isinstance(m, wire.Error):
             self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")

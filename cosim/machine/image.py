@@ -24,7 +24,19 @@ from elftools.elf.sections import SymbolTableSection
 __all__ = ["GuestImage", "ImageError", "UnknownSymbolError", "Segment", "BugKind", "BugEntry",
            "guest_path", "GUESTS_DIR", "list_guests"]
 
-GUESTS_DIR = Path(__file__).resolve().parents[2] / "guests"
+
+
+def _guests_dir() -> Path:
+    """The directory of the guest ELFs: cosim/guests inside an installed package (package data: setup.py
+    ships the repository's guests/*.elf there), else guests/ next to the source tree of cosim."""
+    import importlib.resources
+    d = Path(str(importlib.resources.files("cosim").joinpath("guests")))
+    if d.is_dir() and any(d.glob("*.elf")):
+        return d
+    return Path(__file__).resolve().parents[2] / "guests"
+
+
+GUESTS_DIR = _guests_dir()
 
 BUG_TABLE_START = "__bug_table"
 BUG_TABLE_END = "__bug_table_end"

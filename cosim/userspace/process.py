@@ -167,6 +167,7 @@ class UserspaceProcess:
             "script": self.script.stats() if self.script else {},
             "malformed": self.malformed,
             "errors": self.errors,
+            "messages": dict(self.ep.sent),
         }
 
     def error(self, text: str):

@@ -47,6 +47,7 @@ class ScriptedDebugger:
         self.race_forced = 0
         self.stepping: dict[int, int] = {}
         self.register_log: list[dict] = []
+        self.register_log_dropped = 0
         self.toggles_done = 0
         self.dbg.on_stop = self.on_stop
 
@@ -145,12 +146,14 @@ class ScriptedDebugger:
 
     def _log(self, stop: Stop, what: str) -> None:
         if len(self.register_log) >= REGISTER_LOG_LIMIT:
+            self.register_log_dropped += 1
             return
         regs = self.dbg.vm.registers(stop.vcpu)
         self.register_log.append({"vcpu": stop.vcpu, "what": what, "pc": stop.pc,
                                   "symbol": self.symbol_at(stop.pc), "regs": regs})
 
     def stats(self) -> dict:
-        return {"register_log": self.register_log, "toggles": self.toggles_done,
+        return {"register_log": self.register_log, "register_log_dropped": self.register_log_dropped,
+                "toggles": self.toggles_done,
                 "race_forced": self.race_forced,
                 "planned": {f"{p.address:#x}": p.name for p in self.plan.values()}}

@@ -267,6 +267,7 @@ class VcpuProcess:
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
+            "messages": dict(self.ep.sent),
         }
 
     def log(self, level: str, text: str):

@@ -1,0 +1,13 @@
+"""The catalogue of findings a run can report: id -> what it means. A finding is what the 2010 thread
+predicted (or what a run observed) about a strategy, not a bug of the harness; cosim/report.py decides
+when one is reported, `[expect] findings` in a scenario may only name ids listed here, and `cosim list`
+prints them. A new finding enters here first."""
+from __future__ import annotations
+
+FINDINGS: dict[str, str] = {
+    "sc64-lost-hits": "breakpoint hits taken by the guest's own syscall vector (E.HV never exits on sc)",
+    "hw-slots-exhausted": "more hardware breakpoints asked for than the CPU has IAC slots",
+    "guest-debug-lost": "the guest's own debug events are lost while the host owns the debug facility",
+    "patched-code-visible": "the guest saw its own code modified by planted breakpoints",
+    "guest-traps-via-userspace": "guest-owned traps made a userspace round trip before re-injection",
+}

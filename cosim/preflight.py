@@ -1,0 +1,65 @@
+"""Checks of a scenario against its guest image, before any process starts.
+
+`load_config` validates the file alone and never opens an ELF; `check(cfg)` opens the guest image and
+checks what only it can answer: the program exists and is a 32-bit big-endian PowerPC executable, its
+segments fit in the machine's RAM, every symbol the scenario names exists (with near matches when not),
+every address lies in RAM. Each problem is a `ConfigError` (one line: file, key, problem), so a bad
+scenario ends with exit 2 before anything is started, never as a failed run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import Config, ConfigError
+from .machine.image import GuestImage, ImageError, guest_path
+
+
+def load_image(cfg: Config) -> GuestImage:
+    """The scenario's guest image, or a ConfigError naming guest.program."""
+    try:
+        return GuestImage.load(cfg.guest.elf_path or guest_path(cfg.guest.program))
+    except ImageError as e:
+        raise ConfigError(cfg.source, "guest.program", str(e)) from None
+
+
+def check(cfg: Config) -> GuestImage:
+    """Everything a run needs from the image, checked; returns the loaded image."""
+    image = load_image(cfg)
+    ram = cfg.machine.ram
+    for seg in image.segments:
+        if seg.end > ram:
+            raise ConfigError(cfg.source, "machine.ram",
+                              f"{ram:#x} bytes of RAM cannot hold {image.path.name}'s segment at "
+                              f"{seg.addr:#x}..{seg.end:#x}")
+    if cfg.guest.iterations is not None and "cfg_iterations" not in image:
+        raise ConfigError(cfg.source, "guest.iterations",
+                          f"{image.path.name} has no cfg_iterations word to set")
+
+    def where(key: str, loc) -> None:
+        try:
+            addr = image.resolve(loc)
+        except ImageError as e:
+            raise ConfigError(cfg.source, key, str(e)) from None
+        if addr >= ram:
+            raise ConfigError(cfg.source, key, f"address {addr:#x} is outside guest RAM (0..{ram - 1:#x})")
+
+    if cfg.guest.entry is not None:
+        where("guest.entry", cfg.guest.entry)
+    for i, bp in enumerate(cfg.debug.breakpoints):
+        where(f"debug.breakpoints[{i}].at", bp.at)
+    return image
+
+
+def check_output(path: str | None, key: str) -> None:
+    """An output file the run will write at its end: its directory must exist and be writable now, so a
+    report is never lost after the run. `-` (stdout) and None are always fine."""
+    if path is None or path == "-":
+        return
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ConfigError(key, None, f"directory {str(parent)!r} does not exist")
+    if Path(path).is_dir():
+        raise ConfigError(key, None, f"{path!r} is a directory")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(key, None, f"directory {str(parent)!r} is not writable")
