@@ -1,4 +1,6 @@
-/* Instruction counting for the vCPU core at C speed.
+/* The vCPU engine's hot callbacks in C: instruction counting and the TLB fill.
+ *
+ * Instruction counting.
  *
  * cosim_count_block is installed as a unicorn UC_HOOK_BLOCK callback with user_data pointing at a
  * uint64 in the vCPU's run page. Book E instructions are all 4 bytes, so a block of `size` bytes
@@ -7,12 +9,57 @@
  * ~0.3x. The module exports only the callback's address. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
 {
     (void)uc; (void)addr;
     *(uint64_t *)user_data += size >> 2;
+}
+
+/* TLB fill (unicorn's UC_TLB_VIRTUAL mode, UC_HOOK_TLB_FILL): identity mapping. Why: in unicorn 2.1.4
+ * every writable TLB entry of a page that is executable through the guest MMU keeps TLB_NOTDIRTY, so
+ * every store takes the softmmu slow path (~35 ns); PPC real mode makes every page executable. Here a
+ * page is granted execute only once it has been fetched from (it is then refilled RWX, and stores to
+ * it keep invalidating its translations: self-modifying code and breakpoint patches still work); a
+ * page only read and written stays RW and its stores take the fast path. Addresses outside guest RAM
+ * get RWX (unmapped accesses still fault through the unmapped-memory hook).
+ *
+ * user_data points at a cosim_tlb_state owned by the engine (a NumPy buffer): guest RAM size, then
+ * one byte per 4 KiB page of RAM, set once the page has been fetched from. */
+typedef struct {
+    uint64_t ram_size;
+    uint64_t fills;
+    uint8_t executed[];
+} cosim_tlb_state;
+
+typedef struct { uint64_t paddr; uint32_t perms; } cosim_tlb_entry;   /* unicorn's uc_tlb_entry */
+
+enum { MEM_FETCH = 18, PROT_RW = 3, PROT_ALL = 7, PAGE_BITS = 12 };
+
+static bool cosim_tlb_fill(void *uc, uint64_t vaddr, int type, cosim_tlb_entry *result, void *user_data)
+{
+    cosim_tlb_state *st = (cosim_tlb_state *)user_data;
+    (void)uc;
+    vaddr &= 0xFFFFFFFFull;
+    st->fills++;
+    result->paddr = vaddr & ~((1ull << PAGE_BITS) - 1);
+    if (vaddr >= st->ram_size) {
+        result->perms = PROT_ALL;
+    } else if (type == MEM_FETCH) {
+        st->executed[vaddr >> PAGE_BITS] = 1;
+        result->perms = PROT_ALL;
+    } else {
+        result->perms = st->executed[vaddr >> PAGE_BITS] ? PROT_ALL : PROT_RW;
+    }
+    return true;
+}
+
+static PyObject *tlb_fill_address(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyLong_FromVoidPtr((void *)&cosim_tlb_fill);
 }
 
 static PyObject *block_hook_address(PyObject *self, PyObject *noargs)
@@ -24,6 +71,8 @@ static PyObject *block_hook_address(PyObject *self, PyObject *noargs)
 static PyMethodDef methods[] = {
     {"block_hook_address", block_hook_address, METH_NOARGS,
      "Address of the C UC_HOOK_BLOCK callback that adds size/4 to *(uint64_t *)user_data."},
+    {"tlb_fill_address", tlb_fill_address, METH_NOARGS,
+     "Address of the C UC_HOOK_TLB_FILL callback (identity map; execute only for fetched pages)."},
     {NULL, NULL, 0, NULL},
 };
 

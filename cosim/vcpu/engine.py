@@ -11,6 +11,15 @@ decides what each stop means. Measured facts this module relies on (../shared/re
     (so single-steps run out of line on a scratch page instead of with count=1);
   - emu_stop() from another thread works (ctypes releases the GIL during emu_start).
 Instructions are counted by a C block hook (cosim/vcpu/_icount.c) into a uint64 the caller provides.
+
+Speed (issue 7, measured on unicorn 2.1.4): the engine is an e500v2 (`UC_CPU_PPC32_E500V2_V22`; the
+binding's default 32-bit model is a 7457A/G4). Address translation is unicorn's UC_TLB_VIRTUAL mode
+with the C TLB-fill callback of _icount.c: identity mapping, execute permission only for pages that
+have been fetched from, so stores to pure data pages take the softmmu fast path (with PPC real mode
+every page is executable and every store took the ~35 ns slow path: 107 vs 1323 MIPS on a store loop).
+The unmapped-memory hook covers only addresses outside RAM (a hook over RAM would count as a memory
+hook there and force the slow path again), and `UNTIL` sits on a mapped page that is never executed
+(an unmapped one costs a TLB fill per emu_start).
 """
 from __future__ import annotations
 
@@ -21,8 +30,8 @@ from enum import Enum
 import numpy as np
 
 from unicorn import (UC_ARCH_PPC, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ,
-                     UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_MODE_BIG_ENDIAN, UC_MODE_PPC32,
-                     UC_PROT_ALL, Uc, UcError)
+                     UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
+                     UC_MODE_PPC32, UC_PROT_ALL, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn import ppc_const as P
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
@@ -31,8 +40,9 @@ try:
 except ImportError:  # pragma: no cover - the extension is built by `pip install -e .`
     _icount = None
 
-UNTIL = 0xFFFFFFFC          # never executed: emu_start runs until a hook or a kick stops it
 SCRATCH = 0xFFFF0000        # private page for displaced execution (outside any guest RAM size)
+UNTIL = SCRATCH + 0xFFC     # mapped, never executed: emu_start runs until a hook or a kick stops it
+PAGE_BITS = 12
 MSR_PR = 0x4000
 
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
@@ -45,6 +55,8 @@ def reserved(addr: int) -> str | None:
     """Why `addr` can never be a guest PC (an address of the engine's own), or None."""
     if addr == UNTIL:
         return "the engine's stop address"
+    if addr == 0xFFFFFFFC:
+        return "the engine's former stop address (kept reserved)"
     if SCRATCH <= addr < SCRATCH + 0x1000:
         return "the engine's out-of-line step page"
     return None
@@ -74,8 +86,10 @@ class Engine:
     """One unicorn instance mapped over guest RAM at physical address 0."""
 
     def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None):
-        self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)  # default PPC32 model: e500v2
+        self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
+        self.uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)   # before anything creates the CPU
         self.ram_size = ram_size
+        self._tlb_fill_hook(ram_size)
         self.uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
         self.uc.mem_map(SCRATCH, 0x1000, UC_PROT_ALL)
         self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
@@ -89,7 +103,7 @@ class Engine:
         self._dac_suppressed = False      # while re-executing the instruction that hit a DAC
         self._dac_undo = None             # what the instruction that hit a DAC changed, to undo
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
-        self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
             err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
@@ -99,6 +113,42 @@ class Engine:
             if err:
                 raise UcError(err)
         self.counting = icount_address is not None and _icount is not None
+
+    def _tlb_fill_hook(self, ram_size: int) -> None:
+        """UC_TLB_VIRTUAL with the C fill callback (see the module docstring). Its state is a buffer
+        owned here: RAM size, a fill counter, one 'fetched from' byte per page."""
+        pages = (ram_size + (1 << PAGE_BITS) - 1) >> PAGE_BITS
+        self._tlb_state = np.zeros(16 + pages, np.uint8)
+        self._tlb_state[:8].view("<u8")[0] = ram_size
+        self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        if _icount is None or not hasattr(_icount, "tlb_fill_address"):
+            self.uc.hook_add(UC_HOOK_TLB_FILL, self._py_tlb_fill)
+            return
+        handle = uc_hook_h()
+        err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL,
+                                ctypes.c_void_p(_icount.tlb_fill_address()),
+                                ctypes.c_void_p(self._tlb_state.ctypes.data),
+                                ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if err:
+            raise UcError(err)
+
+    def _py_tlb_fill(self, uc, vaddr, access, entry, _ud):   # pragma: no cover - without the C module
+        vaddr &= 0xFFFFFFFF
+        executed = self._tlb_state[16:]
+        entry.paddr = vaddr & ~((1 << PAGE_BITS) - 1)
+        if vaddr >= self.ram_size:
+            entry.perms = 7
+        elif access == 18:   # UC_MEM_FETCH
+            executed[vaddr >> PAGE_BITS] = 1
+            entry.perms = 7
+        else:
+            entry.perms = 7 if executed[vaddr >> PAGE_BITS] else 3
+        return True
+
+    @property
+    def tlb_fills(self) -> int:
+        """TLB fills so far (each is a C call; a steady-state guest makes almost none)."""
+        return int(self._tlb_state[8:16].view("<u8")[0])
 
     # --- hooks (called by unicorn on the emulating thread) ------------------------------------------
     def _on_interrupt(self, uc, intno, _ud):
