@@ -12,16 +12,23 @@
         .include "kernel.inc"
 
 # ==================================================================================================
-# Data: counters readable by name (per-vCPU arrays of MAX_VCPUS words unless noted)
+# Data: counters readable by name (per-vCPU arrays: MAX_VCPUS words, PCPU_STRIDE bytes apart, unless
+# noted; `pcpu_stride` exports the stride to the harness)
 # ==================================================================================================
         .macro PERCPU_ARRAY name, fill=0
         .globl \name
         .type \name, @object
-        .balign 4
+        .balign PCPU_STRIDE
 \name:
-        .fill MAX_VCPUS, 4, \fill
+        .rept MAX_VCPUS
+        .long \fill
+        .space PCPU_STRIDE - 4
+        .endr
         .size \name, . - \name
         .endm
+
+        .globl pcpu_stride                      # absolute: bytes between two vCPUs' words of an array
+        .set pcpu_stride, PCPU_STRIDE
 
         .data
         .globl cfg_iterations                   # ONE word: iterations main runs (harness may poke it)
@@ -144,7 +151,7 @@ _vectors:
         .globl program_vector
 program_vector:
         EXC_SAVE PCPU_SAVE, SPRN_SPRG0
-        lwz     r3, PCPU_PIR4(r13)              # r3 = pir * 4
+        lwz     r3, PCPU_IDX(r13)               # r3 = pir << PCPU_SHIFT
         mfspr   r4, SPRN_SRR0                   # r4 = faulting instruction
         mfspr   r5, SPRN_ESR                    # r5 = ESR
         andis.  r0, r5, ESR_PTR >> 16
@@ -200,7 +207,7 @@ syscall_vector:
         stw     r3, PCPU_SAVE+SV_R3+4*0(r13)    # only r3..r5 are used; no CR/LR/CTR/XER change
         stw     r4, PCPU_SAVE+SV_R3+4*1(r13)
         stw     r5, PCPU_SAVE+SV_R3+4*2(r13)
-        lwz     r3, PCPU_PIR4(r13)
+        lwz     r3, PCPU_IDX(r13)
         mfspr   r4, SPRN_SRR0
         PCPU_STORE last_sc_srr0, r3, r4, r5
         PCPU_INC cnt_syscall, r3, r5, r4
@@ -219,7 +226,7 @@ syscall_vector:
         .globl \name
 \name:
         EXC_SAVE PCPU_DSAVE, SPRN_SPRG2
-        lwz     r5, PCPU_PIR4(r13)
+        lwz     r5, PCPU_IDX(r13)
         mfspr   r4, \srr0
         mfspr   r3, SPRN_DBSR
         mtspr   SPRN_DBSR, r3                   # clear exactly the bits we saw
@@ -254,7 +261,7 @@ hv_priv_vector:                                 # IVOR41 (ehpriv reaching the gu
 
 unexpected_common:                              # r3 = IVOR number; nothing to preserve: we halt
         mfspr   r4, SPRN_SPRG3
-        lwz     r4, PCPU_PIR4(r4)
+        lwz     r4, PCPU_IDX(r4)
         PCPU_STORE unexpected_ivor, r4, r3, r5
         mfspr   r6, SPRN_SRR0
         PCPU_STORE unexpected_srr0, r4, r6, r5
@@ -267,7 +274,7 @@ unexpected_common:                              # r3 = IVOR number; nothing to p
         .type kernel_halt, @function
 kernel_halt:
         mfspr   r4, SPRN_SPRG3
-        lwz     r4, PCPU_PIR4(r4)
+        lwz     r4, PCPU_IDX(r4)
         PCPU_STORE exit_code, r4, r3, r5
         msync
 .Lhalt:
@@ -302,8 +309,8 @@ _start:
         slwi    r4, r3, PCPU_SHIFT
         add     r2, r2, r4
         stw     r3, PCPU_PIR(r2)
-        slwi    r4, r3, 2
-        stw     r4, PCPU_PIR4(r2)
+        slwi    r4, r3, PCPU_SHIFT
+        stw     r4, PCPU_IDX(r2)
         mtspr   SPRN_SPRG3, r2
         # r1 = top of this vCPU's stack, with a terminating back chain
         LOAD_ADDR r1, kernel_stacks

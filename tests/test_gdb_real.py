@@ -108,7 +108,7 @@ class Scenario:
         return self.ram.read_word(addr)
 
     def counter(self, addr: int, vcpu: int = 0) -> int:
-        return self.ram.read_word(addr + 4 * vcpu)
+        return self.ram.read_word(addr + IMAGE.pcpu_stride * vcpu)
 
     def registers(self, vcpu: int) -> dict[str, int]:
         p = self.pages[vcpu]

@@ -110,7 +110,8 @@ def test_documented_symbols(images, name):
     assert im.read_word(im.symbol("guest_abi_version")) == 1
     for sym in PER_VCPU:
         init = 0xFFFFFFFF if sym in ("exit_code", "unexpected_ivor") else 0
-        assert [im.read_word(im.symbol(sym) + 4 * i) for i in range(MAX_VCPUS)] == [init] * 16, sym
+        assert [im.read_word(im.percpu_address(sym, i)) for i in range(MAX_VCPUS)] == [init] * 16, sym
+        assert im.symbol(sym) % 4096 == 0, f"{sym}: per-vCPU arrays start on a page"
     assert im.entry == im.symbol("_start")
 
 
@@ -120,8 +121,8 @@ def test_program_specific_layout(images):
     kinds = [e.kind for e in ws.bug_table()]
     assert kinds.count(BugKind.WARN) == 4 and kinds.count(BugKind.BUG) == 1
     sw = images["smp_workers"]
-    assert sw.symbol_sizes["work_data"] == MAX_VCPUS * 1024
-    assert sw.symbol_sizes["work_result"] == MAX_VCPUS * 4
+    assert sw.symbol_sizes["work_data"] == MAX_VCPUS * 4096
+    assert sw.symbol_sizes["work_result"] == MAX_VCPUS * 4096
     sc = images["selfcheck"]
     assert sc.symbol("check_begin") <= sc.symbol("bp_target") < sc.symbol("check_end")
     assert sc.symbol("check_begin") <= sc.symbol("main") < sc.symbol("check_end")

@@ -100,8 +100,8 @@ def test_load_into_ram_zero_fills_bss(images, ram):
         assert ram.read(seg.addr, len(seg.data)) == seg.data
         assert not ram.bytes[seg.addr + len(seg.data):seg.end].any()
     assert ram.read_word(im.symbol("cfg_iterations")) == 1000
-    assert ram.read_u32s(im.symbol("cnt_warn"), 16) == [0] * 16
-    assert ram.read_u32s(im.symbol("unexpected_ivor"), 16) == [0xFFFFFFFF] * 16
+    assert [ram.read_word(im.percpu_address("cnt_warn", i)) for i in range(16)] == [0] * 16
+    assert [ram.read_word(im.percpu_address("unexpected_ivor", i)) for i in range(16)] == [0xFFFFFFFF] * 16
     assert ram.read_word(im.symbol("warns_per_iter")) == 3
     # outside the segments the loader leaves RAM alone
     assert ram.read(0x100, 4) == b"\xaa" * 4

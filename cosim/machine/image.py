@@ -292,9 +292,21 @@ class GuestImage:
                                 int.from_bytes(now[off:off + 4], "big")))
         return out
 
+    @property
+    def pcpu_stride(self) -> int:
+        """Bytes between two vCPUs' words of a per-vCPU array: the guest's absolute symbol
+        `pcpu_stride` (the project's programs keep per-vCPU data a page apart, so no two vCPUs share a
+        cache line), or 4 (adjacent words) for a guest that does not export it."""
+        return self.symbols.get("pcpu_stride", 4)
+
+    def percpu_address(self, name: str, vcpu: int) -> int:
+        """Address of vCPU `vcpu`'s word of the per-vCPU array `name`."""
+        return self.symbol(name) + self.pcpu_stride * vcpu
+
     def read_counters(self, ram, vcpus: int) -> dict[str, list[int]]:
         """The guest's own per-vCPU counters that this image exports, read from `ram` by symbol."""
-        return {n: ram.read_u32s(self.symbols[n], vcpus) for n in GUEST_COUNTERS if n in self.symbols}
+        return {n: [ram.read_word(self.percpu_address(n, i)) for i in range(vcpus)]
+                for n in GUEST_COUNTERS if n in self.symbols}
 
     def bug_table(self) -> list[BugEntry]:
         """Entries of ``__bug_table`` .. ``__bug_table_end``; [] if the image has none."""
