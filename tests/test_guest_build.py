@@ -100,7 +100,7 @@ def test_check_mode():
 def test_documented_symbols(images, name):
     im = images[name]
     for sym in PER_VCPU:
-        assert im.symbol_sizes[sym] == 4 * MAX_VCPUS, sym
+        assert im.symbol_sizes[sym] == im.pcpu_stride * MAX_VCPUS == 4096 * MAX_VCPUS, sym
         assert im.symbol(sym) % 4 == 0
     for sym in COMMON_CODE + SPECIFIC[name] + ["cfg_iterations", "warn_log", "guest_abi_version",
                                                  "__bug_table", "__bug_table_end"]:
