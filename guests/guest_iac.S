@@ -14,7 +14,7 @@
         .type main, @function
 main:                                           # r3 = pir; returns r3 = 0
         PROLOGUE 30, 16
-        slwi    r31, r3, PCPU_SHIFT
+        slwi    r31, r3, PERCPU_SHIFT
         PCPU_ADDR r31, cnt_iter, r31            # r31 = &cnt_iter[pir]
         lis     r30, cfg_iterations@ha
         lwz     r30, cfg_iterations@l(r30)      # r30 = iterations left

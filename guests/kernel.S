@@ -12,23 +12,23 @@
         .include "kernel.inc"
 
 # ==================================================================================================
-# Data: counters readable by name (per-vCPU arrays: MAX_VCPUS words, PCPU_STRIDE bytes apart, unless
+# Data: counters readable by name (per-vCPU arrays: MAX_VCPUS words, PERCPU_STRIDE bytes apart, unless
 # noted; `pcpu_stride` exports the stride to the harness)
 # ==================================================================================================
         .macro PERCPU_ARRAY name, fill=0
         .globl \name
         .type \name, @object
-        .balign PCPU_STRIDE
+        .balign PERCPU_STRIDE
 \name:
         .rept MAX_VCPUS
         .long \fill
-        .space PCPU_STRIDE - 4
+        .space PERCPU_STRIDE - 4
         .endr
         .size \name, . - \name
         .endm
 
         .globl pcpu_stride                      # absolute: bytes between two vCPUs' words of an array
-        .set pcpu_stride, PCPU_STRIDE
+        .set pcpu_stride, PERCPU_STRIDE
 
         .data
         .globl cfg_iterations                   # ONE word: iterations main runs (harness may poke it)
@@ -151,7 +151,7 @@ _vectors:
         .globl program_vector
 program_vector:
         EXC_SAVE PCPU_SAVE, SPRN_SPRG0
-        lwz     r3, PCPU_IDX(r13)               # r3 = pir << PCPU_SHIFT
+        lwz     r3, PCPU_IDX(r13)               # r3 = pir << PERCPU_SHIFT
         mfspr   r4, SPRN_SRR0                   # r4 = faulting instruction
         mfspr   r5, SPRN_ESR                    # r5 = ESR
         andis.  r0, r5, ESR_PTR >> 16
@@ -304,12 +304,12 @@ _start:
         mfspr   r3, SPRN_PIR
         cmplwi  r3, MAX_VCPUS
         bge     .Lbad_pir
-        # r2 = SPRG3 = &pcpu_area[pir]; record pir and pir*4
+        # r2 = SPRG3 = &pcpu_area[pir]; record pir and pir << PERCPU_SHIFT
         LOAD_ADDR r2, pcpu_area
         slwi    r4, r3, PCPU_SHIFT
         add     r2, r2, r4
         stw     r3, PCPU_PIR(r2)
-        slwi    r4, r3, PCPU_SHIFT
+        slwi    r4, r3, PERCPU_SHIFT
         stw     r4, PCPU_IDX(r2)
         mtspr   SPRN_SPRG3, r2
         # r1 = top of this vCPU's stack, with a terminating back chain

@@ -10,14 +10,14 @@
         .bss
         .globl boot_checksum                    # per-vCPU word: checksum at boot
         .type boot_checksum, @object
-        .balign PCPU_STRIDE
+        .balign PERCPU_STRIDE
 boot_checksum:
-        .space MAX_VCPUS * PCPU_STRIDE
+        .space MAX_VCPUS * PERCPU_STRIDE
         .size boot_checksum, . - boot_checksum
         .globl last_checksum                    # per-vCPU word: checksum of the last iteration
         .type last_checksum, @object
 last_checksum:
-        .space MAX_VCPUS * PCPU_STRIDE
+        .space MAX_VCPUS * PERCPU_STRIDE
         .size last_checksum, . - last_checksum
 
         .text
@@ -47,7 +47,7 @@ checksum:                                       # r3 = begin, r4 = end (word ali
         .type main, @function
 main:                                           # r3 = pir; returns r3 = 0
         PROLOGUE 27, 32
-        slwi    r31, r3, PCPU_SHIFT             # r31 = pir << PCPU_SHIFT
+        slwi    r31, r3, PERCPU_SHIFT             # r31 = pir << PERCPU_SHIFT
         PCPU_ADDR r30, cnt_iter, r31            # r30 = &cnt_iter[pir]
         lis     r29, cfg_iterations@ha
         lwz     r29, cfg_iterations@l(r29)      # r29 = iterations left

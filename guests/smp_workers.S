@@ -12,18 +12,18 @@
         .include "kernel.inc"
 
         .bss
-        .globl work_data                        # [MAX_VCPUS][PCPU_STRIDE bytes]: 256 words used each
+        .globl work_data                        # [MAX_VCPUS][PERCPU_STRIDE bytes]: 256 words used each
         .type work_data, @object
-        .balign PCPU_STRIDE
+        .balign PERCPU_STRIDE
 work_data:
-        .space MAX_VCPUS * PCPU_STRIDE
+        .space MAX_VCPUS * PERCPU_STRIDE
         .size work_data, . - work_data
 
         .globl work_result                      # per-vCPU word: acc after the last iteration
         .type work_result, @object
-        .balign PCPU_STRIDE
+        .balign PERCPU_STRIDE
 work_result:
-        .space MAX_VCPUS * PCPU_STRIDE
+        .space MAX_VCPUS * PERCPU_STRIDE
         .size work_result, . - work_result
 
         .text
@@ -31,10 +31,10 @@ work_result:
         .type main, @function
 main:                                           # r3 = pir; returns r3 = 0
         PROLOGUE 25, 48
-        slwi    r4, r3, PCPU_SHIFT              # r4 = pir << PCPU_SHIFT
+        slwi    r4, r3, PERCPU_SHIFT              # r4 = pir << PERCPU_SHIFT
         PCPU_ADDR r25, cnt_iter, r4             # r25 = &cnt_iter[pir]
         PCPU_ADDR r26, work_result, r4          # r26 = &work_result[pir]
-        slwi    r30, r3, PCPU_SHIFT
+        slwi    r30, r3, PERCPU_SHIFT
         addis   r30, r30, work_data@ha
         addi    r30, r30, work_data@l           # r30 = a = &work_data[pir][0]
         # a[i] = (pir << 16) + i

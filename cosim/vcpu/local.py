@@ -36,24 +36,29 @@ class LocalResult:
 
 def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
               ram_size: int = DEFAULT_RAM, max_exits: int = 10_000_000, setup=None,
-              collect=None) -> LocalResult:
+              collect=None, attach: str | None = None, pir: int = 0) -> LocalResult:
     """Run `program` (a name in guests/ or an ELF path) to its halt on one vCPU.
+
+    With `attach` (the name of a guest RAM block of `ram_size` bytes that already holds the loaded
+    image), run as vCPU `pir` on that shared RAM instead of a private copy: several processes doing so
+    are an SMP guest without the kernel and userspace processes (the MIPS benchmark's SMP scaling).
 
     `setup(core, image, ram)` runs after the image is loaded and the vCPU reset, before the first
     instruction; `collect(core, image, ram)` runs after the halt (or fault), while guest RAM is still
     open (the RAM is closed when run_local returns)."""
     image = GuestImage.load(guest_path(program))
     model = cpu_model(cpu)
-    ram = GuestRAM.create(ram_size)
+    ram = GuestRAM.attach(attach, ram_size) if attach else GuestRAM.create(ram_size)
     pages = RunPages.create(1)
     try:
-        image.load_into(ram)
+        if not attach:
+            image.load_into(ram)
         if iterations is not None:
             ram.write_word(image.symbol("cfg_iterations"), iterations)
         page = pages[0]
         engine = Engine(ram.address, ram.size, pages.address_of(0, "instructions"))
         core = Core(engine, pages.record(0), model, ram.words)
-        core.reset(image.entry, pir=0)
+        core.reset(image.entry, pir=pir)
         if setup is not None:
             setup(core, image, ram)
         handler = ExitHandler(model, strategy("illegal"), ram.read_word)
@@ -89,7 +94,7 @@ def run_local(program: str, cpu: str = "e500mc", iterations: int | None = None,
         exits = {ev: {lv: int(page["exits"][i, j]) for j, lv in enumerate(LEVELS) if page["exits"][i, j]}
                  for i, ev in enumerate(EVENTS) if page["exits"][i].any()}
         result = LocalResult(code, fault, int(page["instructions"]), seconds, exits,
-                             image.read_counters(ram, 1), image)
+                             {k: v[pir:] for k, v in image.read_counters(ram, pir + 1).items()}, image)
         del core, engine, page
         return result
     finally:
