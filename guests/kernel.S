@@ -176,7 +176,7 @@ program_vector:
         PCPU_ADDR r9, cnt_warn, r3
         lwz     r10, 0(r9)
         rlwinm  r11, r10, 2, 22, 29             # (cnt % 256) * 4
-        slwi    r12, r3, 8                      # pir * 1024 = pir * WARN_LOG_LEN * 4
+        srwi    r12, r3, PERCPU_SHIFT - 10      # pir * 1024 = pir * WARN_LOG_LEN * 4
         add     r11, r11, r12
         addis   r11, r11, warn_log@ha
         stw     r4, warn_log@l(r11)
