@@ -162,7 +162,8 @@ class Debugger:
     def on_debug_exit(self, m: wire.DebugExit) -> None:
         current = self.vm.ram.read_word(m.pc) if 0 <= m.pc < self.vm.ram.size else 0
         verdict = self.state.verdict(m.address, m.status, m.word, current,
-                                     stepping=m.vcpu in self.vm.singlestep, event=m.event)
+                                     stepping=m.vcpu in self.vm.singlestep, event=m.event,
+                                     displaced=m.displaced)
         c = self.counters
         if verdict is Verdict.STALE:
             c.stale[m.address] = c.stale.get(m.address, 0) + 1

@@ -12,7 +12,7 @@ Invariants:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter_ns
 
 import numpy as np
@@ -50,6 +50,7 @@ class Exit:
     status: int = 0           # KVM_EXIT_DEBUG status for host debug events
     r3: int = 0
     r11: int = 0
+    displaced: bool = False   # raised by the original instruction under a breakpoint, run out of line
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class Core:
         self._scalars = [rec[n] for n in ("pc", "cr", "lr", "ctr", "xer")]
         self.pc = 0
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
+        self.step_due = False             # stepping, and the instruction completed through an
+                                          # emulation or an interrupt: the step event is due now
         self._dbg_key = None
         self.pristine = pristine or {}    # addr -> code word as loaded (ground truth for the report)
         self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
@@ -240,6 +243,10 @@ class Core:
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
         while True:
+            if self.step_due:
+                self.step_due = False
+                if self.step:                # one instruction done (emulated, or it interrupted)
+                    return self._step_event(self.pc)
             stop = self.engine.step(self.pc, self.word_at(self.pc)) if self.step else \
                 self.engine.run(self.pc)
             t0 = perf_counter_ns()
@@ -308,6 +315,7 @@ class Core:
                 route = self.model.route(Event.PRIV)
                 if route in (Route.NATIVE, Route.LOCAL):
                     self.emulate(d)
+                    self.completed()
                     self._last_level = "vcpu" if route is Route.NATIVE else "kernel"
                     self.count(Event.PRIV.value, self._last_level)
                     return None
@@ -323,9 +331,12 @@ class Core:
             ev = Exit(Event.EHPRIV, pc, word, Ivor.PROGRAM, pc, Esr.PIL, oc=d.oc)
         else:
             ev = Exit(Event.ILLEGAL, pc, word, Ivor.PROGRAM, pc, Esr.PIL)
+        if not from_ram:
+            ev = replace(ev, displaced=True)
         route = self.model.route(ev.event)
         if route is Route.GUEST:
             self.deliver(ev.ivor, ev.srr0, ev.esr if ev.ivor == Ivor.PROGRAM else None)
+            self.completed()
             self._last_level = "vcpu"
             self.count(ev.event.value, "vcpu")
             return None
@@ -344,6 +355,13 @@ class Core:
         return intno == 96 and kind is Kind.ILLEGAL and self.pristine.get(pc) == word
 
     # --- resuming after an exit (decided by kernel or userspace) -----------------------------------
+    def completed(self) -> None:
+        """The instruction at the old PC is done: emulated, or it took an interrupt now delivered (PC
+        at the handler's first instruction). While single-stepping, that is one step: the step event
+        comes before anything else runs (never at handler+4 or after a second instruction)."""
+        if self.step:
+            self.step_due = True
+
     def reflect(self, ev: Exit) -> None:
         """Deliver the exit's natural interrupt to the guest."""
         esr = ev.esr if ev.ivor == Ivor.PROGRAM else None
