@@ -28,6 +28,10 @@ class Counters:
     refused: list[str] = field(default_factory=list)
     inserts: int = 0
     removes: int = 0
+    # a debugger client moved PC past a tw/twi it was stopped at whose condition held (gdb's
+    # permanent-breakpoint skip): the guest's trap went missing, or was delivered instead (gdb stub)
+    traps_skipped: dict[int, int] = field(default_factory=dict)      # address -> count
+    traps_delivered: dict[int, int] = field(default_factory=dict)    # address -> count
 
 
 @dataclass(frozen=True)
