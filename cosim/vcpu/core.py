@@ -82,6 +82,7 @@ class Core:
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
         self.step_due = False             # stepping, and the instruction completed through an
                                           # emulation or an interrupt: the step event is due now
+        self._exit_stepping = False       # stepping was on when the last exception was raised
         self._dbg_key = None
         self.pristine = pristine or {}    # addr -> code word as loaded (ground truth for the report)
         self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
@@ -287,6 +288,7 @@ class Core:
         return self._debug_event(next_pc, Dbsr.IC, next_pc, DebugStatus.SOFTWARE, addr=next_pc)
 
     def _debug_event(self, pc: int, dbsr_bit: int, srr0: int, status: int, addr: int) -> Exit:
+        self._exit_stepping = False          # a debug event completes no instruction
         host = self.host_debug
         if not host:
             self.spr[S["DBSR"]] |= dbsr_bit          # the hardware records the guest's event
@@ -296,6 +298,8 @@ class Core:
     def _exception(self, stop: Stop, word: int | None = None) -> Exit | Fault | None:
         pc = stop.pc
         self.pc = pc
+        self._exit_stepping = self.step      # the step state the instruction ran under (an rfci
+                                             # that sets MSR[DE] completes no step)
         from_ram = word is None
         if from_ram:
             word = self.word_at(pc)
@@ -357,9 +361,9 @@ class Core:
     # --- resuming after an exit (decided by kernel or userspace) -----------------------------------
     def completed(self) -> None:
         """The instruction at the old PC is done: emulated, or it took an interrupt now delivered (PC
-        at the handler's first instruction). While single-stepping, that is one step: the step event
-        comes before anything else runs (never at handler+4 or after a second instruction)."""
-        if self.step:
+        at the handler's first instruction). If it ran single-stepped, that is one step: the step
+        event comes before anything else runs (never at handler+4 or after a second instruction)."""
+        if self._exit_stepping:
             self.step_due = True
 
     def reflect(self, ev: Exit) -> None:
