@@ -277,18 +277,19 @@ class VmTarget:
     def write_register(self, tid: int, regno: int, value: int) -> None:
         i = self._vcpu(tid)
         if regno == PC:
-            self.trap_due.pop(i, None)
-            if self._skips_guest_trap(i, value & 0xFFFFFFFF):
+            due = self.trap_due.pop(i, None)
+            if self._skips_guest_trap(i, value & 0xFFFFFFFF, counted=due is not None):
                 return
         self.vm.set_register(i, regno, value & 0xFFFFFFFF)
         self.dirty.add(i)
 
-    def _skips_guest_trap(self, i: int, new_pc: int) -> bool:
+    def _skips_guest_trap(self, i: int, new_pc: int, counted: bool = False) -> bool:
         """gdb takes a tw/twi under a breakpoint for a permanent program breakpoint and steps over it
         by writing PC = site + 4. When the vCPU is stopped at a breakpoint on that site and the trap's
         condition holds for its registers, the guest's own trap would be lost: count it, and with
         `keep_guest_traps` deliver the guest's program interrupt (SRR0 = site, ESR[PTR]) at the resume
-        instead of the PC write. Returns True when the write is replaced by that delivery."""
+        instead of the PC write (`counted`: the same skip written again, G after P, is counted once).
+        Returns True when the write is replaced by that delivery."""
         stop = self.held.get(i)
         if stop is None:
             return False
@@ -302,7 +303,8 @@ class VmTarget:
             return False
         c = self.dbg.counters
         tally = c.traps_delivered if self.keep_guest_traps else c.traps_skipped
-        tally[site] = tally.get(site, 0) + 1
+        if not counted:
+            tally[site] = tally.get(site, 0) + 1
         if self.keep_guest_traps:
             self.trap_due[i] = site
         return self.keep_guest_traps
@@ -502,6 +504,7 @@ class VmTarget:
         self.hw.clear()
         self.pending = []
         self.guess = None
+        self.trap_due.clear()
 
     def kill(self) -> None:
         """End the scenario: the supervisor ends the run (outcome killed-by-debugger)."""
