@@ -20,7 +20,7 @@ Schema (defaults in parentheses, see configs/demo.toml for a complete example):
                 multiple of 4 KiB, 1M..256M), transport ("ipc"|"tcp")
     [guest]     program (required: bare name -> guests/<name>.elf, or a path ending .elf relative to the
                 config file), entry (None = ELF entry; symbol or address), iterations (None; 1..2**32-1)
-    [debug]     strategy ("illegal"), detach_at_end (true)
+    [debug]     strategy ("illegal"), detach_at_end (true), keep_guest_traps (true)
     [[debug.breakpoints]]  at (required), action ("count"), hits (remove-after only, required there),
                 steps (single-step only, required there)
     [debug.stress]  toggle (required, names breakpoints), interval_ms ([1.0, 5.0]), seed (1), toggles (200)
@@ -70,7 +70,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "description", "machine", "guest", "debug", "limits", "expect"),
     "machine": ("cpu", "vcpus", "ram", "transport"),
     "guest": ("program", "entry", "iterations"),
-    "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race"),
+    "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps"),
     "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
     "debug.race": ("at", "after_hits"),
@@ -165,6 +165,7 @@ class DebugConfig:
     breakpoints: tuple[BreakpointConfig, ...] = ()
     stress: StressConfig | None = None
     race: RaceConfig | None = None
+    keep_guest_traps: bool = True     # gdb stub: deliver a guest trap gdb would skip (README)
 
     def breakpoint_at(self, at: Location) -> BreakpointConfig | None:
         return next((bp for bp in self.breakpoints if bp.at == at), None)
@@ -337,6 +338,7 @@ def _debug(t: _Table | None) -> DebugConfig:
         return DebugConfig()
     strategy = t.choice("strategy", STRATEGIES, "strategy", default="illegal")
     detach_at_end = t.boolean("detach_at_end", default=True)
+    keep_guest_traps = t.boolean("keep_guest_traps", default=True)
     breakpoints: list[BreakpointConfig] = []
     seen: dict[Location, str] = {}
     for bt in t.tables("breakpoints"):
@@ -352,6 +354,7 @@ def _debug(t: _Table | None) -> DebugConfig:
         breakpoints=tuple(breakpoints),
         stress=_stress(t.table("stress"), known),
         race=_race(t.table("race"), breakpoints),
+        keep_guest_traps=keep_guest_traps,
     )
 
 

@@ -10,4 +10,8 @@ FINDINGS: dict[str, str] = {
     "guest-debug-lost": "the guest's own debug events are lost while the host owns the debug facility",
     "patched-code-visible": "the guest saw its own code modified by planted breakpoints",
     "guest-traps-via-userspace": "guest-owned traps made a userspace round trip before re-injection",
+    "gdb-skipped-guest-traps": "the debugger moved PC past a firing guest tw/twi (gdb's permanent-breakpoint "
+                               "rule): the guest lost its trap",
+    "gdb-trap-skips-delivered": "gdb moved PC past a firing guest trap; debug.keep_guest_traps delivered the "
+                                "guest's program interrupt instead",
 }

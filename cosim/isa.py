@@ -250,5 +250,30 @@ def classify(word: int) -> Decoded:
     return Decoded(word, Kind.ILLEGAL)
 
 
+# TO field bits of tw/twi: trap if a < b, a > b, a == b (signed), a < b, a > b (unsigned)
+_TO_TESTS = ((0x10, lambda a, b: _s32(a) < _s32(b)), (0x08, lambda a, b: _s32(a) > _s32(b)),
+             (0x04, lambda a, b: a == b), (0x02, lambda a, b: a < b), (0x01, lambda a, b: a > b))
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def trap_taken(word: int, gprs) -> bool | None:
+    """Would `tw`/`twi` `word` trap with these GPR values? None when `word` is not tw/twi."""
+    op = word >> 26
+    if op == 3:                                                  # twi TO, rA, SIMM
+        b = word & 0xFFFF
+        b = (b - 0x10000 if b & 0x8000 else b) & 0xFFFFFFFF
+    elif op == 31 and (word >> 1) & 0x3FF == 4:                   # tw TO, rA, rB
+        b = int(gprs[(word >> 11) & 0x1F]) & 0xFFFFFFFF
+    else:
+        return None
+    to = (word >> 21) & 0x1F
+    a = int(gprs[(word >> 16) & 0x1F]) & 0xFFFFFFFF
+    return any(to & bit and test(a, b) for bit, test in _TO_TESTS)
+
+
 def interrupt_vector(ivpr: int, ivor: int) -> int:
     return (ivpr & 0xFFFF0000) | (ivor & 0xFFF0)

@@ -61,7 +61,9 @@ def build_report(data) -> dict:
     hits = user.get("hits", {})
     stale = user.get("stale", {})
     total_hits = sum(hits.values())
-    truth = host_iac if strat.match is Match.IAC else planted
+    # what the silicon saw: planted words executed, and host IAC events (a gdb `hbreak` is an IAC under
+    # any strategy, so its hits compare with IAC events, not with planted executions)
+    truth = _sum_maps((planted, host_iac))
     addresses = sorted(set(truth) | set(hits) | set(stale), key=lambda a: int(a, 16))
     per_bp = {a: {"symbol": sym(int(a, 16)), "executed": truth.get(a, 0), "hits": hits.get(a, 0),
                   "stale": stale.get(a, 0)} for a in addresses}
@@ -115,6 +117,18 @@ def build_report(data) -> dict:
         findings.append(Finding("guest-traps-via-userspace", strat.name == "trap-user",
                                 f"{sum(reinjected.values())} guest-owned event(s) made a userspace round "
                                 f"trip before being re-injected: {_kv(reinjected)}"))
+    skipped = user.get("traps_skipped", {})
+    delivered = user.get("traps_delivered", {})
+    if skipped:
+        findings.append(Finding("gdb-skipped-guest-traps", False,
+                                f"{sum(skipped.values())} guest trap(s) whose condition held skipped by the "
+                                "debugger (gdb takes tw/twi under a breakpoint for a permanent breakpoint and "
+                                f"writes PC = site + 4): {_by_site(skipped, sym)}; debug.keep_guest_traps "
+                                "delivers them instead"))
+    if delivered:
+        findings.append(Finding("gdb-trap-skips-delivered", False,
+                                f"{sum(delivered.values())} time(s) gdb moved PC past a firing guest trap; the "
+                                f"guest's program interrupt was delivered instead: {_by_site(delivered, sym)}"))
     excused = {inv for f in findings if f.predicted for inv in f.excuses}
 
     # --- invariants --------------------------------------------------------------------------------
@@ -130,11 +144,13 @@ def build_report(data) -> dict:
           f"{total_hits} hit(s) at {len(per_bp)} address(es), every execution accounted for" if not lost
           else "executions not delivered once: " + ", ".join(
               f"{per_bp[a]['symbol'] or a}: {d:+d}" for a, d in lost.items()))
-    warn_ok = bad_prog == 0 and not bad_srr0 and (expected_warns is None or warns == expected_warns)
+    warn_ok = (bad_prog == 0 and not bad_srr0 and not skipped
+               and (expected_warns is None or warns == expected_warns))
     check("guest-traps-to-guest-once", warn_ok,
           f"guest WARNs {warns}" + (f" of {expected_warns} expected" if expected_warns is not None else "")
           + f", unexplained program interrupts {bad_prog}"
-          + (f", SRR0 not a WARN site: {', '.join(hex(a) for a in bad_srr0)}" if bad_srr0 else ""))
+          + (f", SRR0 not a WARN site: {', '.join(hex(a) for a in bad_srr0)}" if bad_srr0 else "")
+          + (f", {sum(skipped.values())} guest trap(s) skipped by the debugger" if skipped else ""))
     race = cfg.debug.race is not None
     n_stale = sum(stale.values())
     forced = user.get("script", {}).get("race_forced", 0)
@@ -222,7 +238,8 @@ def build_report(data) -> dict:
                           "by_vcpu": user.get("hits_by_vcpu", {}), "stale": n_stale,
                           "steps": user.get("steps", 0), "watch": user.get("watch", {}),
                           "reinjected": reinjected, "inserts": user.get("inserts", 0),
-                          "removes": user.get("removes", 0), "refused": user.get("refused", [])},
+                          "removes": user.get("removes", 0), "refused": user.get("refused", []),
+                          "guest_traps_skipped": skipped, "guest_traps_delivered": delivered},
         "guest_warns": {"total": warns, "expected": expected_warns, "by_vcpu": guest.get("cnt_warn", []),
                         "unexplained_program_interrupts": bad_prog, "guest_syscalls": guest_syscalls},
         "guest": {k: v for k, v in guest.items() if k != "warn_log_head"},
@@ -278,6 +295,10 @@ REGISTER_NAMES = tuple(f"r{i}" for i in range(32)) + ("pc", "msr", "cr", "lr", "
 def _named_registers(log: list[dict]) -> list[dict]:
     """Register log entries with `regs` as {name: value} (r0..r31, pc, msr, cr, lr, ctr, xer)."""
     return [{**e, "regs": dict(zip(REGISTER_NAMES, e["regs"]))} for e in log]
+
+
+def _by_site(counts: dict[str, int], sym) -> str:
+    return ", ".join(f"{sym(int(a, 16)) or a}: {n}" for a, n in sorted(counts.items()))
 
 
 def _us(ns):

@@ -183,6 +183,7 @@ class ExitMsg(NamedTuple):
     status: int = 0
     r3: int = 0
     r11: int = 0
+    displaced: bool = False   # raised by the original instruction under a breakpoint (step-over)
 
 
 @message("resume")
@@ -219,6 +220,7 @@ class DebugExit(NamedTuple):
     ivor: int
     srr0: int
     esr: int = 0
+    displaced: bool = False   # raised by the original instruction under a breakpoint (step-over)
 
 
 # --- userspace control of vCPUs ----------------------------------------------------------------------

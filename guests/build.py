@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build the guest programs: every PROGRAM.S linked with kernel.S into PROGRAM.elf.
+"""Build the guest programs: every PROGRAM.S linked with kernel.S into PROGRAM.elf; the stand-alone
+programs (their own vectors, no mini kernel) are linked alone.
 
     python guests/build.py                 rebuild guests/*.elf in place
     python guests/build.py --out DIR       build into DIR instead
@@ -23,6 +24,7 @@ from pathlib import Path
 
 GUESTS = Path(__file__).resolve().parent
 PROGRAMS = ("loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac")
+STANDALONE = ("irq_table",)
 KERNEL = "kernel.S"
 LINKER_SCRIPT = "guest.ld"
 AS_FLAGS = ["-a32", "-mbig", "-me500mc", "-mregnames"]
@@ -45,7 +47,7 @@ def _run(cmd: list[str]) -> None:
                          f"{proc.stdout}{proc.stderr}")
 
 
-def build_all(out_dir: Path, programs=PROGRAMS) -> dict[str, Path]:
+def build_all(out_dir: Path, programs=PROGRAMS + STANDALONE) -> dict[str, Path]:
     """Assemble and link every program into *out_dir*; returns {name: elf path}."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,8 @@ def build_all(out_dir: Path, programs=PROGRAMS) -> dict[str, Path]:
             elf = out_dir / f"{name}.elf"
             _run([tool("as"), *AS_FLAGS, "-o", obj, f"{name}.S"])
             tmp_elf = Path(tmp) / f"{name}.elf"
-            _run([tool("ld"), *LD_FLAGS, "-o", str(tmp_elf), kernel_o, obj])
+            objs = [obj] if name in STANDALONE else [kernel_o, obj]
+            _run([tool("ld"), *LD_FLAGS, "-o", str(tmp_elf), *objs])
             data = tmp_elf.read_bytes()
             if not elf.exists() or elf.read_bytes() != data:  # leave unchanged files untouched
                 elf.write_bytes(data)
@@ -66,7 +69,7 @@ def build_all(out_dir: Path, programs=PROGRAMS) -> dict[str, Path]:
     return result
 
 
-def stale(programs=PROGRAMS) -> list[str]:
+def stale(programs=PROGRAMS + STANDALONE) -> list[str]:
     """Names of programs whose committed ELF is missing or differs from a fresh build."""
     with tempfile.TemporaryDirectory(prefix="cosim-guest-check-") as tmp:
         fresh = build_all(Path(tmp), programs)
@@ -83,11 +86,12 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true",
                     help="exit 1 if any committed ELF differs from a fresh build")
     ap.add_argument("--out", type=Path, default=GUESTS, help="output directory (default: guests/)")
-    ap.add_argument("programs", nargs="*", default=list(PROGRAMS), help="programs (default: all)")
+    known = PROGRAMS + STANDALONE
+    ap.add_argument("programs", nargs="*", default=list(known), help="programs (default: all)")
     args = ap.parse_args(argv)
-    unknown = sorted(set(args.programs) - set(PROGRAMS))
+    unknown = sorted(set(args.programs) - set(known))
     if unknown:
-        ap.error(f"unknown program(s) {', '.join(unknown)}; known: {', '.join(PROGRAMS)}")
+        ap.error(f"unknown program(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if not have_tools():
         print(f"build.py: {tool('as')} / {tool('ld')} not found "
               "(Debian: apt-get install binutils-powerpc-linux-gnu)", file=sys.stderr)

@@ -76,3 +76,25 @@ def test_verdicts(address, status, word, current, stepping, event, verdict):
     st.insert_sw(0x100, ORIG)
     st.insert_hw("iac", 0x200)
     assert st.verdict(address, status, word, current, stepping, event) is verdict
+
+
+@pytest.mark.parametrize("word,regs,taken", [
+    (0x0F1D0000, {29: 1}, True),            # twnei r29,0
+    (0x0F1D0000, {29: 0}, False),
+    (0x0F1D0000, {29: 0xFFFFFFFF}, True),
+    (0x7C9DE008, {29: 5, 28: 5}, True),     # tweq r29,r28
+    (0x7C9DE008, {29: 5, 28: 6}, False),
+    (0x0E030005, {3: 4}, True),             # twlti r3,5 (TO=16, signed)
+    (0x0E030005, {3: 0xFFFFFFFF}, True),    # -1 < 5 signed
+    (0x0C430005, {3: 0xFFFFFFFF}, False),   # twllti r3,5 (TO=2, unsigned): 0xffffffff < 5 is false
+    (0x0C23FFFF, {3: 0}, False),            # twlgti r3,-1 (TO=1): 0 > 0xffffffff unsigned is false
+    (0x0D03FFFF, {3: 0}, True),             # twgti r3,-1 (TO=8): 0 > -1 signed
+    (Word.TRAP, {}, True),                  # tw 31,0,0: always
+    (Word.NOP, {}, None),                   # not a trap
+])
+def test_trap_condition(word, regs, taken):
+    from cosim.isa import trap_taken
+    gprs = [0] * 32
+    for r, v in regs.items():
+        gprs[r] = v
+    assert trap_taken(word, gprs) is taken

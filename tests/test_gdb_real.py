@@ -70,12 +70,15 @@ class Scenario:
     """`run.py` with --gdb on port 0 and a JSON report; RAM and run pages attached once it listens."""
 
     def __init__(self, tmp: Path, cpu="e500mc", strategy="illegal", vcpus=1, iterations=2000,
-                 wall=240.0, program="loop"):
+                 wall=240.0, program="loop", extra=""):
         self.vcpus = vcpus
         self.report_path = tmp / "report.json"
         cfg = tmp / "scenario.toml"
-        cfg.write_text(CONFIG.format(cpu=cpu, strategy=strategy, vcpus=vcpus, iterations=iterations,
-                                     wall=wall, program=program))
+        text = CONFIG.format(cpu=cpu, strategy=strategy, vcpus=vcpus, iterations=iterations,
+                             wall=wall, program=program)
+        if iterations is None:          # a guest without cfg_iterations
+            text = text.replace("iterations = None\n", "")
+        cfg.write_text(text.replace("[limits]", extra + "[limits]"))   # extra: more [debug] keys
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "run.py"), str(cfg), "--gdb", "127.0.0.1:0", "--quiet",
              "--json", str(self.report_path)],

@@ -78,3 +78,30 @@ def test_debug_inst_one_reg_per_strategy():
     assert {n: ExitHandler(CPU_MODELS["e500mc"], s).debug_inst for n, s in STRATEGIES.items()} == {
         "sc64": Word.SC64, "trap-user": Word.TRAP, "trap-kernel": Word.TRAP, "ehpriv": Word.EHPRIV1,
         "illegal": Word.ILLEGAL_BP, "hw": None}
+
+
+@pytest.mark.parametrize("strategy", ["trap-kernel", "illegal", "ehpriv", "sc64"])
+def test_step_over_event_of_the_original_instruction_is_the_guests(strategy):
+    """After a hit, the original instruction under the breakpoint runs out of line; its own trap (a
+    WARN site's `twnei`, or a `tw 31,0,0` equal to the planted word) is reflected, never a hit again."""
+    s = STRATEGIES[strategy]
+    cpu = "e500v2"
+    event = s.hit_event[cpu]
+    own = exit_(event, s.word, esr=Esr.PTR, displaced=True)
+    h = ExitHandler(CPU_MODELS[cpu], s, read_word=lambda a: s.word)   # the breakpoint is still planted
+    h.table.add(PC)
+    assert h.handle(replace(own, displaced=False), SW).action is Action.USER
+    assert h.handle(own, SW).action is Action.REFLECT
+    warn = replace(WARN, displaced=True)
+    assert h.handle(warn, SW).action is Action.REFLECT
+
+
+def test_step_over_event_under_trap_user_goes_to_userspace_which_reinjects():
+    from cosim.userspace.breakpoints import DebugState, Verdict
+    h = ExitHandler(CPU_MODELS["e500mc"], STRATEGIES["trap-user"], read_word=lambda a: Word.TRAP)
+    assert h.handle(replace(WARN, displaced=True), SW).action is Action.USER
+    st = DebugState(Word.TRAP)
+    st.insert_sw(PC, WARN.word)
+    assert st.verdict(PC, DebugStatus.SOFTWARE, WARN.word, Word.TRAP, False, "trap") is Verdict.SW
+    assert st.verdict(PC, DebugStatus.SOFTWARE, WARN.word, Word.TRAP, False, "trap",
+                      displaced=True) is Verdict.REINJECT

@@ -215,3 +215,54 @@ def test_dac_write_event_comes_before_the_access(bench):
     assert bench.core.step_over(stwu) is None
     assert bench.words[(data + 4) >> 2] == 0x55 and bench.engine.gpr(7) == data + 4
     assert run_to_exit(bench).event is Event.HCALL
+
+
+def host_step(bench):
+    bench.page["dbg_control"] = GuestDebug.ENABLE | GuestDebug.SINGLESTEP
+    bench.core.apply_debug()
+
+
+@pytest.mark.parametrize("case", ["emulated", "guest-vector", "reflected", "native-next"])
+def test_host_single_step_is_one_instruction(bench, case):
+    """One host step over an instruction the core emulates, or that takes an interrupt, stops after
+    it: at the next instruction, or at the handler's first instruction (never handler + 4)."""
+    setup_vectors(bench)
+    prog = VEC + HANDLER[6]
+    bench.put(VEC + HANDLER[8], [mfspr(20, SPR["SRR0"]), NOP, sc(1)])
+    bench.put(prog, [mfspr(20, SPR["ESR"]), NOP, sc(1)])
+    word = {"emulated": mfspr(20, SPR["ESR"]), "guest-vector": Word.SC,
+            "reflected": twnei(3, 0), "native-next": li(5, 1)}[case]
+    bench.put(0x1000, [word, NOP, sc(1)])
+    bench.engine.set_gpr(3, 1)
+    host_step(bench)
+    out = bench.core.run()
+    if case == "reflected" or (case == "guest-vector" and bench.model.name == "e500v2"):
+        assert out.event in (Event.TRAP, Event.SYSCALL) and not out.host
+        bench.core.reflect(out)                      # what the kernel decides for the guest's own
+        bench.core.completed()
+        out = bench.core.run()
+    handler = {"emulated": 0x1004, "native-next": 0x1004, "reflected": prog, "guest-vector": VEC + HANDLER[8]}
+    assert out.event is Event.DEBUG and out.host and out.status == DebugStatus.SOFTWARE
+    assert out.pc == handler[case], hex(out.pc)
+    # the step from the handler's first instruction (privileged, emulated or native) is one more
+    if case in ("reflected", "guest-vector"):
+        out = bench.core.run()
+        assert out.event is Event.DEBUG and out.pc == handler[case] + 4
+
+
+def test_guest_rfci_that_sets_de_completes_no_step(bench):
+    """The guest's own IC: rfci out of its debug handler (MSR[DE] 0 -> 1) is no step; the next
+    instruction is."""
+    setup_vectors(bench)
+    save0, save1 = ("CSRR0", "CSRR1") if bench.model.name == "e500v2" else ("DSRR0", "DSRR1")
+    bench.set_spr("DBCR0", Dbcr0.IDM | Dbcr0.IC)
+    bench.set_spr(save0, 0x1000)
+    bench.set_spr(save1, Msr.DE | Msr.ME)
+    bench.put(0x1000, [li(5, 1), li(6, 2), sc(1)])
+    bench.put(0x800, [Word.RFCI if bench.model.name == "e500v2" else Word.RFDI])
+    bench.core.msr = Msr.ME
+    bench.core.pc = 0x800
+    bench.core.apply_debug()
+    out = run_to_exit(bench)
+    assert out.event is Event.DEBUG and out.dbsr == Dbsr.IC and out.srr0 == 0x1004
+    assert bench.engine.gpr(5) == 1 and bench.engine.gpr(6) == 0

@@ -37,12 +37,12 @@ import errno
 from dataclasses import dataclass
 
 from .. import wire
-from ..isa import DebugStatus
+from ..isa import DebugStatus, Esr, Ivor, trap_taken
 from ..machine.guest_ram import GuestMemoryError
 from ..userspace.breakpoints import BreakpointError, DebugState, Verdict
 from ..userspace.debugger import Stop
 from ..vcpu.runpage import State
-from .target import (NUM_REGISTERS, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
+from .target import (NUM_REGISTERS, PC, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
                      TargetError)
 
 WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "rwatch",
@@ -101,6 +101,8 @@ class VmTarget:
         self.guess: Guess | None = None
         self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
         self.state_at_hit: DebugState | None = None
+        self.keep_guest_traps = bool(us.spec.get("debug", {}).get("keep_guest_traps", True))
+        self.trap_due: dict[int, int] = {}   # vCPU -> address of the guest trap to deliver on resume
         self.dbg.on_stop = self.on_stop
 
     # --- the world ----------------------------------------------------------------------------------
@@ -274,8 +276,38 @@ class VmTarget:
 
     def write_register(self, tid: int, regno: int, value: int) -> None:
         i = self._vcpu(tid)
+        if regno == PC:
+            due = self.trap_due.pop(i, None)
+            if self._skips_guest_trap(i, value & 0xFFFFFFFF, counted=due is not None):
+                return
         self.vm.set_register(i, regno, value & 0xFFFFFFFF)
         self.dirty.add(i)
+
+    def _skips_guest_trap(self, i: int, new_pc: int, counted: bool = False) -> bool:
+        """gdb takes a tw/twi under a breakpoint for a permanent program breakpoint and steps over it
+        by writing PC = site + 4. When the vCPU is stopped at a breakpoint on that site and the trap's
+        condition holds for its registers, the guest's own trap would be lost: count it, and with
+        `keep_guest_traps` deliver the guest's program interrupt (SRR0 = site, ESR[PTR]) at the resume
+        instead of the PC write (`counted`: the same skip written again, G after P, is counted once).
+        Returns True when the write is replaced by that delivery."""
+        stop = self.held.get(i)
+        if stop is None:
+            return False
+        regs = self.vm.registers(i)
+        site = regs[PC]
+        if stop.pc != site or new_pc != (site + 4) & 0xFFFFFFFF:
+            return False
+        saved = self.dbg.state.saved_word(site)
+        word = saved if saved is not None else self.vm.ram.read_word(site)
+        if not trap_taken(word, regs[:32]):
+            return False
+        c = self.dbg.counters
+        tally = c.traps_delivered if self.keep_guest_traps else c.traps_skipped
+        if not counted:
+            tally[site] = tally.get(site, 0) + 1
+        if self.keep_guest_traps:
+            self.trap_due[i] = site
+        return self.keep_guest_traps
 
     # --- Target: memory -----------------------------------------------------------------------------
     def read_memory(self, addr: int, length: int) -> bytes:
@@ -421,7 +453,11 @@ class VmTarget:
         if not ready:
             self._continue(i)
         stop = self.held.pop(i, None)
-        if stop is not None:
+        site = self.trap_due.pop(i, None)
+        if stop is not None and site is not None:   # the guest's own trap, which gdb meant to skip
+            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "inject", "userspace", ivor=Ivor.PROGRAM,
+                                                    srr0=site, esr=Esr.PTR))
+        elif stop is not None:
             pc = self.vm.registers(i)[32]
             self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc))
 
@@ -468,6 +504,7 @@ class VmTarget:
         self.hw.clear()
         self.pending = []
         self.guess = None
+        self.trap_due.clear()
 
     def kill(self) -> None:
         """End the scenario: the supervisor ends the run (outcome killed-by-debugger)."""

@@ -68,7 +68,10 @@ class ExitHandler:
         if not dbg.has(GuestDebug.USE_SW_BP) or ex.event != s.hit_event.get(self.model.name):
             return False
         if s.match is Match.ALL:
-            return True
+            return True                   # userspace decides (and sees `displaced`)
+        if ex.displaced:
+            return False                  # the original instruction under a breakpoint, run out of
+                                          # line after the hit: its own event is the guest's
         if s.match is Match.TABLE:
             return ex.pc in self.table
         if s.match is Match.WORD:

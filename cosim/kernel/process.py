@@ -92,7 +92,7 @@ class KernelProcess:
             self.ep.send(vcpu, wire.Resume(m.vcpu, m.seq, "halt", "kernel", code=d.code))
         else:
             self.ep.send("userspace", wire.DebugExit(m.vcpu, m.seq, d.address, d.status, m.event, m.pc,
-                                                     m.word, m.ivor, m.srr0, m.esr))
+                                                     m.word, m.ivor, m.srr0, m.esr, m.displaced))
 
     def set_guest_debug(self, m: wire.SetGuestDebug):
         st = GuestDebugState(m.control, list(m.iac), list(m.iac_on), list(m.dac), list(m.dac_rw))

@@ -140,10 +140,12 @@ class DebugState:
 
     # --- KVM_EXIT_DEBUG ----------------------------------------------------------------------------
     def verdict(self, address: int, status: int, word: int, current_word: int, stepping: bool,
-                event: str) -> Verdict:
+                event: str, displaced: bool = False) -> Verdict:
         """QEMU's order: single-stepping; a hardware status; a known software breakpoint; else the
         exit is not ours. A not-ours exit whose word is gone from memory is stale (its breakpoint was
-        removed while the exit was in flight) and must be retried, never delivered to the guest."""
+        removed while the exit was in flight) and must be retried, never delivered to the guest. An
+        exit `displaced` (raised by the original instruction under a breakpoint while it was being
+        stepped over) is never a hit: the breakpoint was this execution's hit already."""
         if status == DebugStatus.SOFTWARE and event == "debug":
             # a host single-step (only host debug events reach userspace): ours while stepping, else
             # a step that was cancelled (detach, say) while its exit was in flight: never the guest's
@@ -154,6 +156,8 @@ class DebugState:
                 if p is not None and p.address <= address < p.address + max(p.length, 1):
                     return Verdict.HW
             return Verdict.STALE   # a point removed while its event was in flight
+        if displaced:
+            return Verdict.REINJECT
         if address in self.sw:
             return Verdict.SW
         if current_word != word and word == self.debug_inst:

@@ -28,6 +28,10 @@ class Counters:
     refused: list[str] = field(default_factory=list)
     inserts: int = 0
     removes: int = 0
+    # a debugger client moved PC past a tw/twi it was stopped at whose condition held (gdb's
+    # permanent-breakpoint skip): the guest's trap went missing, or was delivered instead (gdb stub)
+    traps_skipped: dict[int, int] = field(default_factory=dict)      # address -> count
+    traps_delivered: dict[int, int] = field(default_factory=dict)    # address -> count
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,8 @@ class Debugger:
     def on_debug_exit(self, m: wire.DebugExit) -> None:
         current = self.vm.ram.read_word(m.pc) if 0 <= m.pc < self.vm.ram.size else 0
         verdict = self.state.verdict(m.address, m.status, m.word, current,
-                                     stepping=m.vcpu in self.vm.singlestep, event=m.event)
+                                     stepping=m.vcpu in self.vm.singlestep, event=m.event,
+                                     displaced=m.displaced)
         c = self.counters
         if verdict is Verdict.STALE:
             c.stale[m.address] = c.stale.get(m.address, 0) + 1

@@ -163,6 +163,8 @@ class UserspaceProcess:
             "refused": list(c.refused) if c else [],
             "inserts": c.inserts if c else 0,
             "removes": c.removes if c else 0,
+            "traps_skipped": {f"{a:#x}": n for a, n in (c.traps_skipped.items() if c else ())},
+            "traps_delivered": {f"{a:#x}": n for a, n in (c.traps_delivered.items() if c else ())},
             "debug_inst": self.dbg.state.debug_inst if self.dbg else None,
             "script": self.script.stats() if self.script else {},
             "malformed": self.malformed,

@@ -12,7 +12,7 @@ Invariants:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import perf_counter_ns
 
 import numpy as np
@@ -50,6 +50,7 @@ class Exit:
     status: int = 0           # KVM_EXIT_DEBUG status for host debug events
     r3: int = 0
     r11: int = 0
+    displaced: bool = False   # raised by the original instruction under a breakpoint, run out of line
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,9 @@ class Core:
         self._scalars = [rec[n] for n in ("pc", "cr", "lr", "ctr", "xer")]
         self.pc = 0
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
+        self.step_due = False             # stepping, and the instruction completed through an
+                                          # emulation or an interrupt: the step event is due now
+        self._exit_stepping = False       # stepping was on when the last exception was raised
         self._dbg_key = None
         self.pristine = pristine or {}    # addr -> code word as loaded (ground truth for the report)
         self.planted: dict[int, int] = {}  # addr -> executions of a word that is not the loaded one
@@ -240,6 +244,10 @@ class Core:
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
         while True:
+            if self.step_due:
+                self.step_due = False
+                if self.step:                # one instruction done (emulated, or it interrupted)
+                    return self._step_event(self.pc)
             stop = self.engine.step(self.pc, self.word_at(self.pc)) if self.step else \
                 self.engine.run(self.pc)
             t0 = perf_counter_ns()
@@ -280,6 +288,7 @@ class Core:
         return self._debug_event(next_pc, Dbsr.IC, next_pc, DebugStatus.SOFTWARE, addr=next_pc)
 
     def _debug_event(self, pc: int, dbsr_bit: int, srr0: int, status: int, addr: int) -> Exit:
+        self._exit_stepping = False          # a debug event completes no instruction
         host = self.host_debug
         if not host:
             self.spr[S["DBSR"]] |= dbsr_bit          # the hardware records the guest's event
@@ -289,6 +298,8 @@ class Core:
     def _exception(self, stop: Stop, word: int | None = None) -> Exit | Fault | None:
         pc = stop.pc
         self.pc = pc
+        self._exit_stepping = self.step      # the step state the instruction ran under (an rfci
+                                             # that sets MSR[DE] completes no step)
         from_ram = word is None
         if from_ram:
             word = self.word_at(pc)
@@ -308,6 +319,7 @@ class Core:
                 route = self.model.route(Event.PRIV)
                 if route in (Route.NATIVE, Route.LOCAL):
                     self.emulate(d)
+                    self.completed()
                     self._last_level = "vcpu" if route is Route.NATIVE else "kernel"
                     self.count(Event.PRIV.value, self._last_level)
                     return None
@@ -323,9 +335,12 @@ class Core:
             ev = Exit(Event.EHPRIV, pc, word, Ivor.PROGRAM, pc, Esr.PIL, oc=d.oc)
         else:
             ev = Exit(Event.ILLEGAL, pc, word, Ivor.PROGRAM, pc, Esr.PIL)
+        if not from_ram:
+            ev = replace(ev, displaced=True)
         route = self.model.route(ev.event)
         if route is Route.GUEST:
             self.deliver(ev.ivor, ev.srr0, ev.esr if ev.ivor == Ivor.PROGRAM else None)
+            self.completed()
             self._last_level = "vcpu"
             self.count(ev.event.value, "vcpu")
             return None
@@ -344,6 +359,13 @@ class Core:
         return intno == 96 and kind is Kind.ILLEGAL and self.pristine.get(pc) == word
 
     # --- resuming after an exit (decided by kernel or userspace) -----------------------------------
+    def completed(self) -> None:
+        """The instruction at the old PC is done: emulated, or it took an interrupt now delivered (PC
+        at the handler's first instruction). If it ran single-stepped, that is one step: the step
+        event comes before anything else runs (never at handler+4 or after a second instruction)."""
+        if self._exit_stepping:
+            self.step_due = True
+
     def reflect(self, ev: Exit) -> None:
         """Deliver the exit's natural interrupt to the guest."""
         esr = ev.esr if ev.ivor == Ivor.PROGRAM else None

@@ -317,7 +317,8 @@ class Engine:
         try:
             self.uc.emu_start(SCRATCH, SCRATCH + 4, count=0)
         except UcError as e:
-            return self._fault_stop(str(e))
+            stop = self._fault_stop(str(e))   # the faulting instruction is the one at `pc`
+            return Stop(stop.kind, pc if SCRATCH <= stop.pc < SCRATCH + 12 else stop.pc, error=stop.error)
         finally:
             self._dac_suppressed = False
         ev = self._event

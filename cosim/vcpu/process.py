@@ -181,12 +181,16 @@ class VcpuProcess:
         core = self.core
         if m.how == "reflect":
             core.reflect(ex)
+            core.completed()
         elif m.how == "inject":
             core.deliver(m.ivor, m.srr0, m.esr)
+            core.completed()
         elif m.how in ("emulate", "continue"):
             core.pc = m.pc
             if m.r3 is not None:
                 self.engine.set_gpr(3, m.r3)
+            if m.how == "emulate":          # the kernel completed the instruction (a hypercall)
+                core.completed()
         elif m.how == "step_over":
             core.pc = m.pc
             out = core.step_over(m.word)
