@@ -13,7 +13,8 @@ from asm import NOP, li, load32, mfmsr, mtmsr, sc, twnei, wrtee, wrteei
 from cosim.cpu_models import Event
 from cosim.isa import (SPR, Dbcr0, Decoded, Esr, Ivor, Kind, Msr, Word, classify, mfspr, mtspr, spr_field,
                        spr_of)
-from cosim.vcpu.core import EVENT_INDEX, LEVEL_INDEX, Exit
+from cosim.vcpu.core import EVENT_INDEX, LEVEL_INDEX
+from cosim.vmexit import Exit
 
 MD = Cs(CS_ARCH_PPC, CS_MODE_32 | CS_MODE_BIG_ENDIAN)
 MD.detail = True

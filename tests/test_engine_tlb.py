@@ -11,7 +11,7 @@ import pytest
 from asm import NOP, addi, b, li, load32, sc
 from cosim.cpu_models import Event
 from cosim.isa import Word
-from cosim.vcpu.core import Exit
+from cosim.vmexit import Exit
 from cosim.vcpu.engine import StopKind
 from test_stale_translation import CODE, machine, patch_from_other_process
 

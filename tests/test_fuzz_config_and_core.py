@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cosim.config import ConfigError, load_config, parse_config
-from cosim.vcpu.core import Exit, Fault
+from cosim.vmexit import Exit, Fault
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [p.read_text() for p in sorted((ROOT / "configs").rglob("*.toml"))]

@@ -10,7 +10,7 @@ import pytest
 from asm import load32
 from cosim.isa import SPR, Esr, Word, mtspr
 from cosim.machine.image import BugKind, GuestImage
-from cosim.vcpu.core import Fault
+from cosim.vmexit import Fault
 from cosim.vcpu.local import run_local
 
 REPO = Path(__file__).resolve().parents[1]

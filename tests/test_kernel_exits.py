@@ -7,7 +7,7 @@ from cosim.cpu_models import CPU_MODELS, Event
 from cosim.isa import DebugStatus, Esr, GuestDebug, Ivor, Word
 from cosim.kernel.exits import Action, ExitHandler, GuestDebugState
 from cosim.strategies import STRATEGIES
-from cosim.vcpu.core import Exit
+from cosim.vmexit import Exit
 
 PC = 0x10760
 SW = GuestDebugState(GuestDebug.ENABLE | GuestDebug.USE_SW_BP)

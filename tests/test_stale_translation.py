@@ -19,7 +19,8 @@ from asm import NOP, addi, b, li, load32, sc
 from cosim.cpu_models import Event, cpu_model
 from cosim.isa import Esr, Word
 from cosim.machine.guest_ram import GuestRAM
-from cosim.vcpu.core import Core, Exit
+from cosim.vcpu.core import Core
+from cosim.vmexit import Exit
 from cosim.vcpu.engine import Engine
 from cosim.vcpu.runpage import RunPages
 

@@ -5,7 +5,7 @@ import pytest
 from asm import NOP, li, load32, mfmsr, mfspr, mtmsr, mtspr, sc, twnei, wrtee, wrteei
 from cosim.cpu_models import Event
 from cosim.isa import SPR, Dbcr0, Dbsr, DebugStatus, Esr, GuestDebug, Ivor, Msr, Word
-from cosim.vcpu.core import Exit, Fault
+from cosim.vmexit import Exit, Fault
 
 VEC = 0x20000         # IVPR (upper 16 bits)
 HANDLER = {n: 0x100 + 0x10 * n for n in (0, 1, 6, 8, 12, 15, 41)}

@@ -14,7 +14,7 @@ from enum import Enum
 from ..cpu_models import CpuModel, Event
 from ..isa import GuestDebug
 from ..strategies import Match, Strategy
-from ..vcpu.core import Exit
+from ..vmexit import Exit
 
 HCALL_HALT = 1
 HCALL_YIELD = 2

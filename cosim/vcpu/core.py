@@ -12,7 +12,7 @@ Invariants:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from time import perf_counter_ns
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from ..cpu_models import CpuModel, Event, Route
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
+from ..vmexit import Exit, Fault
 from .engine import Engine, Stop, StopKind
 from .runpage import EVENTS, LEVELS
 
@@ -30,33 +31,6 @@ DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"]
 EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 LOCAL_SAMPLES = 50_000
-
-
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """An event that crosses to the kernel, with the interrupt the hardware would deliver for it
-    (`ivor`, `srr0`, `esr`), which is what the kernel or userspace reflects if the guest owns it."""
-    event: Event
-    pc: int
-    word: int
-    ivor: int
-    srr0: int
-    esr: int = 0
-    lev: int = 0
-    oc: int = 0
-    dbsr: int = 0
-    addr: int = 0
-    host: bool = False        # a debug event of the host's (userspace's) hardware points / step
-    status: int = 0           # KVM_EXIT_DEBUG status for host debug events
-    r3: int = 0
-    r11: int = 0
-    displaced: bool = False   # raised by the original instruction under a breakpoint, run out of line
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    pc: int
-    reason: str
 
 
 class GuestFault(Exception):

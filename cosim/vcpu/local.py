@@ -12,7 +12,8 @@ from ..kernel.exits import Action, ExitHandler, GuestDebugState
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage, guest_path
 from ..strategies import strategy
-from .core import Core, Exit, Fault
+from ..vmexit import Exit, Fault
+from .core import Core
 from .engine import Engine
 from .runpage import EVENTS, LEVELS, RunPages
 

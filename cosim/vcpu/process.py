@@ -20,7 +20,8 @@ from ..cpu_models import Event, cpu_model
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..transport import Endpoint, process_alive
-from .core import Core, Exit, Fault
+from ..vmexit import Exit, Fault
+from .core import Core
 from .engine import Engine, reserved
 from .runpage import RunPages, State
 
