@@ -144,3 +144,42 @@ def test_steady_state_makes_no_tlb_fills(cpu):
         fills = m.engine.tlb_fills
         run_to_hcall(m)
         assert m.engine.tlb_fills == fills                # a second pass: every page already filled
+
+
+def test_the_guest_cannot_reach_the_engines_pages(cpu):
+    from cosim.vcpu.engine import SCRATCH
+    with machine(cpu) as m:
+        for target in (SCRATCH, SCRATCH + 0x100, SCRATCH + 0xFFC):
+            m.ram.write_u32s(CODE, [*load32(5, target), 0x7CA903A6, 0x4E800420])   # mtctr r5; bctr
+            stop = m.engine.run(CODE)
+            assert stop.kind is StopKind.FAULT and SCRATCH <= stop.pc <= target, stop   # never runs there
+            assert "not guest memory" in stop.error
+        # a data access there faults too
+        m.ram.write_u32s(CODE, [*load32(5, SCRATCH), lwz(6, 0, 5), sc(1)])
+        stop = m.engine.run(CODE)
+        assert stop.kind is StopKind.FAULT and ("reserved" in stop.error or "not guest memory" in stop.error), stop
+        # and out-of-line execution on the engine's page still works afterwards
+        m.engine.set_gpr(3, 5)
+        out = m.engine.displaced(CODE + 0x80, addi(3, 3, 1))
+        assert out.kind is StopKind.STEP and out.pc == CODE + 0x84 and m.engine.gpr(3) == 6
+
+
+def test_a_kick_before_the_displaced_word_runs_never_leaves_pc_on_the_scratch_page(cpu):
+    import threading
+    with machine(cpu) as m:
+        stop_flag = threading.Event()
+
+        def kicker():
+            while not stop_flag.is_set():
+                m.engine.stop()
+        t = threading.Thread(target=kicker)
+        t.start()
+        try:
+            for i in range(300):
+                m.engine.set_gpr(3, i)
+                out = m.engine.displaced(CODE + 0x80, addi(3, 3, 1))
+                assert out.kind is StopKind.STEP and out.pc == CODE + 0x84, out
+                assert m.engine.gpr(3) == i + 1 and m.engine.pc == CODE + 0x84
+        finally:
+            stop_flag.set()
+            t.join()

@@ -26,11 +26,14 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
  * page only read and written stays RW and its stores take the fast path. Addresses outside guest RAM
  * get RWX (unmapped accesses still fault through the unmapped-memory hook).
  *
- * user_data points at a cosim_tlb_state owned by the engine (a NumPy buffer): guest RAM size, then
- * one byte per 4 KiB page of RAM, set once the page has been fetched from. */
+ * user_data points at a cosim_tlb_state owned by the engine (a NumPy buffer): guest RAM size, fills,
+ * the engine's reserved pages (refused, so a guest access there faults, unless the engine opened them
+ * for its own out-of-line step), then one byte per 4 KiB page of RAM, set once fetched from. */
 typedef struct {
     uint64_t ram_size;
     uint64_t fills;
+    uint64_t reserved_lo, reserved_hi;  /* the engine's own pages: never the guest's */
+    uint64_t reserved_open;             /* nonzero while the engine itself runs there */
     uint8_t executed[];
 } cosim_tlb_state;
 
@@ -45,6 +48,8 @@ static bool cosim_tlb_fill(void *uc, uint64_t vaddr, int type, cosim_tlb_entry *
     vaddr &= 0xFFFFFFFFull;
     st->fills++;
     result->paddr = vaddr & ~((1ull << PAGE_BITS) - 1);
+    if (vaddr >= st->reserved_lo && vaddr < st->reserved_hi && !st->reserved_open)
+        return false;
     if (vaddr >= st->ram_size) {
         result->perms = PROT_ALL;
     } else if (type == MEM_FETCH) {

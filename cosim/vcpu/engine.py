@@ -29,7 +29,7 @@ from enum import Enum
 
 import numpy as np
 
-from unicorn import (UC_ARCH_PPC, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ,
+from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ,
                      UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
                      UC_MODE_PPC32, UC_PROT_ALL, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn import ppc_const as P
@@ -41,8 +41,11 @@ except ImportError:  # pragma: no cover - the extension is built by `pip install
     _icount = None
 
 SCRATCH = 0xFFFF0000        # private page for displaced execution (outside any guest RAM size)
-UNTIL = SCRATCH + 0xFFC     # mapped, never executed: emu_start runs until a hook or a kick stops it
+UNTIL = SCRATCH + 0x1FFC    # its own mapped page, never executed: emu_start runs until a hook or a kick
+RESERVED = (SCRATCH, SCRATCH + 0x1000)   # the step page: the TLB refuses it to the guest (the UNTIL
+                                         # page cannot be refused: emu_start translates it once)
 PAGE_BITS = 12
+TLB_HEADER = 40             # cosim_tlb_state in _icount.c: five uint64 before the per-page bytes
 MSR_PR = 0x4000
 
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
@@ -51,13 +54,16 @@ REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC
 REG_NAMES = [f"r{n}" for n in range(32)] + ["pc", "cr", "lr", "ctr", "xer"]
 
 
+DISPLACED_TRIES = 1000
+
+
 def reserved(addr: int) -> str | None:
     """Why `addr` can never be a guest PC (an address of the engine's own), or None."""
     if addr == UNTIL:
         return "the engine's stop address"
     if addr == 0xFFFFFFFC:
         return "the engine's former stop address (kept reserved)"
-    if SCRATCH <= addr < SCRATCH + 0x1000:
+    if RESERVED[0] <= addr < RESERVED[1]:
         return "the engine's out-of-line step page"
     return None
 
@@ -91,7 +97,7 @@ class Engine:
         self.ram_size = ram_size
         self._tlb_fill_hook(ram_size)
         self.uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
-        self.uc.mem_map(SCRATCH, 0x1000, UC_PROT_ALL)
+        self.uc.mem_map(SCRATCH, 0x2000, UC_PROT_ALL)    # the step page and the UNTIL page
         self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
         self._batch()
         self._event: Stop | None = None
@@ -118,8 +124,10 @@ class Engine:
         """UC_TLB_VIRTUAL with the C fill callback (see the module docstring). Its state is a buffer
         owned here: RAM size, a fill counter, one 'fetched from' byte per page."""
         pages = (ram_size + (1 << PAGE_BITS) - 1) >> PAGE_BITS
-        self._tlb_state = np.zeros(16 + pages, np.uint8)
-        self._tlb_state[:8].view("<u8")[0] = ram_size
+        self._tlb_state = np.zeros(TLB_HEADER + pages, np.uint8)
+        self._tlb_header = self._tlb_state[:TLB_HEADER].view("<u8")
+        self._tlb_header[0] = ram_size
+        self._tlb_header[2:4] = RESERVED
         self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         if _icount is None or not hasattr(_icount, "tlb_fill_address"):
             self.uc.hook_add(UC_HOOK_TLB_FILL, self._py_tlb_fill)
@@ -134,8 +142,10 @@ class Engine:
 
     def _py_tlb_fill(self, uc, vaddr, access, entry, _ud):   # pragma: no cover - without the C module
         vaddr &= 0xFFFFFFFF
-        executed = self._tlb_state[16:]
+        executed = self._tlb_state[TLB_HEADER:]
         entry.paddr = vaddr & ~((1 << PAGE_BITS) - 1)
+        if RESERVED[0] <= vaddr < RESERVED[1] and not self._tlb_header[4]:
+            return False
         if vaddr >= self.ram_size:
             entry.perms = 7
         elif access == 18:   # UC_MEM_FETCH
@@ -148,7 +158,7 @@ class Engine:
     @property
     def tlb_fills(self) -> int:
         """TLB fills so far (each is a C call; a steady-state guest makes almost none)."""
-        return int(self._tlb_state[8:16].view("<u8")[0])
+        return int(self._tlb_header[1])
 
     # --- hooks (called by unicorn on the emulating thread) ------------------------------------------
     def _on_interrupt(self, uc, intno, _ud):
@@ -285,6 +295,11 @@ class Engine:
             error = f"{error}: unmapped {kind} at {address:#010x} ({size} bytes)"
             if access == 21:
                 pc = address
+        elif (why := reserved(pc)) is not None:
+            error = f"{error}: pc {pc:#010x} is {why}, not guest memory"
+        else:
+            error = (f"{error} (an access refused by the TLB: the engine's reserved pages "
+                     f"{RESERVED[0]:#010x}-{RESERVED[1] - 1:#010x} are not guest memory)")
         return Stop(StopKind.FAULT, pc, error=error)
 
     def displaced(self, pc: int, word: int, suppress_dac: bool = True) -> Stop:
@@ -311,16 +326,26 @@ class Engine:
             probe = word
         self.uc.mem_write(SCRATCH, b"".join(w.to_bytes(4, "big") for w in (probe, 0, 0)))
         self.uc.ctl_remove_cache(SCRATCH, SCRATCH + 12)
-        self._event = None
-        self._fault = None
         self._dac_suppressed = suppress_dac
+        self._tlb_header[4] = 1                 # the engine's own page: open for this one instruction
         try:
-            self.uc.emu_start(SCRATCH, SCRATCH + 4, count=0)
+            for _ in range(DISPLACED_TRIES):
+                self._event = None
+                self._fault = None
+                self.uc.emu_start(SCRATCH, SCRATCH + 4, count=0)
+                if self._event is not None or self.pc != SCRATCH:
+                    break                       # it ran (a kick that lands first leaves pc = SCRATCH)
+            else:
+                self.pc = pc                    # never a guest-visible pc on the engine's page
+                return Stop(StopKind.FAULT, pc, error=f"the instruction at {pc:#010x} could not be run "
+                                                      f"out of line ({DISPLACED_TRIES} kicks in a row)")
         except UcError as e:
             stop = self._fault_stop(str(e))   # the faulting instruction is the one at `pc`
             return Stop(stop.kind, pc if SCRATCH <= stop.pc < SCRATCH + 12 else stop.pc, error=stop.error)
         finally:
             self._dac_suppressed = False
+            self._tlb_header[4] = 0
+            self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)   # closed again: a guest jump there faults
         ev = self._event
         if self._dac_undo is not None:
             self._undo_dac()
