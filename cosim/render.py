@@ -92,6 +92,12 @@ def render_run(report: dict, console: Console | None = None) -> None:
         parts.append(Text(f"register log: {len(report['register_log'])} entr(ies); first: vCPU {r['vcpu']} "
                           f"{r['what']} at {r['symbol'] or hex(r['pc'])}: r1={r['regs'][1]:#x} "
                           f"r3={r['regs'][3]:#x} lr={r['regs'][35]:#x}", style="dim"))
+    tr = report.get("transport")
+    if tr and (tr["dropped"] or tr["refused"]):
+        def per(table):
+            return "; ".join(f"{n} " + ", ".join(f"{k} {v}" for k, v in c.items()) for n, c in table.items())
+        parts.append(Text(f"transport {tr['kind']} ({tr['auth']}): dropped messages: {per(tr['dropped']) or 'none'}"
+                          f"; refused connections: {per(tr['refused']) or 'none'}", style="yellow"))
     for p in report["problems"]:
         parts.append(Text(f"problem: {p}", style="red"))
     console.print(Panel(Group(*parts), title="kvmppc-cosim", expand=False))

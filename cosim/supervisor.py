@@ -19,7 +19,7 @@ from . import wire
 from .config import Config
 from .machine.guest_ram import GuestRAM
 from .machine.image import GuestImage, guest_path
-from .transport import Endpoint, make_run_dir, remove_run_dir
+from .transport import Endpoint, Keyring, curve_available, make_run_dir, remove_run_dir
 from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 
 HELLO_TIMEOUT_S = 60.0
@@ -80,11 +80,17 @@ class RunData:
     leftovers: dict[str, list] = field(default_factory=dict)
     gdb_address: str | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    transport: dict[str, dict] = field(default_factory=dict)   # process -> dropped/refused counters
 
 
 class Supervisor:
-    def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None):
+    def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
+                 curve: bool = True):
+        """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
         self.cfg = config
+        self.curve = curve
+        self.keyring: Keyring | None = None
+        self.data: RunData | None = None
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
         self.on_gdb_ready = on_gdb_ready
@@ -99,7 +105,7 @@ class Supervisor:
     def run(self) -> RunData:
         cfg = self.cfg
         image = GuestImage.load(cfg.guest.elf_path or guest_path(cfg.guest.program))
-        data = RunData(cfg, image)
+        data = self.data = RunData(cfg, image)
         t0 = time.monotonic()
         try:
             self._build(image)
@@ -126,7 +132,14 @@ class Supervisor:
             self.ram.write_word(image.symbol("cfg_iterations"), cfg.guest.iterations)
         self.pages = RunPages.create(cfg.machine.vcpus)
         self.run_dir = make_run_dir()
-        self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir)
+        names = ["kernel"] + [f"vcpu{i}" for i in range(cfg.machine.vcpus)] + ["userspace"]
+        if cfg.machine.transport == "tcp" and self.curve:
+            if not curve_available():
+                raise RuntimeError("transport tcp needs libzmq with CURVE (libsodium); use ipc")
+            self.keyring = Keyring(["supervisor", *names])
+        self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir,
+                           credentials=self._credentials("supervisor"), on_notice=self._notice)
+        self.ep.admit(names)
         entry = image.entry if cfg.guest.entry is None else image.resolve(cfg.guest.entry)
         dbg = cfg.to_dict()["debug"]
         base = {"transport": cfg.machine.transport, "run_dir": self.run_dir,
@@ -140,9 +153,17 @@ class Supervisor:
                                               for i in range(cfg.machine.vcpus)]
         roles.append(("userspace", "userspace", {}))
         for role, name, extra in roles:
+            extra = {**extra, "credentials": self._credentials(name)}
             p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}", daemon=True)
             p.start()
             self.procs[name] = p
+
+    def _credentials(self, name: str):
+        return self.keyring.credentials(name) if self.keyring is not None else None
+
+    def _notice(self, text: str) -> None:
+        if self.data is not None:
+            self.data.logs.append(("supervisor", "warn", text))
 
     def _start(self, data: RunData) -> None:
         hellos = {}
@@ -223,7 +244,7 @@ class Supervisor:
     def _other(self, data: RunData, r) -> None:
         m = r.msg
         if r.error is not None:
-            data.logs.append((r.sender, "error", f"malformed message: {r.error}"))
+            pass                          # counted and noted once by the transport
         elif isinstance(m, wire.Log):
             data.logs.append((m.name, m.level, m.text))
             if m.level == "gdb":
@@ -236,6 +257,8 @@ class Supervisor:
                 self.killed = True
         elif isinstance(m, wire.Stats):
             data.stats[m.name] = m.data
+            if isinstance(m.data.get("transport"), dict):
+                data.transport[m.name] = m.data["transport"]
 
     def _check_children(self, data: RunData, starting: bool = False) -> bool:
         for name, p in self.procs.items():
@@ -324,6 +347,7 @@ class Supervisor:
                 p.join(timeout=2)
         data.leftovers["processes"] = [n for n, p in self.procs.items() if _alive(p.pid)]
         if self.ep is not None:
+            data.transport["supervisor"] = self.ep.counters()
             self.ep.close()
         names = []
         for block in (self.pages, self.ram):

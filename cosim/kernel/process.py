@@ -23,7 +23,8 @@ class KernelProcess:
     name = "kernel"
 
     def __init__(self, spec: dict):
-        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"])
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"],
+                           credentials=spec.get("credentials"), on_notice=self._notice)
         self.ep.set_peers({"supervisor": spec["supervisor"]})
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
@@ -48,8 +49,8 @@ class KernelProcess:
 
     def handle(self, r):
         if r.error is not None:
-            self.malformed += 1
-            self.log("error", self.ep.answer_malformed(r))
+            self.malformed += 1               # noted once per kind by the transport
+            self.ep.answer_malformed(r)
             return
         m = r.msg
         if isinstance(m, wire.ExitMsg):
@@ -64,7 +65,7 @@ class KernelProcess:
         elif isinstance(m, wire.GetOneReg):
             value = self.handler.debug_inst if m.reg == "DEBUG_INST" else None
             self.ep.send(r.sender, wire.OneReg(m.seq, m.reg, value))
-        elif isinstance(m, wire.Peers):
+        elif isinstance(m, wire.Peers) and r.sender == "supervisor":
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
@@ -72,7 +73,7 @@ class KernelProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, {
                 "decisions": self.decisions, "malformed": self.malformed,
-                "table": sorted(self.handler.table)}))
+                "table": sorted(self.handler.table), "transport": self.ep.counters()}))
             self.stopping = True
         elif isinstance(m, wire.Error):
             self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
@@ -107,6 +108,9 @@ class KernelProcess:
 
     def log(self, level, text):
         self.ep.send("supervisor", wire.Log(self.name, level, text))
+
+    def _notice(self, text):
+        self.log("warn", text)
 
     def close(self):
         self.handler.read_word = None

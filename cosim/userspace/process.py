@@ -22,7 +22,8 @@ class UserspaceProcess:
 
     def __init__(self, spec: dict):
         self.spec = spec
-        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"])
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"],
+                           credentials=spec.get("credentials"), on_notice=self._notice)
         self.ep.set_peers({"supervisor": spec["supervisor"]})
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
@@ -79,10 +80,8 @@ class UserspaceProcess:
 
     def handle(self, r):
         if r.error is not None:
-            self.malformed += 1
-            self.log("error", f"malformed message from {r.sender}: {r.error}")
-            if r.sender in self.ep.inboxes:
-                self.ep.send(r.sender, wire.error_for(r.raw, r.error))
+            self.malformed += 1               # noted once per kind by the transport
+            self.ep.answer_malformed(r)
             return
         m = r.msg
         try:
@@ -99,7 +98,7 @@ class UserspaceProcess:
             self.halted.add(m.vcpu)
             if self.gdb is not None:
                 self.gdb.on_halted(m)
-        elif isinstance(m, wire.Peers):
+        elif isinstance(m, wire.Peers) and sender == "supervisor":
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
@@ -165,6 +164,7 @@ class UserspaceProcess:
             "script": self.script.stats() if self.script else {},
             "malformed": self.malformed,
             "errors": self.errors,
+            "transport": self.ep.counters(),
         }
 
     def error(self, text: str):
@@ -173,6 +173,9 @@ class UserspaceProcess:
 
     def log(self, level, text):
         self.ep.send("supervisor", wire.Log(self.name, level, text))
+
+    def _notice(self, text):
+        self.log("warn", text)
 
     def close(self):
         if self.gdb is not None:
