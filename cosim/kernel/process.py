@@ -53,7 +53,10 @@ class KernelProcess:
             self.ep.answer_malformed(r)
             return
         m = r.msg
-        if isinstance(m, wire.ExitMsg):
+        bad = _out_of_range(m, len(self.debug))
+        if bad is not None:
+            self.ep.send(r.sender, wire.Error(m.TAG, bad))
+        elif isinstance(m, wire.ExitMsg):
             self.on_exit(m)
         elif isinstance(m, wire.SetGuestDebug):
             self.set_guest_debug(m)
@@ -117,6 +120,19 @@ class KernelProcess:
         self.ram.close()
         self.pages.close()
         self.ep.close()
+
+
+def _out_of_range(m, vcpus: int) -> str | None:
+    """What the kernel stores in a run page or indexes by must fit: a vCPU index, 32-bit debug
+    registers (two IAC, two DAC slots). None when `m` is fine (or not one of these messages)."""
+    if isinstance(m, (wire.ExitMsg, wire.SetGuestDebug)) and not 0 <= m.vcpu < vcpus:
+        return f"no vCPU {m.vcpu}"
+    if isinstance(m, wire.SetGuestDebug):
+        if len(m.iac) > 2 or len(m.iac_on) > 2 or len(m.dac) > 2 or len(m.dac_rw) > 2:
+            return "more than two IAC or DAC slots"
+        if not all(0 <= v <= 0xFFFFFFFF for v in (m.control, *m.iac, *m.dac, *m.dac_rw)):
+            return "a debug register value beyond 32 bits"
+    return None
 
 
 def main(spec: dict) -> None:

@@ -75,7 +75,7 @@ class UserspaceProcess:
                 self.script.tick()
             if self.gdb is not None:
                 self.gdb.poll()
-        except VmError as e:
+        except (VmError, wire.WireError) as e:
             self.error(str(e))
 
     def handle(self, r):
@@ -86,7 +86,7 @@ class UserspaceProcess:
         m = r.msg
         try:
             self.dispatch(r.sender, m)
-        except VmError as e:
+        except (VmError, wire.WireError) as e:
             self.error(f"while handling {m.TAG}: {e}")
 
     def dispatch(self, sender, m):
@@ -128,6 +128,8 @@ class UserspaceProcess:
         if gdb_addr is not None:
             from ..gdb.stub import GdbStub
             self.gdb = GdbStub(self, gdb_addr)
+            if self.gdb.warning:
+                self.log("warn", self.gdb.warning)
             self.ep.send("supervisor", wire.Log(self.name, "gdb", self.gdb.address))
         self.dbg.hold = self.gdb is not None
         self.script.start()
