@@ -14,6 +14,7 @@ from cosim.gdb.commands import E_INTERNAL, GdbSession
 from cosim.gdb.packets import Packet, PacketCodec, checksum, encode
 from cosim.gdb.target import REGISTER_MASK, StopEvent
 from test_gdb_commands import BP_ADDR, ORIGINAL_WORD, FakeTarget, Gdb, connected
+from test_gdb_real import make  # noqa: F401  (the fixture: scenarios torn down whatever happens)
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -245,3 +246,31 @@ def test_gdb_stub_binds_loopback_unless_told_and_warns_on_wildcards(addr, host, 
     got_host, port = parse_address(addr)
     assert got_host == host
     assert (wildcard_warning(got_host) is not None) == warned
+
+
+# --- end to end: the hostile packets into a running scenario's stub -------------------------------
+def test_hostile_packets_into_a_running_scenario(make):
+    """Each hostile packet gets its E code from the real stub; none reaches the kernel or the wire
+    (the run completes, guest code restored, no process error); a breakpoint cycle still works."""
+    from test_gdb_real import BP, IMAGE, ORIGINAL, Raw, assert_clean_end
+
+    sc = make.scenario(vcpus=2, iterations=3000)
+    c = Raw(sc.address)
+    try:
+        assert c.cmd(b"qSupported:multiprocess+;swbreak+;hwbreak+").startswith(b"PacketSize=")
+        for packet in HOSTILE:
+            reply = c.cmd(packet)
+            assert reply.startswith(b"E") and len(reply) == 3, (packet, reply)
+        assert c.cmd(b"m%x,4" % BP) == b"%08x" % ORIGINAL
+        assert c.cmd(b"Z0,%x,4" % BP) == b"OK"              # a valid breakpoint still works
+        assert c.cmd(b"vCont;c").startswith(b"T05thread:")
+        assert c.cmd(b"z0,%x,4" % BP) == b"OK"
+        assert c.cmd(b"D;1") == b"OK"
+        assert c.closed()
+    finally:
+        c.close()
+    report = sc.wait()
+    assert_clean_end(report)
+    assert report["ok"], report["failed"]
+    assert not [line for line in report["logs"] if line["level"] == "error"], report["logs"]
+    assert IMAGE.code_diff(sc.ram) == []
