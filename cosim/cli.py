@@ -87,6 +87,11 @@ def cmd_run(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     progress = Progress(cfg.name, args.quiet)
+    if args.gdb is not None:
+        from .gdb.stub import parse_address, wildcard_warning
+        warning = wildcard_warning(parse_address(args.gdb)[0])
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def gdb_ready(addr, shm=None):
         progress.done()

@@ -101,6 +101,12 @@ def render_run(report: dict, console: Console | None = None) -> None:
                           + f"; first: vCPU {r['vcpu']} {r['what']} at "
                           f"{r['symbol'] or hex(r['pc'])}: r1={regs['r1']:#x} r3={regs['r3']:#x} "
                           f"lr={regs['lr']:#x}", style="dim"))
+    tr = report.get("transport")
+    if tr and (tr["dropped"] or tr["refused"]):
+        def per(table):
+            return "; ".join(f"{n} " + ", ".join(f"{k} {v}" for k, v in c.items()) for n, c in table.items())
+        parts.append(Text(f"transport {tr['kind']} ({tr['auth']}): dropped messages: {per(tr['dropped']) or 'none'}"
+                          f"; refused connections: {per(tr['refused']) or 'none'}", style="yellow"))
     for p in report["problems"]:
         parts.append(Text(f"problem: {p}", style="red"))
     console.print(Panel(Group(*parts), title="kvmppc-cosim", expand=False))

@@ -244,6 +244,7 @@ def build_report(data) -> dict:
                         "unexplained_program_interrupts": bad_prog, "guest_syscalls": guest_syscalls},
         "guest": {k: v for k, v in guest.items() if k != "warn_log_head"},
         "kernel": {"decisions": kernel.get("decisions", {}), "malformed": kernel.get("malformed", 0)},
+        "transport": _transport(cfg, getattr(data, "transport", {})),
         "register_log": _named_registers(user.get("script", {}).get("register_log", [])),
         "register_log_dropped": user.get("script", {}).get("register_log_dropped", 0),
         "problems": data.problems,
@@ -255,6 +256,14 @@ def build_report(data) -> dict:
                           kernel.get("messages", {})])
     report["costs"] = costs.of(report, strat.hit_event[cpu].value, messages)
     return report
+
+
+def _transport(cfg, counters: dict[str, dict]) -> dict:
+    """What each process's transport dropped (messages) and refused (connections), by kind."""
+    auth = sorted({c.get("auth") for c in counters.values() if c.get("auth")})
+    return {"kind": cfg.machine.transport, "auth": auth[0] if len(auth) == 1 else auth,
+            "dropped": {n: c["dropped"] for n, c in sorted(counters.items()) if c.get("dropped")},
+            "refused": {n: c["refused"] for n, c in sorted(counters.items()) if c.get("refused")}}
 
 
 def _patched_at_boot(image, boot_checksums: list[int]) -> int:

@@ -27,7 +27,7 @@ from .config import Config
 from .machine.guest_ram import GuestRAM
 from .machine.image import GuestImage, guest_path
 from .machine.ledger import Ledger
-from .transport import Endpoint, make_run_dir, remove_run_dir
+from .transport import Endpoint, Keyring, curve_available, make_run_dir, remove_run_dir
 from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 
 HELLO_TIMEOUT_S = 60.0
@@ -101,11 +101,17 @@ class RunData:
     died: dict | None = None            # the first child seen dead: name, pid, how, doing, at (monotonic)
     restored_by_supervisor: list[dict] = field(default_factory=list)   # ledger entries put back
     stopped: list[str] = field(default_factory=list)   # children seen stopped (SIGSTOP)
+    transport: dict[str, dict] = field(default_factory=dict)   # process -> dropped/refused counters
 
 
 class Supervisor:
-    def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None):
+    def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
+                 curve: bool = True):
+        """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
         self.cfg = config
+        self.curve = curve
+        self.keyring: Keyring | None = None
+        self.data: RunData | None = None
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
         self.on_gdb_ready = on_gdb_ready
@@ -124,7 +130,7 @@ class Supervisor:
     def run(self) -> RunData:
         cfg = self.cfg
         image = GuestImage.load(cfg.guest.elf_path or guest_path(cfg.guest.program))
-        data = RunData(cfg, image)
+        data = self.data = RunData(cfg, image)
         t0 = time.monotonic()
         saved = self._catch_signals()
         try:
@@ -180,7 +186,14 @@ class Supervisor:
         self.pages = RunPages.create(cfg.machine.vcpus)
         self.ledger = Ledger.create()
         self.run_dir = make_run_dir()
-        self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir)
+        names = ["kernel"] + [f"vcpu{i}" for i in range(cfg.machine.vcpus)] + ["userspace"]
+        if cfg.machine.transport == "tcp" and self.curve:
+            if not curve_available():
+                raise RuntimeError("transport tcp needs libzmq with CURVE (libsodium); use ipc")
+            self.keyring = Keyring(["supervisor", *names])
+        self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir,
+                           credentials=self._credentials("supervisor"), on_notice=self._notice)
+        self.ep.admit(names)
         entry = image.entry if cfg.guest.entry is None else image.resolve(cfg.guest.entry)
         dbg = cfg.to_dict()["debug"]
         base = {"transport": cfg.machine.transport, "run_dir": self.run_dir,
@@ -194,9 +207,17 @@ class Supervisor:
                                               for i in range(cfg.machine.vcpus)]
         roles.append(("userspace", "userspace", {}))
         for role, name, extra in roles:
+            extra = {**extra, "credentials": self._credentials(name)}
             p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}", daemon=True)
             p.start()
             self.procs[name] = p
+
+    def _credentials(self, name: str):
+        return self.keyring.credentials(name) if self.keyring is not None else None
+
+    def _notice(self, text: str) -> None:
+        if self.data is not None:
+            self.data.logs.append(("supervisor", "warn", text))
 
     def _start(self, data: RunData) -> None:
         hellos = {}
@@ -278,7 +299,7 @@ class Supervisor:
     def _other(self, data: RunData, r) -> None:
         m = r.msg
         if r.error is not None:
-            data.logs.append((r.sender, "error", f"malformed message: {r.error}"))
+            pass                          # counted and noted once by the transport
         elif isinstance(m, wire.Log):
             data.logs.append((m.name, m.level, m.text))
             if m.level == "gdb":
@@ -291,6 +312,8 @@ class Supervisor:
                 self.killed = True
         elif isinstance(m, wire.Stats):
             data.stats[m.name] = m.data
+            if isinstance(m.data.get("transport"), dict):
+                data.transport[m.name] = m.data["transport"]
 
     def _check_children(self, data: RunData, starting: bool = False) -> bool:
         for name, p in self.procs.items():
@@ -460,6 +483,7 @@ class Supervisor:
 
     def _teardown(self, data: RunData) -> None:
         if self.ep is not None:
+            data.transport["supervisor"] = self.ep.counters()
             self.ep.close()
         names = []
         for block in (self.ledger, self.pages, self.ram):

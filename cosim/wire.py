@@ -76,7 +76,12 @@ def _compile_check(tag: str, fields) -> typing.Callable:
 
 
 def encode(msg) -> bytes:
-    return _pack([VERSION, msg.TAG, *msg])
+    """Raises WireError (never msgpack's OverflowError/TypeError) for a value msgpack cannot carry,
+    e.g. an integer beyond 64 bits: the sender's bug is reported, the message is not sent."""
+    try:
+        return _pack([VERSION, msg.TAG, *msg])
+    except (OverflowError, TypeError, ValueError) as e:
+        raise WireError(f"{msg.TAG}: cannot encode {msg!r:.200}: {e}") from None
 
 
 _pack = msgpack.Packer(use_bin_type=True).pack

@@ -1,12 +1,18 @@
-"""Malformed messages sent into a running scenario: every process answers with an Error, logs it, and
-keeps running; the run still completes with every invariant holding."""
+"""Hostile and broken input into a running scenario (issue 14): every kind of message the transport
+cannot accept (unknown sender, bad frame count, undecodable bytes, oversized) sent into every process
+kind (vCPU, kernel, userspace, supervisor), over ipc and over tcp with CURVE. Nothing dies; known
+senders get an Error for what they sent; each process counts what it dropped, by kind, and notes the
+first of each kind once; the run completes with every invariant holding."""
+import random
+
 import msgpack
+import pytest
 
 from cosim import wire
 from cosim.config import parse_config
 from cosim.report import build_report
 from cosim.supervisor import Supervisor
-from cosim.transport import Endpoint
+from cosim.transport import MAX_MESSAGE_BYTES, Endpoint
 
 GARBAGE = [
     b"\xc1\xc1",                                         # not msgpack
@@ -16,13 +22,121 @@ GARBAGE = [
 ]
 
 
-def test_processes_survive_malformed_messages(tmp_path):
-    cfg = parse_config({
-        "machine": {"cpu": "e500v2", "vcpus": 2},
-        "guest": {"program": "warn_storm", "iterations": 400},
+def _random_frames(seed: int, n: int) -> list[bytes]:
+    """Seeded random msgpack: a version, a real tag and random fields; only the undecodable ones
+    (a well-formed message from a known peer is obeyed: that is what authentication is for)."""
+    rng = random.Random(seed)
+
+    def value(depth=0):
+        kinds = [lambda: None, lambda: rng.random() < 0.5, lambda: rng.randrange(-2 ** 63, 2 ** 64),
+                 rng.random, lambda: "".join(rng.choice("abc\u00e9") for _ in range(rng.randrange(5))),
+                 lambda: rng.randbytes(rng.randrange(6)),
+                 lambda: [value(depth + 1) for _ in range(rng.randrange(4))],
+                 lambda: {str(rng.randrange(9)): value(depth + 1) for _ in range(rng.randrange(3))}]
+        return kinds[rng.randrange(8 if depth < 2 else 6)]()
+
+    out = []
+    while len(out) < n:
+        data = msgpack.packb([rng.choice([1, 1, 1, 0, 2]), rng.choice(sorted(wire.MESSAGES)),
+                              *[value() for _ in range(rng.randrange(18))]], use_bin_type=True)
+        try:
+            wire.decode(data)
+        except wire.WireError:
+            out.append(data)
+    return out
+
+
+GARBAGE += _random_frames(14, 24)
+TARGETS = ["kernel", "userspace", "vcpu0", "vcpu1", "supervisor"]
+ITERATIONS = 400
+
+
+def _config(transport):
+    return parse_config({
+        "machine": {"cpu": "e500v2", "vcpus": 2, "transport": transport},
+        "guest": {"program": "warn_storm", "iterations": ITERATIONS},
         "debug": {"strategy": "trap-user", "breakpoints": [{"at": "bp_target_a"}]},
     }, "<test>")
-    sup = Supervisor(cfg)
+
+
+def _barrage(tester: Endpoint, dest: str, as_name: bytes) -> None:
+    valid = wire.encode(wire.Pause(7))
+    tester.send_frames(dest, [b"fuzzer", valid])                        # unknown (or spoofed) sender
+    tester.send_frames(dest, [b"\xff\xfe", valid])                      # a sender name that is not text
+    tester.send_frames(dest, [valid])                                   # one frame
+    tester.send_frames(dest, [as_name, valid, valid])                   # three frames
+    tester.send_frames(dest, [as_name, b"\x00" * (MAX_MESSAGE_BYTES + 1)])   # oversized
+    for g in GARBAGE:                                                   # undecodable
+        tester.send_raw(dest, g)
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_every_process_survives_what_it_cannot_accept(transport):
+    sup = Supervisor(_config(transport))
+    replies = []
+    done = []
+
+    def inject(progress):
+        if done:
+            return
+        done.append(True)
+        if transport == "ipc":
+            # a peer the supervisor introduced: known to every process, so it is answered
+            tester = Endpoint("tester", "ipc", sup.run_dir)
+            name = "tester"
+            for n in TARGETS[:-1]:
+                sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
+            sup.ep.admit(["tester"])
+        else:
+            # tcp: only the run's keys connect; a buggy holder of one (the supervisor's) sends garbage
+            tester = Endpoint("supervisor", "tcp", credentials=sup.keyring.credentials("supervisor"))
+            name = "supervisor"
+        try:
+            tester.set_peers({n: sup.ep.inboxes[n] for n in TARGETS})
+            for n in TARGETS:
+                _barrage(tester, n, name.encode())
+            if transport == "ipc":
+                # undecodable (4) and oversized (1) from a known peer are answered, except by the
+                # supervisor, which answers nobody
+                want = (len(TARGETS) - 1) * (len(GARBAGE) + 1)
+                while len(replies) < want:
+                    r = tester.recv(10_000)
+                    assert r is not None, f"no Error reply after {len(replies)}"
+                    replies.append((r.sender, r.msg))
+        finally:
+            tester.close()
+
+    sup.progress = inject
+    data = sup.run()
+    report = build_report(data)
+    assert done
+    assert report["ok"], (report["failed"], report["problems"])
+    assert report["debugger_hits"]["total"] == 2 * ITERATIONS
+    dropped = report["transport"]["dropped"]
+    sender_kind = "unknown-sender" if transport == "ipc" else "spoofed-sender"
+    for n in TARGETS:
+        assert dropped[n] == {sender_kind: 2, "bad-frame-count": 2, "oversized": 1,
+                              "undecodable": len(GARBAGE)}, (n, dropped)
+    assert report["kernel"]["malformed"] == len(GARBAGE) + 1
+    # each kind is noted once per process, not once per message
+    notes = [(who, text) for who, _, text in data.logs if text.startswith("dropped a message")]
+    assert len(notes) == 4 * len(TARGETS), notes
+    assert {who for who, _ in notes} == set(TARGETS)
+    if transport == "ipc":
+        assert all(isinstance(m, wire.Error) for _, m in replies)
+        assert {s for s, _ in replies} == set(TARGETS[:-1])
+        reasons = {m.reason for _, m in replies}
+        assert any("not msgpack" in r for r in reasons) and any("unknown message type" in r for r in reasons)
+        assert any("exceeds" in r for r in reasons)
+        assert report["transport"]["auth"] == "ipc-0700+uid"
+    else:
+        assert report["transport"]["auth"] == "curve"
+
+
+def test_peers_only_from_the_supervisor(tmp_path):
+    """A known peer may not redirect another process's routing table: Peers from anyone but the
+    supervisor is refused with an Error and changes nothing."""
+    sup = Supervisor(_config("ipc"))
     replies = []
 
     def inject(progress):
@@ -30,28 +144,22 @@ def test_processes_survive_malformed_messages(tmp_path):
             return
         tester = Endpoint("tester", "ipc", sup.run_dir)
         try:
-            targets = ["kernel", "userspace", "vcpu0", "vcpu1"]
-            tester.set_peers({n: sup.ep.inboxes[n] for n in targets})
-            for n in targets:
-                tester.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
-                for g in GARBAGE:
-                    tester.send_raw(n, g)
-            while len(replies) < len(targets) * len(GARBAGE):
-                r = tester.recv(5000)
-                assert r is not None, f"no Error reply after {len(replies)}"
+            for n in ("kernel", "userspace", "vcpu0"):
+                sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
+            tester.set_peers({n: sup.ep.inboxes[n] for n in ("kernel", "userspace", "vcpu0")})
+            for n in ("kernel", "userspace", "vcpu0"):
+                # point "supervisor" and "kernel" at the tester: would steal Stats and exits
+                tester.send(n, wire.Peers({"supervisor": tester.inbox_addr, "kernel": tester.inbox_addr}, {}))
+            while len(replies) < 3:
+                r = tester.recv(10_000)
+                assert r is not None
                 replies.append((r.sender, r.msg))
         finally:
             tester.close()
 
     sup.progress = inject
-    data = sup.run()
-    report = build_report(data)
-    assert len(replies) == 16
-    assert all(isinstance(m, wire.Error) for _, m in replies)
-    assert {s for s, _ in replies} == {"kernel", "userspace", "vcpu0", "vcpu1"}
-    reasons = {m.reason for _, m in replies}
-    assert any("not msgpack" in r for r in reasons) and any("unknown message type" in r for r in reasons)
-    assert sum("malformed" in text for _, _, text in data.logs) == 16
-    assert report["ok"], report["failed"]
-    assert report["kernel"]["malformed"] == 4
-    assert report["debugger_hits"]["total"] == 2 * 400
+    report = build_report(sup.run())
+    assert [type(m) for _, m in replies] == [wire.Error] * 3
+    assert all(m.tag == "peers" for _, m in replies)
+    assert report["ok"], (report["failed"], report["problems"])
+    assert report["debugger_hits"]["total"] == 2 * ITERATIONS

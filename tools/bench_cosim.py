@@ -16,6 +16,7 @@ hops. Measurements alternate floor/harness --repeat times; the median of each is
 Targets: p50 within 1.5x of the floor; MIPS at least 0.5x raw.
 
     .venv/bin/python tools/bench_cosim.py [--repeat 3] [--json PATH] [--transport ipc|tcp]
+    .venv/bin/python tools/bench_cosim.py --curve-cost [--repeat 3]   # tcp with and without CURVE
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def raw_ring(hops: int, n: int, transport: str, pace_us: int = 0) -> list[int]:
 
 # --- the harness -------------------------------------------------------------------------------------
 def harness(strategy: str, breakpoints: list[str], iterations: int, transport: str,
-            program: str = "warn_storm") -> dict:
+            program: str = "warn_storm", curve: bool = True) -> dict:
     cfg = parse_config({
         "machine": {"cpu": "e500mc", "vcpus": 1, "transport": transport},
         "guest": {"program": program, "iterations": iterations},
@@ -130,7 +131,7 @@ def harness(strategy: str, breakpoints: list[str], iterations: int, transport: s
         "limits": {"wall_seconds": 300.0},
     }, "<bench>")
     samples = []
-    sup = Supervisor(cfg, progress=lambda p: samples.append((p["elapsed"], p["instructions"])))
+    sup = Supervisor(cfg, progress=lambda p: samples.append((p["elapsed"], p["instructions"])), curve=curve)
     data = sup.run()
     report = build_report(data)
     if not report["ok"]:
@@ -150,6 +151,29 @@ def steady_mips(progress: list[tuple[float, int]]) -> float:
     return (i1 - i0) / (t1 - t0) / 1e6
 
 
+def curve_cost(args) -> int:
+    """Exit round trips over tcp with CURVE (the default) and without, alternating in one run."""
+    rows = {(c, lv): [] for c in (True, False) for lv in ("kernel", "userspace")}
+    for r in range(args.repeat):
+        print(f"round {r + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
+        for c in (True, False):
+            k = harness("illegal", [], args.iterations, "tcp", curve=c)["report"]
+            rows[(c, "kernel")].append(k["exits"]["latency_us"]["kernel"]["p50"])
+            u = harness("illegal", ["bp_target_a", "bp_target_b"], args.iterations, "tcp", curve=c)["report"]
+            rows[(c, "userspace")].append(u["exits"]["latency_us"]["userspace"]["p50"])
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(f"{'tcp exit round trip p50 (us)':<30}{'CURVE':>10}{'plain':>10}{'ratio':>8}")
+    for lv in ("kernel", "userspace"):
+        print(f"{lv + '-handled':<30}{med[(True, lv)]:>10.1f}{med[(False, lv)]:>10.1f}"
+              f"{med[(True, lv)] / med[(False, lv)]:>8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({f"{'curve' if c else 'plain'}_{lv}_p50_us": v
+                                               for (c, lv), v in med.items()}
+                                              | {"samples": {f"{'curve' if c else 'plain'}_{lv}": v
+                                                             for (c, lv), v in rows.items()}}, indent=2) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -161,7 +185,11 @@ def main(argv=None) -> int:
                     help="busy time between round trips of the paced floor (guest work between exits)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--curve-cost", action="store_true",
+                    help="only measure exit round trips over tcp with and without CURVE (same run)")
     args = ap.parse_args(argv)
+    if args.curve_cost:
+        return curve_cost(args)
 
     rows = {"floor2": [], "kernel": [], "floor3": [], "user": [], "harness_mips": [], "raw_mips": [],
             "paced2": [], "paced3": []}

@@ -16,6 +16,10 @@ Invariants:
 - Every packet gets exactly one reply except resumes (the stop reply comes later) and `k` (none).
   Unknown packets get the empty reply; a malformed one `E01`; an unknown thread or register `E02`;
   `TargetError(errno)` -> `E<errno>`; `NotSupported` -> empty. The session keeps serving after any error.
+- Every field is validated where it enters, before the target sees it: numbers have at most 16 hex
+  digits, addresses fit the target's 32 bits (`A`), lengths are at most 32 bits (`L`); anything
+  else is `E01`. An exception the target did not document (a bug) is answered `E05` and kept in
+  `internal_errors` for the owner to report; it never escapes `receive()`.
 - Thread ids go out as `p01.02` (multiprocess, unless gdb's qSupported left out multiprocess+) and are
   accepted as `p1.2`, `p01.02`, `p1.-1`, `p1`, `-1`, `0` or bare `2`.
 - Register numbers in `p`/`P` and the `g`/`G` layout are those of the served target.xml (0..37).
@@ -33,6 +37,7 @@ from cosim.gdb.target import (
     NUM_REGISTERS,
     PC,
     PID,
+    REGISTER_BITS,
     REGISTER_BYTES,
     REGISTER_MASK,
     NotSupported,
@@ -53,6 +58,10 @@ ANY = 0
 OK = b"OK"
 E_MALFORMED = b"E01"
 E_NO_SUCH = b"E02"  # unknown thread, process or register number
+E_INTERNAL = b"E05"  # EIO: the target failed in a way it does not document (reported by the owner)
+MAX_HEX_DIGITS = 16
+"""A number gdb sends has at most 64 bits; longer ones are malformed."""
+MAX_LENGTH = 0xFFFFFFFF
 
 VCONT_REPLY = b"vCont;c;C;s;S;t"
 
@@ -98,9 +107,24 @@ def format_thread_id(tid: int, multiprocess: bool = True) -> bytes:
 
 
 def _hex(text: bytes) -> int:
-    if not text or any(c not in b"0123456789abcdefABCDEF" for c in text):
-        raise _Malformed(f"not a hex number: {text!r}")
+    if not text or len(text) > MAX_HEX_DIGITS or any(c not in b"0123456789abcdefABCDEF" for c in text):
+        raise _Malformed(f"not a hex number: {text[:32]!r}")
     return int(text, 16)
+
+
+def _address(text: bytes) -> int:
+    """A guest address: must fit the target's 32 bits (`Z1,100000000,4` is an error, not 0)."""
+    value = _hex(text)
+    if value > REGISTER_MASK:
+        raise _Malformed(f"address {value:#x} beyond {REGISTER_BITS} bits")
+    return value
+
+
+def _length(text: bytes) -> int:
+    value = _hex(text)
+    if value > MAX_LENGTH:
+        raise _Malformed(f"length {value:#x} too large")
+    return value
 
 
 def _hex_bytes(text: bytes) -> bytes:
@@ -111,6 +135,8 @@ def _hex_bytes(text: bytes) -> bytes:
 
 _CONVERTERS: dict[str, Callable[[bytes], object]] = {
     "x": _hex,  # hex number
+    "A": _address,  # hex guest address (32 bits)
+    "L": _length,  # hex length
     "t": parse_thread_id,  # thread id -> (pid | None, tid)
     "h": _hex_bytes,  # hex-encoded bytes
     "a": bytes,  # raw field (an annex name, a feature list...)
@@ -203,6 +229,8 @@ class GdbSession:
         self.cont_thread: int = ALL  # Hc: ALL, ANY or a thread
         self.last_stop: StopEvent | None = None
         self._interrupt_sent = False
+        self.internal_errors: list[str] = []
+        """Undocumented target failures answered E05, oldest first (the owner reports and clears)."""
 
     # -- I/O-free entry points --------------------------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
@@ -261,6 +289,9 @@ class GdbSession:
             reply = b"E%02x" % (e.errno & 0xFF)
         except NotSupported:
             reply = b""
+        except Exception as e:  # a target bug must not end the session (nor the process serving it)
+            self.internal_errors.append(f"{payload[:40]!r}: {type(e).__name__}: {e}")
+            reply = E_INTERNAL
         if reply is None:
             if row.reply is Reply.STOP:
                 self.running = True
@@ -493,7 +524,7 @@ S = GdbSession
 
 QUERIES: tuple[Command, ...] = (
     Command(b"qSupported", S._supported, "a"),
-    Command(b"qXfer:features:read:", S._xfer_features, "a:x,x"),
+    Command(b"qXfer:features:read:", S._xfer_features, "a:L,L"),
     Command(b"qfThreadInfo", S._thread_info_first, exact=True),
     Command(b"qsThreadInfo", S._thread_info_next, exact=True),
     Command(b"qThreadExtraInfo,", S._thread_extra_info, "t"),
@@ -524,15 +555,15 @@ COMMANDS: dict[int, tuple[Command, ...]] = {
     ord("G"): (Command(b"G", S._write_all_registers, "h"),),
     ord("p"): (Command(b"p", S._read_register, "x"),),
     ord("P"): (Command(b"P", S._write_register, "x=h"),),
-    ord("m"): (Command(b"m", S._read_memory, "x,x"),),
-    ord("M"): (Command(b"M", S._write_memory, "x,x:h"),),
-    ord("X"): (Command(b"X", S._write_memory, "x,x:b"),),
-    ord("Z"): (Command(b"Z", S._insert_breakpoint, "x,x,x"),),
-    ord("z"): (Command(b"z", S._remove_breakpoint, "x,x,x"),),
+    ord("m"): (Command(b"m", S._read_memory, "A,L"),),
+    ord("M"): (Command(b"M", S._write_memory, "A,L:h"),),
+    ord("X"): (Command(b"X", S._write_memory, "A,L:b"),),
+    ord("Z"): (Command(b"Z", S._insert_breakpoint, "x,A,L"),),
+    ord("z"): (Command(b"z", S._remove_breakpoint, "x,A,L"),),
     ord("H"): (Command(b"Hg", S._set_general_thread, "t"), Command(b"Hc", S._set_cont_thread, "t")),
     ord("T"): (Command(b"T", S._thread_alive, "t"),),
-    ord("c"): (Command(b"c", S._continue, "x?", reply=Reply.STOP),),
-    ord("s"): (Command(b"s", S._step, "x?", reply=Reply.STOP),),
+    ord("c"): (Command(b"c", S._continue, "A?", reply=Reply.STOP),),
+    ord("s"): (Command(b"s", S._step, "A?", reply=Reply.STOP),),
     ord("D"): (Command(b"D;", S._detach, "x"), Command(b"D", S._detach)),
     ord("k"): (Command(b"k", S._kill, reply=Reply.NONE),),
     ord("q"): QUERIES,

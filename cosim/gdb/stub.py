@@ -21,16 +21,29 @@ from .target import StopEvent, TargetError
 from .vm_target import Exited, VmTarget
 
 READ_CHUNK = 1 << 16
+DEFAULT_HOST = "127.0.0.1"
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", "*", "0"})
 
 
 def parse_address(addr: str) -> tuple[str, int]:
+    """`[HOST:]PORT` -> (host, port); the host defaults to the loopback address."""
     host, _, port = addr.rpartition(":")
-    return host or "127.0.0.1", int(port)
+    return host or DEFAULT_HOST, int(port)
+
+
+def wildcard_warning(host: str) -> str | None:
+    """The warning for a listening address every interface reaches (the GDB protocol has no
+    authentication: whoever connects can read and write guest memory and run the guest)."""
+    if host.strip("[]") in WILDCARD_HOSTS or host in WILDCARD_HOSTS:
+        return (f"the gdb stub listens on every interface ({host}): anyone who can reach this port can "
+                "read and write guest memory and drive the guest; bind 127.0.0.1 unless you mean it")
+    return None
 
 
 class GdbStub:
     def __init__(self, us, addr: str):
         host, port = parse_address(addr)
+        self.warning = wildcard_warning(host)
         self.listener = socket.create_server((host, port), backlog=2)
         self.listener.setblocking(False)
         bound = self.listener.getsockname()
@@ -118,6 +131,7 @@ class GdbStub:
                 self._lost()
                 return
             out = self.session.receive(data)
+            self._report_internal_errors()
             if out:
                 self._send(out)
             self.target.service()
@@ -125,6 +139,15 @@ class GdbStub:
             self.target.after_reply()
             if self.session is not None and self.session.closed:
                 self._hang_up()
+
+    def _report_internal_errors(self) -> None:
+        """A request the target failed in an undocumented way was answered E05: say so in the run's
+        report (the session and the run go on)."""
+        s = self.session
+        if s is not None and s.internal_errors:
+            for text in s.internal_errors:
+                self.target.us.log("error", f"gdb request failed in the target: {text}")
+            s.internal_errors.clear()
 
     def _send(self, data: bytes) -> None:
         try:

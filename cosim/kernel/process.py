@@ -23,7 +23,8 @@ class KernelProcess:
     name = "kernel"
 
     def __init__(self, spec: dict):
-        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"])
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"],
+                           credentials=spec.get("credentials"), on_notice=self._notice)
         self.ep.set_peers({"supervisor": spec["supervisor"]})
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
@@ -48,11 +49,14 @@ class KernelProcess:
 
     def handle(self, r):
         if r.error is not None:
-            self.malformed += 1
-            self.log("error", self.ep.answer_malformed(r))
+            self.malformed += 1               # noted once per kind by the transport
+            self.ep.answer_malformed(r)
             return
         m = r.msg
-        if isinstance(m, wire.ExitMsg):
+        bad = _out_of_range(m, len(self.debug))
+        if bad is not None:
+            self.ep.send(r.sender, wire.Error(m.TAG, bad))
+        elif isinstance(m, wire.ExitMsg):
             self.on_exit(m)
         elif isinstance(m, wire.SetGuestDebug):
             self.set_guest_debug(m)
@@ -64,7 +68,7 @@ class KernelProcess:
         elif isinstance(m, wire.GetOneReg):
             value = self.handler.debug_inst if m.reg == "DEBUG_INST" else None
             self.ep.send(r.sender, wire.OneReg(m.seq, m.reg, value))
-        elif isinstance(m, wire.Peers):
+        elif isinstance(m, wire.Peers) and r.sender == "supervisor":
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
@@ -72,7 +76,8 @@ class KernelProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, {
                 "decisions": self.decisions, "malformed": self.malformed,
-                "table": sorted(self.handler.table), "messages": dict(self.ep.sent)}))
+                "table": sorted(self.handler.table), "messages": dict(self.ep.sent),
+                "transport": self.ep.counters()}))
             self.stopping = True
         elif isinstance(m, wire.Error):
             self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
@@ -108,11 +113,27 @@ class KernelProcess:
     def log(self, level, text):
         self.ep.send("supervisor", wire.Log(self.name, level, text))
 
+    def _notice(self, text):
+        self.log("warn", text)
+
     def close(self):
         self.handler.read_word = None
         self.ram.close()
         self.pages.close()
         self.ep.close()
+
+
+def _out_of_range(m, vcpus: int) -> str | None:
+    """What the kernel stores in a run page or indexes by must fit: a vCPU index, 32-bit debug
+    registers (two IAC, two DAC slots). None when `m` is fine (or not one of these messages)."""
+    if isinstance(m, (wire.ExitMsg, wire.SetGuestDebug)) and not 0 <= m.vcpu < vcpus:
+        return f"no vCPU {m.vcpu}"
+    if isinstance(m, wire.SetGuestDebug):
+        if len(m.iac) > 2 or len(m.iac_on) > 2 or len(m.dac) > 2 or len(m.dac_rw) > 2:
+            return "more than two IAC or DAC slots"
+        if not all(0 <= v <= 0xFFFFFFFF for v in (m.control, *m.iac, *m.dac, *m.dac_rw)):
+            return "a debug register value beyond 32 bits"
+    return None
 
 
 def main(spec: dict) -> None:

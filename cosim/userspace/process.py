@@ -23,7 +23,8 @@ class UserspaceProcess:
 
     def __init__(self, spec: dict):
         self.spec = spec
-        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"])
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"],
+                           credentials=spec.get("credentials"), on_notice=self._notice)
         self.ep.set_peers({"supervisor": spec["supervisor"]})
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
@@ -76,20 +77,18 @@ class UserspaceProcess:
                 self.script.tick()
             if self.gdb is not None:
                 self.gdb.poll()
-        except VmError as e:
+        except (VmError, wire.WireError) as e:
             self.error(str(e))
 
     def handle(self, r):
         if r.error is not None:
-            self.malformed += 1
-            self.log("error", f"malformed message from {r.sender}: {r.error}")
-            if r.sender in self.ep.inboxes:
-                self.ep.send(r.sender, wire.error_for(r.raw, r.error))
+            self.malformed += 1               # noted once per kind by the transport
+            self.ep.answer_malformed(r)
             return
         m = r.msg
         try:
             self.dispatch(r.sender, m)
-        except VmError as e:
+        except (VmError, wire.WireError) as e:
             self.error(f"while handling {m.TAG}: {e}")
 
     def dispatch(self, sender, m):
@@ -101,7 +100,7 @@ class UserspaceProcess:
             self.halted.add(m.vcpu)
             if self.gdb is not None:
                 self.gdb.on_halted(m)
-        elif isinstance(m, wire.Peers):
+        elif isinstance(m, wire.Peers) and sender == "supervisor":
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
@@ -131,6 +130,8 @@ class UserspaceProcess:
         if gdb_addr is not None:
             from ..gdb.stub import GdbStub
             self.gdb = GdbStub(self, gdb_addr)
+            if self.gdb.warning:
+                self.log("warn", self.gdb.warning)
             self.ep.send("supervisor", wire.Log(self.name, "gdb", self.gdb.address))
         self.dbg.hold = self.gdb is not None
         self.script.start()
@@ -170,6 +171,7 @@ class UserspaceProcess:
             "malformed": self.malformed,
             "errors": self.errors,
             "messages": dict(self.ep.sent),
+            "transport": self.ep.counters(),
         }
 
     def error(self, text: str):
@@ -178,6 +180,9 @@ class UserspaceProcess:
 
     def log(self, level, text):
         self.ep.send("supervisor", wire.Log(self.name, level, text))
+
+    def _notice(self, text):
+        self.log("warn", text)
 
     def close(self):
         if self.gdb is not None:

@@ -35,7 +35,8 @@ class VcpuProcess:
     def __init__(self, spec: dict):
         self.index = spec["index"]
         self.name = f"vcpu{self.index}"
-        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"], kick=True)
+        self.ep = Endpoint(self.name, spec["transport"], spec["run_dir"], kick=True,
+                           credentials=spec.get("credentials"), on_notice=self._notice)
         self.ep.set_peers({"supervisor": spec["supervisor"]})
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
@@ -221,7 +222,7 @@ class VcpuProcess:
     # --- messages ----------------------------------------------------------------------------------
     def handle(self, r):
         if r.error is not None:
-            self.log("error", self.ep.answer_malformed(r))
+            self.ep.answer_malformed(r)       # noted once per kind by the transport
             return
         m = r.msg
         if isinstance(m, wire.Resume):
@@ -244,7 +245,7 @@ class VcpuProcess:
             self.paused = False
             if self.pending is None and not self.halted:
                 self.state[0] = State.RUNNING
-        elif isinstance(m, wire.Peers):
+        elif isinstance(m, wire.Peers) and r.sender == "supervisor":
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
@@ -273,6 +274,7 @@ class VcpuProcess:
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
             "messages": dict(self.ep.sent),
+            "transport": self.ep.counters(),
         }
 
     def log(self, level: str, text: str):
@@ -280,6 +282,9 @@ class VcpuProcess:
             self.ep.send("supervisor", wire.Log(self.name, level, text))
         except Exception:
             pass
+
+    def _notice(self, text: str):
+        self.log("warn", text)
 
     def close(self):
         self.core = None
