@@ -56,7 +56,12 @@ def of(report: dict, hit_event: str, messages: dict[str, int]) -> dict:
         return {"count": n, "exits_by_level": {lv: _per(c, n) for lv, c in exits.items()},
                 "hops": _per(hops, n), "messages": _per(msgs, n)}
 
-    return {"per_hit": side(hit_exits, hits), "per_warn": side(warn_exits, warns),
+    per_warn = side(warn_exits, warns)
+    # guest instructions from the program interrupt's delivery to its rfi (every program interrupt the
+    # guest handled and returned from: WARNs, and anything else it resumed from)
+    prog = report.get("guest_handlers", {}).get("ivor6", {})
+    per_warn["guest_instructions_in_handler"] = _per(prog.get("instructions", 0), prog.get("returns", 0))
+    return {"per_hit": side(hit_exits, hits), "per_warn": per_warn,
             "messages": {"total": total_msgs, "by_tag": dict(sorted(messages.items()))},
             "other_exits": {lv: by_level.get(lv, 0) - hit_exits[lv] - (warn_exits[lv] if lv != "vcpu" else 0)
                             for lv in LEVELS if lv != "vcpu"},

@@ -119,15 +119,16 @@ def _plural(n: int, one: str, many: str) -> str:
 def _cost_table(costs: dict) -> list:
     """The machine-independent costs: per debugger hit and per guest WARN."""
     title = Text.assemble(("cost per event", "bold"), ": exits by the level that handled them, process hops, "
-                          "messages (counts of the model: these transfer to hardware)")
+                          "messages, guest instructions in its handler (counts of the model: these transfer "
+                          "to hardware)")
     t = Table(show_edge=False, pad_edge=False)
-    for col in ("event", "count", "vCPU", "kernel", "userspace", "hops", "messages"):
+    for col in ("event", "count", "vCPU", "kernel", "userspace", "hops", "messages", "handler"):
         t.add_column(col, justify="left" if col == "event" else "right")
     for label, key in (("debugger hit", "per_hit"), ("guest WARN", "per_warn")):
         c = costs[key]
         lv = c["exits_by_level"]
         t.add_row(label, f"{c['count']:,}", _cnt(lv["vcpu"]), _cnt(lv["kernel"]), _cnt(lv["userspace"]),
-                  _cnt(c["hops"]), _cnt(c["messages"]))
+                  _cnt(c["hops"]), _cnt(c["messages"]), _cnt(c.get("guest_instructions_in_handler")))
     return [title, t]
 
 

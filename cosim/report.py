@@ -252,6 +252,14 @@ def build_report(data) -> dict:
         "gdb": data.gdb_address,
         "config": cfg.to_dict(),
     }
+    handlers: dict[str, list[int]] = {}
+    for v in vstats:
+        for ivor, (n_ret, n_ins) in v.get("handler_instructions", {}).items():
+            acc = handlers.setdefault(ivor, [0, 0])
+            acc[0] += n_ret
+            acc[1] += n_ins
+    report["guest_handlers"] = {f"ivor{k}": {"returns": r, "instructions": i} for k, (r, i) in
+                                sorted(handlers.items(), key=lambda kv: int(kv[0]))}
     messages = _sum_maps([*(v.get("messages", {}) for v in vstats), user.get("messages", {}),
                           kernel.get("messages", {})])
     report["costs"] = costs.of(report, strat.hit_event[cpu].value, messages)

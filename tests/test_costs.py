@@ -45,3 +45,29 @@ def test_interval_marks_wide_spreads_and_single_runs():
     assert costs.interval([100.0, 200.0])["wide"]
     assert costs.interval([100.0])["wide"]
     assert costs.interval([None])["n"] == 0
+
+
+def test_guest_instructions_in_handlers_are_counted_from_delivery_to_rfi():
+    """warn_storm's program handler (bug-table search, count, rfi) costs the same per WARN whatever the
+    iteration count; every WARN is one delivery and one return."""
+    from cosim.vcpu.local import run_local
+    seen = {}
+
+    def collect(n):
+        def f(core, image, ram):
+            seen[n] = dict(core.handler_instructions)
+        return f
+    for n in (10, 40):
+        r = run_local("warn_storm", "e500mc", n, collect=collect(n))
+        assert r.exit_code == 0
+    returns10, ins10 = seen[10][6]
+    returns40, ins40 = seen[40][6]
+    assert (returns10, returns40) == (30, 120)                  # 3 firing WARNs per iteration
+    assert ins10 > 0 and ins40 * returns10 == ins10 * returns40   # the same cost per WARN
+    assert set(seen[10]) == {6}                                 # no other interrupt returned from
+
+
+def test_per_warn_guest_instructions_in_handler():
+    r = report({"trap": {"kernel": 300}}, 0, 300)
+    r["guest_handlers"] = {"ivor6": {"returns": 300, "instructions": 26700}}
+    assert costs.of(r, "illegal", {})["per_warn"]["guest_instructions_in_handler"] == 89

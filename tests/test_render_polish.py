@@ -27,7 +27,7 @@ def test_run_report_reads_cleanly():
     assert not REPR.search(out), REPR.search(out)
     # the cost title is one line on a wide terminal, and costs come before the invariants
     assert any(line.strip("│ ").startswith("cost per event: exits by the level that handled them, process hops, "
-                                             "messages (counts") for line in out.splitlines())
+                                             "messages, guest instructions in its handler (counts") for line in out.splitlines())
     assert out.index("cost per event") < out.index("invariants") < out.index("host round trips")
     f = {x["id"]: x for x in report["findings"]}["hw-slots-exhausted"]
     sentences = f["detail"].split("; ")

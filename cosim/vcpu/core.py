@@ -53,6 +53,8 @@ class Core:
         self._ctl = rec["dbg_control"]
         self._scalars = [rec[n] for n in ("pc", "cr", "lr", "ctr", "xer")]
         self.pc = 0
+        self._handler_entry: dict[int, tuple[int, int]] = {}   # save SPR -> (ivor, icount)
+        self.handler_instructions: dict[int, list[int]] = {}    # ivor -> [returns, instructions]
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
         self.step_due = False             # stepping, and the instruction completed through an
                                           # emulation or an interrupt: the step event is due now
@@ -127,6 +129,7 @@ class Core:
             new_msr = msr & (Msr.CE | Msr.ME | Msr.DE)
         self.spr[save0] = srr0 & 0xFFFFFFFF
         self.spr[save1] = msr
+        self._handler_entry[save0] = (ivor, int(self.page["instructions"]))
         if esr is not None:
             self.spr[S["ESR"]] = esr
         self._msr[0] = new_msr if not self.host_debug else (new_msr & ~Msr.DE) | (msr & Msr.DE)
@@ -158,7 +161,18 @@ class Core:
             nxt = int(self.spr[S[pair[0]]])
             self.msr = int(self.spr[S[pair[1]]])
             self.apply_debug()
+            self._handler_done(S[pair[0]])
         self.pc = nxt
+
+    def _handler_done(self, save0: int) -> None:
+        """An rfi-class return: charge the guest instructions since the matching delivery to its IVOR
+        (`handler_instructions[ivor] = [returns, instructions]`; exact to one translated block)."""
+        entry = self._handler_entry.pop(save0, None)
+        if entry is not None:
+            ivor, start = entry
+            acc = self.handler_instructions.setdefault(ivor, [0, 0])
+            acc[0] += 1
+            acc[1] += int(self.page["instructions"]) - start
 
     def read_spr(self, spr: int) -> int:
         value = int(self.spr[spr & 0x3FF])

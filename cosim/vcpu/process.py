@@ -270,6 +270,7 @@ class VcpuProcess:
             "inprocess_kernel_ns": self.core.local_ns["kernel"],
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
             "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
+            "handler_instructions": {str(k): v for k, v in self.core.handler_instructions.items()},
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
