@@ -195,9 +195,12 @@ class VmTarget:
                 self.dbg.resume_over(stop)
             return
         self.held[stop.vcpu] = stop
-        if self.running:
+        if self.running and stop.vcpu in self.resumed:
             self._stop_world(self._event(stop), stop)
         else:
+            # all-stop: a stop of a thread gdb did not resume (an exit in flight when the world
+            # stopped) stays pending until gdb resumes that thread; reporting it now would make gdb
+            # see a thread stop that it believes is stopped already (infrun's trap_expected assertion)
             self.pending.append(stop)
 
     def _owns(self, stop: Stop) -> bool:
