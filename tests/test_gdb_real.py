@@ -645,3 +645,23 @@ def test_raw_vkill(make):
     report = sc.wait(60)
     assert report["outcome"] == "killed-by-debugger"
     assert report["invariants"]["no-leftovers"]["ok"]
+
+
+def test_hbreak_and_watch_on_two_vcpus_gdb_never_aborts(make):
+    """Issue 15: with an hbreak and a watchpoint on 2 vCPUs, gdb steps one thread over the point
+    (vCont;s:p1.N) while the other's exit may be in flight; that other stop must stay pending (all-stop),
+    or gdb aborts with infrun's `trap_expected` assertion. 300 continues, no internal error."""
+    sc = make.scenario(vcpus=2, iterations=100_000)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    assert gdb.mi("-break-insert -h bp_target")[0] == "done"
+    assert gdb.mi('-break-watch "*(unsigned int *)&cnt_iter"')[0] == "done"
+    reasons = set()
+    for _ in range(300):
+        stop = gdb.resume()
+        assert "internal-error" not in stop and "Assertion" not in stop, stop
+        reasons.add(stopped_field(stop, "reason"))
+    assert reasons <= {"breakpoint-hit", "watchpoint-trigger"} and len(reasons) == 2, reasons
+    assert "internal-error" not in gdb.cli("info threads")
+    assert gdb.mi("-target-detach")[0] == "done"
+    assert_clean_end(sc.wait())
