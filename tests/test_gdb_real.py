@@ -647,6 +647,31 @@ def test_raw_vkill(make):
     assert report["invariants"]["no-leftovers"]["ok"]
 
 
+def test_reconnect_right_after_a_disconnect_while_running(make):
+    """Issue 15: a gdb that hangs up while the target runs and connects again at once is served (the
+    old connection's EOF is read before the new one is accepted), 30 times in a row."""
+    sc = make.scenario(iterations=100_000_000)
+    for k in range(30):
+        c = Raw(sc.address)
+        try:
+            assert c.cmd(b"qSupported:multiprocess+;swbreak+").startswith(b"PacketSize="), k
+            assert c.cmd(b"?").startswith(b"T"), k
+            c.sock.sendall(c.frame(b"vCont;c:p1.-1"))
+            c.read_until(lambda b: b"+" in b)
+        finally:
+            c.close()
+    c = Raw(sc.address)
+    try:
+        assert c.cmd(b"?").startswith(b"T")
+        c.sock.sendall(c.frame(b"vKill;1"))
+        assert c.read_until(lambda b: b"OK" in b)
+    finally:
+        c.close()
+    report = sc.wait(60)
+    assert report["outcome"] == "killed-by-debugger"
+    assert report["invariants"]["code-restored-after-detach"]["ok"]
+
+
 def test_hbreak_and_watch_on_two_vcpus_gdb_never_aborts(make):
     """Issue 15: with an hbreak and a watchpoint on 2 vCPUs, gdb steps one thread over the point
     (vCont;s:p1.N) while the other's exit may be in flight; that other stop must stay pending (all-stop),

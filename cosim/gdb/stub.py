@@ -77,6 +77,8 @@ class GdbStub:
         """Non-blocking: accept, read and answer whatever gdb sent, write pending stop replies."""
         if self.closed:
             return
+        if self.conn is not None:
+            self._read()           # an old session's EOF frees the slot before a new gdb is accepted
         self._accept()
         if self.conn is not None:
             self._read()
