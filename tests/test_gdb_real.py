@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -690,3 +691,41 @@ def test_hbreak_and_watch_on_two_vcpus_gdb_never_aborts(make):
     assert "internal-error" not in gdb.cli("info threads")
     assert gdb.mi("-target-detach")[0] == "done"
     assert_clean_end(sc.wait())
+
+
+KILL_MODES = ["stepi", "continue", "hbreak+watch"]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_gdb_killed_at_a_random_moment_leaves_the_guest_intact(make, seed):
+    """Issue 15: SIGKILL of a real gdb at a seeded random moment during `stepi`, `continue`, or
+    `hbreak` + `watch` (2 vCPUs): the scenario carries on without it and the guest's own counters are
+    intact (no bogus interrupt, e.g. from the engine's step page becoming a guest PC)."""
+    rng = random.Random(seed)
+    mode = KILL_MODES[seed % len(KILL_MODES)]
+    vcpus = 2 if mode == "hbreak+watch" else 1
+    iterations = 3000
+    sc = make.scenario(vcpus=vcpus, iterations=iterations)
+    gdb = make.gdb()
+    gdb.connect(sc.address)
+    if mode == "hbreak+watch":
+        assert gdb.mi("-break-insert -h bp_target")[0] == "done"
+        assert gdb.mi('-break-watch "*(unsigned int *)&cnt_iter"')[0] == "done"
+    else:
+        assert gdb.mi("-break-insert bp_target")[0] == "done"
+    for _ in range(rng.randrange(1, 4)):
+        gdb.resume()
+    command = "-exec-step-instruction" if mode == "stepi" else "-exec-continue"
+    for _ in range(rng.randrange(0, 6)):
+        gdb.resume(command)
+    gdb.proc.stdin.write(command + "\n")               # in flight when gdb dies
+    gdb.proc.stdin.flush()
+    time.sleep(rng.uniform(0, 0.004))
+    os.killpg(gdb.proc.pid, signal.SIGKILL)
+    gdb.proc.wait(30)
+    report = sc.wait(120)
+    guest = report["guest"]
+    assert guest["cnt_iter"] == [iterations] * vcpus, (mode, guest)
+    assert guest["cnt_hits"] == [iterations] * vcpus, (mode, guest)
+    assert guest["cnt_bad_prog"] == [0] * vcpus and guest["unexpected_ivor"] == [0xFFFFFFFF] * vcpus, guest
+    assert_clean_end(report)
