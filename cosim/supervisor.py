@@ -182,11 +182,13 @@ class Supervisor:
         self.run_dir = make_run_dir()
         self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir)
         entry = image.entry if cfg.guest.entry is None else image.resolve(cfg.guest.entry)
+        until = None if cfg.guest.until is None else image.resolve(cfg.guest.until)
         dbg = cfg.to_dict()["debug"]
         base = {"transport": cfg.machine.transport, "run_dir": self.run_dir,
                 "supervisor": self.ep.inbox_addr, "ram_name": self.ram.name, "ram_size": self.ram.size,
                 "runpages_name": self.pages.name, "ledger_name": self.ledger.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
+                "until": until, "msrp_dep": cfg.machine.msrp_dep,
                 "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions,
                 "supervisor_pid": os.getpid()}
         ctx = mp_context()

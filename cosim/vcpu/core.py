@@ -20,7 +20,7 @@ import numpy as np
 from ..cpu_models import CpuModel, Event, Route
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
-from ..vmexit import Exit, Fault
+from ..vmexit import Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
 from .runpage import EVENTS, LEVELS
 
@@ -66,6 +66,7 @@ class Core:
         self.local_ns: dict[str, list[int]] = {"vcpu": [], "kernel": []}
         self._last_level = "vcpu"
         self._retried: int | None = None   # pc re-run once after a flush (stale translation check)
+        self.until: int | None = None      # guest.until: the run ends before this instruction
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -213,11 +214,13 @@ class Core:
         self.step = step
 
     # --- running ------------------------------------------------------------------------------------
-    def run(self, kicked=lambda: False) -> Exit | Fault | None:
+    def run(self, kicked=lambda: False) -> Exit | Fault | Until | None:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
         while True:
+            if self.pc == self.until:        # (reached by a step or a resume; the engine's hook
+                return Until(self.pc)        # stops a free run there)
             if self.step_due:
                 self.step_due = False
                 if self.step:                # one instruction done (emulated, or it interrupted)
@@ -242,6 +245,9 @@ class Core:
         if kind is StopKind.FAULT:
             self.pc = stop.pc
             return Fault(stop.pc, stop.error)
+        if kind is StopKind.UNTIL:
+            self.pc = stop.pc
+            return Until(stop.pc)
         if kind is StopKind.STEP:
             self.pc = stop.pc
             return self._step_event(stop.pc) if self.step else None

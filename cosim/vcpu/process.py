@@ -20,7 +20,7 @@ from ..cpu_models import Event, cpu_model
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..transport import Endpoint, process_alive
-from ..vmexit import Exit, Fault
+from ..vmexit import Exit, Fault, Until
 from .core import Core
 from .engine import Engine, reserved
 from .runpage import RunPages, State
@@ -53,6 +53,8 @@ class VcpuProcess:
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine)
         self.core.reset(spec["entry"], pir=self.index)
+        self.core.until = spec.get("until")
+        self.engine.set_until(self.core.until)
         self.max_instructions = spec.get("max_instructions", 0)
         self.started = False
         self.paused = False
@@ -127,6 +129,8 @@ class VcpuProcess:
             self._check_budget()
         elif isinstance(out, Fault):
             self.fault(out)
+        elif isinstance(out, Until):
+            self.halt(0, "reached until", out.pc, State.HALTED)
         else:
             self.exit_to_kernel(out)
 
