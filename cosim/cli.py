@@ -132,8 +132,8 @@ def compare_row(report: dict, repeats: list[dict] | None = None) -> dict:
     runs = repeats or [report]
     executed = sum(r["executed"] for r in dh["by_breakpoint"].values())
     worst = next((r for r in runs if not r["ok"]), None) or next(
-        (r for r in runs if any(not v["ok"] for v in r["invariants"].values())), report)
-    bad = [k for k, v in worst["invariants"].items() if not v["ok"]]
+        (r for r in runs if any(v["ok"] is False for v in r["invariants"].values())), report)
+    bad = [k for k, v in worst["invariants"].items() if v["ok"] is False]
     lat = {q: costs.interval([r["exits"]["latency_us"]["userspace"].get(q) for r in runs])
            for q in ("p50", "p90", "p99")}
     return {

@@ -14,7 +14,7 @@ def suite(report: dict) -> ET.Element:
     failures = 0
     for inv, e in report["invariants"].items():
         tc = ET.SubElement(ts, "testcase", classname=f"{sc['name']}.invariants", name=inv, time="0")
-        if not e["ok"] and not e.get("excused_by_finding"):
+        if e["ok"] is False and not e.get("excused_by_finding"):
             failures += 1
             ET.SubElement(tc, "failure", message=e["detail"], type="invariant").text = e["detail"]
         else:

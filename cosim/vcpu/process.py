@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import wire
 from ..cpu_models import Event, cpu_model
+from ..isa import IVOR_NAME
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..transport import Endpoint, process_alive
@@ -54,6 +55,7 @@ class VcpuProcess:
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine)
         self.core.reset(spec["entry"], pir=self.index)
         self.core.until = spec.get("until")
+        self.core.dep = spec.get("msrp_dep", True)
         self.engine.set_until(self.core.until)
         self.max_instructions = spec.get("max_instructions", 0)
         self.started = False
@@ -273,6 +275,9 @@ class VcpuProcess:
             "inprocess_kernel_ns": self.core.local_ns["kernel"],
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
             "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
+            "host_debug_missed": {kind: {f"{k:#x}": v for k, v in m.items()}
+                                  for kind, m in self.core.missed.items()},
+            "interrupts": _by_kind(self.core.delivered),
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
@@ -292,6 +297,14 @@ class VcpuProcess:
         self.pages.close()
         self.ram.close()
         self.ep.close()
+
+
+def _by_kind(delivered: dict[tuple[int, int], int]) -> dict[str, dict[str, int]]:
+    """{(IVOR, SRR0): n} as {kind: {"0x...": n}} (kinds named as in isa.IVOR_NAME)."""
+    out: dict[str, dict[str, int]] = {}
+    for (ivor, srr0), n in sorted(delivered.items()):
+        out.setdefault(IVOR_NAME.get(ivor, f"ivor{ivor}"), {})[f"{srr0:#x}"] = n
+    return out
 
 
 def main(spec: dict) -> None:
