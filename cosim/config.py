@@ -98,7 +98,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
 # Keys only meaningful with one breakpoint action.
 _ACTION_KEYS = {"hits": "remove-after", "steps": "single-step"}
 
-_SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*")
+_SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?")  # symbol[+offset]
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*")
 _PROGRAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmM]?)\s*")
