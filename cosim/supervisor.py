@@ -33,7 +33,7 @@ from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 HELLO_TIMEOUT_S = 60.0
 STATS_TIMEOUT_S = 10.0
 ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
-DATA_SEGMENT_MAX = 1 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
+DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
 _ctx = None
