@@ -277,6 +277,7 @@ def build_report(data) -> dict:
     report = {
         "scenario": {"name": cfg.name, "description": cfg.description, "source": cfg.source,
                      "cpu": cpu, "vcpus": n, "strategy": strat.name, "program": program,
+                     "msrp_dep": cfg.machine.dep if cpu == "e500mc" else None,
                      "strategy_summary": strat.summary},
         "outcome": data.outcome,
         "ok": not failed,
