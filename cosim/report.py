@@ -63,9 +63,9 @@ def build_report(data) -> dict:
     missed = {k: _sum_maps(v.get("host_debug_missed", {}).get(k, {}) for v in vstats)
               for k in ("iac", "dac", "step")}
     # what the harness delivered to the guest, per vCPU: {kind: {"0x<srr0>": n}}
-    delivered = [v.get("interrupts", {}) for v in vstats]
+    irq_by_vcpu = [v.get("interrupts", {}) for v in vstats]
     delivered_all: dict[str, dict[str, int]] = {}
-    for d in delivered:
+    for d in irq_by_vcpu:
         for kind, by_srr0 in d.items():
             delivered_all[kind] = _sum_maps((delivered_all.get(kind, {}), by_srr0))
     hits = user.get("hits", {})
@@ -229,7 +229,7 @@ def build_report(data) -> dict:
               f"{len(cfg.expect.memory)} area(s) x {n} vCPU(s) as expected" if not bad_mem and data.memory
               else "; ".join(bad_mem[:8]) or "guest memory was not read at the end of the run")
     if cfg.expect.interrupts is not None:
-        bad_irq = _interrupt_mismatches(cfg.expect.interrupts, delivered, data.image)
+        bad_irq = _interrupt_mismatches(cfg.expect.interrupts, irq_by_vcpu, data.image)
         check("expect-interrupts", not bad_irq,
               f"every vCPU took exactly the expected interrupts ({_kv({k: sum(v.values()) for k, v in delivered_all.items()})})"
               if not bad_irq else "; ".join(bad_irq[:8]))
@@ -289,7 +289,7 @@ def build_report(data) -> dict:
         "exits": exits,
         "instructions": instructions,
         "mips": round(instructions / data.seconds / 1e6, 2) if data.seconds else None,
-        "interrupts_delivered": {"total": delivered_all, "by_vcpu": delivered},
+        "interrupts_delivered": {"total": delivered_all, "by_vcpu": irq_by_vcpu},
         "host_debug_missed": missed,
         "not_judged": [k for k, v in inv.items() if v["ok"] is None],
         "debugger_hits": {"total": total_hits, "by_breakpoint": per_bp,
