@@ -169,3 +169,23 @@ def test_until_ends_the_run_under_gdb(make, monkeypatch):
     irq = report["interrupts_delivered"]["by_vcpu"][0]
     assert irq["syscall"] == {f"{TRAPS.symbol('sc_return'):#x}": 6}
     assert sum(irq["program"].values()) == 4
+
+
+@pytest.mark.parametrize("extra,problem", [
+    ('[[expect.interrupts]]\nkind = "prog"\ncount = 1\n',
+     "expect.interrupts[0].kind: unknown interrupt kind 'prog' (expected one of: critical,"),
+    ('[[expect.interrupts]]\nkind = "program"\ncount = 1\n[[expect.interrupts]]\nkind = "program"\ncount = 2\n',
+     "expect.interrupts[1].kind: program at any SRR0 listed twice (also expect.interrupts[0])"),
+    ('[[expect.interrupts]]\nkind = "syscall"\n', "expect.interrupts[0].count: missing required key"),
+    ('[[expect.memory]]\nat = "records"\nwords = [-1]\n',
+     "expect.memory[0].words[0]: expected a 32-bit word (0..0xffffffff), got integer -1"),
+    ('[[expect.memory]]\nat = "records"\nwords = [1]\nstride = 6\n', "expect.memory[0].stride: 6 is not a multiple of 4"),
+    ('[[expect.memory]]\nat = "records"\nwords = []\n', "expect.memory[0].words: must list at least one word"),
+])
+def test_expect_schema_errors_are_one_line(tmp_path, extra, problem):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[machine]\ncpu = "e500mc"\n[guest]\nprogram = "foreign_traps"\n' + extra)
+    with pytest.raises(Exception) as info:
+        load_config(cfg)
+    assert str(info.value).startswith(f"{cfg}: {problem}"), str(info.value)
+    assert "\n" not in str(info.value)
