@@ -22,7 +22,7 @@ from .junit import write_junit
 from .machine.image import GUESTS_DIR, GuestImage, ImageError, guest_path, list_guests
 from .strategies import STRATEGIES as STRATEGY_TABLE
 from .render import render_compare, render_run, render_sweep
-from .report import build_report
+from .report import build_report, strategy_label
 from .supervisor import run_config
 
 
@@ -139,7 +139,7 @@ def compare_row(report: dict, repeats: list[dict] | None = None) -> dict:
     lat = {q: costs.interval([r["exits"]["latency_us"]["userspace"].get(q) for r in runs])
            for q in ("p50", "p90", "p99")}
     return {
-        "strategy": sc["strategy"] + (" MSRP[DEP]=0" if sc.get("msrp_dep") is False else ""),
+        "strategy": strategy_label(sc),
         "cpu": sc["cpu"], "repeats": len(runs),
         "verdict": "ok" if not bad else ("finding" if worst["ok"] else "fail"),
         "failed": worst["failed"], "hits": dh["total"], "executed": executed,

@@ -231,7 +231,8 @@ def build_report(data) -> dict:
     if cfg.expect.interrupts is not None:
         bad_irq = _interrupt_mismatches(cfg.expect.interrupts, irq_by_vcpu, data.image)
         check("expect-interrupts", not bad_irq,
-              f"every vCPU took exactly the expected interrupts ({_kv({k: sum(v.values()) for k, v in delivered_all.items()})})"
+              "every vCPU took exactly the expected interrupts ("
+              + _kv({k: sum(v.values()) for k, v in delivered_all.items()}) + ")"
               if not bad_irq else "; ".join(bad_irq[:8]))
     if cfg.expect.findings is not None:
         missing = sorted(set(cfg.expect.findings) - found_ids)
@@ -298,7 +299,8 @@ def build_report(data) -> dict:
                           "reinjected": reinjected, "inserts": user.get("inserts", 0),
                           "removes": user.get("removes", 0), "refused": user.get("refused", []),
                           "guest_traps_skipped": skipped, "guest_traps_delivered": delivered},
-        "guest_warns": {"total": warns, "judged": warns_judged, "expected": expected_warns, "by_vcpu": guest.get("cnt_warn", []),
+        "guest_warns": {"total": warns, "judged": warns_judged, "expected": expected_warns,
+                        "by_vcpu": guest.get("cnt_warn", []),
                         "unexplained_program_interrupts": bad_prog, "guest_syscalls": guest_syscalls},
         "guest": {k: v for k, v in guest.items() if k != "warn_log_head"},
         "kernel": {"decisions": kernel.get("decisions", {}), "malformed": kernel.get("malformed", 0)},
@@ -313,6 +315,11 @@ def build_report(data) -> dict:
                           kernel.get("messages", {})])
     report["costs"] = costs.of(report, strat.hit_event[cpu].value, messages)
     return report
+
+
+def strategy_label(scenario: dict) -> str:
+    """A report's strategy as compare rows name it: `hw MSRP[DEP]=0` for E.HV's guest-owned debug mode."""
+    return scenario["strategy"] + (" MSRP[DEP]=0" if scenario.get("msrp_dep") is False else "")
 
 
 def _interrupts(image, addr: int) -> bool:
@@ -337,10 +344,10 @@ def _interrupts(image, addr: int) -> bool:
 
 def _memory_mismatches(expects, memory: list, image) -> list[str]:
     out = []
-    for k, (m, per_vcpu) in enumerate(zip(expects, memory)):
+    for k, (m, per_vcpu) in enumerate(zip(expects, memory, strict=False)):
         base = image.resolve(m.at)
         for i, got in enumerate(per_vcpu):
-            for j, (w, g) in enumerate(zip(m.words, got)):
+            for j, (w, g) in enumerate(zip(m.words, got, strict=True)):
                 if w != g:
                     out.append(f"expect.memory[{k}] vCPU {i}: word {j} at {base + i * m.stride + 4 * j:#x} "
                                f"is {g:#x}, expected {w:#x}")

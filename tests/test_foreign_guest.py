@@ -5,7 +5,6 @@ E.HV's two debug modes (machine.msrp_dep) with a guest that clears its own MSR[D
 (guests/foreign_debug.S)."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -149,7 +148,7 @@ def test_msrp_dep_0_single_step_across_clearing_msr_de_is_lost():
 
 
 @pytest.mark.skipif(GDB is None, reason="gdb-multiarch is not installed")
-def test_until_ends_the_run_under_gdb(make, monkeypatch):
+def test_until_ends_the_run_under_gdb(make, monkeypatch):  # noqa: F811
     """gdb attached, a breakpoint on the guest's sc: 6 stops, then `continue` runs the vCPU into
     `until` and the run ends by itself, judged like without gdb."""
     monkeypatch.setattr(test_gdb_real, "CONFIG", test_gdb_real.CONFIG.replace(
@@ -179,7 +178,8 @@ def test_until_ends_the_run_under_gdb(make, monkeypatch):
     ('[[expect.interrupts]]\nkind = "syscall"\n', "expect.interrupts[0].count: missing required key"),
     ('[[expect.memory]]\nat = "records"\nwords = [-1]\n',
      "expect.memory[0].words[0]: expected a 32-bit word (0..0xffffffff), got integer -1"),
-    ('[[expect.memory]]\nat = "records"\nwords = [1]\nstride = 6\n', "expect.memory[0].stride: 6 is not a multiple of 4"),
+    ('[[expect.memory]]\nat = "records"\nwords = [1]\nstride = 6\n',
+     "expect.memory[0].stride: 6 is not a multiple of 4"),
     ('[[expect.memory]]\nat = "records"\nwords = []\n', "expect.memory[0].words: must list at least one word"),
 ])
 def test_expect_schema_errors_are_one_line(tmp_path, extra, problem):

@@ -129,7 +129,7 @@ def compare(image: GuestImage, qemu: list, harness: list) -> list[dict]:
     """Differing words of the writable segments, each named by the nearest symbol below it."""
     names = sorted((a, n) for n, a in image.symbols.items())
     out = []
-    for (qa, qd), (ha, hd) in zip(qemu, harness):
+    for (qa, qd), (ha, hd) in zip(qemu, harness, strict=True):
         assert qa == ha and len(qd) == len(hd), "segments differ in shape"
         for off in range(0, len(qd) - len(qd) % 4, 4):
             if qd[off:off + 4] != hd[off:off + 4]:
