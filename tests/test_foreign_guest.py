@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import test_gdb_real
+from cosim import junit
 from cosim.config import load_config, parse_config
 from cosim.machine.image import GuestImage, guest_path
 from cosim.report import build_report
@@ -50,6 +51,9 @@ def test_foreign_guest_judged_by_memory_and_delivered_interrupts(cpu):
     assert inv["guest-traps-to-guest-once"]["detail"].startswith("not judged: ")
     assert "guest-traps-to-guest-once" in r["not_judged"]
     assert r["guest_warns"]["judged"] is False
+    ts = junit.suite(r)                                  # JUnit: a skipped testcase, not a pass
+    skipped = [tc.get("name") for tc in ts.findall("testcase") if tc.find("skipped") is not None]
+    assert skipped == ["guest-traps-to-guest-once"] and ts.get("skipped") == "1"
     trap, ill, ret = (f"{TRAPS.symbol(s):#x}" for s in ("trap_site", "ill_site", "sc_return"))
     assert len(r["interrupts_delivered"]["by_vcpu"]) == 2
     for v in r["interrupts_delivered"]["by_vcpu"]:
