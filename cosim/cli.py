@@ -22,7 +22,7 @@ from .junit import write_junit
 from .machine.image import GUESTS_DIR, GuestImage, ImageError, guest_path, list_guests
 from .strategies import STRATEGIES as STRATEGY_TABLE
 from .render import render_compare, render_run, render_sweep
-from .report import build_report
+from .report import build_report, strategy_label
 from .supervisor import run_config
 
 
@@ -117,12 +117,14 @@ def cmd_run(args) -> int:
     return 0 if report["ok"] else 1
 
 
-def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus: int) -> dict:
+def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus: int,
+                   msrp_dep: bool | None = None) -> dict:
     image = GuestImage.load(guest_path(program))
     targets = [s for s in ("bp_target_a", "bp_target_b") if s in image] or ["bp_target"]
+    dep = "" if msrp_dep is None else f"-dep{int(msrp_dep)}"
     return {
-        "name": f"{strategy}-{cpu}", "description": f"compare: {strategy} on {cpu}, {program}",
-        "machine": {"cpu": cpu, "vcpus": vcpus},
+        "name": f"{strategy}-{cpu}{dep}", "description": f"compare: {strategy} on {cpu}{dep}, {program}",
+        "machine": {"cpu": cpu, "vcpus": vcpus, "msrp_dep": msrp_dep},
         "guest": {"program": program, "iterations": iterations},
         "debug": {"strategy": strategy, "breakpoints": [{"at": t} for t in targets]},
         "limits": {"wall_seconds": 120.0},
@@ -137,12 +139,13 @@ def compare_row(report: dict, repeats: list[dict] | None = None) -> dict:
     runs = repeats or [report]
     executed = sum(r["executed"] for r in dh["by_breakpoint"].values())
     worst = next((r for r in runs if not r["ok"]), None) or next(
-        (r for r in runs if any(not v["ok"] for v in r["invariants"].values())), report)
-    bad = [k for k, v in worst["invariants"].items() if not v["ok"]]
+        (r for r in runs if any(v["ok"] is False for v in r["invariants"].values())), report)
+    bad = [k for k, v in worst["invariants"].items() if v["ok"] is False]
     lat = {q: costs.interval([r["exits"]["latency_us"]["userspace"].get(q) for r in runs])
            for q in ("p50", "p90", "p99")}
     return {
-        "strategy": sc["strategy"], "cpu": sc["cpu"], "repeats": len(runs),
+        "strategy": strategy_label(sc),
+        "cpu": sc["cpu"], "repeats": len(runs),
         "verdict": "ok" if not bad else ("finding" if worst["ok"] else "fail"),
         "failed": worst["failed"], "hits": dh["total"], "executed": executed,
         "warns": report["guest_warns"]["total"], "warns_expected": report["guest_warns"]["expected"],
@@ -190,12 +193,14 @@ def cmd_compare(args) -> int:
     if args.repeat < 1 or args.jobs < 1:
         print(f"error: --{'repeat' if args.repeat < 1 else 'jobs'}: must be >= 1", file=sys.stderr)
         return 2
-    cells = [(s, c) for s in args.strategies for c in args.cpus]
-    runs = [(s, c, k) for k in range(args.repeat) for s, c in cells]
+    # E.HV's two debug modes (machine.msrp_dep): hw on e500mc runs with MSRP[DEP] = 1 and = 0
+    cells = [(s, c, d) for s in args.strategies for c in args.cpus
+             for d in ((None, False) if (s, c) == ("hw", "e500mc") else (None,))]
+    runs = [(s, c, d, k) for k in range(args.repeat) for s, c, d in cells]
     err = Console(stderr=True)
     t0 = time.monotonic()
-    by_cell: dict[tuple[str, str], list[dict]] = {cell: [] for cell in cells}
-    todo = [compare_config(s, c, args.program, args.iterations, args.vcpus) for s, c, _ in runs]
+    by_cell: dict[tuple, list[dict]] = {cell: [] for cell in cells}
+    todo = [compare_config(s, c, args.program, args.iterations, args.vcpus, d) for s, c, d, _ in runs]
     if args.jobs == 1:
         results = map(_run_cell, todo)
     else:
@@ -203,11 +208,12 @@ def cmd_compare(args) -> int:
         import multiprocessing
         pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
         results = pool.map(_run_cell, todo)
-    for n, ((s, c, k), report) in enumerate(zip(runs, results), 1):
+    for n, ((s, c, d, k), report) in enumerate(zip(runs, results), 1):
         if not args.quiet:
-            err.print(f"[{n}/{len(runs)}] {s} on {c}" + (f" (repeat {k + 1})" if args.repeat > 1 else "")
+            err.print(f"[{n}/{len(runs)}] {s} on {c}" + (" MSRP[DEP]=0" if d is False else "")
+                      + (f" (repeat {k + 1})" if args.repeat > 1 else "")
                       + f": {'ok' if report['ok'] else 'FAIL'}", highlight=False)
-        by_cell[(s, c)].append(report)
+        by_cell[(s, c, d)].append(report)
     if args.jobs > 1:
         pool.shutdown()
     reports = [r for cell in cells for r in by_cell[cell]]

@@ -17,9 +17,15 @@ Invariants:
 Schema (defaults in parentheses, see configs/demo.toml for a complete example):
     name (file stem), description ("")
     [machine]   cpu (required: e500v2|e500mc), vcpus (1; 1..16), ram ("16M"; bytes or K/M suffix,
-                multiple of 4 KiB, 1M..256M), transport ("ipc"|"tcp")
+                multiple of 4 KiB, 1M..256M), transport ("ipc"|"tcp"), msrp_dep (None = true; e500mc
+                only: E.HV's MSRP[DEP]. true: while the host debugs, the guest's MSR[DE] writes are
+                ignored for host debug; false: the guest's MSR[DE] gates the host's IAC/DAC/step events,
+                missed ones are the finding guest-disabled-host-debug)
     [guest]     program (required: bare name -> guests/<name>.elf, or a path ending .elf relative to the
-                config file), entry (None = ELF entry; symbol or address), iterations (None; 1..2**32-1)
+                config file; any 32-bit big-endian Book E ELF), entry (None = ELF entry; symbol or
+                address), iterations (None; 1..2**32-1; the ELF must define cfg_iterations),
+                until (None; symbol or address: a vCPU that reaches it, before executing it, is done
+                (exit code 0); the run ends when every vCPU is done, also while gdb is attached)
     [debug]     strategy ("illegal"), detach_at_end (true), keep_guest_traps (true)
     [[debug.breakpoints]]  at (required), action ("count"), hits (remove-after only, required there),
                 steps (single-step only, required there)
@@ -27,6 +33,15 @@ Schema (defaults in parentheses, see configs/demo.toml for a complete example):
     [debug.race]    at (required, names a breakpoint), after_hits (1)
     [limits]    wall_seconds (60.0; > 0), instructions (0 = unlimited; per vCPU)
     [expect]    debugger_hits, guest_warns, findings, exit_code (all None = not checked)
+    [[expect.memory]]  at (required; symbol or address), stride (0; bytes between two vCPUs' areas:
+                vCPU i's area is at + i*stride, checked for every vCPU), words (required; expected
+                32-bit words at the end of the run)
+    [[expect.interrupts]]  kind (required: program, syscall, debug, dsi, ... see isa.IVOR_NAME),
+                srr0 (None = any; symbol or address), count (required; per vCPU). When present, every
+                interrupt the harness delivered to the guest must be accounted for: entries with srr0
+                count exactly that (kind, SRR0), an entry without srr0 counts the kind's total, a kind
+                listed only with srr0 entries may not be delivered at any other SRR0, and a kind not
+                listed may not be delivered at all.
 """
 from __future__ import annotations
 
@@ -41,11 +56,12 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .findings import FINDINGS
+from .isa import IVOR_BY_NAME
 
 __all__ = [
     "STRATEGIES", "CPUS", "ACTIONS", "TRANSPORTS",
     "ConfigError", "Config", "MachineConfig", "GuestConfig", "DebugConfig", "BreakpointConfig",
-    "StressConfig", "RaceConfig", "LimitsConfig", "ExpectConfig",
+    "StressConfig", "RaceConfig", "LimitsConfig", "ExpectConfig", "MemoryExpect", "InterruptExpect",
     "load_config", "parse_config", "apply_overrides",
 ]
 
@@ -68,19 +84,21 @@ Location = int | str            # an address (int) or a symbol name (str)
 # Keys allowed in each table; drives unknown-key detection and its "belongs in [x]" hints.
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "description", "machine", "guest", "debug", "limits", "expect"),
-    "machine": ("cpu", "vcpus", "ram", "transport"),
-    "guest": ("program", "entry", "iterations"),
+    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep"),
+    "guest": ("program", "entry", "iterations", "until"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps"),
     "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
     "debug.race": ("at", "after_hits"),
     "limits": ("wall_seconds", "instructions"),
-    "expect": ("debugger_hits", "guest_warns", "findings", "exit_code"),
+    "expect": ("debugger_hits", "guest_warns", "findings", "exit_code", "memory", "interrupts"),
+    "expect.memory[]": ("at", "stride", "words"),
+    "expect.interrupts[]": ("kind", "srr0", "count"),
 }
 # Keys only meaningful with one breakpoint action.
 _ACTION_KEYS = {"hits": "remove-after", "steps": "single-step"}
 
-_SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*")
+_SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?")  # symbol[+offset]
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*")
 _PROGRAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmM]?)\s*")
@@ -107,22 +125,31 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MachineConfig:
-    """cpu: one of CPUS; vcpus: 1..16; ram: bytes; transport: one of TRANSPORTS."""
+    """cpu: one of CPUS; vcpus: 1..16; ram: bytes; transport: one of TRANSPORTS; msrp_dep: E.HV's
+    MSRP[DEP] (e500mc only; None = true, see `dep`)."""
     cpu: str
     vcpus: int = 1
     ram: int = DEFAULT_RAM
     transport: str = "ipc"
+    msrp_dep: bool | None = None
+
+    @property
+    def dep(self) -> bool:
+        """MSRP[DEP] as the run uses it: true unless the scenario chose false."""
+        return self.msrp_dep is not False
 
 
 @dataclass(frozen=True, slots=True)
 class GuestConfig:
     """program: as written in the config (bare name or .elf path); elf_path: that path made absolute
     against the config's directory, or None for a bare name (see `resolve`); entry: symbol, address or
-    None (= ELF entry); iterations: value for the guest's cfg_iterations word, or None to leave it."""
+    None (= ELF entry); iterations: value for the guest's cfg_iterations word, or None to leave it;
+    until: where a vCPU's run ends (symbol or address, before executing it), or None."""
     program: str
     elf_path: Path | None = field(default=None, metadata={"derived": True})
     entry: Location | None = None
     iterations: int | None = None
+    until: Location | None = None
 
     def resolve(self, guests_dir: str | os.PathLike[str]) -> Path:
         """The ELF to load: the explicit path, else `<guests_dir>/<program>.elf`."""
@@ -179,12 +206,30 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryExpect:
+    """words: expected at `at` + i*stride for every vCPU i (stride 0: one area)."""
+    at: Location
+    words: tuple[int, ...]
+    stride: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptExpect:
+    """count: per vCPU, interrupts of `kind` delivered with SRR0 `srr0` (None = any SRR0)."""
+    kind: str
+    count: int
+    srr0: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ExpectConfig:
     """Expectations checked at the end of the run; None = not checked."""
     debugger_hits: int | None = None
     guest_warns: int | None = None
     findings: tuple[str, ...] | None = None
     exit_code: int | None = None
+    memory: tuple[MemoryExpect, ...] | None = None
+    interrupts: tuple[InterruptExpect, ...] | None = None
 
     @property
     def empty(self) -> bool:
@@ -297,6 +342,9 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     description = root.string("description", default="")
 
     machine = _machine(root.table("machine", required=True))
+    if machine.msrp_dep is not None and machine.cpu != "e500mc":
+        raise ConfigError(source, "machine.msrp_dep", f"only valid with cpu = 'e500mc' (E.HV's MSRP), "
+                                                     f"cpu is {machine.cpu!r}")
     guest = _guest(root.table("guest", required=True), source)
     debug = _debug(root.table("debug"))
     limits = _limits(root.table("limits"))
@@ -313,6 +361,7 @@ def _machine(t: _Table) -> MachineConfig:
         vcpus=t.integer("vcpus", default=1, lo=1, hi=VCPUS_MAX),
         ram=_ram(t, "ram", default=DEFAULT_RAM),
         transport=t.choice("transport", TRANSPORTS, "transport", default="ipc"),
+        msrp_dep=t.boolean("msrp_dep", default=None),
     )
 
 
@@ -330,6 +379,7 @@ def _guest(t: _Table, source: str) -> GuestConfig:
         elf_path=elf_path,
         entry=t.location("entry"),
         iterations=t.integer("iterations", lo=1, hi=WORD_MAX),
+        until=t.location("until"),
     )
 
 
@@ -415,9 +465,38 @@ def _limits(t: _Table | None) -> LimitsConfig:
     )
 
 
+def _memory_expect(t: _Table) -> MemoryExpect:
+    at = t.location("at", required=True)
+    words = t.array("words", required=True)
+    if not words:
+        raise t.error("words", "must list at least one word")
+    for i, w in enumerate(words):
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= WORD_MAX:
+            raise t.error(f"words[{i}]", f"expected a 32-bit word (0..0xffffffff), got {_describe(w)}")
+    stride = t.integer("stride", default=0, lo=0, hi=WORD_MAX)
+    if stride % 4:
+        raise t.error("stride", f"{stride} is not a multiple of 4")
+    return MemoryExpect(at=at, words=tuple(words), stride=stride)
+
+
+def _interrupt_expect(t: _Table, seen: dict) -> InterruptExpect:
+    kind = t.choice("kind", tuple(IVOR_BY_NAME), "interrupt kind", required=True)
+    srr0 = t.location("srr0")
+    if (kind, srr0) in seen:
+        raise t.error("srr0" if srr0 is not None else "kind",
+                      f"{kind} at {'any SRR0' if srr0 is None else _show_loc(srr0)} listed twice "
+                      f"(also {seen[kind, srr0]})")
+    seen[kind, srr0] = t.path
+    return InterruptExpect(kind=kind, count=t.integer("count", required=True, lo=0, hi=COUNT_MAX), srr0=srr0)
+
+
 def _expect(t: _Table | None) -> ExpectConfig:
     if t is None:
         return ExpectConfig()
+    memory = None if t.get("memory", False) is None else tuple(_memory_expect(m) for m in t.tables("memory"))
+    seen: dict = {}
+    interrupts = None if t.get("interrupts", False) is None else tuple(
+        _interrupt_expect(x, seen) for x in t.tables("interrupts"))
     findings = t.array("findings")
     if findings is not None:
         for i, f in enumerate(findings):
@@ -438,6 +517,8 @@ def _expect(t: _Table | None) -> ExpectConfig:
         guest_warns=t.integer("guest_warns", lo=0, hi=COUNT_MAX),
         findings=None if findings is None else tuple(findings),
         exit_code=t.integer("exit_code", lo=-2**31, hi=2**32 - 1),
+        memory=memory,
+        interrupts=interrupts,
     )
 
 
@@ -481,7 +562,7 @@ class _Table:
             raise self.error(key, f"unknown {what} {value!r} (expected one of: {', '.join(choices)})")
         return value
 
-    def boolean(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str, default: Any) -> Any:
         value = self.get(key, False)
         if value is None:
             return default

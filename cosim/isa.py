@@ -49,6 +49,11 @@ class Ivor:
     HV_PRIV = 41
 
 
+# interrupt kinds by name (report, [[expect.interrupts]] kind): "program", "syscall", "debug", ...
+IVOR_NAME = {v: k.lower() for k, v in vars(Ivor).items() if k.isupper()}
+IVOR_BY_NAME = {name: ivor for ivor, name in IVOR_NAME.items()}
+
+
 # --- register bits ----------------------------------------------------------------------------------
 class Msr:
     CM = 1 << 31

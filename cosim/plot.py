@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from .report import strategy_label  # noqa: E402
 
 CPU_COLORS = {"e500v2": "#4c72b0", "e500mc": "#dd8452"}
 LEVEL_COLORS = {"vcpu": "#8c8c8c", "kernel": "#55a868", "userspace": "#c44e52"}
@@ -78,7 +79,7 @@ def compare_figure(rows: list[dict], reports: list[dict]) -> Figure:
     data, labels, colors = [], [], []
     for s in strategies:
         for cpu in cpus:
-            samples = [x for rep in reports if rep["scenario"]["strategy"] == s and rep["scenario"]["cpu"] == cpu
+            samples = [x for rep in reports if strategy_label(rep["scenario"]) == s and rep["scenario"]["cpu"] == cpu
                        for x in rep["exits"].get("latency_samples_us", {}).get("userspace", [])]
             data.append(samples or [float("nan")])
             labels.append(f"{s}\n{cpu}")

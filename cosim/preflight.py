@@ -46,8 +46,19 @@ def check(cfg: Config) -> GuestImage:
 
     if cfg.guest.entry is not None:
         where("guest.entry", cfg.guest.entry)
+    if cfg.guest.until is not None:
+        where("guest.until", cfg.guest.until)
     for i, bp in enumerate(cfg.debug.breakpoints):
         where(f"debug.breakpoints[{i}].at", bp.at)
+    for i, m in enumerate(cfg.expect.memory or ()):
+        where(f"expect.memory[{i}].at", m.at)
+        last = image.resolve(m.at) + (cfg.machine.vcpus - 1) * m.stride + 4 * len(m.words)
+        if last > ram:
+            raise ConfigError(cfg.source, f"expect.memory[{i}]",
+                              f"the last vCPU's area ends at {last:#x}, outside guest RAM (0..{ram - 1:#x})")
+    for i, x in enumerate(cfg.expect.interrupts or ()):
+        if x.srr0 is not None:
+            where(f"expect.interrupts[{i}].srr0", x.srr0)
     return image
 
 

@@ -8,6 +8,8 @@ from rich.text import Text
 
 
 def _mark(entry: dict) -> Text:
+    if entry["ok"] is None:
+        return Text("not judged", style="bold magenta")
     if entry["ok"]:
         return Text("ok", style="bold green")
     if entry.get("excused_by_finding"):
@@ -44,6 +46,11 @@ def render_run(report: dict, console: Console | None = None) -> None:
             ft.add_row(f["id"], "yes" if f["predicted"] else Text("no", style="bold yellow"), f["detail"])
         parts.append(ft)
 
+    irq = report.get("interrupts_delivered", {}).get("total", {})
+    if irq:
+        parts.append(Text("interrupts delivered to the guest: " + "; ".join(
+            f"{kind} {sum(v.values())} (" + ", ".join(f"{a} x{c}" for a, c in list(v.items())[:6])
+            + (", ..." if len(v) > 6 else "") + ")" for kind, v in irq.items())))
     dh = report["debugger_hits"]
     bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']})",
                title_justify="left", show_edge=False, pad_edge=False)
@@ -54,8 +61,9 @@ def render_run(report: dict, console: Console | None = None) -> None:
     parts.append(bt)
 
     gw = report["guest_warns"]
-    parts.append(Text(f"guest WARNs: {gw['total']}" + (f" of {gw['expected']} expected" if gw["expected"]
-                                                       is not None else "")
+    parts.append(Text((f"guest WARNs: {gw['total']}" if gw.get("judged", True) else
+                       "guest WARNs: not judged (the guest exports no cnt_warn)")
+                      + (f" of {gw['expected']} expected" if gw["expected"] is not None else "")
                       + f"; guest syscalls {gw['guest_syscalls']}; unexplained program interrupts "
                       f"{gw['unexplained_program_interrupts']}; re-injected by userspace "
                       f"{sum(dh['reinjected'].values())}"))

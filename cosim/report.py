@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 
 from . import costs
+from .isa import IVOR_BY_NAME, USER_SPRS, Kind, classify
 from .strategies import Match, strategy as get_strategy
 from .vcpu.runpage import LEVELS
 
@@ -58,21 +59,39 @@ def build_report(data) -> dict:
 
     planted = _sum_maps(v.get("planted_exec", {}) for v in vstats)
     host_iac = _sum_maps(v.get("host_iac", {}) for v in vstats)
+    # host debug events that did not happen because the guest's MSR[DE] was 0 under MSRP[DEP] = 0
+    missed = {k: _sum_maps(v.get("host_debug_missed", {}).get(k, {}) for v in vstats)
+              for k in ("iac", "dac", "step")}
+    # what the harness delivered to the guest, per vCPU: {kind: {"0x<srr0>": n}}
+    irq_by_vcpu = [v.get("interrupts", {}) for v in vstats]
+    delivered_all: dict[str, dict[str, int]] = {}
+    for d in irq_by_vcpu:
+        for kind, by_srr0 in d.items():
+            delivered_all[kind] = _sum_maps((delivered_all.get(kind, {}), by_srr0))
     hits = user.get("hits", {})
     stale = user.get("stale", {})
     total_hits = sum(hits.values())
     # what the silicon saw: planted words executed, and host IAC events (a gdb `hbreak` is an IAC under
     # any strategy, so its hits compare with IAC events, not with planted executions)
-    truth = _sum_maps((planted, host_iac))
+    truth = _sum_maps((planted, host_iac, missed["iac"]))
     addresses = sorted(set(truth) | set(hits) | set(stale), key=lambda a: int(a, 16))
     per_bp = {a: {"symbol": sym(int(a, 16)), "executed": truth.get(a, 0), "hits": hits.get(a, 0),
                   "stale": stale.get(a, 0)} for a in addresses}
     lost = {a: r["executed"] - r["hits"] - r["stale"] for a, r in per_bp.items()
             if r["executed"] != r["hits"] + r["stale"]}
 
+    warns_judged = "cnt_warn" in guest    # the guest exports the project's WARN counters
     warns = sum(guest.get("cnt_warn", [0] * n))
     bad_prog = sum(guest.get("cnt_bad_prog", [0] * n))
     guest_syscalls = sum(guest.get("cnt_syscall", [0] * n))
+    # breakpoint words that went to the guest's own syscall vector (sc64 on E.HV): SRR0 = site + 4
+    planted_sites = {int(a, 16) for a, c in planted.items() if c}
+    sc_to_guest = {f"{int(a, 16) - 4:#x}": c for a, c in delivered_all.get("syscall", {}).items()
+                   if int(a, 16) - 4 in planted_sites}
+    # program interrupts delivered at a breakpoint address whose own instruction cannot raise one: a
+    # breakpoint (or a stale exit) delivered to the guest
+    bogus = {a: c for a, c in delivered_all.get("program", {}).items()
+             if int(a, 16) in planted_sites and not _interrupts(data.image, int(a, 16))}
     expected_warns = None
     if "warns_per_iter" in data.image and guest.get("cnt_iter"):
         expected_warns = data.image.read_word(data.image.symbol("warns_per_iter")) * sum(guest["cnt_iter"])
@@ -91,10 +110,20 @@ def build_report(data) -> dict:
         predicted.add("guest-debug-lost")
     if n_bps and strat.patches_code and program in PROGRAMS_CHECKING_CODE:
         predicted.add("patched-code-visible")
-    if lost and guest_syscalls and strat.name == "sc64":
+    if lost and sc_to_guest and strat.name == "sc64":
         findings.append(Finding("sc64-lost-hits", "sc64-lost-hits" in predicted,
-                                f"{sum(lost.values())} breakpoint hit(s) taken by the guest's own syscall "
-                                f"vector ({guest_syscalls} guest syscalls): E.HV never exits on sc",
+                                f"{sum(lost.values())} breakpoint hit(s) lost; {sum(sc_to_guest.values())} "
+                                f"breakpoint word(s) delivered to the guest's own syscall vector: "
+                                f"{_by_site(sc_to_guest, sym)}: E.HV never exits on sc",
+                                excuses=("debugger-hits-exactly-once",)))
+    if not cfg.machine.dep and strat.match is Match.IAC and n_bps:
+        predicted.add("guest-disabled-host-debug")
+    if any(missed.values()):
+        findings.append(Finding("guest-disabled-host-debug", "guest-disabled-host-debug" in predicted,
+                                f"MSRP[DEP] = 0 and the guest's MSR[DE] = 0: host debug events that did not "
+                                f"happen: {sum(missed['iac'].values())} instruction breakpoint(s) "
+                                f"({_by_site(missed['iac'], sym)}), {sum(missed['dac'].values())} watchpoint(s), "
+                                f"{sum(missed['step'].values())} single-step request(s)",
                                 excuses=("debugger-hits-exactly-once",)))
     if user.get("refused"):
         findings.append(Finding("hw-slots-exhausted", "hw-slots-exhausted" in predicted,
@@ -140,22 +169,35 @@ def build_report(data) -> dict:
             entry["excused_by_finding"] = True
         inv[name] = entry
 
+    def not_judged(name, why):
+        inv[name] = {"ok": None, "judged": False, "detail": f"not judged: {why}"}
+
     check("debugger-hits-exactly-once", not lost,
           f"{total_hits} hit(s) at {len(per_bp)} address(es), every execution accounted for" if not lost
           else "executions not delivered once: " + ", ".join(
               f"{per_bp[a]['symbol'] or a}: {d:+d}" for a, d in lost.items()))
-    warn_ok = (bad_prog == 0 and not bad_srr0 and not skipped
+    warn_ok = (bad_prog == 0 and not bad_srr0 and not skipped and not bogus
                and (expected_warns is None or warns == expected_warns))
-    check("guest-traps-to-guest-once", warn_ok,
+    progs = sum(delivered_all.get("program", {}).values())
+    if not warns_judged and not skipped and not bogus:
+        not_judged("guest-traps-to-guest-once",
+                   f"{program} exports no WARN counters (cnt_warn); the harness delivered {progs} program "
+                   "interrupt(s) to it (see interrupts_delivered); [[expect.interrupts]] judges them")
+    else:
+        check("guest-traps-to-guest-once", warn_ok,
           f"guest WARNs {warns}" + (f" of {expected_warns} expected" if expected_warns is not None else "")
           + f", unexplained program interrupts {bad_prog}"
           + (f", SRR0 not a WARN site: {', '.join(hex(a) for a in bad_srr0)}" if bad_srr0 else "")
-          + (f", {sum(skipped.values())} guest trap(s) skipped by the debugger" if skipped else ""))
+          + (f", {sum(skipped.values())} guest trap(s) skipped by the debugger" if skipped else "")
+          + (f", breakpoint(s) delivered to the guest as program interrupts: {_by_site(bogus, sym)}"
+             if bogus else ""))
     race = cfg.debug.race is not None
     n_stale = sum(stale.values())
     forced = user.get("script", {}).get("race_forced", 0)
-    check("stale-exit-never-delivered", bad_prog == 0 and (not race or (forced >= 1 and n_stale >= 1)),
-          f"{n_stale} stale exit(s) retried at the same PC, {bad_prog} bogus trap(s) in the guest"
+    check("stale-exit-never-delivered",
+          bad_prog == 0 and not bogus and (not race or (forced >= 1 and n_stale >= 1)),
+          f"{n_stale} stale exit(s) retried at the same PC, {bad_prog + sum(bogus.values())} bogus trap(s) "
+          "delivered to the guest"
           + (f", race forced {forced} time(s)" if race else ""))
     if cfg.debug.detach_at_end:
         check("code-restored-after-detach", not data.code_diff and data.detached is not None,
@@ -176,9 +218,22 @@ def build_report(data) -> dict:
     if cfg.expect.debugger_hits is not None:
         check("expect-debugger-hits", total_hits == cfg.expect.debugger_hits,
               f"{total_hits} hit(s), expected {cfg.expect.debugger_hits}")
-    if cfg.expect.guest_warns is not None:
+    if cfg.expect.guest_warns is not None and not warns_judged:
+        not_judged("expect-guest-warns", f"{program} exports no WARN counters (cnt_warn)")
+    elif cfg.expect.guest_warns is not None:
         check("expect-guest-warns", warns == cfg.expect.guest_warns,
               f"{warns} WARN(s), expected {cfg.expect.guest_warns}")
+    if cfg.expect.memory is not None:
+        bad_mem = _memory_mismatches(cfg.expect.memory, data.memory, data.image)
+        check("expect-memory", not bad_mem and len(data.memory) == len(cfg.expect.memory),
+              f"{len(cfg.expect.memory)} area(s) x {n} vCPU(s) as expected" if not bad_mem and data.memory
+              else "; ".join(bad_mem[:8]) or "guest memory was not read at the end of the run")
+    if cfg.expect.interrupts is not None:
+        bad_irq = _interrupt_mismatches(cfg.expect.interrupts, irq_by_vcpu, data.image)
+        check("expect-interrupts", not bad_irq,
+              "every vCPU took exactly the expected interrupts ("
+              + _kv({k: sum(v.values()) for k, v in delivered_all.items()}) + ")"
+              if not bad_irq else "; ".join(bad_irq[:8]))
     if cfg.expect.findings is not None:
         missing = sorted(set(cfg.expect.findings) - found_ids)
         check("expect-findings", not missing, f"expected findings missing: {', '.join(missing)}" if missing
@@ -219,10 +274,11 @@ def build_report(data) -> dict:
              # counted at level "kernel" (DESIGN.md): its handling time, kept apart from real crossings
              "kernel_in_vcpu_process_us": {"count": len(inproc), "p50": _us(percentile(inproc, 50)),
                                            "p99": _us(percentile(inproc, 99))}}
-    failed = [k for k, v in inv.items() if not v["ok"] and not v.get("excused_by_finding")]
+    failed = [k for k, v in inv.items() if v["ok"] is False and not v.get("excused_by_finding")]
     report = {
         "scenario": {"name": cfg.name, "description": cfg.description, "source": cfg.source,
                      "cpu": cpu, "vcpus": n, "strategy": strat.name, "program": program,
+                     "msrp_dep": cfg.machine.dep if cpu == "e500mc" else None,
                      "strategy_summary": strat.summary},
         "outcome": data.outcome,
         "ok": not failed,
@@ -234,13 +290,17 @@ def build_report(data) -> dict:
         "exits": exits,
         "instructions": instructions,
         "mips": round(instructions / data.seconds / 1e6, 2) if data.seconds else None,
+        "interrupts_delivered": {"total": delivered_all, "by_vcpu": irq_by_vcpu},
+        "host_debug_missed": missed,
+        "not_judged": [k for k, v in inv.items() if v["ok"] is None],
         "debugger_hits": {"total": total_hits, "by_breakpoint": per_bp,
                           "by_vcpu": user.get("hits_by_vcpu", {}), "stale": n_stale,
                           "steps": user.get("steps", 0), "watch": user.get("watch", {}),
                           "reinjected": reinjected, "inserts": user.get("inserts", 0),
                           "removes": user.get("removes", 0), "refused": user.get("refused", []),
                           "guest_traps_skipped": skipped, "guest_traps_delivered": delivered},
-        "guest_warns": {"total": warns, "expected": expected_warns, "by_vcpu": guest.get("cnt_warn", []),
+        "guest_warns": {"total": warns, "judged": warns_judged, "expected": expected_warns,
+                        "by_vcpu": guest.get("cnt_warn", []),
                         "unexplained_program_interrupts": bad_prog, "guest_syscalls": guest_syscalls},
         "guest": {k: v for k, v in guest.items() if k != "warn_log_head"},
         "kernel": {"decisions": kernel.get("decisions", {}), "malformed": kernel.get("malformed", 0)},
@@ -272,6 +332,70 @@ def _transport(cfg, counters: dict[str, dict]) -> dict:
     return {"kind": cfg.machine.transport, "auth": auth[0] if len(auth) == 1 else auth,
             "dropped": {n: c["dropped"] for n, c in sorted(counters.items()) if c.get("dropped")},
             "refused": {n: c["refused"] for n, c in sorted(counters.items()) if c.get("refused")}}
+
+
+def strategy_label(scenario: dict) -> str:
+    """A report's strategy as compare rows name it: `hw MSRP[DEP]=0` for E.HV's guest-owned debug mode."""
+    return scenario["strategy"] + (" MSRP[DEP]=0" if scenario.get("msrp_dep") is False else "")
+
+
+def _interrupts(image, addr: int) -> bool:
+    """Can the loaded instruction at `addr` raise an interrupt of its own (trap, sc, privileged,
+    illegal, or unknown: not in the image)?"""
+    try:
+        word = image.read_word(addr)
+    except Exception:
+        return True
+    d = classify(word)
+    if d.kind is Kind.MFSPR or d.kind is Kind.MTSPR:
+        return d.spr not in USER_SPRS
+    if d.kind is not Kind.ILLEGAL:
+        return True
+    try:          # isa.classify calls every ordinary instruction ILLEGAL: ask a disassembler
+        import capstone
+    except ImportError:  # pragma: no cover - capstone is a dependency
+        return True
+    md = capstone.Cs(capstone.CS_ARCH_PPC, capstone.CS_MODE_32 | capstone.CS_MODE_BIG_ENDIAN)
+    return not any(True for _ in md.disasm(word.to_bytes(4, "big"), addr))
+
+
+def _memory_mismatches(expects, memory: list, image) -> list[str]:
+    out = []
+    for k, (m, per_vcpu) in enumerate(zip(expects, memory, strict=False)):
+        base = image.resolve(m.at)
+        for i, got in enumerate(per_vcpu):
+            for j, (w, g) in enumerate(zip(m.words, got, strict=True)):
+                if w != g:
+                    out.append(f"expect.memory[{k}] vCPU {i}: word {j} at {base + i * m.stride + 4 * j:#x} "
+                               f"is {g:#x}, expected {w:#x}")
+                    break
+    return out
+
+
+def _interrupt_mismatches(expects, delivered: list[dict], image) -> list[str]:
+    """Per vCPU: every delivered (kind, SRR0) accounted for by [[expect.interrupts]] (config.py)."""
+    out = []
+    for i, d in enumerate(delivered):
+        for kind in sorted(set(d) | {x.kind for x in expects}, key=lambda k: IVOR_BY_NAME.get(k, 999)):
+            got = {int(a, 16): c for a, c in d.get(kind, {}).items()}
+            rows = [x for x in expects if x.kind == kind]
+            if not rows:
+                out.append(f"vCPU {i}: {sum(got.values())} {kind} interrupt(s) not expected")
+                continue
+            exact = {image.resolve(x.srr0): x for x in rows if x.srr0 is not None}
+            for addr, x in exact.items():
+                if got.get(addr, 0) != x.count:
+                    out.append(f"vCPU {i}: {kind} at SRR0 {addr:#x} ({image.symbol_at(addr) or '?'}): "
+                               f"{got.get(addr, 0)}, expected {x.count}")
+            total = next((x for x in rows if x.srr0 is None), None)
+            if total is not None and sum(got.values()) != total.count:
+                out.append(f"vCPU {i}: {sum(got.values())} {kind} interrupt(s), expected {total.count}")
+            elif total is None:
+                other = {a: c for a, c in got.items() if a not in exact}
+                if other:
+                    out.append(f"vCPU {i}: {kind} at unexpected SRR0: "
+                               + ", ".join(f"{a:#x} x{c}" for a, c in sorted(other.items())))
+    return out
 
 
 def _patched_at_boot(image, boot_checksums: list[int]) -> int:

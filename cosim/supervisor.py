@@ -33,6 +33,7 @@ from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 HELLO_TIMEOUT_S = 60.0
 STATS_TIMEOUT_S = 10.0
 ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
+DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
 _ctx = None
@@ -102,6 +103,8 @@ class RunData:
     restored_by_supervisor: list[dict] = field(default_factory=list)   # ledger entries put back
     stopped: list[str] = field(default_factory=list)   # children seen stopped (SIGSTOP)
     transport: dict[str, dict] = field(default_factory=dict)   # process -> dropped/refused counters
+    memory: list[list[list[int]]] = field(default_factory=list)   # [[expect.memory]] k -> vCPU -> words
+    data_segments: list[tuple[int, bytes]] = field(default_factory=list)  # writable segments at the end
 
 
 class Supervisor:
@@ -195,11 +198,13 @@ class Supervisor:
                            credentials=self._credentials("supervisor"), on_notice=self._notice)
         self.ep.admit(names)
         entry = image.entry if cfg.guest.entry is None else image.resolve(cfg.guest.entry)
+        until = None if cfg.guest.until is None else image.resolve(cfg.guest.until)
         dbg = cfg.to_dict()["debug"]
         base = {"transport": cfg.machine.transport, "run_dir": self.run_dir,
                 "supervisor": self.ep.inbox_addr, "ram_name": self.ram.name, "ram_size": self.ram.size,
                 "runpages_name": self.pages.name, "ledger_name": self.ledger.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
+                "until": until, "msrp_dep": cfg.machine.dep,
                 "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions,
                 "supervisor_pid": os.getpid()}
         ctx = mp_context()
@@ -428,6 +433,11 @@ class Supervisor:
                 data.guest["warn_log_head"] = [self.ram.read_u32s(image.symbol("warn_log") + 1024 * i, 16)
                                                for i in range(n)]
             data.code_diff = image.code_diff(self.ram)
+            for m in self.cfg.expect.memory or ():
+                base = image.resolve(m.at)
+                data.memory.append([self.ram.read_u32s(base + i * m.stride, len(m.words)) for i in range(n)])
+            data.data_segments = [(seg.addr, self.ram.read(seg.addr, seg.memsz))
+                                  for seg in image.segments if seg.writable and seg.memsz <= DATA_SEGMENT_MAX]
             for i in range(n):
                 p = self.pages[i]
                 data.vcpu_state.append({

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .cpu_models import Event
 
-__all__ = ["Event", "Exit", "Fault"]
+__all__ = ["Event", "Exit", "Fault", "Until"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +37,9 @@ class Fault:
     """The vCPU could not go on (an access outside RAM, an exception the model does not know)."""
     pc: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Until:
+    """The vCPU reached the scenario's `guest.until` address (before executing it): its run is over."""
+    pc: int

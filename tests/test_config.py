@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 GUEST_SYMBOLS = {
     "loop": {"bp_target"}, "warn_storm": {"bp_target_a", "bp_target_b"}, "smp_workers": {"bp_target"},
-    "selfcheck": {"bp_target"}, "guest_iac": {"bp_target"},
+    "selfcheck": {"bp_target"}, "guest_iac": {"bp_target"}, "foreign_traps": {"sc_site"},
 }
 
 MINIMAL = '[machine]\ncpu = "e500mc"\n\n[guest]\nprogram = "warn_storm"\n'
@@ -196,9 +196,9 @@ BAD = {
     "misplaced-top": ('[machine]\ncpu = "e500mc"\nname = "x"\n[guest]\nprogram = "loop"\n',
                       "machine.name: unknown key ('name' belongs at the top level, before any [table])"),
     "unknown-no-match": (MINIMAL + "zzzz = 1\n",
-                         "guest.zzzz: unknown key (expected one of: program, entry, iterations)"),
+                         "guest.zzzz: unknown key (expected one of: program, entry, iterations, until)"),
     "unknown-quoted": (MINIMAL + '"a b" = 1\n',
-                       'guest."a b": unknown key (expected one of: program, entry, iterations)'),
+                       'guest."a b": unknown key (expected one of: program, entry, iterations, until)'),
     # wrong types
     "type-int": ('[machine]\ncpu = "e500mc"\nvcpus = "2"\n[guest]\nprogram = "loop"\n',
                  "machine.vcpus: expected an integer, got string '2'"),

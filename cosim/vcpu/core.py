@@ -20,7 +20,7 @@ import numpy as np
 from ..cpu_models import CpuModel, Event, Route
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
-from ..vmexit import Exit, Fault
+from ..vmexit import Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
 from .runpage import EVENTS, LEVELS
 
@@ -68,6 +68,10 @@ class Core:
         self.local_ns: dict[str, list[int]] = {"vcpu": [], "kernel": []}
         self._last_level = "vcpu"
         self._retried: int | None = None   # pc re-run once after a flush (stale translation check)
+        self.until: int | None = None      # guest.until: the run ends before this instruction
+        self.dep = True                    # E.HV MSRP[DEP]; False: the guest's MSR[DE] gates host debug
+        self.missed: dict[str, dict[int, int]] = {"iac": {}, "dac": {}, "step": {}}  # gated host events
+        self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -83,13 +87,18 @@ class Core:
 
     @msr.setter
     def msr(self, value: int) -> None:
-        if self.host_debug:   # MSRP[DEP]: the guest cannot change MSR[DE] while the host debugs
+        if self.host_debug and self.dep:   # MSRP[DEP]: the guest cannot change MSR[DE] while the host debugs
             value = (value & ~Msr.DE) | (int(self._msr[0]) & Msr.DE)
         self._msr[0] = value & 0xFFFFFFFF
 
     @property
     def host_debug(self) -> bool:
         return bool(int(self._ctl[0]) & GuestDebug.ENABLE)
+
+    @property
+    def host_gated(self) -> bool:
+        """MSRP[DEP] = 0 and the guest's MSR[DE] = 0: the host's debug events do not happen."""
+        return not self.dep and not self.msr & Msr.DE and self.host_debug
 
     def word_at(self, addr: int) -> int:
         return int(self.words[addr >> 2]) if 0 <= addr < self.engine.ram_size else 0
@@ -113,6 +122,8 @@ class Core:
     # --- interrupts ---------------------------------------------------------------------------------
     def deliver(self, ivor: int, srr0: int, esr: int | None = None, dbsr: int = 0) -> None:
         """Book E interrupt delivery: save PC/MSR in the class's save/restore pair, new MSR, vector."""
+        key = (ivor, srr0 & 0xFFFFFFFF)
+        self.delivered[key] = self.delivered.get(key, 0) + 1
         msr = self.msr
         if ivor == Ivor.DEBUG:
             save0, save1 = self.model.debug_srr
@@ -132,7 +143,7 @@ class Core:
         self._handler_entry[save0] = (ivor, int(self.page["instructions"]))
         if esr is not None:
             self.spr[S["ESR"]] = esr
-        self._msr[0] = new_msr if not self.host_debug else (new_msr & ~Msr.DE) | (msr & Msr.DE)
+        self._msr[0] = new_msr if not (self.host_debug and self.dep) else (new_msr & ~Msr.DE) | (msr & Msr.DE)
         self.pc = interrupt_vector(int(self.spr[S["IVPR"]]), int(self.spr[IVOR_SPR[ivor]]))
         self.apply_debug()
 
@@ -208,7 +219,12 @@ class Core:
             dac = tuple((int(p["dbg_dac"][i]), bool(p["dbg_dac_rw"][i] & 1), bool(p["dbg_dac_rw"][i] & 2))
                         if hw and p["dbg_dac_rw"][i] else None for i in range(2))
             step = bool(control & GuestDebug.SINGLESTEP)
-            key = ("host", iac, dac, step)
+            gated = self.host_gated          # MSRP[DEP]=0, MSR[DE]=0: a host step never happens
+            key = ("host", iac, dac, step, gated)
+            if step and gated:
+                if key != self._dbg_key:     # counted once per step request that goes missing
+                    self.missed["step"][self.pc] = self.missed["step"].get(self.pc, 0) + 1
+                step = False
         else:
             dbcr0 = int(self.spr[S["DBCR0"]])
             on = bool(self.msr & Msr.DE) and bool(dbcr0 & Dbcr0.IDM)
@@ -227,11 +243,13 @@ class Core:
         self.step = step
 
     # --- running ------------------------------------------------------------------------------------
-    def run(self, kicked=lambda: False) -> Exit | Fault | None:
+    def run(self, kicked=lambda: False) -> Exit | Fault | Until | None:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
         while True:
+            if self.pc == self.until:        # (reached by a step or a resume; the engine's hook
+                return Until(self.pc)        # stops a free run there)
             if self.step_due:
                 self.step_due = False
                 if self.step:                # one instruction done (emulated, or it interrupted)
@@ -256,9 +274,14 @@ class Core:
         if kind is StopKind.FAULT:
             self.pc = stop.pc
             return Fault(stop.pc, stop.error)
+        if kind is StopKind.UNTIL:
+            self.pc = stop.pc
+            return Until(stop.pc)
         if kind is StopKind.STEP:
             self.pc = stop.pc
             return self._step_event(stop.pc) if self.step else None
+        if kind in (StopKind.IAC, StopKind.DAC) and self.host_gated:
+            return self._gated(stop)
         if kind is StopKind.IAC:
             self.pc = stop.pc
             if self.host_debug:
@@ -271,6 +294,18 @@ class Core:
             status = DebugStatus.WATCH_WRITE if stop.write else DebugStatus.WATCH_READ
             return self._debug_event(stop.pc, bit, stop.pc, status, addr=stop.addr)
         return self._exception(stop)
+
+    def _gated(self, stop: Stop) -> Exit | Fault | Until | None:
+        """A host IAC/DAC event while the guest's MSR[DE] = 0 under MSRP[DEP] = 0: it does not happen.
+        Count it and run the instruction (out of line, past the compare) as if nothing matched."""
+        kind = stop.kind.value
+        self.missed[kind][stop.pc] = self.missed[kind].get(stop.pc, 0) + 1
+        self.pc = stop.pc
+        nxt = self.engine.displaced(stop.pc, self.word_at(stop.pc), suppress_dac=True)
+        if nxt.kind is StopKind.STEP and not self.step:
+            self.pc = nxt.pc
+            return None
+        return self.on_stop(nxt)
 
     def _step_event(self, next_pc: int) -> Exit:
         return self._debug_event(next_pc, Dbsr.IC, next_pc, DebugStatus.SOFTWARE, addr=next_pc)

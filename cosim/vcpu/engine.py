@@ -74,6 +74,7 @@ class StopKind(str, Enum):
     DAC = "dac"              # data address compare matched at access `addr` by instruction `pc`
     STEP = "step"            # one instruction completed in step mode; pc = next instruction
     KICK = "kick"            # stopped from outside (emu_stop); pc = next instruction to run
+    UNTIL = "until"          # reached the scenario's `guest.until` address (before executing it)
     FAULT = "fault"          # the core could not continue (unmapped memory, ...)
 
 
@@ -262,6 +263,18 @@ class Engine:
                                                         end=addr + 3))
         self._dac = points
         self.uc.ctl_flush_tb()
+
+    def set_until(self, addr: int | None) -> None:
+        """Stop before the instruction at `addr` (the scenario's end address); None = no such stop.
+        Set before the guest runs (a hook added after translation needs a flush: done here)."""
+        if addr is not None:
+            self.uc.hook_add(UC_HOOK_CODE, self._on_until, begin=addr, end=addr)
+            self.uc.ctl_flush_tb()
+
+    def _on_until(self, uc, address, size, _ud):
+        if self._event is None:
+            self._event = Stop(StopKind.UNTIL, address)
+            uc.emu_stop()
 
     # --- execution ----------------------------------------------------------------------------------
     def run(self, pc: int) -> Stop:

@@ -17,10 +17,11 @@ import numpy as np
 
 from .. import wire
 from ..cpu_models import Event, cpu_model
+from ..isa import IVOR_NAME
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..transport import Endpoint, process_alive
-from ..vmexit import Exit, Fault
+from ..vmexit import Exit, Fault, Until
 from .core import Core
 from .engine import Engine, reserved
 from .runpage import RunPages, State
@@ -54,6 +55,9 @@ class VcpuProcess:
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine)
         self.core.reset(spec["entry"], pir=self.index)
+        self.core.until = spec.get("until")
+        self.core.dep = spec.get("msrp_dep", True)
+        self.engine.set_until(self.core.until)
         self.max_instructions = spec.get("max_instructions", 0)
         self.started = False
         self.paused = False
@@ -128,6 +132,8 @@ class VcpuProcess:
             self._check_budget()
         elif isinstance(out, Fault):
             self.fault(out)
+        elif isinstance(out, Until):
+            self.halt(0, "reached until", out.pc, State.HALTED)
         else:
             self.exit_to_kernel(out)
 
@@ -271,6 +277,9 @@ class VcpuProcess:
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
             "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
             "handler_instructions": {str(k): v for k, v in self.core.handler_instructions.items()},
+            "host_debug_missed": {kind: {f"{k:#x}": v for k, v in m.items()}
+                                  for kind, m in self.core.missed.items()},
+            "interrupts": _by_kind(self.core.delivered),
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
@@ -294,6 +303,14 @@ class VcpuProcess:
         self.pages.close()
         self.ram.close()
         self.ep.close()
+
+
+def _by_kind(delivered: dict[tuple[int, int], int]) -> dict[str, dict[str, int]]:
+    """{(IVOR, SRR0): n} as {kind: {"0x...": n}} (kinds named as in isa.IVOR_NAME)."""
+    out: dict[str, dict[str, int]] = {}
+    for (ivor, srr0), n in sorted(delivered.items()):
+        out.setdefault(IVOR_NAME.get(ivor, f"ivor{ivor}"), {})[f"{srr0:#x}"] = n
+    return out
 
 
 def main(spec: dict) -> None:
