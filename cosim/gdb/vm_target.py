@@ -42,8 +42,12 @@ from ..machine.guest_ram import GuestMemoryError
 from ..userspace.breakpoints import BreakpointError, DebugState, Verdict
 from ..userspace.debugger import Stop
 from ..vcpu.runpage import State
-from .target import (NUM_REGISTERS, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
+from . import monitor as _monitor
+from .spr_regs import SprWriteRefused, read_spr, spr_layout, write_msr, write_spr
+from .target import (MSR, NUM_REGISTERS, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
                      TargetError)
+from .target_xml import annexes
+from .vm_info import VmInfo
 
 WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "rwatch",
                BreakpointKind.ACCESS_WATCH: "awatch"}
@@ -102,6 +106,10 @@ class VmTarget:
         self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
         self.state_at_hit: DebugState | None = None
         self.dbg.on_stop = self.on_stop
+        cpu = us.spec.get("cpu")
+        self.sprs = spr_layout(cpu) if cpu else ()       # remote registers NUM_REGISTERS.. (SPRs)
+        self.register_count = NUM_REGISTERS + len(self.sprs)
+        self.annexes = annexes(cpu)
 
     # --- the world ----------------------------------------------------------------------------------
     def take_control(self) -> None:
@@ -272,10 +280,37 @@ class VmTarget:
         assert len(regs) == NUM_REGISTERS
         return regs
 
+    def _control(self, i: int) -> int:
+        """The KVM_SET_GUEST_DEBUG control vCPU i runs with once resumed (what its SPR rules follow)."""
+        return self.dbg.state.control(singlestep=i in self.vm.singlestep)
+
+    def read_register(self, tid: int, regno: int) -> int:
+        """An SPR (regno >= NUM_REGISTERS, cosim/gdb/spr_regs.py), as the guest's mfspr reads it."""
+        i = self._vcpu(tid)
+        if regno < NUM_REGISTERS:
+            return self.vm.registers(i)[regno]
+        number = self.sprs[regno - NUM_REGISTERS][1]
+        return read_spr(self.vm.pages[i]["spr"], number, self._control(i))
+
     def write_register(self, tid: int, regno: int, value: int) -> None:
         i = self._vcpu(tid)
-        self.vm.set_register(i, regno, value & 0xFFFFFFFF)
+        value &= 0xFFFFFFFF
+        if regno >= NUM_REGISTERS:                # an SPR: the guest's mtspr rules
+            number = self.sprs[regno - NUM_REGISTERS][1]
+            try:
+                write_spr(self.vm.pages[i]["spr"], number, value, self._control(i))
+            except SprWriteRefused as e:
+                raise TargetError(errno.EACCES, str(e)) from None
+            self.dirty.add(i)                     # its Continue reloads the debug facility
+            return
+        if regno == MSR:
+            value = write_msr(self.vm.registers(i)[MSR], value, self._control(i))
+        self.vm.set_register(i, regno, value)
         self.dirty.add(i)
+
+    def monitor(self, command: str) -> str:
+        """gdb's `monitor` (qRcmd): cosim/gdb/monitor.py over this scenario."""
+        return _monitor.run(command, VmInfo(self))
 
     # --- Target: memory -----------------------------------------------------------------------------
     def read_memory(self, addr: int, length: int) -> bytes:
