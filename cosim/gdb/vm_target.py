@@ -102,6 +102,8 @@ class VmTarget:
         self.sw: set[int] = set()
         self.hw: set[tuple[str, int]] = set()
         self.interrupt_requested = False
+        self.world_stopped = False                 # as last told to the supervisor (gdb-hold)
+        self.detaches = 0
         self.guess: Guess | None = None
         self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
         self.state_at_hit: DebugState | None = None
@@ -121,6 +123,14 @@ class VmTarget:
         self.attached = True
         self.killed = False
         self.running = False
+        self._held(True)
+
+    def _held(self, stopped: bool) -> None:
+        """Tell the supervisor whether gdb holds the world stopped (its wall limit pauses then)."""
+        if stopped != self.world_stopped:
+            self.world_stopped = stopped
+            self.us.ep.send("supervisor", wire.Log("userspace", "gdb-hold",
+                                                   "stopped" if stopped else "running"))
 
     def _stop_world(self, event: StopEvent, stop: Stop | None = None) -> None:
         """Pause every vCPU that may be running (not one waiting in its exit for gdb, not a halted
@@ -133,6 +143,7 @@ class VmTarget:
 
     def _report(self, event, stop: Stop | None = None) -> None:
         self.running = False
+        self._held(True)
         self._guess_next(stop)
         self.outbox.append(event)
         self.notify()
@@ -407,6 +418,7 @@ class VmTarget:
             if a is not None:
                 plan[i] = a
         self.running = True
+        self._held(False)
         self.guess = None
         self.resumed = set(plan)
         for stop in list(self.pending):          # one kept stop per resume, if still meaningful
@@ -458,7 +470,8 @@ class VmTarget:
         stop = self.held.pop(i, None)
         if stop is not None:
             pc = self.vm.registers(i)[32]
-            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc))
+            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
+                                                    held=True))
 
     def _continue(self, i: int) -> None:
         flush_all = i in self.flush_all
@@ -473,30 +486,49 @@ class VmTarget:
         self.interrupt_requested = True
 
     def detach(self) -> int:
-        """Remove every breakpoint and point, restore guest code, let every vCPU run free."""
+        """Remove gdb's breakpoints and points (restoring the code under them), let every vCPU run
+        free. The scenario's own scripted breakpoints stay: the scenario goes on as configured."""
         if not self.attached:
             return 0
         self.attached = False
         self.running = False
         self.pending = []
+        script = self.us.script
+        stepping_script = set(script.stepping) if script is not None else set()
+        self.dbg.hold = True                      # the world is stopped: no pause, no release
+        restored = 0
+        for addr in sorted(self.sw):
+            before = self.vm.ram.read_word(addr)
+            try:
+                self.dbg.remove(addr)
+            except BreakpointError:
+                continue
+            restored += self.vm.ram.read_word(addr) != before
+        for kind, addr in sorted(self.hw):
+            try:
+                self.dbg.remove_hw(kind, addr)
+            except BreakpointError:
+                pass
         self.sw.clear()
         self.hw.clear()
+        for i in self.stepping - stepping_script:
+            self.vm.singlestep.discard(i)
         self.stepping = set()
-        self.dbg.hold = True                      # the world is stopped: no pause, no release
-        restored = self.dbg.detach()
+        self.vm.set_guest_debug(self.dbg.state)
         self._spread_flushes()
         self.dbg.hold = False
         for i in range(self.n):
             if i not in self.vm.gone:
                 self._let_go(i)
         self.dbg.send_deferred()
-        if self.us.script is not None:
-            self.us.script.stop_toggling()
+        self._held(False)
+        self.detaches += 1
         return restored
 
     def close(self) -> None:
         """The stub goes away (end of the run): stops are no longer gdb's; the world is left as it
         is (the supervisor's own detach restores guest code)."""
+        self._held(False)
         self.attached = False
         self.running = False
         self.sw.clear()
