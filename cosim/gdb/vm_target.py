@@ -516,6 +516,12 @@ class VmTarget:
         self.stepping = set()
         self.vm.set_guest_debug(self.dbg.state)
         self._spread_flushes()
+        if script is not None:      # a vCPU stopped on a scripted breakpoint: the hit is the script's
+            for i, stop in sorted(self.held.items()):
+                if stop.verdict is not Verdict.STEP and self._still_planted(stop):
+                    del self.held[i]
+                    self.prepared.pop(i, None)
+                    script.on_stop(stop)          # decided now, sent (deferred) after its Continue
         self.dbg.hold = False
         for i in range(self.n):
             if i not in self.vm.gone:
@@ -524,6 +530,13 @@ class VmTarget:
         self._held(False)
         self.detaches += 1
         return restored
+
+    def _still_planted(self, stop: Stop) -> bool:
+        """Is the breakpoint this stop hit still in place (after gdb's own were removed)?"""
+        st = self.dbg.state
+        if stop.address in st.sw:
+            return True
+        return any(p is not None and p.address == stop.address for p in st.iac)
 
     def close(self) -> None:
         """The stub goes away (end of the run): stops are no longer gdb's; the world is left as it
