@@ -42,6 +42,15 @@ def render_run(report: dict, console: Console | None = None) -> None:
             ft.add_row(f["id"], "yes" if f["predicted"] else Text("NO", style="bold red"), f["detail"])
         parts.append(ft)
 
+    g = report.get("gdb")
+    if g:
+        parts.append(Text(f"gdb: {g['address']}, {g['connections']} connection(s), "
+                          f"stopped {g['stopped_seconds']:.2f} s (not counted by the wall limit)"
+                          + (", ended by gdb's kill" if g["killed"] else "")
+                          + f"; scripted breakpoints: {g['script_breakpoints']}"
+                          + (f"; not judged after kill: {', '.join(g['not_judged'])}" if g["not_judged"]
+                             else "")))
+
     dh = report["debugger_hits"]
     bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']})",
                title_justify="left", show_edge=False, pad_edge=False)
