@@ -67,7 +67,7 @@ class RunData:
     """Everything a run produced, for cosim/report.py."""
     config: Config
     image: GuestImage
-    outcome: str = "completed"                  # completed | wall-limit | child-died | error
+    outcome: str = "completed"     # completed | killed-by-debugger | wall-limit | child-died | error
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stats: dict[str, dict] = field(default_factory=dict)
@@ -207,8 +207,7 @@ class Supervisor:
             if not self._check_children(data):
                 return
             if self.killed:
-                data.outcome = "killed-by-debugger"
-                data.problems.append("gdb killed the scenario")
+                data.outcome = "killed-by-debugger"     # a normal end (gdb's kill), not a problem
                 return
             now = time.monotonic()
             if now - t0 - self.held(now) > cfg.limits.wall_seconds:
