@@ -310,3 +310,9 @@ def test_running_attach_stops_every_vcpu(make):
     rc, report = sc.wait(60)
     assert rc == 0 and report["outcome"] == "killed-by-debugger"
     assert report["debugger_hits"]["total"] > 0           # the scripted breakpoint ran before gdb came
+
+
+def test_running_needs_gdb(capsys):
+    from cosim.cli import main
+    assert main(["run", str(REPO / "configs" / "gdb.toml"), "--running"]) == 2
+    assert "--running needs --gdb" in capsys.readouterr().err
