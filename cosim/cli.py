@@ -83,6 +83,9 @@ def cmd_run(args) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.running and args.gdb is None:
+        print("error: --running needs --gdb [HOST:]PORT", file=sys.stderr)
+        return 2
     if args.gdb is not None and (problem := check_gdb_bind(args.gdb)):
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -92,17 +95,19 @@ def cmd_run(args) -> int:
         warning = wildcard_warning(parse_address(args.gdb)[0])
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
+    how = "scenario running; attaching stops it" if args.running else "scenario stopped"
 
     def gdb_ready(addr, shm=None):
         progress.done()
-        print(f"gdb: listening on {addr} (scenario stopped): gdb-multiarch "
+        print(f"gdb: listening on {addr} ({how}): gdb-multiarch "
               f"{cfg.guest.elf_path or guest_path(cfg.guest.program)} -ex 'target remote {addr}'",
               file=sys.stderr, flush=True)
         if shm:
             print(f"gdb: shared memory: ram={shm['ram']} ram_size={shm['ram_size']:#x} "
                   f"runpages={shm['runpages']} vcpus={shm['vcpus']}", file=sys.stderr, flush=True)
 
-    data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready)
+    data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready,
+                      gdb_running=args.running)
     progress.done()
     report = build_report(data)
     if args.json:
@@ -324,7 +329,10 @@ def main(argv=None) -> int:
     r.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testcase per invariant and finding")
     r.add_argument("--plot", metavar="PATH", help="also draw exits per vCPU and round trips (.png or .svg)")
     r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
-                   help="start stopped and serve the GDB remote protocol (port 0: pick a free port)")
+                   help="serve the GDB remote protocol, start stopped (QEMU's -s -S; port 0: pick a "
+                        "free port)")
+    r.add_argument("--running", action="store_true",
+                   help="with --gdb: start running, a gdb that attaches stops every vCPU (QEMU's -s)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="every strategy x CPU model on one guest: the thread as a table")

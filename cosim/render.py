@@ -51,6 +51,15 @@ def render_run(report: dict, console: Console | None = None) -> None:
         parts.append(Text("interrupts delivered to the guest: " + "; ".join(
             f"{kind} {sum(v.values())} (" + ", ".join(f"{a} x{c}" for a, c in list(v.items())[:6])
             + (", ..." if len(v) > 6 else "") + ")" for kind, v in irq.items())))
+    g = report.get("gdb")
+    if g:
+        parts.append(Text(f"gdb: {g['address']}, {g['connections']} connection(s), "
+                          f"stopped {g['stopped_seconds']:.2f} s (not counted by the wall limit)"
+                          + (", ended by gdb's kill" if g["killed"] else "")
+                          + f"; scripted breakpoints: {g['script_breakpoints']}"
+                          + (f"; not judged after kill: {', '.join(g['not_judged'])}" if g["not_judged"]
+                             else "")))
+
     dh = report["debugger_hits"]
     bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']})",
                title_justify="left", show_edge=False, pad_edge=False)

@@ -161,6 +161,10 @@ def build_report(data) -> dict:
     excused = {inv for f in findings if f.predicted for inv in f.excuses}
 
     # --- invariants --------------------------------------------------------------------------------
+    # gdb's `kill` is a normal end: invariants are judged on what ran; what needs the whole run
+    # (expected counts, predicted findings, the forced race) is not judged and says so
+    killed = data.outcome == "killed-by-debugger"
+    skipped_by_kill: list[str] = []    # what a gdb kill leaves unjudged (it needs the whole run)
     inv: dict[str, dict] = {}
 
     def check(name, ok, detail):
@@ -176,8 +180,11 @@ def build_report(data) -> dict:
           f"{total_hits} hit(s) at {len(per_bp)} address(es), every execution accounted for" if not lost
           else "executions not delivered once: " + ", ".join(
               f"{per_bp[a]['symbol'] or a}: {d:+d}" for a, d in lost.items()))
+    in_flight = 0   # a killed run may stop inside an iteration: its WARNs are counted, the iteration not
+    if killed and expected_warns is not None:
+        in_flight = data.image.read_word(data.image.symbol("warns_per_iter")) * n
     warn_ok = (bad_prog == 0 and not bad_srr0 and not skipped and not bogus
-               and (expected_warns is None or warns == expected_warns))
+               and (expected_warns is None or expected_warns <= warns <= expected_warns + in_flight))
     progs = sum(delivered_all.get("program", {}).values())
     if not warns_judged and not skipped and not bogus:
         not_judged("guest-traps-to-guest-once",
@@ -195,7 +202,7 @@ def build_report(data) -> dict:
     n_stale = sum(stale.values())
     forced = user.get("script", {}).get("race_forced", 0)
     check("stale-exit-never-delivered",
-          bad_prog == 0 and not bogus and (not race or (forced >= 1 and n_stale >= 1)),
+          bad_prog == 0 and not bogus and (not race or killed or (forced >= 1 and n_stale >= 1)),
           f"{n_stale} stale exit(s) retried at the same PC, {bad_prog + sum(bogus.values())} bogus trap(s) "
           "delivered to the guest"
           + (f", race forced {forced} time(s)" if race else ""))
@@ -211,14 +218,22 @@ def build_report(data) -> dict:
     states = [s.get("state") for s in data.vcpu_state]
     want = cfg.expect.exit_code if cfg.expect.exit_code is not None else 0
     odd = [f"vCPU {v}: {why}" for v, (code, why) in sorted(data.halts.items()) if code != want]
-    check("run-completed", data.outcome == "completed" and all(c == want for c in codes),
+    check("run-completed", data.outcome in ("completed", "killed-by-debugger") and all(c == want for c in codes),
           f"outcome {data.outcome}; vCPU states {_tally(states)}; exit codes {_tally(codes)}"
           + "".join(f"; {x}" for x in odd + data.problems))
     found_ids = {f.id for f in findings}
-    if cfg.expect.debugger_hits is not None:
+    if killed:
+        skipped_by_kill = [name for name, on in (
+            ("expect-debugger-hits", cfg.expect.debugger_hits is not None),
+            ("expect-guest-warns", cfg.expect.guest_warns is not None),
+            ("expect-findings", cfg.expect.findings is not None),
+            ("predictions-confirmed", True)) if on]
+    if cfg.expect.debugger_hits is not None and not killed:
         check("expect-debugger-hits", total_hits == cfg.expect.debugger_hits,
               f"{total_hits} hit(s), expected {cfg.expect.debugger_hits}")
-    if cfg.expect.guest_warns is not None and not warns_judged:
+    if cfg.expect.guest_warns is not None and killed:
+        pass                                       # listed in skipped_by_kill
+    elif cfg.expect.guest_warns is not None and not warns_judged:
         not_judged("expect-guest-warns", f"{program} exports no WARN counters (cnt_warn)")
     elif cfg.expect.guest_warns is not None:
         check("expect-guest-warns", warns == cfg.expect.guest_warns,
@@ -234,14 +249,15 @@ def build_report(data) -> dict:
               "every vCPU took exactly the expected interrupts ("
               + _kv({k: sum(v.values()) for k, v in delivered_all.items()}) + ")"
               if not bad_irq else "; ".join(bad_irq[:8]))
-    if cfg.expect.findings is not None:
+    if cfg.expect.findings is not None and not killed:
         missing = sorted(set(cfg.expect.findings) - found_ids)
         check("expect-findings", not missing, f"expected findings missing: {', '.join(missing)}" if missing
               else f"all expected findings reported: {', '.join(sorted(cfg.expect.findings))}")
     missing_predicted = sorted(predicted - found_ids)
-    check("predictions-confirmed", not missing_predicted,
-          "every finding the thread predicted was observed" if not missing_predicted else
-          f"predicted but not observed: {', '.join(missing_predicted)}")
+    if not killed:
+        check("predictions-confirmed", not missing_predicted,
+              "every finding the thread predicted was observed" if not missing_predicted else
+              f"predicted but not observed: {', '.join(missing_predicted)}")
 
     # --- costs -------------------------------------------------------------------------------------
     lat: dict[str, list[int]] = {lv: [] for lv in LEVELS}
@@ -275,6 +291,19 @@ def build_report(data) -> dict:
              "kernel_in_vcpu_process_us": {"count": len(inproc), "p50": _us(percentile(inproc, 50)),
                                            "p99": _us(percentile(inproc, 99))}}
     failed = [k for k, v in inv.items() if v["ok"] is False and not v.get("excused_by_finding")]
+    stopped = getattr(data, "gdb_stopped_seconds", 0.0)
+    running = data.seconds - stopped
+    gdb = None
+    if data.gdb_address is not None:
+        script_bps = user.get("script", {}).get("planned", {})
+        g = user.get("gdb", {})
+        gdb = {"address": data.gdb_address, "connections": g.get("connections"),
+               "detaches": g.get("detaches"), "killed": killed,
+               "stopped_seconds": round(stopped, 3),
+               # gdb's detach removes only gdb's own points: the scenario's stay in place
+               "script_breakpoints": ("kept across the gdb session(s): " + ", ".join(script_bps.values())
+                                      if script_bps else "none configured"),
+               "not_judged": skipped_by_kill}
     report = {
         "scenario": {"name": cfg.name, "description": cfg.description, "source": cfg.source,
                      "cpu": cpu, "vcpus": n, "strategy": strat.name, "program": program,
@@ -289,7 +318,7 @@ def build_report(data) -> dict:
         "vcpus": vcpus,
         "exits": exits,
         "instructions": instructions,
-        "mips": round(instructions / data.seconds / 1e6, 2) if data.seconds else None,
+        "mips": round(instructions / running / 1e6, 2) if running > 0 else None,
         "interrupts_delivered": {"total": delivered_all, "by_vcpu": irq_by_vcpu},
         "host_debug_missed": missed,
         "not_judged": [k for k, v in inv.items() if v["ok"] is None],
@@ -309,7 +338,7 @@ def build_report(data) -> dict:
         "register_log_dropped": user.get("script", {}).get("register_log_dropped", 0),
         "problems": data.problems,
         "logs": [{"from": a, "level": b, "text": c} for a, b, c in data.logs[:100]],
-        "gdb": data.gdb_address,
+        "gdb": gdb,
         "config": cfg.to_dict(),
     }
     handlers: dict[str, list[int]] = {}

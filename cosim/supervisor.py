@@ -86,7 +86,7 @@ class RunData:
     """Everything a run produced, for cosim/report.py."""
     config: Config
     image: GuestImage
-    outcome: str = "completed"         # completed | wall-limit | child-died | interrupted | error | ...
+    outcome: str = "completed"  # completed | killed-by-debugger | wall-limit | child-died | interrupted | error
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stats: dict[str, dict] = field(default_factory=dict)
@@ -98,6 +98,7 @@ class RunData:
     logs: list[tuple[str, str, str]] = field(default_factory=list)
     leftovers: dict[str, list] = field(default_factory=dict)
     gdb_address: str | None = None
+    gdb_stopped_seconds: float = 0.0            # time gdb held the world stopped (not run time)
     pids: dict[str, int] = field(default_factory=dict)
     died: dict | None = None            # the first child seen dead: name, pid, how, doing, at (monotonic)
     restored_by_supervisor: list[dict] = field(default_factory=list)   # ledger entries put back
@@ -109,7 +110,7 @@ class RunData:
 
 class Supervisor:
     def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
-                 curve: bool = True):
+                 curve: bool = True, gdb_running: bool = False):
         """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
         self.cfg = config
         self.curve = curve
@@ -117,6 +118,9 @@ class Supervisor:
         self.data: RunData | None = None
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
+        self.gdb_running = gdb_running    # --running: start running, stop the world when gdb attaches
+        self.held_since: float | None = None   # gdb holds the world stopped since (monotonic)
+        self.held_total = 0.0
         self.on_gdb_ready = on_gdb_ready
         self.procs: dict[str, mp.Process] = {}
         self.ep: Endpoint | None = None
@@ -156,6 +160,7 @@ class Supervisor:
             except Exception as e:
                 data.problems.append(f"shutdown: {type(e).__name__}: {e}")
             data.seconds = time.monotonic() - t0
+            data.gdb_stopped_seconds = self.held(time.monotonic())
             self._stop_children(data)
             self._restore_code(data)
             self._collect_guest(data, image)
@@ -205,7 +210,8 @@ class Supervisor:
                 "runpages_name": self.pages.name, "ledger_name": self.ledger.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
                 "until": until, "msrp_dep": cfg.machine.dep,
-                "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions,
+                "debug": dbg, "gdb": self.gdb, "gdb_running": self.gdb_running,
+                "max_instructions": cfg.limits.instructions,
                 "supervisor_pid": os.getpid()}
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
@@ -259,7 +265,7 @@ class Supervisor:
             if n.startswith("vcpu"):
                 self.ep.send(n, wire.Start(paused=True))   # userspace releases them when it is ready
         self.ep.send("kernel", wire.Start())
-        self.ep.send("userspace", wire.Start(paused=self.gdb is not None))
+        self.ep.send("userspace", wire.Start(paused=self.gdb is not None and not self.gdb_running))
 
     # --- watching ----------------------------------------------------------------------------------
     def _watch(self, data: RunData) -> None:
@@ -281,18 +287,30 @@ class Supervisor:
             if not self._check_children(data):
                 return
             if self.killed:
-                data.outcome = "killed-by-debugger"
-                data.problems.append("gdb killed the scenario")
+                data.outcome = "killed-by-debugger"     # a normal end (gdb's kill), not a problem
                 return
             now = time.monotonic()
-            if now - t0 > cfg.limits.wall_seconds:
+            if now - t0 - self.held(now) > cfg.limits.wall_seconds:
                 data.outcome = "wall-limit"
                 data.problems.append(f"wall-time limit of {cfg.limits.wall_seconds:g} s reached with "
                                      f"{cfg.machine.vcpus - len(halted)} vCPU(s) still running")
                 return
             if self.progress is not None and now - last_progress > 0.25:
                 last_progress = now
-                self.progress(self._progress(now - t0, halted))
+                self.progress(self._progress(now - t0 - self.held(now), halted))
+
+    def held(self, now: float) -> float:
+        """Seconds gdb has held the world stopped so far: the wall limit does not count them."""
+        return self.held_total + (now - self.held_since if self.held_since is not None else 0.0)
+
+    def _on_hold(self, data: RunData, stopped: bool) -> None:
+        now = time.monotonic()
+        if stopped and self.held_since is None:
+            self.held_since = now
+        elif not stopped and self.held_since is not None:
+            self.held_total += now - self.held_since
+            self.held_since = None
+        data.gdb_stopped_seconds = self.held(now)
 
     def _progress(self, elapsed: float, halted: set[int]) -> dict:
         pages = self.pages.pages
@@ -305,6 +323,8 @@ class Supervisor:
         m = r.msg
         if r.error is not None:
             pass                          # counted and noted once by the transport
+        elif isinstance(m, wire.Log) and m.level == "gdb-hold":
+            self._on_hold(data, m.text == "stopped")
         elif isinstance(m, wire.Log):
             data.logs.append((m.name, m.level, m.text))
             if m.level == "gdb":
@@ -384,7 +404,7 @@ class Supervisor:
             self._shutdown(data, ENDING_TIMEOUT_S)
             return
         if self.cfg.debug.detach_at_end and len(alive) == len(self.procs):
-            self.ep.send("userspace", wire.Detach(1))
+            self.ep.send("userspace", wire.Detach(1, self._why(data)))
             deadline = time.monotonic() + STATS_TIMEOUT_S
             while time.monotonic() < deadline:
                 r = self.ep.recv(100)
@@ -407,7 +427,7 @@ class Supervisor:
             return
         alive = {n for n, p in self.procs.items() if _alive(p.pid) and n in self.ep.inboxes}
         for n in alive:
-            self.ep.send(n, wire.Shutdown("run over"))
+            self.ep.send(n, wire.Shutdown(self._why(data)))
             if n in self.ep.kicks:
                 self.ep.kick(n)
         deadline = time.monotonic() + timeout
@@ -422,6 +442,11 @@ class Supervisor:
                     gone_since.setdefault(n, now)
             # a child that exited may still have its Stats on the way: give it a grace period
             alive = {n for n in alive if n in data.stats or now - gone_since.get(n, now) < 1.0}
+
+    @staticmethod
+    def _why(data: RunData) -> str:
+        """Why the run ends, in a line (an attached gdb is told before its connection closes)."""
+        return f"run over: {data.outcome}" + (f" ({data.problems[0]})" if data.problems else "")
 
     def _collect_guest(self, data: RunData, image: GuestImage) -> None:
         if self.ram is None or self.pages is None:
@@ -521,8 +546,9 @@ def _status(pid: int | None) -> str | None:
         return None
 
 
-def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None) -> RunData:
-    return Supervisor(config, progress, gdb, on_gdb_ready).run()
+def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
+               gdb_running: bool = False) -> RunData:
+    return Supervisor(config, progress, gdb, on_gdb_ready, gdb_running).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

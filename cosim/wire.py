@@ -197,7 +197,8 @@ class Resume(NamedTuple):
     how: "reflect" (deliver the exit's natural interrupt), "inject" (deliver ivor/esr/srr0),
     "emulate" (resume at pc, r3 set when not None), "continue" (resume at pc), "step_over" (execute
     `word` as the instruction at pc, then continue), "halt" (stop for good with `code`).
-    `level` names who handled the exit, for the report."""
+    `level` names who handled the exit, for the report. `held`: a debugger (gdb) kept the world
+    stopped while this exit waited, so its wait is not a handling latency."""
     vcpu: int
     seq: int
     how: str
@@ -210,6 +211,7 @@ class Resume(NamedTuple):
     esr: int = 0
     srr0: int = 0
     stop: bool = False
+    held: bool = False
 
 
 @message("debug_exit")
@@ -305,8 +307,10 @@ class Halted(NamedTuple):
 
 @message("detach")
 class Detach(NamedTuple):
-    """Supervisor -> userspace: remove every breakpoint, restore guest code, report."""
+    """Supervisor -> userspace: remove every breakpoint, restore guest code, report. `reason`: why
+    the run ends (told to an attached gdb before its connection closes)."""
     seq: int
+    reason: str = ""
 
 
 @message("detached")

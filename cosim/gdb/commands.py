@@ -22,7 +22,8 @@ Invariants:
   `internal_errors` for the owner to report; it never escapes `receive()`.
 - Thread ids go out as `p01.02` (multiprocess, unless gdb's qSupported left out multiprocess+) and are
   accepted as `p1.2`, `p01.02`, `p1.-1`, `p1`, `-1`, `0` or bare `2`.
-- Register numbers in `p`/`P` and the `g`/`G` layout are those of the served target.xml (0..37).
+- Register numbers in `p`/`P` and the `g`/`G` layout are those of the served target.xml: 0..37 in
+  `g`/`G`, and up to the target's `register_count` (SPRs, read with `target.read_register`) in `p`/`P`.
 - After `D` or `k`/`vKill`, `closed` is True and input is ignored: the owner should close the socket.
 """
 
@@ -351,13 +352,19 @@ class GdbSession:
             self.target.write_register(tid, regno, int.from_bytes(chunk, "big"))
         return OK
 
+    def _register_count(self) -> int:
+        """Core registers, plus the target's extra ones (SPRs) if it serves them."""
+        return getattr(self.target, "register_count", NUM_REGISTERS)
+
     def _read_register(self, regno: int) -> bytes:
-        if regno >= NUM_REGISTERS:
+        if regno >= self._register_count():
             raise _NoSuch
+        if regno >= NUM_REGISTERS:
+            return b"%08x" % (self.target.read_register(self._current(), regno) & REGISTER_MASK)
         return b"%08x" % (self.target.read_registers(self._current())[regno] & REGISTER_MASK)
 
     def _write_register(self, regno: int, data: bytes) -> bytes:
-        if regno >= NUM_REGISTERS:
+        if regno >= self._register_count():
             raise _NoSuch
         if len(data) != REGISTER_BYTES:
             raise _Malformed(f"P with {len(data)} bytes")
@@ -486,10 +493,22 @@ class GdbSession:
         return b";".join(reply)
 
     def _xfer_features(self, annex: bytes, offset: int, length: int) -> bytes:
-        document = ANNEXES.get(annex)
+        document = getattr(self.target, "annexes", ANNEXES).get(annex)
         if document is None:
             return b"E00"
         return read_chunk(document, offset, length)
+
+    def _monitor(self, command: bytes) -> bytes:
+        """qRcmd (gdb's `monitor`): the target's text answer, hex-encoded in the reply itself
+        (gdb prints it); `OK` when the answer is empty. Targets without `monitor` -> empty reply."""
+        run = getattr(self.target, "monitor", None)
+        if run is None:
+            raise NotSupported
+        text = run(command.decode("utf-8", "replace")).encode("utf-8", "replace")
+        limit = MAX_MEMORY_READ - 64
+        if len(text) > limit:
+            text = text[:limit] + b"\n... (output truncated)\n"
+        return text.hex().encode() if text else OK
 
     def _attached(self, text: bytes) -> bytes:
         return b"1"
@@ -530,6 +549,7 @@ QUERIES: tuple[Command, ...] = (
     Command(b"qThreadExtraInfo,", S._thread_extra_info, "t"),
     Command(b"qC", S._current_thread, exact=True),
     Command(b"qAttached", S._attached, "a"),
+    Command(b"qRcmd,", S._monitor, "h"),
     Command(b"qTStatus", S._empty, exact=True),
     Command(b"qOffsets", S._empty, exact=True),
     Command(b"qSymbol", S._empty, "a"),

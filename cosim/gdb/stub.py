@@ -7,8 +7,10 @@ gdb wakes it at once, and calls `poll()` after every wake-up.
 
 Invariants:
 - One gdb at a time; a second connection is accepted and closed at once. Connecting stops the world
-  (as QEMU does); `D` or a lost connection detaches (every breakpoint removed, guest code restored, the
-  scenario runs on); `k`/`vKill` asks the supervisor to end the run.
+  (as QEMU does, also under `--running`); `D` or a lost connection detaches (gdb's breakpoints removed,
+  guest code under them restored, the scenario's scripted breakpoints kept, the scenario runs on);
+  `k`/`vKill` asks the supervisor to end the run (outcome killed-by-debugger).
+- When the run ends while gdb waits for a stop, gdb is told why (`O` text) and `X09` before closing.
 - Replies are written with blocking `sendall` (they are small); reads never block.
 - Stop replies carry every register of the stopped thread (expedited), so gdb sends no `g` per stop.
 """
@@ -50,6 +52,7 @@ class GdbStub:
         self.address = f"{bound[0]}:{bound[1]}"
         self.conn: socket.socket | None = None
         self.session: GdbSession | None = None
+        self.us = us
         self.target = VmTarget(us, notify=self._drain)
         self.connections = 0
         self.closed = False
@@ -187,9 +190,27 @@ class GdbStub:
         self.session = None
         self.target.outbox.clear()
 
-    def close(self) -> None:
+    def summary(self) -> dict:
+        """For the report: how gdb used this scenario."""
+        return {"address": self.address, "connections": self.connections,
+                "detaches": self.target.detaches, "killed": self.target.killed}
+
+    def farewell(self, reason: str) -> None:
+        """The run ends while gdb waits for a stop: tell it why (`O` console text), then that the
+        process is gone (`X09`, killed), as QEMU does before its gdbstub closes."""
+        s = self.session
+        if not reason or s is None or self.conn is None or not s.running:
+            return
+        s.running = False
+        self._send(s.codec.send(b"O" + f"cosim: {reason}\n".encode().hex().encode()))
+        if self.conn is not None:
+            self._send(s.codec.send(b"X09"))
+
+    def close(self, reason: str = "") -> None:
         if self.closed:
             return
+        self.farewell(reason)
+        self.us.gdb_summary = self.summary()
         self.closed = True
         self._hang_up()
         self.listener.close()

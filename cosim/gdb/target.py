@@ -14,6 +14,10 @@ Invariants:
   `resume()` returns at once; the stop comes later, reported by the stub's owner through
   `GdbSession.stop_reply(StopEvent(...))`.
 - Failures: `TargetError(errno)` -> the stub replies `E<errno>`; `NotSupported` -> empty reply.
+- Optional, used by `GdbSession` when present (the VM target has them, test fakes need not):
+  `annexes` (qXfer documents, e.g. a target.xml with the SPR feature), `register_count` (> NUM_REGISTERS:
+  remote registers past the core ones, read with `read_register(tid, regno)` and written with
+  `write_register`), `monitor(command) -> str` (gdb's `monitor`, qRcmd).
 """
 
 from __future__ import annotations

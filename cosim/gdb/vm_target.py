@@ -42,8 +42,12 @@ from ..machine.guest_ram import GuestMemoryError
 from ..userspace.breakpoints import BreakpointError, DebugState, Verdict
 from ..userspace.debugger import Stop
 from ..vcpu.runpage import State
-from .target import (NUM_REGISTERS, PC, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
+from . import monitor as _monitor
+from .spr_regs import SprWriteRefused, read_spr, spr_layout, write_msr, write_spr
+from .target import (MSR, NUM_REGISTERS, PC, SIGINT, SIGTRAP, BreakpointKind, NotSupported, StopEvent,
                      TargetError)
+from .target_xml import annexes
+from .vm_info import VmInfo
 
 WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "rwatch",
                BreakpointKind.ACCESS_WATCH: "awatch"}
@@ -98,12 +102,18 @@ class VmTarget:
         self.sw: set[int] = set()
         self.hw: set[tuple[str, int]] = set()
         self.interrupt_requested = False
+        self.world_stopped = False                 # as last told to the supervisor (gdb-hold)
+        self.detaches = 0
         self.guess: Guess | None = None
         self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
         self.state_at_hit: DebugState | None = None
         self.keep_guest_traps = bool(us.spec.get("debug", {}).get("keep_guest_traps", True))
         self.trap_due: dict[int, int] = {}   # vCPU -> address of the guest trap to deliver on resume
         self.dbg.on_stop = self.on_stop
+        cpu = us.spec.get("cpu")
+        self.sprs = spr_layout(cpu) if cpu else ()       # remote registers NUM_REGISTERS.. (SPRs)
+        self.register_count = NUM_REGISTERS + len(self.sprs)
+        self.annexes = annexes(cpu)
 
     # --- the world ----------------------------------------------------------------------------------
     def take_control(self) -> None:
@@ -115,6 +125,14 @@ class VmTarget:
         self.attached = True
         self.killed = False
         self.running = False
+        self._held(True)
+
+    def _held(self, stopped: bool) -> None:
+        """Tell the supervisor whether gdb holds the world stopped (its wall limit pauses then)."""
+        if stopped != self.world_stopped:
+            self.world_stopped = stopped
+            self.us.ep.send("supervisor", wire.Log("userspace", "gdb-hold",
+                                                   "stopped" if stopped else "running"))
 
     def _stop_world(self, event: StopEvent, stop: Stop | None = None) -> None:
         """Pause every vCPU that may be running (not one waiting in its exit for gdb, not a halted
@@ -127,6 +145,7 @@ class VmTarget:
 
     def _report(self, event, stop: Stop | None = None) -> None:
         self.running = False
+        self._held(True)
         self._guess_next(stop)
         self.outbox.append(event)
         self.notify()
@@ -277,13 +296,36 @@ class VmTarget:
         assert len(regs) == NUM_REGISTERS
         return regs
 
+    def _control(self, i: int) -> int:
+        """The KVM_SET_GUEST_DEBUG control vCPU i runs with once resumed (what its SPR rules follow)."""
+        return self.dbg.state.control(singlestep=i in self.vm.singlestep)
+
+    def read_register(self, tid: int, regno: int) -> int:
+        """An SPR (regno >= NUM_REGISTERS, cosim/gdb/spr_regs.py), as the guest's mfspr reads it."""
+        i = self._vcpu(tid)
+        if regno < NUM_REGISTERS:
+            return self.vm.registers(i)[regno]
+        number = self.sprs[regno - NUM_REGISTERS][1]
+        return read_spr(self.vm.pages[i]["spr"], number, self._control(i))
+
     def write_register(self, tid: int, regno: int, value: int) -> None:
         i = self._vcpu(tid)
+        value &= 0xFFFFFFFF
+        if regno >= NUM_REGISTERS:                # an SPR: the guest's mtspr rules
+            number = self.sprs[regno - NUM_REGISTERS][1]
+            try:
+                write_spr(self.vm.pages[i]["spr"], number, value, self._control(i))
+            except SprWriteRefused as e:
+                raise TargetError(errno.EACCES, str(e)) from None
+            self.dirty.add(i)                     # its Continue reloads the debug facility
+            return
         if regno == PC:
             due = self.trap_due.pop(i, None)
-            if self._skips_guest_trap(i, value & 0xFFFFFFFF, counted=due is not None):
+            if self._skips_guest_trap(i, value, counted=due is not None):
                 return
-        self.vm.set_register(i, regno, value & 0xFFFFFFFF)
+        if regno == MSR:
+            value = write_msr(self.vm.registers(i)[MSR], value, self._control(i))
+        self.vm.set_register(i, regno, value)
         self.dirty.add(i)
 
     def _skips_guest_trap(self, i: int, new_pc: int, counted: bool = False) -> bool:
@@ -311,6 +353,10 @@ class VmTarget:
         if self.keep_guest_traps:
             self.trap_due[i] = site
         return self.keep_guest_traps
+
+    def monitor(self, command: str) -> str:
+        """gdb's `monitor` (qRcmd): cosim/gdb/monitor.py over this scenario."""
+        return _monitor.run(command, VmInfo(self))
 
     # --- Target: memory -----------------------------------------------------------------------------
     def read_memory(self, addr: int, length: int) -> bytes:
@@ -407,6 +453,7 @@ class VmTarget:
             if a is not None:
                 plan[i] = a
         self.running = True
+        self._held(False)
         self.guess = None
         self.resumed = set(plan)
         for stop in list(self.pending):          # one kept stop per resume, if still meaningful
@@ -462,7 +509,8 @@ class VmTarget:
                                                     srr0=site, esr=Esr.PTR))
         elif stop is not None:
             pc = self.vm.registers(i)[32]
-            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc))
+            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
+                                                    held=True))
 
     def _continue(self, i: int) -> None:
         flush_all = i in self.flush_all
@@ -477,30 +525,62 @@ class VmTarget:
         self.interrupt_requested = True
 
     def detach(self) -> int:
-        """Remove every breakpoint and point, restore guest code, let every vCPU run free."""
+        """Remove gdb's breakpoints and points (restoring the code under them), let every vCPU run
+        free. The scenario's own scripted breakpoints stay: the scenario goes on as configured."""
         if not self.attached:
             return 0
         self.attached = False
         self.running = False
         self.pending = []
+        script = self.us.script
+        stepping_script = set(script.stepping) if script is not None else set()
+        self.dbg.hold = True                      # the world is stopped: no pause, no release
+        restored = 0
+        for addr in sorted(self.sw):
+            before = self.vm.ram.read_word(addr)
+            try:
+                self.dbg.remove(addr)
+            except BreakpointError:
+                continue
+            restored += self.vm.ram.read_word(addr) != before
+        for kind, addr in sorted(self.hw):
+            try:
+                self.dbg.remove_hw(kind, addr)
+            except BreakpointError:
+                pass
         self.sw.clear()
         self.hw.clear()
+        for i in self.stepping - stepping_script:
+            self.vm.singlestep.discard(i)
         self.stepping = set()
-        self.dbg.hold = True                      # the world is stopped: no pause, no release
-        restored = self.dbg.detach()
+        self.vm.set_guest_debug(self.dbg.state)
         self._spread_flushes()
+        if script is not None:      # a vCPU stopped on a scripted breakpoint: the hit is the script's
+            for i, stop in sorted(self.held.items()):
+                if stop.verdict is not Verdict.STEP and self._still_planted(stop):
+                    del self.held[i]
+                    self.prepared.pop(i, None)
+                    script.on_stop(stop)          # decided now, sent (deferred) after its Continue
         self.dbg.hold = False
         for i in range(self.n):
             if i not in self.vm.gone:
                 self._let_go(i)
         self.dbg.send_deferred()
-        if self.us.script is not None:
-            self.us.script.stop_toggling()
+        self._held(False)
+        self.detaches += 1
         return restored
+
+    def _still_planted(self, stop: Stop) -> bool:
+        """Is the breakpoint this stop hit still in place (after gdb's own were removed)?"""
+        st = self.dbg.state
+        if stop.address in st.sw:
+            return True
+        return any(p is not None and p.address == stop.address for p in st.iac)
 
     def close(self) -> None:
         """The stub goes away (end of the run): stops are no longer gdb's; the world is left as it
         is (the supervisor's own detach restores guest code)."""
+        self._held(False)
         self.attached = False
         self.running = False
         self.sw.clear()

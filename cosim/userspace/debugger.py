@@ -199,12 +199,11 @@ class Debugger:
     def resume(self, vcpu: int, seq: int, how: str, **kw) -> None:
         """Let a vCPU leave its exit. While a front end holds the world stopped (gdb), the vCPU stays
         in its exit (registers on its run page stay valid) and the resume goes out at release."""
-        m = wire.Resume(vcpu, seq, how, "userspace", **kw)
         if self.hold:
-            self.deferred.append(m)
+            self.deferred.append(wire.Resume(vcpu, seq, how, "userspace", held=True, **kw))
         else:
             self.vm.settle()
-            self.vm.ep.send(f"vcpu{vcpu}", m)
+            self.vm.ep.send(f"vcpu{vcpu}", wire.Resume(vcpu, seq, how, "userspace", **kw))
 
     def resume_over(self, stop: Stop) -> None:
         """Go on past a stop: execute the original instruction under a breakpoint out of line (the

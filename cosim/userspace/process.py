@@ -36,6 +36,7 @@ class UserspaceProcess:
         self.dbg: Debugger | None = None
         self.script: ScriptedDebugger | None = None
         self.gdb = None
+        self.gdb_summary: dict = {}             # the stub's summary, kept after it closed
         self.halted: set[int] = set()
         self.malformed = 0
         self.errors: list[str] = []
@@ -106,9 +107,11 @@ class UserspaceProcess:
         elif isinstance(m, wire.Start):
             self.setup(m.paused)
         elif isinstance(m, wire.Detach):
-            restored = self.detach()
+            restored = self.detach(m.reason)
             self.ep.send(sender, wire.Detached(m.seq, restored))
         elif isinstance(m, wire.Shutdown):
+            if self.gdb is not None:
+                self.gdb.close(m.reason)        # tell gdb why before its connection closes
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
         elif isinstance(m, wire.Ack):
@@ -133,21 +136,21 @@ class UserspaceProcess:
             if self.gdb.warning:
                 self.log("warn", self.gdb.warning)
             self.ep.send("supervisor", wire.Log(self.name, "gdb", self.gdb.address))
-        self.dbg.hold = self.gdb is not None
+        self.dbg.hold = self.gdb is not None and gdb_paused   # --gdb --running: stop at attach
         self.script.start()
-        if self.gdb is None:
+        if not self.dbg.hold:
             self.dbg.release()
         else:
             self.gdb.take_control()
 
-    def detach(self) -> int:
+    def detach(self, reason: str = "") -> int:
         if self.detached or self.dbg is None:
             return 0
         self.detached = True
         if self.script is not None:
             self.script.stop_toggling()
         if self.gdb is not None:
-            self.gdb.close()   # the world stays as gdb left it: held (no pause/resume) or running
+            self.gdb.close(reason)   # the world stays as gdb left it: held (no pause/resume) or running
             self.gdb = None
         return self.dbg.detach()
 
@@ -168,6 +171,7 @@ class UserspaceProcess:
             "traps_delivered": {f"{a:#x}": n for a, n in (c.traps_delivered.items() if c else ())},
             "debug_inst": self.dbg.state.debug_inst if self.dbg else None,
             "script": self.script.stats() if self.script else {},
+            "gdb": self.gdb.summary() if self.gdb is not None else self.gdb_summary,
             "malformed": self.malformed,
             "errors": self.errors,
             "messages": dict(self.ep.sent),

@@ -181,7 +181,7 @@ class VcpuProcess:
             self.log("warn", f"stale resume seq {m.seq} (expected {self.seq if ex else 'none'})")
             return
         lat = self.latency.get(m.level)
-        if lat is not None and len(lat) < LATENCY_SAMPLES:
+        if lat is not None and len(lat) < LATENCY_SAMPLES and not m.held:   # held: gdb's time
             lat.append(time.perf_counter_ns() - self.exit_t0)
         self.core.count(ex.event.value, m.level)
         self.pending = None
