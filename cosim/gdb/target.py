@@ -115,6 +115,11 @@ class Target(Protocol):
         """NUM_REGISTERS 32-bit values in REGISTER_NAMES order."""
         ...
 
+    def read_register(self, tid: int, regno: int) -> int:
+        """One register beyond the core ones (regno >= NUM_REGISTERS: the target's SPRs); only asked
+        of a target whose `register_count` says it has them."""
+        ...
+
     def write_register(self, tid: int, regno: int, value: int) -> None:
         """Set one register (regno indexes REGISTER_NAMES)."""
         ...
