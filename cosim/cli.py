@@ -79,6 +79,7 @@ def cmd_run(args) -> int:
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
+        preflight.check_output(args.trace, "--trace")
         _check_plot(args.plot)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -97,7 +98,7 @@ def cmd_run(args) -> int:
             print(f"gdb: shared memory: ram={shm['ram']} ram_size={shm['ram_size']:#x} "
                   f"runpages={shm['runpages']} vcpus={shm['vcpus']}", file=sys.stderr, flush=True)
 
-    data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready)
+    data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready, trace=args.trace)
     progress.done()
     report = build_report(data)
     if args.json:
@@ -314,6 +315,8 @@ def main(argv=None) -> int:
     r.add_argument("--plot", metavar="PATH", help="also draw exits per vCPU and round trips (.png or .svg)")
     r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
                    help="start stopped and serve the GDB remote protocol (port 0: pick a free port)")
+    r.add_argument("--trace", metavar="PATH",
+                   help="also write a timeline (Chrome JSON trace events; open in ui.perfetto.dev)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="every strategy x CPU model on one guest: the thread as a table")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import wire
+from . import trace, wire
 from .cleanup import reclaim
 from .config import Config
 from .machine.guest_ram import GuestRAM
@@ -101,11 +101,14 @@ class RunData:
     died: dict | None = None            # the first child seen dead: name, pid, how, doing, at (monotonic)
     restored_by_supervisor: list[dict] = field(default_factory=list)   # ledger entries put back
     stopped: list[str] = field(default_factory=list)   # children seen stopped (SIGSTOP)
+    trace: dict | None = None           # --trace: where the timeline went (cosim/trace.py merge)
 
 
 class Supervisor:
-    def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None):
+    def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
+                 trace: str | None = None):
         self.cfg = config
+        self.trace_path = trace           # --trace: merge the processes' timelines there
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
         self.on_gdb_ready = on_gdb_ready
@@ -150,6 +153,7 @@ class Supervisor:
             self._stop_children(data)
             self._restore_code(data)
             self._collect_guest(data, image)
+            self._write_trace(data)
             self._teardown(data)
             self._restore_signals(saved)
         return data
@@ -188,7 +192,7 @@ class Supervisor:
                 "runpages_name": self.pages.name, "ledger_name": self.ledger.name, "vcpus": cfg.machine.vcpus, "cpu": cfg.machine.cpu,
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
                 "debug": dbg, "gdb": self.gdb, "max_instructions": cfg.limits.instructions,
-                "supervisor_pid": os.getpid()}
+                "supervisor_pid": os.getpid(), "trace": self.trace_path is not None}
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
@@ -458,6 +462,14 @@ class Supervisor:
         if data.detached is None:
             data.detached = len(done)
 
+    def _write_trace(self, data: RunData) -> None:
+        if self.trace_path is None or self.run_dir is None:
+            return
+        try:
+            data.trace = trace.merge(self.run_dir, self.trace_path)
+        except Exception as e:
+            data.problems.append(f"could not write the trace to {self.trace_path}: {e}")
+
     def _teardown(self, data: RunData) -> None:
         if self.ep is not None:
             self.ep.close()
@@ -487,8 +499,9 @@ def _status(pid: int | None) -> str | None:
         return None
 
 
-def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None) -> RunData:
-    return Supervisor(config, progress, gdb, on_gdb_ready).run()
+def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
+               trace: str | None = None) -> RunData:
+    return Supervisor(config, progress, gdb, on_gdb_ready, trace).run()
 
 
 if __name__ == "__main__":  # pragma: no cover
