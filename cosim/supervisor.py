@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import trace, wire
+from . import record, trace, wire
 from .cleanup import reclaim
 from .config import Config
 from .machine.guest_ram import GuestRAM
@@ -102,13 +102,15 @@ class RunData:
     restored_by_supervisor: list[dict] = field(default_factory=list)   # ledger entries put back
     stopped: list[str] = field(default_factory=list)   # children seen stopped (SIGSTOP)
     trace: dict | None = None           # --trace: where the timeline went (cosim/trace.py merge)
+    record: dict | None = None          # schedule and digest (cosim/record.py)
 
 
 class Supervisor:
     def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
-                 trace: str | None = None):
+                 trace: str | None = None, record_dir: str | None = None):
         self.cfg = config
         self.trace_path = trace           # --trace: merge the processes' timelines there
+        self.record_dir = record_dir      # --record: keep the run's record there
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
         self.on_gdb_ready = on_gdb_ready
@@ -154,6 +156,7 @@ class Supervisor:
             self._restore_code(data)
             self._collect_guest(data, image)
             self._write_trace(data)
+            self._write_record(data)
             self._teardown(data)
             self._restore_signals(saved)
         return data
@@ -470,6 +473,25 @@ class Supervisor:
         except Exception as e:
             data.problems.append(f"could not write the trace to {self.trace_path}: {e}")
 
+    def schedule(self) -> dict:
+        """What decides the interleaving: in free-running mode the OS scheduler (not recorded) and the
+        scripted debugger's seeded toggle times (wall clock)."""
+        stress = self.cfg.debug.stress
+        return {"mode": "free-running", "stress_seed": stress.seed if stress is not None else None}
+
+    def _write_record(self, data: RunData) -> None:
+        if self.run_dir is None or self.ram is None or self.pages is None:
+            return
+        try:
+            regs = [self.pages[i]["gpr"].tolist() + [int(self.pages[i][f]) for f in ("pc", "msr", "cr", "lr",
+                                                                                      "ctr", "xer")]
+                    for i in range(self.cfg.machine.vcpus)]
+            data.record = record.write(self.run_dir, data, self.ram.bytes, regs, self.schedule())
+            if self.record_dir is not None:
+                record.save(self.run_dir, self.record_dir)
+        except Exception as e:
+            data.problems.append(f"could not write the run's record: {type(e).__name__}: {e}")
+
     def _teardown(self, data: RunData) -> None:
         if self.ep is not None:
             self.ep.close()
@@ -500,8 +522,8 @@ def _status(pid: int | None) -> str | None:
 
 
 def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
-               trace: str | None = None) -> RunData:
-    return Supervisor(config, progress, gdb, on_gdb_ready, trace).run()
+               trace: str | None = None, record_dir: str | None = None) -> RunData:
+    return Supervisor(config, progress, gdb, on_gdb_ready, trace, record_dir).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

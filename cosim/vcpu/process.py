@@ -19,6 +19,7 @@ from .. import wire
 from ..cpu_models import Event, cpu_model
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
+from ..record import ExitLog
 from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
 from ..vmexit import Exit, Fault
@@ -68,6 +69,7 @@ class VcpuProcess:
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
         self.trace = open_trace(spec, self.name)
+        self.exits = ExitLog(spec, self.name)      # the run's record (cosim/record.py)
         self._trace_exit_t0 = 0
         self._trace_resume: tuple | None = None
 
@@ -169,6 +171,7 @@ class VcpuProcess:
         for view, value in zip(self.exit_info, (EVENT_CODES[ex.event], ex.pc, ex.word)):
             view[0] = value
         self.exit_t0 = time.perf_counter_ns()
+        self.exits.exit(self.seq, ex.event.value, ex.pc, int(self.page["instructions"]))
         if self.trace.enabled:
             self._trace_resumed()        # a step over that exits again ends its resume here
             self._trace_exit_t0 = self.trace.now()
@@ -184,6 +187,7 @@ class VcpuProcess:
         if lat is not None and len(lat) < LATENCY_SAMPLES:
             lat.append(time.perf_counter_ns() - self.exit_t0)
         self.core.count(ex.event.value, m.level)
+        self.exits.resume(m.level, m.how)
         if self.trace.enabled:
             self._trace_exit(ex, m)
         self.pending = None
@@ -311,6 +315,7 @@ class VcpuProcess:
 
     def close(self):
         self.trace.close()
+        self.exits.close()
         self.core = None
         self.engine = None
         self.page = None
