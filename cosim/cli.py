@@ -7,6 +7,7 @@ Exit status: 0 when every invariant holds (a predicted finding is not a failure)
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
@@ -79,6 +80,10 @@ def cmd_run(args) -> int:
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
+        preflight.check_output(args.trace, "--trace")
+        if args.record is not None:   # a directory, made at the end if its parent exists
+            preflight.check_output(os.path.join(args.record, "record.json") if os.path.isdir(args.record)
+                                   else args.record, "--record")
         _check_plot(args.plot)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -107,7 +112,7 @@ def cmd_run(args) -> int:
                   f"runpages={shm['runpages']} vcpus={shm['vcpus']}", file=sys.stderr, flush=True)
 
     data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready,
-                      gdb_running=args.running)
+                      gdb_running=args.running, trace=args.trace, record_dir=args.record)
     progress.done()
     report = build_report(data)
     if args.json:
@@ -119,7 +124,41 @@ def cmd_run(args) -> int:
         plot.save(plot.run_figure(report), args.plot)
     if not args.quiet:
         render_run(report, Console(stderr=True) if args.json == "-" else None)
+        if args.record is not None and data.record is not None:
+            print(f"record: {args.record} (digest {data.record['digest_hash']}); "
+                  f"replay with: cosim replay {args.record}", file=sys.stderr)
     return 0 if report["ok"] else 1
+
+
+def cmd_replay(args) -> int:
+    """Run a recorded scenario again and compare its record with the original."""
+    import tempfile
+
+    from . import record
+    from .config import parse_config
+    try:
+        rec = record.load(args.rundir)
+        cfg = parse_config(rec["config"], rec["source"])
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {args.rundir}: not a run record ({e})", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    worst = 0
+    for n in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="cosim-replay-") as tmp:
+            data = run_config(cfg, record_dir=tmp)
+            report = build_report(data)
+            diff = record.compare(args.rundir, tmp) if data.record is not None else "no record written"
+        verdict = "identical" if diff is None else f"diverged: {diff}"
+        inv = "invariants hold" if report["ok"] else f"invariants failed: {', '.join(report['failed'])}"
+        print(f"replay {n + 1}/{args.runs}: {verdict} ({inv})")
+        worst = max(worst, 0 if diff is None else 1)
+    if rec["schedule"].get("mode") == "free-running" and worst:
+        print("note: the run was free-running: its interleaving was the OS scheduler's and is not "
+              "replayable", file=sys.stderr)
+    return worst
 
 
 def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus: int,
@@ -333,8 +372,16 @@ def main(argv=None) -> int:
                         "free port)")
     r.add_argument("--running", action="store_true",
                    help="with --gdb: start running, a gdb that attaches stops every vCPU (QEMU's -s)")
+    r.add_argument("--trace", metavar="PATH",
+                   help="also write a timeline (Chrome JSON trace events; open in ui.perfetto.dev)")
+    r.add_argument("--record", metavar="DIR",
+                   help="keep the run's record (schedule and digest) in DIR, for `cosim replay DIR`")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
+    rp = sub.add_parser("replay", help="run a recorded scenario again: identical, or the first divergence")
+    rp.add_argument("rundir", help="a directory written by `run --record DIR`")
+    rp.add_argument("--runs", type=int, default=1, metavar="N", help="replay N times (default: 1)")
+    rp.set_defaults(func=cmd_replay)
     c = sub.add_parser("compare", help="every strategy x CPU model on one guest: the thread as a table")
     c.add_argument("--program", default="warn_storm", help="guest program name or ELF path (default: warn_storm)")
     c.add_argument("--iterations", type=int, default=100, help="guest iterations per vCPU (default: 100)")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import wire
+from . import record, trace, wire
 from .cleanup import reclaim
 from .config import Config
 from .machine.guest_ram import GuestRAM
@@ -106,16 +106,21 @@ class RunData:
     transport: dict[str, dict] = field(default_factory=dict)   # process -> dropped/refused counters
     memory: list[list[list[int]]] = field(default_factory=list)   # [[expect.memory]] k -> vCPU -> words
     data_segments: list[tuple[int, bytes]] = field(default_factory=list)  # writable segments at the end
+    trace: dict | None = None           # --trace: where the timeline went (cosim/trace.py merge)
+    record: dict | None = None          # schedule and digest (cosim/record.py)
 
 
 class Supervisor:
     def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
-                 curve: bool = True, gdb_running: bool = False):
+                 curve: bool = True, gdb_running: bool = False, trace: str | None = None,
+                 record_dir: str | None = None):
         """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
         self.cfg = config
         self.curve = curve
         self.keyring: Keyring | None = None
         self.data: RunData | None = None
+        self.trace_path = trace           # --trace: merge the processes' timelines there
+        self.record_dir = record_dir      # --record: keep the run's record there
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
         self.gdb_running = gdb_running    # --running: start running, stop the world when gdb attaches
@@ -164,6 +169,8 @@ class Supervisor:
             self._stop_children(data)
             self._restore_code(data)
             self._collect_guest(data, image)
+            self._write_trace(data)
+            self._write_record(data)
             self._teardown(data)
             self._restore_signals(saved)
         return data
@@ -212,7 +219,7 @@ class Supervisor:
                 "until": until, "msrp_dep": cfg.machine.dep,
                 "debug": dbg, "gdb": self.gdb, "gdb_running": self.gdb_running,
                 "max_instructions": cfg.limits.instructions,
-                "supervisor_pid": os.getpid()}
+                "supervisor_pid": os.getpid(), "trace": self.trace_path is not None}
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
@@ -516,6 +523,33 @@ class Supervisor:
         if data.detached is None:
             data.detached = len(done)
 
+    def _write_trace(self, data: RunData) -> None:
+        if self.trace_path is None or self.run_dir is None:
+            return
+        try:
+            data.trace = trace.merge(self.run_dir, self.trace_path)
+        except Exception as e:
+            data.problems.append(f"could not write the trace to {self.trace_path}: {e}")
+
+    def schedule(self) -> dict:
+        """What decides the interleaving: in free-running mode the OS scheduler (not recorded) and the
+        scripted debugger's seeded toggle times (wall clock)."""
+        stress = self.cfg.debug.stress
+        return {"mode": "free-running", "stress_seed": stress.seed if stress is not None else None}
+
+    def _write_record(self, data: RunData) -> None:
+        if self.run_dir is None or self.ram is None or self.pages is None:
+            return
+        try:
+            regs = [self.pages[i]["gpr"].tolist() + [int(self.pages[i][f]) for f in ("pc", "msr", "cr", "lr",
+                                                                                      "ctr", "xer")]
+                    for i in range(self.cfg.machine.vcpus)]
+            data.record = record.write(self.run_dir, data, self.ram.bytes, regs, self.schedule())
+            if self.record_dir is not None:
+                record.save(self.run_dir, self.record_dir)
+        except Exception as e:
+            data.problems.append(f"could not write the run's record: {type(e).__name__}: {e}")
+
     def _teardown(self, data: RunData) -> None:
         if self.ep is not None:
             data.transport["supervisor"] = self.ep.counters()
@@ -547,8 +581,9 @@ def _status(pid: int | None) -> str | None:
 
 
 def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
-               gdb_running: bool = False) -> RunData:
-    return Supervisor(config, progress, gdb, on_gdb_ready, gdb_running).run()
+               gdb_running: bool = False, trace: str | None = None, record_dir: str | None = None) -> RunData:
+    return Supervisor(config, progress, gdb, on_gdb_ready, gdb_running=gdb_running, trace=trace,
+                      record_dir=record_dir).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -54,6 +54,7 @@ class GdbStub:
         self.session: GdbSession | None = None
         self.us = us
         self.target = VmTarget(us, notify=self._drain)
+        self.trace = us.trace                 # the timeline tracer (cosim/trace.py), track "gdb"
         self.connections = 0
         self.closed = False
 
@@ -135,8 +136,11 @@ class GdbStub:
             if not data:
                 self._lost()
                 return
+            tr = self.trace
+            t0 = tr.now()
             out = self.session.receive(data)
             self._report_internal_errors()
+            tr.slice("packets", t0, args={"in": data[:40].decode("latin-1")}, track="gdb")
             if out:
                 self._send(out)
             self.target.service()
@@ -167,6 +171,7 @@ class GdbStub:
         while s is not None and self.conn is not None and s.running and t.outbox:
             ev = t.outbox.pop(0)
             if isinstance(ev, StopEvent):
+                self.trace.instant("stop reply", {"thread": ev.tid}, track="gdb")
                 self._send(s.stop_reply(ev))
                 t.after_reply()
             elif isinstance(ev, Exited):

@@ -13,6 +13,7 @@ from .. import wire
 from ..cpu_models import cpu_model
 from ..strategies import strategy
 from ..machine.guest_ram import GuestRAM
+from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
 from .exits import Action, ExitHandler, GuestDebugState
@@ -34,6 +35,7 @@ class KernelProcess:
         self.malformed = 0
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
+        self.trace = open_trace(spec, self.name)
 
     def serve(self):
         self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr))
@@ -85,6 +87,7 @@ class KernelProcess:
             self.ep.send(r.sender, wire.Error(m.TAG, f"kernel does not take {m.TAG}"))
 
     def on_exit(self, m: wire.ExitMsg):
+        t0 = self.trace.now()
         d = self.handler.handle(m, self.debug[m.vcpu])
         key = f"{m.event}:{d.action.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
@@ -98,6 +101,10 @@ class KernelProcess:
         else:
             self.ep.send("userspace", wire.DebugExit(m.vcpu, m.seq, d.address, d.status, m.event, m.pc,
                                                      m.word, m.ivor, m.srr0, m.esr, m.displaced))
+        if self.trace.enabled:
+            fid = flow_id(m.vcpu, m.seq)
+            self.trace.slice(f"{m.event}: {d.action.value}", t0, flow_in=fid, flow_out=fid,
+                             args={"vcpu": m.vcpu, "pc": f"{m.pc:#010x}"})
 
     def set_guest_debug(self, m: wire.SetGuestDebug):
         st = GuestDebugState(m.control, list(m.iac), list(m.iac_on), list(m.dac), list(m.dac_rw))
@@ -117,6 +124,7 @@ class KernelProcess:
         self.log("warn", text)
 
     def close(self):
+        self.trace.close()
         self.handler.read_word = None
         self.ram.close()
         self.pages.close()

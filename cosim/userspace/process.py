@@ -11,6 +11,7 @@ from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..machine.ledger import Ledger
 from ..strategies import Match, strategy
+from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
 from .debugger import Debugger
@@ -43,6 +44,7 @@ class UserspaceProcess:
         self.detached = False
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
+        self.trace = self.vm.trace = open_trace(spec, self.name)
 
     # --- loop --------------------------------------------------------------------------------------
     def serve(self):
@@ -94,9 +96,15 @@ class UserspaceProcess:
 
     def dispatch(self, sender, m):
         if isinstance(m, wire.DebugExit):
+            t0 = self.trace.now()
             if self.script is not None:
                 self.script.intercept(m)
             self.dbg.on_debug_exit(m)
+            if self.trace.enabled:
+                fid = flow_id(m.vcpu, m.seq)
+                self.trace.slice(f"debug exit vcpu{m.vcpu}", t0, flow_in=fid, flow_out=fid,
+                                 args={"address": f"{m.address:#010x}", "status": m.status})
+                self.trace.counter("hits", sum(self.dbg.counters.hits.values()))
         elif isinstance(m, wire.Halted):
             self.halted.add(m.vcpu)
             if self.gdb is not None:
@@ -191,6 +199,7 @@ class UserspaceProcess:
     def close(self):
         if self.gdb is not None:
             self.gdb.close()
+        self.trace.close()
         self.vm.drop_views()
         if self.ledger is not None:
             self.vm.ledger = None

@@ -13,6 +13,7 @@ import time
 from .. import wire
 from ..machine.guest_ram import GuestRAM
 from ..machine.ledger import Ledger, LedgerFull
+from ..trace import NULL
 from ..transport import Endpoint
 from ..vcpu.runpage import RunPages
 from .breakpoints import DebugState, Patch
@@ -42,6 +43,7 @@ class Vm:
         self._debug_state: DebugState | None = None     # set_guest_debug not yet sent (see push)
         self._debug_dirty: set[int] = set()
         self._views: dict[int, tuple] = {}
+        self.trace = NULL                    # the process's timeline tracer (cosim/trace.py)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -79,12 +81,14 @@ class Vm:
     def pause_all(self, vcpus=None) -> None:
         """Pause every vCPU (or those of `vcpus`) and wait until each one answered."""
         seq = self.next_seq()
+        t0 = self.trace.now()
         targets = self.names() if vcpus is None else [i for i in vcpus if i not in self.gone]
         for i in targets:
             self.ep.send(f"vcpu{i}", wire.Pause(seq))
             self.ep.kick(f"vcpu{i}")
         self.wait_for(lambda m: isinstance(m, wire.Paused) and m.seq == seq, len(targets),
                       what="vCPUs to pause")
+        self.trace.slice("stop-all", t0, args={"vcpus": len(targets)})
 
     def resume_all(self, flush=(), reload_debug=False, flush_all=False) -> None:
         self.settle()
@@ -104,6 +108,7 @@ class Vm:
         so whoever outlives us can put guest code back."""
         led = self.ledger
         for p in patches:
+            self.trace.instant("patch", {"address": f"{p.address:#010x}", "word": f"{p.word:#010x}"})
             if led is not None and led.holds(p.address):
                 self.ram.write_word(p.address, p.word)
                 led.clear(p.address)

@@ -18,6 +18,31 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
     *(uint64_t *)user_data += size >> 2;
 }
 
+/* Instruction counting with a budget (deterministic schedules): the same count, but a block that would
+ * take the count past `budget` is neither counted nor run: emu_stop() from a block hook stops before
+ * the block executes (measured on unicorn 2.1.4: PC is left at the block's first instruction). The
+ * caller then retires the last instructions one at a time (out-of-line single steps, whose scratch
+ * page at or above `exempt_from` is never stopped here), so a vCPU stops at an exact count. */
+typedef struct {
+    uint64_t *count;
+    uint64_t budget;
+    uint64_t exempt_from;
+    uint64_t stops;
+    int (*emu_stop)(void *uc);
+} cosim_budget;
+
+static void cosim_count_block_budget(void *uc, uint64_t addr, uint32_t size, void *user_data)
+{
+    cosim_budget *b = (cosim_budget *)user_data;
+    uint64_t n = size >> 2;
+    if (addr < b->exempt_from && *b->count + n > b->budget) {
+        b->stops++;
+        b->emu_stop(uc);
+        return;
+    }
+    *b->count += n;
+}
+
 /* TLB fill (unicorn's UC_TLB_VIRTUAL mode, UC_HOOK_TLB_FILL): identity mapping. Why: in unicorn 2.1.4
  * every writable TLB entry of a page that is executable through the guest MMU keeps TLB_NOTDIRTY, so
  * every store takes the softmmu slow path (~35 ns); PPC real mode makes every page executable. Here a
@@ -73,7 +98,16 @@ static PyObject *block_hook_address(PyObject *self, PyObject *noargs)
     return PyLong_FromVoidPtr((void *)&cosim_count_block);
 }
 
+static PyObject *budget_hook_address(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyLong_FromVoidPtr((void *)&cosim_count_block_budget);
+}
+
 static PyMethodDef methods[] = {
+    {"budget_hook_address", budget_hook_address, METH_NOARGS,
+     "Address of the C UC_HOOK_BLOCK callback that counts like block_hook_address but stops (without "
+     "running or counting it) before a block that would exceed a budget (user_data: cosim_budget)."},
     {"block_hook_address", block_hook_address, METH_NOARGS,
      "Address of the C UC_HOOK_BLOCK callback that adds size/4 to *(uint64_t *)user_data."},
     {"tlb_fill_address", tlb_fill_address, METH_NOARGS,

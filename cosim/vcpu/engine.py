@@ -92,7 +92,8 @@ class Stop:
 class Engine:
     """One unicorn instance mapped over guest RAM at physical address 0."""
 
-    def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None):
+    def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None,
+                 budget: bool = False):
         self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
         self.uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)   # before anything creates the CPU
         self.ram_size = ram_size
@@ -111,11 +112,16 @@ class Engine:
         self._dac_undo = None             # what the instruction that hit a DAC changed, to undo
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
+        self._budget: _Budget | None = None
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
+            hook, data = _icount.block_hook_address(), icount_address
+            if budget:   # deterministic schedules: stop before a block that would pass the budget
+                self._budget = _Budget(ctypes.c_void_p(icount_address), 2**64 - 1, SCRATCH, 0,
+                                       ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p))
+                hook, data = _icount.budget_hook_address(), ctypes.addressof(self._budget)
             err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
-                                    ctypes.c_void_p(_icount.block_hook_address()),
-                                    ctypes.c_void_p(icount_address),
+                                    ctypes.c_void_p(hook), ctypes.c_void_p(data),
                                     ctypes.c_uint64(1), ctypes.c_uint64(0))
             if err:
                 raise UcError(err)
@@ -391,6 +397,22 @@ class Engine:
     def stop(self) -> None:
         """Make a running emu_start return (called from the vCPU's kick thread)."""
         self.uc.emu_stop()
+
+    def set_budget(self, total: int) -> None:
+        """(Engines made with budget=True.) `run` stops before any block that would take the
+        instruction count past `total`; it returns a KICK stop there, and the caller finishes with
+        `step` (one instruction each, never stopped by the budget) up to exactly `total`."""
+        self._budget.budget = total
+
+    @property
+    def budget_stops(self) -> int:
+        return self._budget.stops if self._budget is not None else 0
+
+
+class _Budget(ctypes.Structure):
+    """cosim_budget of _icount.c."""
+    _fields_ = [("count", ctypes.c_void_p), ("budget", ctypes.c_uint64), ("exempt_from", ctypes.c_uint64),
+                ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

@@ -20,6 +20,8 @@ from ..cpu_models import Event, cpu_model
 from ..isa import IVOR_NAME
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
+from ..record import ExitLog
+from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
 from ..vmexit import Exit, Fault, Until
 from .core import Core
@@ -71,6 +73,10 @@ class VcpuProcess:
         self._kicked = False
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
+        self.trace = open_trace(spec, self.name)
+        self.exits = ExitLog(spec, self.name)      # the run's record (cosim/record.py)
+        self._trace_exit_t0 = 0
+        self._trace_resume: tuple | None = None
 
     # --- kick thread -------------------------------------------------------------------------------
     def kick_loop(self):
@@ -172,6 +178,10 @@ class VcpuProcess:
         for view, value in zip(self.exit_info, (EVENT_CODES[ex.event], ex.pc, ex.word)):
             view[0] = value
         self.exit_t0 = time.perf_counter_ns()
+        self.exits.exit(self.seq, ex.event.value, ex.pc, int(self.page["instructions"]))
+        if self.trace.enabled:
+            self._trace_resumed()        # a step over that exits again ends its resume here
+            self._trace_exit_t0 = self.trace.now()
         self.ep.send("kernel", wire.ExitMsg(self.index, self.seq, ex.event.value,
                                             **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]}))
 
@@ -184,6 +194,9 @@ class VcpuProcess:
         if lat is not None and len(lat) < LATENCY_SAMPLES and not m.held:   # held: gdb's time
             lat.append(time.perf_counter_ns() - self.exit_t0)
         self.core.count(ex.event.value, m.level)
+        self.exits.resume(m.level, m.how)
+        if self.trace.enabled:
+            self._trace_exit(ex, m)
         self.pending = None
         self.state[0] = State.RUNNING
         core = self.core
@@ -210,6 +223,22 @@ class VcpuProcess:
             self.halt(m.code, "guest halted", ex.pc, State.HALTED)
         else:
             self.log("error", f"unknown resume {m.how!r}")
+        self._trace_resumed()
+
+    def _trace_exit(self, ex: Exit, m: wire.Resume):
+        tr = self.trace
+        t = tr.now()
+        fid = flow_id(self.index, m.seq)
+        tr.slice(f"exit {ex.event.value}", self._trace_exit_t0, t, flow_out=fid,
+                 args={"pc": f"{ex.pc:#010x}", "seq": m.seq, "level": m.level})
+        tr.counter("instructions", int(self.page["instructions"]))
+        self._trace_resume = (t, m.how, fid)
+
+    def _trace_resumed(self):
+        if self._trace_resume is not None:
+            t0, how, fid = self._trace_resume
+            self._trace_resume = None
+            self.trace.slice(f"resume {how}", t0, flow_in=fid)
 
     def halt(self, code: int, reason: str, pc: int, state: State):
         self.core.save_regs()
@@ -235,11 +264,14 @@ class VcpuProcess:
             self.on_resume(m)
         elif isinstance(m, wire.Pause):
             self.paused = True
+            self.trace.instant("stop", {"seq": m.seq})
             if self.pending is None and not self.halted:
                 self.core.save_regs()
                 self.state[0] = State.PAUSED
             self.ep.send(r.sender, wire.Paused(self.index, m.seq, int(self.state[0]), self.core.pc))
         elif isinstance(m, wire.Continue):
+            if self.trace.enabled and (m.flush_all or m.flush):
+                self.trace.instant("flush", {"all": m.flush_all, "addresses": [f"{a:#x}" for a in m.flush]})
             if m.flush_all:
                 self.engine.flush()
             elif m.flush:
@@ -297,6 +329,8 @@ class VcpuProcess:
         self.log("warn", text)
 
     def close(self):
+        self.trace.close()
+        self.exits.close()
         self.core = None
         self.engine = None
         self.page = None
