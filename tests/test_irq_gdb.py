@@ -78,7 +78,9 @@ def test_gdb_breakpoint_on_interrupting_instruction(make, cpu, strategy, site, c
     report = finish(sc, gdb)
     inv = report["invariants"]
     assert inv["debugger-hits-exactly-once"]["ok"], inv["debugger-hits-exactly-once"]   # hbreak too
-    assert inv["guest-traps-to-guest-once"]["ok"], inv["guest-traps-to-guest-once"]
+    # irq_table exports no WARN counters: not judged (ok None), but never failed (no trap skipped);
+    # what it saw is compared with the baseline above
+    assert inv["guest-traps-to-guest-once"]["ok"] is not False, inv["guest-traps-to-guest-once"]
     assert report["debugger_hits"]["by_breakpoint"][f"{at:#x}"]["hits"] == ITER
     assert "gdb-skipped-guest-traps" not in {f["id"] for f in report["findings"]}
     delivered = sum(report["debugger_hits"]["guest_traps_delivered"].values())
