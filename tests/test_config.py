@@ -71,7 +71,7 @@ def test_scenario_contents() -> None:
 
     smp = load_config(ROOT / "configs/smp-stress.toml")
     assert smp.machine.vcpus == 8 and smp.guest.iterations == 2000
-    assert smp.debug.stress == StressConfig(("bp_target_a", "bp_target_b"), (0.5, 3.0), 1, 200)
+    assert smp.debug.stress == StressConfig(("bp_target_a", "bp_target_b"), (0.5, 3.0), 1, 1000)
 
     race = load_config(ROOT / "configs/stale-race.toml")
     assert race.debug.strategy == "trap-user"

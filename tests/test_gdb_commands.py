@@ -55,6 +55,10 @@ class FakeTarget:
         self.calls.append(("read_registers", tid))
         return list(self.regs[tid])
 
+    def read_register(self, tid, regno):
+        self.calls.append(("read_register", tid, regno))
+        raise NotImplementedError("only core registers here")
+
     def write_register(self, tid, regno, value):
         self.calls.append(("write_register", tid, regno, value))
         self.regs[tid][regno] = value

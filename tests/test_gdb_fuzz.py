@@ -83,7 +83,7 @@ HOSTILE = [
     b"Z2,100000,100000000", b"qXfer:features:read:target.xml:0,100000000",
     b"qXfer:features:read:target.xml:ffffffffffffffffff,10",
     # wrong register numbers and sizes
-    b"pffffffffffffffffff", b"P26=00000000", b"Pffffffffffffffffff=00000000", b"P0=0000",
+    b"pffffffffffffffffff", b"P1ff=00000000", b"Pffffffffffffffffff=00000000", b"P0=0000",
     b"P0=0000000000", b"G00", b"p-1",
     # bad thread ids
     b"Hgp1.ffffffffffffffffff", b"Hgp1.99", b"Hgp2.1", b"Hgpzz", b"Hg", b"T0", b"T-1", b"T99",

@@ -261,7 +261,7 @@ def test_wall_limit_pauses_while_gdb_holds_the_world(make):
 
 
 def test_run_ending_while_gdb_waits_tells_gdb_why(make):
-    sc = make.scenario(iterations=100_000_000, wall=5.0)
+    sc = make.scenario(iterations=2_000_000_000, wall=5.0)
     gdb = make.gdb()
     gdb.connect(sc.address)
     start = len(gdb.log)
