@@ -10,7 +10,8 @@ Who sends what (vCPU i is "vcpu<i>"):
   supervisor -> any   Peers, Shutdown, Detach (userspace)
   vcpu -> kernel      Exit                      kernel -> vcpu     Resume
   kernel -> user      DebugExit                 user -> vcpu       Resume, Pause, Continue
-  user -> kernel      SetGuestDebug, TableUpdate, GetOneReg        kernel -> user  OneReg, Ack
+  user -> kernel      GetOneReg (SetGuestDebug, TableUpdate: taken, but userspace writes the
+                      debug-settings block and the ledger in shared memory instead)  kernel -> user  OneReg, Ack
   vcpu -> user        Paused, Halted            user -> supervisor Detached, Hit
 """
 from __future__ import annotations

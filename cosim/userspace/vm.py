@@ -39,6 +39,7 @@ class Vm:
         self.singlestep: set[int] = set()
         self.guest_debug_sent: dict[int, tuple] = {}   # vCPU -> last KVM_SET_GUEST_DEBUG setting
         self.outstanding: set[int] = set()             # seqs of kernel requests not yet acked
+        self.table_gen = 0                             # generation of trap-kernel's table (ledger)
         self._debug_state: DebugState | None = None     # set_guest_debug not yet sent (see push)
         self._debug_dirty: set[int] = set()
         self._views: dict[int, tuple] = {}
@@ -121,24 +122,26 @@ class Vm:
             self.ledger.clear(address)
 
     def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
-        """KVM_SET_GUEST_DEBUG on `vcpus` (default every vCPU). Lazy: recorded here, sent by `push()`
-        (at the latest by `settle()`, before any vCPU is let go), and only to a vCPU whose setting
-        changed (the kernel's copy only ever comes from here)."""
+        """KVM_SET_GUEST_DEBUG on `vcpus` (default every vCPU). Lazy: recorded here, written by `push()`
+        (at the latest by `settle()`, before any vCPU is let go), and only for a vCPU whose setting
+        changed."""
         self._debug_state = state
         self._debug_dirty.update(self.names() if vcpus is None else vcpus)
 
     def push(self) -> None:
-        """Send the recorded KVM_SET_GUEST_DEBUG requests now, without waiting for the Acks."""
+        """Write the recorded KVM_SET_GUEST_DEBUG settings now."""
         if not self._debug_dirty:
             return
         state, dirty, self._debug_dirty = self._debug_state, sorted(self._debug_dirty), set()
         self.send_guest_debug(state, dirty, self.singlestep)
 
     def send_guest_debug(self, state: DebugState, vcpus, singlestep) -> None:
-        """Send KVM_SET_GUEST_DEBUG(`state`, SINGLESTEP for the vCPUs in `singlestep`) to each of
-        `vcpus` whose setting differs from the last one sent; no waiting. Also for a front end that
-        prepares the setting a stopped vCPU will most likely be resumed with (the kernel's copy of a
-        stopped vCPU is seen by nobody until it runs, and `settle()` corrects a wrong guess)."""
+        """KVM_SET_GUEST_DEBUG(`state`, SINGLESTEP for the vCPUs in `singlestep`) for each of `vcpus`
+        (stopped) whose setting differs from the last one written. No message: the setting goes into
+        the vCPU's debug-settings block on its run page, which the kernel's exit handler reads at the
+        vCPU's next exit and the vCPU loads with its next Continue(reload_debug) -- as in KVM, where
+        the setting travels with the next KVM_RUN. Also for a front end that prepares the setting a
+        stopped vCPU will most likely be resumed with (`settle()` corrects a wrong guess)."""
         fields = state.guest_debug_fields()
         for i in vcpus:
             control = state.control(singlestep=i in singlestep)
@@ -146,10 +149,25 @@ class Vm:
             if self.guest_debug_sent.get(i) == key:
                 continue
             self.guest_debug_sent[i] = key
-            self._kernel_async(wire.SetGuestDebug(i, self.next_seq(), control, **fields))
+            self.write_guest_debug(i, control, fields)
+
+    def write_guest_debug(self, i: int, control: int, fields: dict) -> None:
+        page = self.pages[i]
+        for name in ("iac", "iac_on", "dac", "dac_rw"):
+            values = fields[name]
+            page[f"dbg_{name}"] = [int(values[k]) if k < len(values) else 0 for k in range(2)]
+        page["dbg_control"] = control      # last: the kernel reads the control word
 
     def update_table(self, insert=(), remove=()) -> None:
-        if self.table_in_kernel:
+        """trap-kernel's in-kernel table of patched addresses. With a breakpoint ledger (every run
+        has one) the table IS the ledger, already written by `apply`/`forget`: bump its generation
+        on every run page and the kernel rereads it at the next exit. Without one, TableUpdate."""
+        if not self.table_in_kernel:
+            return
+        if self.ledger is not None:
+            self.table_gen += 1
+            self.pages.pages["dbg_table_gen"] = self.table_gen & 0xFFFFFFFF
+        else:
             self._kernel_async(wire.TableUpdate(self.next_seq(), list(insert), list(remove)))
 
     def _kernel_async(self, msg) -> None:
@@ -157,9 +175,8 @@ class Vm:
         self.outstanding.add(msg.seq)
 
     def settle(self) -> None:
-        """Wait for the kernel's Ack of every pipelined request (the kernel handles its inbox in order,
-        so once this returns, every exit a vCPU makes from now on meets the new state). Called before
-        any message that lets a vCPU run."""
+        """Before any message that lets a vCPU run: write the pending debug settings, and wait for
+        the kernel's Ack of every pipelined request (only TableUpdate without a ledger)."""
         self.push()
         if self.outstanding:   # (Acks that reach the main loop instead are discarded there)
             pending = self.outstanding
