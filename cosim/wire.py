@@ -193,7 +193,8 @@ class Resume(NamedTuple):
     how: "reflect" (deliver the exit's natural interrupt), "inject" (deliver ivor/esr/srr0),
     "emulate" (resume at pc, r3 set when not None), "continue" (resume at pc), "step_over" (execute
     `word` as the instruction at pc, then continue), "halt" (stop for good with `code`).
-    `level` names who handled the exit, for the report."""
+    `level` names who handled the exit, for the report. `go` (userspace only) carries a Continue
+    with the Resume, applied first (flushes, registers, debug registers): one message, not two."""
     vcpu: int
     seq: int
     how: str
@@ -206,6 +207,7 @@ class Resume(NamedTuple):
     esr: int = 0
     srr0: int = 0
     stop: bool = False
+    go: list | None = None    # Continue's fields after seq: [flush, flush_all, reload_regs, reload_debug]
 
 
 @message("debug_exit")

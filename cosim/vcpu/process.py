@@ -169,6 +169,12 @@ class VcpuProcess:
                                             **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]}))
 
     def on_resume(self, m: wire.Resume):
+        if m.go is not None:                  # a Continue that travels with the Resume
+            go = [m.seq, *m.go]
+            if not (wire.Continue.REQUIRED <= len(go) <= len(wire.Continue.FIELDS)) or wire.Continue.CHECK(go):
+                self.log("error", f"resume {m.seq}: bad go {m.go!r}")
+                return
+            self.on_continue(wire.Continue(*go))
         ex = self.pending
         if ex is None or m.seq != self.seq:
             self.log("warn", f"stale resume seq {m.seq} (expected {self.seq if ex else 'none'})")
@@ -233,17 +239,7 @@ class VcpuProcess:
                 self.state[0] = State.PAUSED
             self.ep.send(r.sender, wire.Paused(self.index, m.seq, int(self.state[0]), self.core.pc))
         elif isinstance(m, wire.Continue):
-            if m.flush_all:
-                self.engine.flush()
-            elif m.flush:
-                self.engine.flush(m.flush)
-            if m.reload_regs:
-                self.core.load_regs()
-            if m.reload_debug:
-                self.core.apply_debug()
-            self.paused = False
-            if self.pending is None and not self.halted:
-                self.state[0] = State.RUNNING
+            self.on_continue(m)
         elif isinstance(m, wire.Peers):
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
@@ -260,6 +256,19 @@ class VcpuProcess:
             self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
         else:
             self.ep.send(r.sender, wire.Error(m.TAG, f"{self.name} does not take {m.TAG}"))
+
+    def on_continue(self, m: wire.Continue):
+        if m.flush_all:
+            self.engine.flush()
+        elif m.flush:
+            self.engine.flush(m.flush)
+        if m.reload_regs:
+            self.core.load_regs()
+        if m.reload_debug:
+            self.core.apply_debug()
+        self.paused = False
+        if self.pending is None and not self.halted:
+            self.state[0] = State.RUNNING
 
     def stats(self) -> dict:
         return {
