@@ -4,6 +4,28 @@ code, flush every vCPU's translations, run KVM_SET_GUEST_DEBUG on every vCPU, re
 Synchronous requests wait for their reply in a nested receive loop; anything else that arrives in the
 meantime (a KVM_EXIT_DEBUG in flight, say) is kept, in order, for the main loop. That is exactly where a
 breakpoint can be removed while its exit is in flight: the exit is then handled later as stale.
+
+Hops (one ZeroMQ message between two processes, ~40-70 us here; a plain socket ~6-12 us) per gdb
+operation, one vCPU, all-stop, gdb stopped at a breakpoint. Real KVM + QEMU cross no process boundary
+for any of these; the model keeps exactly the crossings the design requires (every breakpoint, trap or
+debug exit goes vCPU -> kernel, and KVM_EXIT_DEBUG kernel -> userspace) plus the resume:
+
+    operation                         hops  (before issue 8)
+    stop at a breakpoint                 2  (2)  Exit vCPU->kernel, DebugExit kernel->userspace
+    `g`, `p`, `m`, `M`, `P`, `?`, `qC`   0  (0)  run pages and guest RAM
+    `Z0`/`z0` (and Z1..Z4/z1..z4)        0  (2: SetGuestDebug/TableUpdate -> Ack, at the next resume)
+                                                 guest RAM, the ledger, the run page's debug-settings
+                                                 block; flushes travel with the next resume
+    `vCont;s` -> stop                    3  (3 + 1 message + Acks)  Resume carrying the Continue (`go`),
+                                                 then the step's Exit and DebugExit
+    `vCont;c` (a vCPU in its exit)       1  (1 + 1 message + Acks)  Resume carrying the Continue
+    step over a breakpoint (z0, s, Z0)   3  (5-7)
+    raw bp cycle (c, z0, s, Z0)          6  (8-10; 6 when the kernel round trips overlapped gdb's work)
+    stop all / resume all (N vCPUs)      2 / 1 in parallel (Pause+kick -> Paused; Continue), batched
+
+KVM_SET_GUEST_DEBUG and trap-kernel's table travel like KVM_RUN's settings: userspace writes them
+(vCPU stopped) into the run page's debug-settings block and the ledger (bumping `dbg_table_gen`); the
+kernel reads them at the vCPU's next exit, the vCPU loads its debug registers with its next Continue.
 """
 from __future__ import annotations
 
