@@ -52,7 +52,7 @@ iterations = 100000000
 [debug]
 strategy = "{strategy}"
 [limits]
-wall_seconds = 600.0
+wall_seconds = 3600.0
 """
 
 
