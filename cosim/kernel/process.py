@@ -2,8 +2,9 @@
 
 The per-vCPU guest-debug state (KVM_SET_GUEST_DEBUG) is the debug-settings block of the vCPU's run
 page: userspace writes it while the vCPU is stopped and the vCPU loads it with its next
-`Continue(reload_debug=True)`, so the setting travels with the next "KVM_RUN" and no message crosses
-for it; the exit handler reads the control word at every exit. trap-kernel's table of patched
+`Continue(reload_debug=True)` (copying it to `dbg_active`), so the setting travels with the next
+"KVM_RUN" and no message crosses for it; the exit handler judges every exit by the settings the vCPU
+ran with (an exit in flight while userspace changes them meets the old ones, as in KVM). trap-kernel's table of patched
 addresses is the breakpoint ledger (shared memory, written by userspace), reread when the generation
 userspace bumps on the run pages changed. (SetGuestDebug and TableUpdate messages are still taken.)
 Exits the handler reflects or emulates are answered here; breakpoint hits and host debug events go
@@ -36,8 +37,8 @@ class KernelProcess:
         self.handler = ExitHandler(cpu_model(spec["cpu"]), strategy(spec["strategy"]), self.ram.read_word)
         self.debug = [GuestDebugState() for _ in range(spec["vcpus"])]
         recs = [self.pages.record(i) for i in range(spec["vcpus"])]
-        self._control = [r["dbg_control"] for r in recs]          # views of the debug-settings block
-        self._table_gen = [r["dbg_table_gen"] for r in recs]
+        self._control = [r["dbg_active"] for r in recs]   # the debug settings each vCPU runs with
+        self._table_gen = [r["dbg_table_gen_active"] for r in recs]
         self.ledger = None
         if self.handler.strategy.match is Match.TABLE and spec.get("ledger_name"):
             self.ledger = Ledger.attach(spec["ledger_name"])

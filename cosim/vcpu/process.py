@@ -266,6 +266,8 @@ class VcpuProcess:
             self.core.load_regs()
         if m.reload_debug:
             self.core.apply_debug()
+            page = self.page      # the settings this run goes with (KVM_RUN): the kernel reads these
+            page["dbg_active"], page["dbg_table_gen_active"] = page["dbg_control"], page["dbg_table_gen"]
         self.paused = False
         if self.pending is None and not self.halted:
             self.state[0] = State.RUNNING

@@ -28,6 +28,9 @@ RUNPAGE = np.dtype([
     ("dbg_dac", "<u4", 2), ("dbg_dac_rw", "<u4", 2),   # host watchpoints: bit0 read, bit1 write
     ("dbg_table_gen", "<u4"),                # generation of the patched-address table (the ledger) that
                                              # trap-kernel's exit handler reads: bumped by userspace
+    ("dbg_active", "<u4"), ("dbg_table_gen_active", "<u4"),   # the two above as the vCPU last loaded
+                                             # them (Continue(reload_debug)): what the kernel judges an
+                                             # exit by, so an exit in flight meets the settings it ran with
     ("state", "<u4"), ("exit_code", "<u4"),
     ("exit_event", "<u4"), ("exit_pc", "<u4"), ("exit_word", "<u4"),
     ("instructions", "<u8"),                 # retired instructions (C block hook)
