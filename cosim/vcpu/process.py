@@ -62,6 +62,7 @@ class VcpuProcess:
         self.exit_t0 = 0
         self.latency = {"kernel": [], "userspace": []}
         self.kick_pending = False
+        self.debug_due = False
         self.in_guest = False
         self._kicked = False
         self.stopping = False
@@ -184,6 +185,8 @@ class VcpuProcess:
             lat.append(time.perf_counter_ns() - self.exit_t0)
         self.core.count(ex.event.value, m.level)
         self.pending = None
+        if self.debug_due:
+            self.activate_debug()
         self.state[0] = State.RUNNING
         core = self.core
         if m.how == "reflect":
@@ -266,11 +269,20 @@ class VcpuProcess:
             self.core.load_regs()
         if m.reload_debug:
             self.core.apply_debug()
-            page = self.page      # the settings this run goes with (KVM_RUN): the kernel reads these
-            page["dbg_active"], page["dbg_table_gen_active"] = page["dbg_control"], page["dbg_table_gen"]
+            if self.pending is None:   # (in an exit: once it is answered, see on_resume)
+                self.activate_debug()
+            else:
+                self.debug_due = True
         self.paused = False
         if self.pending is None and not self.halted:
             self.state[0] = State.RUNNING
+
+    def activate_debug(self):
+        """The settings this run goes with (KVM_RUN): the kernel judges exits by these, so an exit in
+        flight while userspace changed them meets the ones it ran with."""
+        self.debug_due = False
+        page = self.page
+        page["dbg_active"], page["dbg_table_gen_active"] = page["dbg_control"], page["dbg_table_gen"]
 
     def stats(self) -> dict:
         return {
