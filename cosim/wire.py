@@ -10,7 +10,8 @@ Who sends what (vCPU i is "vcpu<i>"):
   supervisor -> any   Peers, Shutdown, Detach (userspace)
   vcpu -> kernel      Exit                      kernel -> vcpu     Resume
   kernel -> user      DebugExit                 user -> vcpu       Resume, Pause, Continue
-  user -> kernel      SetGuestDebug, TableUpdate, GetOneReg        kernel -> user  OneReg, Ack
+  user -> kernel      GetOneReg (SetGuestDebug, TableUpdate: taken, but userspace writes the
+                      debug-settings block and the ledger in shared memory instead)  kernel -> user  OneReg, Ack
   vcpu -> user        Paused, Halted            user -> supervisor Detached, Hit
 """
 from __future__ import annotations
@@ -198,7 +199,9 @@ class Resume(NamedTuple):
     "emulate" (resume at pc, r3 set when not None), "continue" (resume at pc), "step_over" (execute
     `word` as the instruction at pc, then continue), "halt" (stop for good with `code`).
     `level` names who handled the exit, for the report. `held`: a debugger (gdb) kept the world
-    stopped while this exit waited, so its wait is not a handling latency."""
+    stopped while this exit waited, so its wait is not a handling latency.
+    `go` (userspace only) carries a Continue
+    with the Resume, applied first (flushes, registers, debug registers): one message, not two."""
     vcpu: int
     seq: int
     how: str
@@ -212,6 +215,7 @@ class Resume(NamedTuple):
     srr0: int = 0
     stop: bool = False
     held: bool = False
+    go: list | None = None    # Continue's fields after seq: [flush, flush_all, reload_regs, reload_debug]
 
 
 @message("debug_exit")

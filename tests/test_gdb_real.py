@@ -729,3 +729,35 @@ def test_gdb_killed_at_a_random_moment_leaves_the_guest_intact(make, seed):
     assert guest["cnt_hits"] == [iterations] * vcpus, (mode, guest)
     assert guest["cnt_bad_prog"] == [0] * vcpus and guest["unexpected_ivor"] == [0xFFFFFFFF] * vcpus, guest
     assert_clean_end(report)
+
+
+# --- hops -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ["trap-kernel", "hw"])
+def test_a_bp_cycle_crosses_only_the_hops_the_design_requires(make, strategy):
+    """Per raw cycle (c -> stop, z0, s -> stop, Z0): Exit, DebugExit and Resume per stop and nothing
+    else -- Z/z and KVM_SET_GUEST_DEBUG go through shared memory, a Continue inside its Resume -- and
+    every hit still crosses to the kernel (the kernel's decisions count them)."""
+    from cosim.gdb.client import RspClient
+    sc = make.scenario(cpu="e500mc", strategy=strategy, iterations=3000)
+    host, port = sc.address.rsplit(":", 1)
+    c = RspClient.connect((host, int(port)))
+    try:
+        z = f"{BP:x},4"
+        kind = "1" if strategy == "hw" else "0"
+        assert c.request(f"Z{kind},{z}") == b"OK"
+        cycles = 10
+        for _ in range(cycles):
+            assert c.request("vCont;c:p1.-1").startswith(b"T05")
+            assert c.request(f"z{kind},{z}") == b"OK"
+            assert c.request("vCont;s:p1.1").startswith(b"T05")
+            assert c.request(f"Z{kind},{z}") == b"OK"
+        assert c.request("D;1") == b"OK"
+    finally:
+        c.close()
+    report = sc.wait()
+    assert_clean_end(report)
+    tags = report["costs"]["messages"]["by_tag"]
+    assert not {"set_guest_debug", "table_update", "ack"} & set(tags), tags
+    assert tags["debug_exit"] == 2 * cycles and tags["resume"] == tags["exit"], tags
+    assert tags.get("continue", 0) <= 2, tags    # gdb's first resume and the end's detach: none per stop
+    assert report["invariants"]["debugger-hits-exactly-once"]["ok"], report["debugger_hits"]

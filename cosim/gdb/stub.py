@@ -25,6 +25,7 @@ from .vm_target import Exited, VmTarget
 READ_CHUNK = 1 << 16
 DEFAULT_HOST = "127.0.0.1"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", "*", "0"})
+_EXPEDITE = {}   # register count -> one format for every `NN:VVVVVVVV;` pair of a stop reply
 
 
 def parse_address(addr: str) -> tuple[str, int]:
@@ -119,8 +120,10 @@ class GdbStub:
                 regs = target.read_registers(event.tid)
             except TargetError:
                 return plain(event)
-            return plain(event) + b"".join(b"%02x:%08x;" % (n, v & 0xFFFFFFFF)
-                                           for n, v in enumerate(regs))
+            fmt = _EXPEDITE.get(len(regs))
+            if fmt is None:
+                fmt = _EXPEDITE[len(regs)] = b"".join(b"%02x:%%08x;" % n for n in range(len(regs)))
+            return plain(event) + fmt % tuple(v & 0xFFFFFFFF for v in regs)
 
         session.format_stop = format_stop
         return session

@@ -181,7 +181,8 @@ class VmTarget:
             self.vm.send_guest_debug(g.state, g.vcpus, g.singlestep)
         else:
             self.vm.push()
-        self._prepare()
+        # (no `_prepare()` any more: a held vCPU's Continue now travels inside its Resume, which
+        # costs no message at all, where a Continue sent ahead cost one message and one wake-up)
 
     def _prepare(self) -> None:
         """A vCPU waiting in its exit takes Continue without leaving the exit: once gdb has changed
@@ -495,31 +496,34 @@ class VmTarget:
 
     def _let_go(self, i: int) -> None:
         """Continue (flushes, registers, debug registers), then Resume if it waits in an exit.
-        A vCPU that already took its Continue (`_prepare`) and has nothing new only gets Resume."""
+        A vCPU that already took its Continue (`_prepare`) and has nothing new only gets Resume; one
+        waiting in its exit gets its Continue inside the Resume (`go`): one message, one hop."""
         self.vm.settle()
         ready = (i in self.prepared and self.prepared[i] == self.vm.guest_debug_sent.get(i)
                  and not self.flush[i] and i not in self.flush_all and i not in self.dirty)
         self.prepared.pop(i, None)
-        if not ready:
-            self._continue(i)
         stop = self.held.pop(i, None)
+        go = None if ready else self._continue(i, send=stop is None)
         site = self.trap_due.pop(i, None)
         if stop is not None and site is not None:   # the guest's own trap, which gdb meant to skip
             self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "inject", "userspace", ivor=Ivor.PROGRAM,
-                                                    srr0=site, esr=Esr.PTR))
+                                                    srr0=site, esr=Esr.PTR, go=go))
         elif stop is not None:
             pc = self.vm.registers(i)[32]
             self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
-                                                    held=True))
+                                                    held=True, go=go))
 
-    def _continue(self, i: int) -> None:
+    def _continue(self, i: int, send: bool = True) -> list:
+        """vCPU i's Continue (flushes, registers, debug registers): sent, or returned as a Resume's `go`."""
         flush_all = i in self.flush_all
         flush = [] if flush_all else sorted(self.flush[i])
         self.flush_all.discard(i)
         self.flush[i] = set()
-        self.vm.ep.send(f"vcpu{i}", wire.Continue(self.vm.next_seq(), flush, flush_all,
-                                                  i in self.dirty, True))
+        go = [flush, flush_all, i in self.dirty, True]
+        if send:
+            self.vm.ep.send(f"vcpu{i}", wire.Continue(self.vm.next_seq(), *go))
         self.dirty.discard(i)
+        return go
 
     def interrupt(self) -> None:
         self.interrupt_requested = True

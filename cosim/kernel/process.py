@@ -1,9 +1,14 @@
 """The kernel process (the model of KVM): a thin loop around the exit handler (cosim/kernel/exits.py).
 
-It owns the per-vCPU guest-debug state (KVM_SET_GUEST_DEBUG) and writes the host debug registers into
-the vCPU's run page (the vCPU is stopped while that happens: userspace pauses it first, and the vCPU
-reloads them on `Continue(reload_debug=True)`). Exits the handler reflects or emulates are answered
-here; breakpoint hits and host debug events go to userspace as KVM_EXIT_DEBUG.
+The per-vCPU guest-debug state (KVM_SET_GUEST_DEBUG) is the debug-settings block of the vCPU's run
+page: userspace writes it while the vCPU is stopped and the vCPU loads it with its next
+`Continue(reload_debug=True)` (copying it to `dbg_active`), so the setting travels with the next
+"KVM_RUN" and no message crosses for it; the exit handler judges every exit by the settings the vCPU
+ran with (an exit in flight while userspace changes them meets the old ones, as in KVM). trap-kernel's table of patched
+addresses is the breakpoint ledger (shared memory, written by userspace), reread when the generation
+userspace bumps on the run pages changed. (SetGuestDebug and TableUpdate messages are still taken.)
+Exits the handler reflects or emulates are answered here; breakpoint hits and host debug events go
+to userspace as KVM_EXIT_DEBUG.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from ..cpu_models import cpu_model
 from ..strategies import strategy
 from ..machine.guest_ram import GuestRAM
 from ..trace import flow_id, open_trace
+from ..machine.ledger import ARMED, Ledger
+from ..strategies import Match
 from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
 from .exits import Action, ExitHandler, GuestDebugState
@@ -31,6 +38,13 @@ class KernelProcess:
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
         self.handler = ExitHandler(cpu_model(spec["cpu"]), strategy(spec["strategy"]), self.ram.read_word)
         self.debug = [GuestDebugState() for _ in range(spec["vcpus"])]
+        recs = [self.pages.record(i) for i in range(spec["vcpus"])]
+        self._control = [r["dbg_active"] for r in recs]   # the debug settings each vCPU runs with
+        self._table_gen = [r["dbg_table_gen_active"] for r in recs]
+        self.ledger = None
+        if self.handler.strategy.match is Match.TABLE and spec.get("ledger_name"):
+            self.ledger = Ledger.attach(spec["ledger_name"])
+        self.table_gen = -1
         self.decisions: dict[str, int] = {}
         self.malformed = 0
         self.stopping = False
@@ -88,7 +102,11 @@ class KernelProcess:
 
     def on_exit(self, m: wire.ExitMsg):
         t0 = self.trace.now()
-        d = self.handler.handle(m, self.debug[m.vcpu])
+        st = self.debug[m.vcpu]
+        st.control = int(self._control[m.vcpu][0])
+        if self.ledger is not None and int(self._table_gen[m.vcpu][0]) != self.table_gen:
+            self.reread_table(int(self._table_gen[m.vcpu][0]))
+        d = self.handler.handle(m, st)
         key = f"{m.event}:{d.action.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
         vcpu = f"vcpu{m.vcpu}"
@@ -105,6 +123,11 @@ class KernelProcess:
             fid = flow_id(m.vcpu, m.seq)
             self.trace.slice(f"{m.event}: {d.action.value}", t0, flow_in=fid, flow_out=fid,
                              args={"vcpu": m.vcpu, "pc": f"{m.pc:#010x}"})
+
+    def reread_table(self, gen: int) -> None:
+        t = self.ledger.table
+        self.handler.table = set(t["address"][t["state"] == ARMED].tolist())
+        self.table_gen = gen
 
     def set_guest_debug(self, m: wire.SetGuestDebug):
         st = GuestDebugState(m.control, list(m.iac), list(m.iac_on), list(m.dac), list(m.dac_rw))
@@ -126,6 +149,9 @@ class KernelProcess:
     def close(self):
         self.trace.close()
         self.handler.read_word = None
+        self._control = self._table_gen = []
+        if self.ledger is not None:
+            self.ledger.close()
         self.ram.close()
         self.pages.close()
         self.ep.close()

@@ -4,6 +4,28 @@ code, flush every vCPU's translations, run KVM_SET_GUEST_DEBUG on every vCPU, re
 Synchronous requests wait for their reply in a nested receive loop; anything else that arrives in the
 meantime (a KVM_EXIT_DEBUG in flight, say) is kept, in order, for the main loop. That is exactly where a
 breakpoint can be removed while its exit is in flight: the exit is then handled later as stale.
+
+Hops (one ZeroMQ message between two processes, ~40-70 us here; a plain socket ~6-12 us) per gdb
+operation, one vCPU, all-stop, gdb stopped at a breakpoint. Real KVM + QEMU cross no process boundary
+for any of these; the model keeps exactly the crossings the design requires (every breakpoint, trap or
+debug exit goes vCPU -> kernel, and KVM_EXIT_DEBUG kernel -> userspace) plus the resume:
+
+    operation                         hops  (before issue 8)
+    stop at a breakpoint                 2  (2)  Exit vCPU->kernel, DebugExit kernel->userspace
+    `g`, `p`, `m`, `M`, `P`, `?`, `qC`   0  (0)  run pages and guest RAM
+    `Z0`/`z0` (and Z1..Z4/z1..z4)        0  (2: SetGuestDebug/TableUpdate -> Ack, at the next resume)
+                                                 guest RAM, the ledger, the run page's debug-settings
+                                                 block; flushes travel with the next resume
+    `vCont;s` -> stop                    3  (3 + 1 message + Acks)  Resume carrying the Continue (`go`),
+                                                 then the step's Exit and DebugExit
+    `vCont;c` (a vCPU in its exit)       1  (1 + 1 message + Acks)  Resume carrying the Continue
+    step over a breakpoint (z0, s, Z0)   3  (5-7)
+    raw bp cycle (c, z0, s, Z0)          6  (8-10; 6 when the kernel round trips overlapped gdb's work)
+    stop all / resume all (N vCPUs)      2 / 1 in parallel (Pause+kick -> Paused; Continue), batched
+
+KVM_SET_GUEST_DEBUG and trap-kernel's table travel like KVM_RUN's settings: userspace writes them
+(vCPU stopped) into the run page's debug-settings block and the ledger (bumping `dbg_table_gen`); the
+kernel reads them at the vCPU's next exit, the vCPU loads its debug registers with its next Continue.
 """
 from __future__ import annotations
 
@@ -40,6 +62,7 @@ class Vm:
         self.singlestep: set[int] = set()
         self.guest_debug_sent: dict[int, tuple] = {}   # vCPU -> last KVM_SET_GUEST_DEBUG setting
         self.outstanding: set[int] = set()             # seqs of kernel requests not yet acked
+        self.table_gen = 0                             # generation of trap-kernel's table (ledger)
         self._debug_state: DebugState | None = None     # set_guest_debug not yet sent (see push)
         self._debug_dirty: set[int] = set()
         self._views: dict[int, tuple] = {}
@@ -126,24 +149,26 @@ class Vm:
             self.ledger.clear(address)
 
     def set_guest_debug(self, state: DebugState, vcpus=None) -> None:
-        """KVM_SET_GUEST_DEBUG on `vcpus` (default every vCPU). Lazy: recorded here, sent by `push()`
-        (at the latest by `settle()`, before any vCPU is let go), and only to a vCPU whose setting
-        changed (the kernel's copy only ever comes from here)."""
+        """KVM_SET_GUEST_DEBUG on `vcpus` (default every vCPU). Lazy: recorded here, written by `push()`
+        (at the latest by `settle()`, before any vCPU is let go), and only for a vCPU whose setting
+        changed."""
         self._debug_state = state
         self._debug_dirty.update(self.names() if vcpus is None else vcpus)
 
     def push(self) -> None:
-        """Send the recorded KVM_SET_GUEST_DEBUG requests now, without waiting for the Acks."""
+        """Write the recorded KVM_SET_GUEST_DEBUG settings now."""
         if not self._debug_dirty:
             return
         state, dirty, self._debug_dirty = self._debug_state, sorted(self._debug_dirty), set()
         self.send_guest_debug(state, dirty, self.singlestep)
 
     def send_guest_debug(self, state: DebugState, vcpus, singlestep) -> None:
-        """Send KVM_SET_GUEST_DEBUG(`state`, SINGLESTEP for the vCPUs in `singlestep`) to each of
-        `vcpus` whose setting differs from the last one sent; no waiting. Also for a front end that
-        prepares the setting a stopped vCPU will most likely be resumed with (the kernel's copy of a
-        stopped vCPU is seen by nobody until it runs, and `settle()` corrects a wrong guess)."""
+        """KVM_SET_GUEST_DEBUG(`state`, SINGLESTEP for the vCPUs in `singlestep`) for each of `vcpus`
+        (stopped) whose setting differs from the last one written. No message: the setting goes into
+        the vCPU's debug-settings block on its run page, which the kernel's exit handler reads at the
+        vCPU's next exit and the vCPU loads with its next Continue(reload_debug) -- as in KVM, where
+        the setting travels with the next KVM_RUN. Also for a front end that prepares the setting a
+        stopped vCPU will most likely be resumed with (`settle()` corrects a wrong guess)."""
         fields = state.guest_debug_fields()
         for i in vcpus:
             control = state.control(singlestep=i in singlestep)
@@ -151,10 +176,25 @@ class Vm:
             if self.guest_debug_sent.get(i) == key:
                 continue
             self.guest_debug_sent[i] = key
-            self._kernel_async(wire.SetGuestDebug(i, self.next_seq(), control, **fields))
+            self.write_guest_debug(i, control, fields)
+
+    def write_guest_debug(self, i: int, control: int, fields: dict) -> None:
+        page = self.pages[i]
+        for name in ("iac", "iac_on", "dac", "dac_rw"):
+            values = fields[name]
+            page[f"dbg_{name}"] = [int(values[k]) if k < len(values) else 0 for k in range(2)]
+        page["dbg_control"] = control      # last: the kernel reads the control word
 
     def update_table(self, insert=(), remove=()) -> None:
-        if self.table_in_kernel:
+        """trap-kernel's in-kernel table of patched addresses. With a breakpoint ledger (every run
+        has one) the table IS the ledger, already written by `apply`/`forget`: bump its generation
+        on every run page and the kernel rereads it at the next exit. Without one, TableUpdate."""
+        if not self.table_in_kernel:
+            return
+        if self.ledger is not None:
+            self.table_gen += 1
+            self.pages.pages["dbg_table_gen"] = self.table_gen & 0xFFFFFFFF
+        else:
             self._kernel_async(wire.TableUpdate(self.next_seq(), list(insert), list(remove)))
 
     def _kernel_async(self, msg) -> None:
@@ -162,9 +202,8 @@ class Vm:
         self.outstanding.add(msg.seq)
 
     def settle(self) -> None:
-        """Wait for the kernel's Ack of every pipelined request (the kernel handles its inbox in order,
-        so once this returns, every exit a vCPU makes from now on meets the new state). Called before
-        any message that lets a vCPU run."""
+        """Before any message that lets a vCPU run: write the pending debug settings, and wait for
+        the kernel's Ack of every pipelined request (only TableUpdate without a ledger)."""
         self.push()
         if self.outstanding:   # (Acks that reach the main loop instead are discarded there)
             pending = self.outstanding

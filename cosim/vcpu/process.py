@@ -69,6 +69,7 @@ class VcpuProcess:
         self.exit_t0 = 0
         self.latency = {"kernel": [], "userspace": []}
         self.kick_pending = False
+        self.debug_due = False
         self.in_guest = False
         self._kicked = False
         self.stopping = False
@@ -186,6 +187,12 @@ class VcpuProcess:
                                             **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]}))
 
     def on_resume(self, m: wire.Resume):
+        if m.go is not None:                  # a Continue that travels with the Resume
+            go = [m.seq, *m.go]
+            if not (wire.Continue.REQUIRED <= len(go) <= len(wire.Continue.FIELDS)) or wire.Continue.CHECK(go):
+                self.log("error", f"resume {m.seq}: bad go {m.go!r}")
+                return
+            self.on_continue(wire.Continue(*go))
         ex = self.pending
         if ex is None or m.seq != self.seq:
             self.log("warn", f"stale resume seq {m.seq} (expected {self.seq if ex else 'none'})")
@@ -198,6 +205,8 @@ class VcpuProcess:
         if self.trace.enabled:
             self._trace_exit(ex, m)
         self.pending = None
+        if self.debug_due:
+            self.activate_debug()
         self.state[0] = State.RUNNING
         core = self.core
         if m.how == "reflect":
@@ -270,19 +279,7 @@ class VcpuProcess:
                 self.state[0] = State.PAUSED
             self.ep.send(r.sender, wire.Paused(self.index, m.seq, int(self.state[0]), self.core.pc))
         elif isinstance(m, wire.Continue):
-            if self.trace.enabled and (m.flush_all or m.flush):
-                self.trace.instant("flush", {"all": m.flush_all, "addresses": [f"{a:#x}" for a in m.flush]})
-            if m.flush_all:
-                self.engine.flush()
-            elif m.flush:
-                self.engine.flush(m.flush)
-            if m.reload_regs:
-                self.core.load_regs()
-            if m.reload_debug:
-                self.core.apply_debug()
-            self.paused = False
-            if self.pending is None and not self.halted:
-                self.state[0] = State.RUNNING
+            self.on_continue(m)
         elif isinstance(m, wire.Peers) and r.sender == "supervisor":
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
@@ -299,6 +296,32 @@ class VcpuProcess:
             self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
         else:
             self.ep.send(r.sender, wire.Error(m.TAG, f"{self.name} does not take {m.TAG}"))
+
+    def on_continue(self, m: wire.Continue):
+        if self.trace.enabled and (m.flush_all or m.flush):
+            self.trace.instant("flush", {"all": m.flush_all, "addresses": [f"{a:#x}" for a in m.flush]})
+        if m.flush_all:
+            self.engine.flush()
+        elif m.flush:
+            self.engine.flush(m.flush)
+        if m.reload_regs:
+            self.core.load_regs()
+        if m.reload_debug:
+            self.core.apply_debug()
+            if self.pending is None:   # (in an exit: once it is answered, see on_resume)
+                self.activate_debug()
+            else:
+                self.debug_due = True
+        self.paused = False
+        if self.pending is None and not self.halted:
+            self.state[0] = State.RUNNING
+
+    def activate_debug(self):
+        """The settings this run goes with (KVM_RUN): the kernel judges exits by these, so an exit in
+        flight while userspace changed them meets the ones it ran with."""
+        self.debug_due = False
+        page = self.page
+        page["dbg_active"], page["dbg_table_gen_active"] = page["dbg_control"], page["dbg_table_gen"]
 
     def stats(self) -> dict:
         return {

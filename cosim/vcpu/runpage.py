@@ -21,9 +21,16 @@ RUNPAGE = np.dtype([
     ("gpr", "<u4", 32), ("pc", "<u4"), ("msr", "<u4"), ("cr", "<u4"), ("lr", "<u4"), ("ctr", "<u4"),
     ("xer", "<u4"),
     ("spr", "<u4", 1024),                    # architected SPR file, indexed by SPR number
-    ("dbg_control", "<u4"),                  # KVM_SET_GUEST_DEBUG control written by the kernel
+    ("dbg_control", "<u4"),                  # KVM_SET_GUEST_DEBUG control (the debug-settings block:
+                                             # userspace writes it while the vCPU is stopped; it takes
+                                             # effect with the next Continue/Resume, like KVM_RUN)
     ("dbg_iac", "<u4", 2), ("dbg_iac_on", "<u4", 2),   # host hardware breakpoints
     ("dbg_dac", "<u4", 2), ("dbg_dac_rw", "<u4", 2),   # host watchpoints: bit0 read, bit1 write
+    ("dbg_table_gen", "<u4"),                # generation of the patched-address table (the ledger) that
+                                             # trap-kernel's exit handler reads: bumped by userspace
+    ("dbg_active", "<u4"), ("dbg_table_gen_active", "<u4"),   # the two above as the vCPU last loaded
+                                             # them (Continue(reload_debug)): what the kernel judges an
+                                             # exit by, so an exit in flight meets the settings it ran with
     ("state", "<u4"), ("exit_code", "<u4"),
     ("exit_event", "<u4"), ("exit_pc", "<u4"), ("exit_word", "<u4"),
     ("instructions", "<u8"),                 # retired instructions (C block hook)
