@@ -191,7 +191,7 @@ def p50(v):
 
 def steady_mips(progress: list[tuple[float, int]]) -> float:
     running = [(t, i) for t, i in progress if i > 0]
-    if len(running) < 3:
+    if len(running) < 3:   # the run was shorter than three progress samples: raise --mips-iterations
         return 0.0
     (t0, i0), (t1, i1) = running[0], running[-1]
     return (i1 - i0) / (t1 - t0) / 1e6
@@ -225,7 +225,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--round-trips", type=int, default=3000, help="raw ping-pongs per floor measurement")
     ap.add_argument("--iterations", type=int, default=1000, help="warn_storm iterations per harness run")
-    ap.add_argument("--mips-iterations", type=int, default=20_000_000)
+    ap.add_argument("--mips-iterations", type=int, default=100_000_000,
+                    help="loop iterations of the MIPS run (default 100M: the engine runs 20M in under a "
+                         "second, too short for three 0.25 s progress samples)")
     ap.add_argument("--transport", choices=("ipc", "tcp"), default="ipc")
     ap.add_argument("--pace-us", type=int, default=150,
                     help="busy time between round trips of the paced floor (guest work between exits)")
