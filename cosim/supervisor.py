@@ -411,7 +411,7 @@ class Supervisor:
             self._shutdown(data, ENDING_TIMEOUT_S)
             return
         if self.cfg.debug.detach_at_end and len(alive) == len(self.procs):
-            self.ep.send("userspace", wire.Detach(1, self._why(data)))
+            self.ep.send("userspace", wire.Detach(1, self._why(data), self._exit_code(data)))
             deadline = time.monotonic() + STATS_TIMEOUT_S
             while time.monotonic() < deadline:
                 r = self.ep.recv(100)
@@ -434,7 +434,7 @@ class Supervisor:
             return
         alive = {n for n, p in self.procs.items() if _alive(p.pid) and n in self.ep.inboxes}
         for n in alive:
-            self.ep.send(n, wire.Shutdown(self._why(data)))
+            self.ep.send(n, wire.Shutdown(self._why(data), self._exit_code(data)))
             if n in self.ep.kicks:
                 self.ep.kick(n)
         deadline = time.monotonic() + timeout
@@ -449,6 +449,13 @@ class Supervisor:
                     gone_since.setdefault(n, now)
             # a child that exited may still have its Stats on the way: give it a grace period
             alive = {n for n in alive if n in data.stats or now - gone_since.get(n, now) < 1.0}
+
+    def _exit_code(self, data: RunData) -> int | None:
+        """The guest's exit code when the run completed with every vCPU halted (the last to halt
+        gives it, as gdb's target reports it), else None."""
+        if data.outcome != "completed" or len(data.halts) < self.cfg.machine.vcpus:
+            return None
+        return list(data.halts.values())[-1][0] & 0xFF
 
     @staticmethod
     def _why(data: RunData) -> str:

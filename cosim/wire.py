@@ -145,7 +145,10 @@ class Start(NamedTuple):
 
 @message("shutdown")
 class Shutdown(NamedTuple):
+    """`exit_code`: set when every vCPU halted (the run completed): an attached gdb waiting for a stop
+    is told the process exited with it (`W`), not that it was killed."""
     reason: str
+    exit_code: int | None = None
 
 
 @message("stats")
@@ -312,9 +315,10 @@ class Halted(NamedTuple):
 @message("detach")
 class Detach(NamedTuple):
     """Supervisor -> userspace: remove every breakpoint, restore guest code, report. `reason`: why
-    the run ends (told to an attached gdb before its connection closes)."""
+    the run ends (told to an attached gdb before its connection closes); `exit_code` as in Shutdown."""
     seq: int
     reason: str = ""
+    exit_code: int | None = None
 
 
 @message("detached")

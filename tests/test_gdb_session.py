@@ -260,6 +260,32 @@ def test_wall_limit_pauses_while_gdb_holds_the_world(make):
     assert lat["count"] > 0 and lat["p99"] < stopped * 1e6 / 2, lat
 
 
+@pytest.mark.parametrize("exit_code, last", [(None, b"X09"), (0, b"W00"), (0x103, b"W03")])
+def test_farewell_is_an_exit_when_every_vcpu_halted_and_a_kill_otherwise(exit_code, last):
+    """The supervisor can see the last vCPU halt before userspace does: its Shutdown/Detach then
+    carries the exit code, and gdb hears `W` (exited), not `X09` (killed). No gdb needed: the stub's
+    own connection end on a socket pair, the packets read back."""
+    import socket
+
+    from cosim.gdb.commands import GdbSession
+    from cosim.gdb.stub import GdbStub
+    from test_gdb_commands import FakeTarget
+    a, b = socket.socketpair()
+    try:
+        stub = GdbStub.__new__(GdbStub)          # only the connection end: no listener, no VM
+        stub.conn, stub.session, stub.target = a, GdbSession(FakeTarget()), FakeTarget()
+        stub.session.running = True
+        stub.farewell("run over: completed", exit_code)
+        a.close()
+        got = b.recv(4096)
+    finally:
+        b.close()
+    packets = re.findall(rb"\$([^#]*)#[0-9a-f]{2}", got)
+    assert packets[0].startswith(b"O") and bytes.fromhex(packets[0][1:].decode()) == b"cosim: run over: completed\n"
+    assert packets[1:] == [last], packets
+    assert not stub.session.running
+
+
 def test_run_ending_while_gdb_waits_tells_gdb_why(make):
     sc = make.scenario(iterations=2_000_000_000, wall=5.0)
     gdb = make.gdb()

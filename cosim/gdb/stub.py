@@ -203,21 +203,23 @@ class GdbStub:
         return {"address": self.address, "connections": self.connections,
                 "detaches": self.target.detaches, "killed": self.target.killed}
 
-    def farewell(self, reason: str) -> None:
+    def farewell(self, reason: str, exit_code: int | None = None) -> None:
         """The run ends while gdb waits for a stop: tell it why (`O` console text), then that the
-        process is gone (`X09`, killed), as QEMU does before its gdbstub closes."""
+        process is gone: exited with `exit_code` (`W`) when every vCPU halted (the supervisor may see
+        the last halt before this process does), else killed (`X09`), as QEMU does before its
+        gdbstub closes."""
         s = self.session
         if not reason or s is None or self.conn is None or not s.running:
             return
         s.running = False
         self._send(s.codec.send(b"O" + f"cosim: {reason}\n".encode().hex().encode()))
         if self.conn is not None:
-            self._send(s.codec.send(b"X09"))
+            self._send(s.codec.send(b"X09" if exit_code is None else b"W%02x" % (exit_code & 0xFF)))
 
-    def close(self, reason: str = "") -> None:
+    def close(self, reason: str = "", exit_code: int | None = None) -> None:
         if self.closed:
             return
-        self.farewell(reason)
+        self.farewell(reason, exit_code)
         self.us.gdb_summary = self.summary()
         self.closed = True
         self._hang_up()

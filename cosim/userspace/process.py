@@ -115,11 +115,11 @@ class UserspaceProcess:
         elif isinstance(m, wire.Start):
             self.setup(m.paused)
         elif isinstance(m, wire.Detach):
-            restored = self.detach(m.reason)
+            restored = self.detach(m.reason, m.exit_code)
             self.ep.send(sender, wire.Detached(m.seq, restored))
         elif isinstance(m, wire.Shutdown):
             if self.gdb is not None:
-                self.gdb.close(m.reason)        # tell gdb why before its connection closes
+                self.gdb.close(m.reason, m.exit_code)   # tell gdb why before its connection closes
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
         elif isinstance(m, wire.Ack):
@@ -151,14 +151,14 @@ class UserspaceProcess:
         else:
             self.gdb.take_control()
 
-    def detach(self, reason: str = "") -> int:
+    def detach(self, reason: str = "", exit_code: int | None = None) -> int:
         if self.detached or self.dbg is None:
             return 0
         self.detached = True
         if self.script is not None:
             self.script.stop_toggling()
         if self.gdb is not None:
-            self.gdb.close(reason)   # the world stays as gdb left it: held (no pause/resume) or running
+            self.gdb.close(reason, exit_code)   # the world stays as gdb left it: held (no pause/resume) or running
             self.gdb = None
         return self.dbg.detach()
 

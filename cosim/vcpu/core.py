@@ -254,8 +254,8 @@ class Core:
                 self.step_due = False
                 if self.step:                # one instruction done (emulated, or it interrupted)
                     return self._step_event(self.pc)
-            stop = self.engine.step(self.pc, self.word_at(self.pc)) if self.step else \
-                self.engine.run(self.pc)
+            stop = self.engine.step(self.pc, self.word_at(self.pc)) \
+                if self.step or self.engine.budget_due else self.engine.run(self.pc)
             t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:

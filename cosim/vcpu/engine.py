@@ -113,6 +113,7 @@ class Engine:
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
         self._budget: _Budget | None = None
+        self._budget_hit = False          # run stopped before a block that would pass the budget
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
             hook, data = _icount.block_hook_address(), icount_address
@@ -287,10 +288,13 @@ class Engine:
         """Run from `pc` until an event or a kick."""
         self._event = None
         self._fault = None
+        stops = self._budget.stops if self._budget is not None else 0
         try:
             self.uc.emu_start(pc, UNTIL, count=0)
         except UcError as e:
             return self._fault_stop(str(e))
+        if self._budget is not None and self._budget.stops != stops:
+            self._budget_hit = True
         if self._event is not None:
             if self._dac_undo is not None:
                 self._undo_dac()
@@ -403,6 +407,18 @@ class Engine:
         instruction count past `total`; it returns a KICK stop there, and the caller finishes with
         `step` (one instruction each, never stopped by the budget) up to exactly `total`."""
         self._budget.budget = total
+        self._budget_hit = False
+
+    @property
+    def has_budget(self) -> bool:
+        return self._budget is not None
+
+    @property
+    def budget_due(self) -> bool:
+        """True after `run` stopped short of the budget, until single steps have reached it: the
+        caller steps instead of running while this holds."""
+        b = self._budget
+        return self._budget_hit and ctypes.c_uint64.from_address(b.count).value < b.budget
 
     @property
     def budget_stops(self) -> int:

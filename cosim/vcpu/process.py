@@ -48,8 +48,12 @@ class VcpuProcess:
         self.state = rec["state"]
         self.exit_info = (rec["exit_event"], rec["exit_pc"], rec["exit_word"])
         self.model = cpu_model(spec["cpu"])
+        self.max_instructions = spec.get("max_instructions", 0)
         self.engine = Engine(self.ram.address, self.ram.size,
-                             self.pages.address_of(self.index, "instructions"))
+                             self.pages.address_of(self.index, "instructions"),
+                             budget=bool(self.max_instructions))
+        if self.engine.has_budget:         # the limit is exact: the engine stops at it by itself
+            self.engine.set_budget(self.max_instructions)
         image = GuestImage.load(spec["image"])
         pristine = {}             # addr -> word as loaded, for every code word
         for base, data in image.code_bytes():
@@ -60,7 +64,6 @@ class VcpuProcess:
         self.core.until = spec.get("until")
         self.core.dep = spec.get("msrp_dep", True)
         self.engine.set_until(self.core.until)
-        self.max_instructions = spec.get("max_instructions", 0)
         self.started = False
         self.paused = False
         self.halted = False
@@ -155,7 +158,7 @@ class VcpuProcess:
         itself, so the instruction budget is watched from here, more often as it nears (assuming at
         most MAX_IPS: the overshoot stays around a millisecond of guest time, the polling cost nil)."""
         page = self.page
-        if not self.max_instructions or page is None:
+        if not self.max_instructions or page is None or self.engine.has_budget:
             return 100
         left = self.max_instructions - int(page["instructions"])
         return int(min(100, max(1, left * 1000 // MAX_IPS)))
