@@ -63,6 +63,16 @@ def parse_gdb(value: str) -> str:
     return f"{host or '127.0.0.1'}:{int(port)}"
 
 
+def _seed(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed {value!r}: expected a non-negative integer") from None
+    if not 0 <= n < 2**63:
+        raise argparse.ArgumentTypeError(f"--seed {value!r}: out of range (0..2**63-1)")
+    return n
+
+
 def check_gdb_bind(addr: str) -> str | None:
     """Can the stub listen on `addr`? (A problem here is the user's: say it in one line, exit 2.)"""
     host, _, port = addr.rpartition(":")
@@ -75,8 +85,11 @@ def check_gdb_bind(addr: str) -> str | None:
 
 
 def cmd_run(args) -> int:
+    overrides = list(args.set)
+    if args.seed is not None:         # a seed means the deterministic schedule
+        overrides += ['machine.schedule="deterministic"', f"machine.seed={args.seed}"]
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, overrides)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
@@ -90,6 +103,10 @@ def cmd_run(args) -> int:
         return 2
     if args.running and args.gdb is None:
         print("error: --running needs --gdb [HOST:]PORT", file=sys.stderr)
+        return 2
+    if args.gdb is not None and cfg.machine.schedule == "deterministic":
+        print("error: --gdb with machine.schedule = \"deterministic\": a person's pace is not "
+              "replayable (run without --gdb, or with schedule = \"free\")", file=sys.stderr)
         return 2
     if args.gdb is not None and (problem := check_gdb_bind(args.gdb)):
         print(f"error: {problem}", file=sys.stderr)
@@ -128,6 +145,62 @@ def cmd_run(args) -> int:
             print(f"record: {args.record} (digest {data.record['digest_hash']}); "
                   f"replay with: cosim replay {args.record}", file=sys.stderr)
     return 0 if report["ok"] else 1
+
+
+def cmd_hunt(args) -> int:
+    """Run a scenario under the deterministic schedule over many seeds; list the failing ones."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    from . import hunt
+    try:
+        seeds = hunt.parse_seeds(args.seeds)
+    except ValueError as e:
+        print(f"error: --seeds {args.seeds!r}: {e}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("error: --jobs: must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config, args.set)
+        preflight.check(cfg)
+        preflight.check_output(args.json, "--json")
+        if args.record is not None:
+            os.makedirs(args.record, exist_ok=True)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: --record {args.record}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    err = Console(stderr=True)
+    failing: list[int] = []
+    t0 = time.monotonic()
+    with Bar(TextColumn("hunting {task.description}"), BarColumn(), MofNCompleteColumn(),
+             TextColumn("[red]{task.fields[failing]} failing"), TimeRemainingColumn(),
+             console=err, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task(cfg.name, total=len(seeds), failing=0)
+
+        def done(r: dict) -> None:
+            if not r["ok"]:
+                failing.append(r["seed"])
+            bar.update(task, advance=1, failing=len(failing))
+
+        results = hunt.hunt(cfg, seeds, jobs=args.jobs, record_dir=args.record, on_result=done)
+    bad = [r for r in results if not r["ok"]]
+    summary = {"config": args.config, "seeds": len(seeds), "failing": [r["seed"] for r in bad],
+               "seconds": round(time.monotonic() - t0, 1), "results": results}
+    if args.json:
+        write_json(args.json, "hunt", summary)
+    if not args.quiet:
+        out = Console(stderr=True) if args.json == "-" else Console()
+        out.print(f"{len(seeds)} seed(s) of {cfg.name} in {summary['seconds']} s: "
+                  f"{len(bad)} failing", highlight=False, soft_wrap=True)
+        for r in bad:
+            why = ", ".join(r["failed"]) or r["outcome"]
+            out.print(f"  seed {r['seed']}: {why} -- replay: cosim run {args.config} --seed {r['seed']}"
+                      + (f" (record: cosim replay {r['record']})" if r["record"] else ""),
+                      highlight=False, soft_wrap=True)
+    return 1 if bad else 0
 
 
 def cmd_replay(args) -> int:
@@ -376,8 +449,24 @@ def main(argv=None) -> int:
                    help="also write a timeline (Chrome JSON trace events; open in ui.perfetto.dev)")
     r.add_argument("--record", metavar="DIR",
                    help="keep the run's record (schedule and digest) in DIR, for `cosim replay DIR`")
+    r.add_argument("--seed", type=_seed, metavar="N",
+                   help="run the deterministic schedule with seed N (machine.schedule and machine.seed): "
+                        "the same seed replays the same interleaving")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
+    h = sub.add_parser("hunt", help="run a scenario under the deterministic schedule over many seeds; "
+                                    "list the seeds whose invariants fail")
+    h.add_argument("config")
+    h.add_argument("--seeds", required=True, metavar="LIST", help="e.g. 1-500 or 1-10,42")
+    h.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="runs in parallel (default: one per CPU)")
+    h.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, as for run; repeatable")
+    h.add_argument("--record", metavar="DIR", help="keep each failing seed's record in DIR/seed-N "
+                                                   "(for cosim replay)")
+    h.add_argument("--json", metavar="PATH", help="also write every seed's result as JSON (- for stdout)")
+    h.add_argument("--quiet", action="store_true", help="no progress bar, no list")
+    h.set_defaults(func=cmd_hunt)
     rp = sub.add_parser("replay", help="run a recorded scenario again: identical, or the first divergence")
     rp.add_argument("rundir", help="a directory written by `run --record DIR`")
     rp.add_argument("--runs", type=int, default=1, metavar="N", help="replay N times (default: 1)")

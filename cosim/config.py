@@ -20,7 +20,9 @@ Schema (defaults in parentheses, see configs/demo.toml for a complete example):
                 multiple of 4 KiB, 1M..256M), transport ("ipc"|"tcp"), msrp_dep (None = true; e500mc
                 only: E.HV's MSRP[DEP]. true: while the host debugs, the guest's MSR[DE] writes are
                 ignored for host debug; false: the guest's MSR[DE] gates the host's IAC/DAC/step events,
-                missed ones are the finding guest-disabled-host-debug)
+                missed ones are the finding guest-disabled-host-debug), schedule ("free" | "deterministic":
+                vCPUs run one at a time in seeded quanta, replayable from `seed`), seed (1), quantum
+                ([500, 20000] guest instructions per quantum, min and max)
     [guest]     program (required: bare name -> guests/<name>.elf, or a path ending .elf relative to the
                 config file; any 32-bit big-endian Book E ELF), entry (None = ELF entry; symbol or
                 address), iterations (None; 1..2**32-1; the ELF must define cfg_iterations),
@@ -69,6 +71,8 @@ STRATEGIES = ("sc64", "trap-user", "trap-kernel", "ehpriv", "illegal", "hw")
 CPUS = ("e500v2", "e500mc")
 ACTIONS = ("count", "log-registers", "remove-after", "single-step")
 TRANSPORTS = ("ipc", "tcp")
+SCHEDULES = ("free", "deterministic")
+DEFAULT_QUANTUM = (500, 20_000)     # guest instructions per deterministic quantum, (min, max)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -84,7 +88,7 @@ Location = int | str            # an address (int) or a symbol name (str)
 # Keys allowed in each table; drives unknown-key detection and its "belongs in [x]" hints.
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "description", "machine", "guest", "debug", "limits", "expect"),
-    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep"),
+    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep", "schedule", "seed", "quantum"),
     "guest": ("program", "entry", "iterations", "until"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps"),
@@ -126,12 +130,16 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class MachineConfig:
     """cpu: one of CPUS; vcpus: 1..16; ram: bytes; transport: one of TRANSPORTS; msrp_dep: E.HV's
-    MSRP[DEP] (e500mc only; None = true, see `dep`)."""
+    MSRP[DEP] (e500mc only; None = true, see `dep`); schedule: one of SCHEDULES, with `seed` and the
+    (min, max) `quantum` in guest instructions for "deterministic" (cosim/schedule.py)."""
     cpu: str
     vcpus: int = 1
     ram: int = DEFAULT_RAM
     transport: str = "ipc"
     msrp_dep: bool | None = None
+    schedule: str = "free"
+    seed: int = 1
+    quantum: tuple[int, int] = DEFAULT_QUANTUM
 
     @property
     def dep(self) -> bool:
@@ -362,7 +370,22 @@ def _machine(t: _Table) -> MachineConfig:
         ram=_ram(t, "ram", default=DEFAULT_RAM),
         transport=t.choice("transport", TRANSPORTS, "transport", default="ipc"),
         msrp_dep=t.boolean("msrp_dep", default=None),
+        schedule=t.choice("schedule", SCHEDULES, "schedule", default="free"),
+        seed=t.integer("seed", default=1, lo=0, hi=2**63 - 1),
+        quantum=_quantum(t, "quantum"),
     )
+
+
+def _quantum(t: _Table, key: str) -> tuple[int, int]:
+    value = t.array(key)
+    if value is None:
+        return DEFAULT_QUANTUM
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise t.error(key, f"expected [min, max] in guest instructions, got {_describe(value)}")
+    lo, hi = value
+    if not 1 <= lo <= hi <= 2**32:
+        raise t.error(key, f"[{lo}, {hi}] out of range (1 <= min <= max <= 2**32)")
+    return lo, hi
 
 
 def _guest(t: _Table, source: str) -> GuestConfig:

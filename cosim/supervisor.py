@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import record, trace, wire
+from . import mutation, record, trace, wire
 from .cleanup import reclaim
 from .config import Config
+from .lockstep import Driver, Stuck
 from .machine.guest_ram import GuestRAM
 from .machine.image import GuestImage, guest_path
 from .machine.ledger import Ledger
+from .schedule import Schedule
 from .transport import Endpoint, Keyring, curve_available, make_run_dir, remove_run_dir
 from .vcpu.runpage import EVENTS, LEVELS, RunPages, State
 
@@ -48,6 +50,10 @@ def mp_context():
         _ctx.set_forkserver_preload(["cosim.vcpu.process", "cosim.kernel.process",
                                      "cosim.userspace.process"])
     return _ctx
+
+
+class _RunOver(Exception):
+    """The run must end now (a death, gdb's kill, the wall limit): RunData already says why."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -137,6 +143,9 @@ class Supervisor:
         self.shut_down = False            # Shutdown sent to every child
         self._ending = False              # past the point where a signal may interrupt
         self._last_status = 0.0
+        self._last_progress = 0.0
+        self._sentinels: tuple = ()
+        self.driver: Driver | None = None  # the deterministic schedule's (cosim/lockstep.py)
 
     # --- whole run ---------------------------------------------------------------------------------
     def run(self) -> RunData:
@@ -147,6 +156,9 @@ class Supervisor:
         saved = self._catch_signals()
         try:
             reclaim()              # what a run killed with its whole process group left behind
+            if mutation.ACTIVE:
+                data.logs.append(("supervisor", "warn", "test-only mutation(s) active (COSIM_MUTATION): "
+                                                        + ", ".join(sorted(mutation.ACTIVE))))
             self._build(image)
             self._start(data)
             self._watch(data)
@@ -218,8 +230,12 @@ class Supervisor:
                 "strategy": cfg.debug.strategy, "image": str(image.path), "entry": entry,
                 "until": until, "msrp_dep": cfg.machine.dep,
                 "debug": dbg, "gdb": self.gdb, "gdb_running": self.gdb_running,
-                "max_instructions": cfg.limits.instructions,
+                "max_instructions": cfg.limits.instructions, "schedule": self.schedule(),
                 "supervisor_pid": os.getpid(), "trace": self.trace_path is not None}
+        self._sentinels = ()
+        if cfg.machine.schedule == "deterministic":
+            self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
+                                 ["kernel", "userspace"], self.ep.send)
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
@@ -229,6 +245,7 @@ class Supervisor:
             p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}", daemon=True)
             p.start()
             self.procs[name] = p
+        self._sentinels = tuple(p.sentinel for p in self.procs.values())
 
     def _credentials(self, name: str):
         return self.keyring.credentials(name) if self.keyring is not None else None
@@ -276,35 +293,59 @@ class Supervisor:
 
     # --- watching ----------------------------------------------------------------------------------
     def _watch(self, data: RunData) -> None:
-        cfg = self.cfg
+        """Until every vCPU halted (or the run must end): free-running, the processes run by themselves
+        and this only listens; deterministic, the lockstep driver runs the schedule through `_turn`."""
         halted: set[int] = set()
         t0 = time.monotonic()
-        last_progress = 0.0
-        sentinels = tuple(p.sentinel for p in self.procs.values())
-        while len(halted) < cfg.machine.vcpus:
-            r = self.ep.recv(100, sentinels)   # a child's death wakes this at once
-            if r is not None:
-                if isinstance(r.msg, wire.Halted):
-                    halted.add(r.msg.vcpu)
-                    data.halts[r.msg.vcpu] = (r.msg.code, r.msg.reason)
-                    if r.msg.code != 0 or r.msg.reason != "guest halted":
-                        data.logs.append((f"vcpu{r.msg.vcpu}", "info", f"{r.msg.reason} (code {r.msg.code})"))
-                else:
-                    self._other(data, r)
-            if not self._check_children(data):
-                return
-            if self.killed:
-                data.outcome = "killed-by-debugger"     # a normal end (gdb's kill), not a problem
-                return
-            now = time.monotonic()
-            if now - t0 - self.held(now) > cfg.limits.wall_seconds:
-                data.outcome = "wall-limit"
-                data.problems.append(f"wall-time limit of {cfg.limits.wall_seconds:g} s reached with "
-                                     f"{cfg.machine.vcpus - len(halted)} vCPU(s) still running")
-                return
-            if self.progress is not None and now - last_progress > 0.25:
-                last_progress = now
-                self.progress(self._progress(now - t0 - self.held(now), halted))
+        self._last_progress = 0.0
+        try:
+            if self.driver is not None:
+                def wait(pred):
+                    while True:
+                        m = self._turn(data, halted, t0, 1000)
+                        if m is not None and pred(m):
+                            return m
+                try:
+                    self.driver.run(wait)
+                except Stuck as e:
+                    data.outcome = "error"
+                    data.problems.append(str(e))
+                    return
+            while len(halted) < self.cfg.machine.vcpus:
+                self._turn(data, halted, t0, 100)
+        except _RunOver:
+            return
+
+    def _turn(self, data: RunData, halted: set[int], t0: float, wait_ms: int):
+        """Take one message (or time out): halts and the others recorded; a death, gdb's kill or the
+        wall limit raise _RunOver. Returns the message, for the lockstep driver's replies."""
+        cfg = self.cfg
+        r = self.ep.recv(wait_ms, self._sentinels)   # a child's death wakes this at once
+        m = None
+        if r is not None:
+            m = r.msg
+            if isinstance(m, wire.Halted):
+                halted.add(m.vcpu)
+                data.halts[m.vcpu] = (m.code, m.reason)
+                if m.code != 0 or m.reason != "guest halted":
+                    data.logs.append((f"vcpu{m.vcpu}", "info", f"{m.reason} (code {m.code})"))
+            elif not isinstance(m, (wire.Ran, wire.Synced)):
+                self._other(data, r)
+        if not self._check_children(data):
+            raise _RunOver
+        if self.killed:
+            data.outcome = "killed-by-debugger"     # a normal end (gdb's kill), not a problem
+            raise _RunOver
+        now = time.monotonic()
+        if now - t0 - self.held(now) > cfg.limits.wall_seconds:
+            data.outcome = "wall-limit"
+            data.problems.append(f"wall-time limit of {cfg.limits.wall_seconds:g} s reached with "
+                                 f"{cfg.machine.vcpus - len(halted)} vCPU(s) still running")
+            raise _RunOver
+        if self.progress is not None and now - self._last_progress > 0.25:
+            self._last_progress = now
+            self.progress(self._progress(now - t0 - self.held(now), halted))
+        return m
 
     def held(self, now: float) -> float:
         """Seconds gdb has held the world stopped so far: the wall limit does not count them."""
@@ -540,9 +581,19 @@ class Supervisor:
 
     def schedule(self) -> dict:
         """What decides the interleaving: in free-running mode the OS scheduler (not recorded) and the
-        scripted debugger's seeded toggle times (wall clock)."""
+        scripted debugger's seeded toggle times (wall clock); deterministic, the seed (and what the
+        driver did, once it ran)."""
         stress = self.cfg.debug.stress
-        return {"mode": "free-running", "stress_seed": stress.seed if stress is not None else None}
+        out = {"stress_seed": stress.seed if stress is not None else None}
+        m = self.cfg.machine
+        if mutation.ACTIVE:
+            out["mutations"] = sorted(mutation.ACTIVE)      # test-only seeded bugs (cosim/mutation.py)
+        if m.schedule != "deterministic":
+            return {"mode": "free-running", **out}
+        out.update(Schedule(m.seed, m.quantum).describe())
+        if self.driver is not None:
+            out.update(self.driver.summary())
+        return out
 
     def _write_record(self, data: RunData) -> None:
         if self.run_dir is None or self.ram is None or self.pages is None:

@@ -258,6 +258,8 @@ class Endpoint:
         self._noticed: set[str] = set()
         self._name_frame = name.encode()
         self.sent: dict[str, int] = {}        # messages sent, by tag (machine-independent costs)
+        self.to: dict[str, int] = {}          # messages sent, by destination  } what a deterministic
+        self.got: dict[str, int] = {}         # messages taken, by sender     } barrier waits for
         self._fd_poller: tuple[tuple[int, ...], zmq.Poller] | None = None
 
     def _server_socket(self) -> zmq.Socket:
@@ -311,6 +313,7 @@ class Endpoint:
 
     def send(self, dest: str, msg) -> None:
         self._push(self._out, self.inboxes, dest).send_multipart([self._name_frame, wire.encode(msg)])
+        self.to[dest] = self.to.get(dest, 0) + 1
         if dest != "supervisor":
             self.sent[msg.TAG] = self.sent.get(msg.TAG, 0) + 1
 
@@ -369,6 +372,7 @@ class Endpoint:
         sender = sender_b.decode(errors="replace")
         if sender not in self.known:
             return self._drop("unknown-sender", f"sender {sender_b[:40]!r}")
+        self.got[sender] = self.got.get(sender, 0) + 1
         if len(raw) > MAX_MESSAGE_BYTES:
             self._drop("oversized", f"{len(raw)} bytes from {sender}")
             return Received(sender, error=f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}",

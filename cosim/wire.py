@@ -325,3 +325,53 @@ class Detach(NamedTuple):
 class Detached(NamedTuple):
     seq: int
     restored: int
+
+
+# --- the deterministic schedule (cosim/schedule.py, cosim/lockstep.py) --------------------------------
+# `after` maps a peer's name to a number of messages: the receiver first takes (and handles) at least
+# that many from each named peer, so everything the supervisor knows was sent to it is applied first.
+
+@message("sync")
+class Sync(NamedTuple):
+    """Supervisor -> any: answer Synced once `after` is met and everything taken is handled. `vtime`:
+    the virtual instant (guest instructions run, all vCPUs) at which userspace runs its due timers."""
+    seq: int
+    after: dict
+    vtime: int = 0
+
+
+@message("synced")
+class Synced(NamedTuple):
+    """Any -> supervisor: `sent`, messages this process has sent so far by destination; `next_due`:
+    (userspace) the virtual instant its next timer is due, or None."""
+    name: str
+    seq: int
+    sent: dict
+    next_due: int | None = None
+
+
+@message("run_for")
+class RunFor(NamedTuple):
+    """Supervisor -> vcpu: once `after` is met, run `instructions` guest instructions (fewer if the
+    vCPU exits, halts or is paused), then answer Ran. An exit is held, not sent, until Deliver."""
+    seq: int
+    instructions: int
+    after: dict
+
+
+@message("deliver")
+class Deliver(NamedTuple):
+    """Supervisor -> vcpu: once `after` is met, send the held exit to the kernel; answer Ran."""
+    seq: int
+    after: dict
+
+
+@message("ran")
+class Ran(NamedTuple):
+    """Vcpu -> supervisor: how a RunFor or Deliver ended (`why`: budget | exit | halted | paused |
+    in-exit | delivered | nothing), the vCPU's instruction count, and its sent-message counts."""
+    vcpu: int
+    seq: int
+    why: str
+    instructions: int
+    sent: dict

@@ -24,7 +24,11 @@ CASES = [
     wire.SetGuestDebug(0, 6, 0x10001, [0x10760, 0], [True, False], [0, 0], [0, 0]),
     wire.TableUpdate(7, [0x10760], []), wire.GetOneReg(8, "DEBUG_INST"), wire.OneReg(8, "DEBUG_INST", None),
     wire.Ack(9, "table_update"), wire.Halted(0, 0, "guest halted", 0x1234),
-    wire.Detach(1), wire.Detached(1, 2),
+    wire.Detach(1), wire.Detached(1, 2), wire.Detach(1, "run over: completed", 0),
+    wire.Shutdown("run over: completed", 3),
+    wire.Sync(1, {"vcpu0": 3, "kernel": 1}, 123_456), wire.Synced("userspace", 1, {"vcpu1": 7}, 200_000),
+    wire.RunFor(2, 5000, {"userspace": 4}), wire.Deliver(3, {}),
+    wire.Ran(1, 2, "exit", 987_654, {"kernel": 12, "supervisor": 3}),
 ]
 
 

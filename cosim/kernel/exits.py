@@ -13,8 +13,11 @@ from enum import Enum
 
 from ..cpu_models import CpuModel, Event
 from ..isa import GuestDebug
+from ..mutation import active
 from ..strategies import Match, Strategy
 from ..vmexit import Exit
+
+NO_STALE_CHECK = active("no-stale-check")   # test-only (cosim/mutation.py)
 
 HCALL_HALT = 1
 HCALL_YIELD = 2
@@ -98,5 +101,5 @@ class ExitHandler:
     def is_stale(self, ex: Exit) -> bool:
         """The word that raised this exit is no longer in memory: a breakpoint removed while its exit
         was in flight. Re-execute at the same PC; never deliver it to the guest."""
-        return (self.read_word is not None and self.strategy.patches_code
+        return (self.read_word is not None and self.strategy.patches_code and not NO_STALE_CHECK
                 and ex.word == self.strategy.word and self.read_word(ex.pc) != ex.word)

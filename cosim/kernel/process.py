@@ -16,6 +16,7 @@ import os
 
 from .. import wire
 from ..cpu_models import cpu_model
+from ..lockstep import Barrier
 from ..strategies import strategy
 from ..machine.guest_ram import GuestRAM
 from ..trace import flow_id, open_trace
@@ -50,6 +51,7 @@ class KernelProcess:
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
         self.trace = open_trace(spec, self.name)
+        self.barrier = Barrier(self.ep)       # the deterministic schedule's Sync (cosim/lockstep.py)
 
     def serve(self):
         self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr))
@@ -58,6 +60,7 @@ class KernelProcess:
                 r = self.ep.recv(500)
                 if r is not None:
                     self.handle(r)
+                    self.barrier.check()
                 elif not process_alive(self.supervisor_pid):
                     break                       # orphaned: the supervisor died without a Shutdown
         finally:
@@ -70,7 +73,9 @@ class KernelProcess:
             return
         m = r.msg
         bad = _out_of_range(m, len(self.debug))
-        if bad is not None:
+        if self.barrier.take(m, r.sender):
+            pass
+        elif bad is not None:
             self.ep.send(r.sender, wire.Error(m.TAG, bad))
         elif isinstance(m, wire.ExitMsg):
             self.on_exit(m)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..isa import DebugStatus, GuestDebug
+from ..mutation import active
+
+NO_STALE_CHECK = active("no-stale-check")   # test-only (cosim/mutation.py)
 
 
 class BreakpointError(Exception):
@@ -160,6 +163,6 @@ class DebugState:
             return Verdict.REINJECT
         if address in self.sw:
             return Verdict.SW
-        if current_word != word and word == self.debug_inst:
+        if current_word != word and word == self.debug_inst and not NO_STALE_CHECK:
             return Verdict.STALE
         return Verdict.REINJECT

@@ -4,12 +4,15 @@ the GDB stub. Messages that arrived while a synchronous request was waiting are 
 """
 from __future__ import annotations
 
+import math
 import os
 
 from .. import wire
+from ..lockstep import Barrier
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..machine.ledger import Ledger
+from ..schedule import NOMINAL_IPS, to_seconds
 from ..strategies import Match, strategy
 from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
@@ -45,6 +48,10 @@ class UserspaceProcess:
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
         self.trace = self.vm.trace = open_trace(spec, self.name)
+        self.deterministic = spec.get("schedule", {}).get("mode") == "deterministic"
+        self.vtime = 0                          # the deterministic schedule's virtual instant
+        self.barrier = Barrier(self.ep, idle=lambda: not self.vm.backlog, at_instant=self._at_instant,
+                               next_due=self._next_due)
 
     # --- loop --------------------------------------------------------------------------------------
     def serve(self):
@@ -71,12 +78,31 @@ class UserspaceProcess:
             waits.append(self.gdb.timeout())
         return max(0, int(min(waits) * 1000))
 
+    # --- the deterministic schedule's instants (cosim/lockstep.py) -----------------------------------
+    def _toggling(self) -> bool:
+        # scripted stress toggles pause while a gdb is attached: they stop and resume every vCPU,
+        # which would also release vCPUs that gdb keeps stopped (all-stop, or a one-thread step)
+        gdb_attached = self.gdb is not None and self.gdb.conn is not None
+        return self.script is not None and len(self.halted) < self.vm.vcpus and not gdb_attached
+
+    def _at_instant(self, vtime: int) -> None:
+        self.vtime = vtime
+        try:
+            while self._toggling() and self.script.due():
+                self.script.tick()
+        except (VmError, wire.WireError) as e:
+            self.error(str(e))
+
+    def _next_due(self) -> int | None:
+        if not self._toggling() or self.script.next_toggle is None:
+            return None
+        return math.ceil(self.script.next_toggle * NOMINAL_IPS) + 1   # (+1: past float rounding)
+
     def _timers(self):
         try:
             # scripted stress toggles pause while a gdb is attached: they stop and resume every vCPU,
             # which would also release vCPUs that gdb keeps stopped (all-stop, or a one-thread step)
-            gdb_attached = self.gdb is not None and self.gdb.conn is not None
-            if self.script is not None and len(self.halted) < self.vm.vcpus and not gdb_attached:
+            if self._toggling():
                 self.script.tick()
             if self.gdb is not None:
                 self.gdb.poll()
@@ -90,7 +116,9 @@ class UserspaceProcess:
             return
         m = r.msg
         try:
-            self.dispatch(r.sender, m)
+            if not self.barrier.take(m, r.sender):
+                self.dispatch(r.sender, m)
+            self.barrier.check()
         except (VmError, wire.WireError) as e:
             self.error(f"while handling {m.TAG}: {e}")
 
@@ -135,8 +163,9 @@ class UserspaceProcess:
     def setup(self, gdb_paused: bool):
         debug_inst = self.vm.get_one_reg("DEBUG_INST")
         self.dbg = Debugger(self.vm, self.strategy, debug_inst)
+        clock = {"clock": lambda: to_seconds(self.vtime), "wall": False} if self.deterministic else {}
         self.script = ScriptedDebugger(self.dbg, self.spec["debug"], self.image.resolve,
-                                       self.image.symbol_at)
+                                       self.image.symbol_at, **clock)
         gdb_addr = self.spec.get("gdb")
         if gdb_addr is not None:
             from ..gdb.stub import GdbStub

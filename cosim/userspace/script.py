@@ -26,7 +26,12 @@ class Planned:
 
 
 class ScriptedDebugger:
-    def __init__(self, dbg: Debugger, debug_cfg: dict, resolve, symbol_at=None):
+    def __init__(self, dbg: Debugger, debug_cfg: dict, resolve, symbol_at=None,
+                 clock=time.monotonic, wall: bool = True):
+        """`clock`: seconds, for the stress toggles' times; `wall` False when it is virtual (the
+        deterministic schedule's: only `tick` at the instants it names, never on a timeout)."""
+        self.clock = clock
+        self.wall = wall
         self.dbg = dbg
         self.resolve = resolve
         self.symbol_at = symbol_at or (lambda a: None)
@@ -65,17 +70,20 @@ class ScriptedDebugger:
 
     def _schedule(self) -> None:
         lo, hi = self.interval
-        self.next_toggle = time.monotonic() + self.rng.uniform(lo, hi) / 1000.0
+        self.next_toggle = self.clock() + self.rng.uniform(lo, hi) / 1000.0
 
     # --- timers -------------------------------------------------------------------------------------
     def timeout(self) -> float | None:
         """Seconds until the scripted debugger wants `tick`, or None."""
-        if self.next_toggle is None:
+        if self.next_toggle is None or not self.wall:
             return None
-        return max(0.0, self.next_toggle - time.monotonic())
+        return max(0.0, self.next_toggle - self.clock())
+
+    def due(self) -> bool:
+        return self.next_toggle is not None and self.clock() >= self.next_toggle
 
     def tick(self) -> None:
-        if self.next_toggle is None or time.monotonic() < self.next_toggle:
+        if not self.due():
             return
         addr = self.rng.choice(self.toggle_addrs)
         p = self.plan[addr]

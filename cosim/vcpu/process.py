@@ -18,6 +18,7 @@ import numpy as np
 from .. import wire
 from ..cpu_models import Event, cpu_model
 from ..isa import IVOR_NAME
+from ..lockstep import vcpu_gate
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
 from ..record import ExitLog
@@ -49,11 +50,15 @@ class VcpuProcess:
         self.exit_info = (rec["exit_event"], rec["exit_pc"], rec["exit_word"])
         self.model = cpu_model(spec["cpu"])
         self.max_instructions = spec.get("max_instructions", 0)
+        self.gate = vcpu_gate(spec, self)   # free-running, or the deterministic schedule's (lockstep.py)
         self.engine = Engine(self.ram.address, self.ram.size,
                              self.pages.address_of(self.index, "instructions"),
-                             budget=bool(self.max_instructions))
-        if self.engine.has_budget:         # the limit is exact: the engine stops at it by itself
+                             budget=bool(self.max_instructions) or self.gate.deterministic)
+        if self.max_instructions and self.engine.has_budget:   # exact: the engine stops there itself
             self.engine.set_budget(self.max_instructions)
+        if self.gate.deterministic and not self.engine.has_budget:
+            raise RuntimeError("the deterministic schedule needs the engine's C extension (cosim/vcpu/"
+                               "_icount.c: run ./setup.sh)")
         image = GuestImage.load(spec["image"])
         pristine = {}             # addr -> word as loaded, for every code word
         for base, data in image.code_bytes():
@@ -115,13 +120,15 @@ class VcpuProcess:
                         self.handle(r)
                     self.kick_pending = False
                     self.drain(0)
+                self.gate.poll()
         finally:
             self.stopping = True
             kicker.join(1)
             self.close()
 
     def runnable(self) -> bool:
-        return self.started and not self.paused and self.pending is None and not self.halted
+        return (self.started and not self.paused and self.pending is None and not self.halted
+                and self.gate.may_run())
 
     def kicked_without_message(self) -> bool:
         return self._kicked and not self.ep.inbox.poll(0)
@@ -138,8 +145,10 @@ class VcpuProcess:
         finally:
             self.in_guest = False
         if out is None:
-            self._kicked = True
-            self._check_budget()
+            if self._over_budget():
+                self._check_budget()
+            else:
+                self._kicked = True
         elif isinstance(out, Fault):
             self.fault(out)
         elif isinstance(out, Until):
@@ -151,7 +160,11 @@ class VcpuProcess:
         return self.kick_pending or self.stopping or self._over_budget()
 
     def _over_budget(self) -> bool:
-        return bool(self.max_instructions) and int(self.page["instructions"]) >= self.max_instructions
+        """At the instruction limit, or at the end of the schedule's grant (deterministic mode)."""
+        n = int(self.page["instructions"])
+        target = self.gate.target if self.gate.may_run() else None
+        return (bool(self.max_instructions) and n >= self.max_instructions) or \
+            (target is not None and n >= target)
 
     def _budget_wait_ms(self) -> int:
         """How long the kick thread may sleep: a guest that never exits never returns from the core by
@@ -164,7 +177,8 @@ class VcpuProcess:
         return int(min(100, max(1, left * 1000 // MAX_IPS)))
 
     def _check_budget(self):
-        if self._over_budget() and not self.halted:
+        if self.max_instructions and int(self.page["instructions"]) >= self.max_instructions \
+                and not self.halted:
             self.halt(0, "instruction limit", self.core.pc, State.HALTED)
 
     def drain(self, wait_ms: int):
@@ -186,8 +200,9 @@ class VcpuProcess:
         if self.trace.enabled:
             self._trace_resumed()        # a step over that exits again ends its resume here
             self._trace_exit_t0 = self.trace.now()
-        self.ep.send("kernel", wire.ExitMsg(self.index, self.seq, ex.event.value,
-                                            **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]}))
+        msg = wire.ExitMsg(self.index, self.seq, ex.event.value, **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]})
+        if not self.gate.hold(msg):          # (deterministic: sent when the schedule delivers it)
+            self.ep.send("kernel", msg)
 
     def on_resume(self, m: wire.Resume):
         if m.go is not None:                  # a Continue that travels with the Resume
@@ -272,6 +287,8 @@ class VcpuProcess:
             self.ep.answer_malformed(r)       # noted once per kind by the transport
             return
         m = r.msg
+        if self.gate.take(m, r.sender):
+            return
         if isinstance(m, wire.Resume):
             self.on_resume(m)
         elif isinstance(m, wire.Pause):

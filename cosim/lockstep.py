@@ -1,0 +1,307 @@
+"""Lockstep: how the processes run a deterministic schedule (cosim/schedule.py) over asynchronous
+sockets. Three sides, each a narrow object its process calls:
+
+- `Driver` (supervisor): asks the schedule for the next action, sends it (RunFor or Deliver to one
+  vCPU), waits for the vCPU's Ran, then *settles*: every process whose inputs changed is sent Sync and
+  answers Synced once it has taken and handled them. Only then is the next action chosen, so every
+  consequence of an action (the kernel's decision, userspace's stop-all, patches and flushes, the
+  resume) is applied before the next guest instruction runs anywhere.
+- `VcpuGate` (vCPU): runs guest code only inside a RunFor, up to an exact instruction count (the
+  engine's budget stop); holds an exit instead of sending it (the schedule delivers it later: other
+  vCPUs may run meanwhile, as when a breakpoint is removed while its exit is in flight); answers Sync.
+  `FreeRun` is the free-running mode's gate: it never holds anything.
+- `Barrier` (kernel, userspace): answers Sync. Userspace runs its timers (stress toggles) there, at the
+  virtual instant the Sync names, and nowhere else.
+
+"Taken and handled" is made exact by counting: every endpoint counts the messages it sends to each
+destination and takes from each sender (cosim/transport.py `to`, `got`). A Sync, RunFor or Deliver
+names, per peer, how many messages the supervisor knows that peer has sent to the receiver (from the
+peers' own Ran/Synced answers); the receiver first takes that many. ZeroMQ keeps each sender's order,
+so nothing sent before is missed, whichever socket it travelled on.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from . import wire
+from .schedule import Deliver, Run, Schedule
+
+MAX_SETTLE_ROUNDS = 100
+
+
+def met(got: dict[str, int], after: dict) -> bool:
+    return all(got.get(p, 0) >= n for p, n in after.items())
+
+
+def valid_after(after: dict) -> bool:
+    return all(type(p) is str and type(n) is int and n >= 0 for p, n in after.items())
+
+
+class Barrier:
+    """A process's answer to Sync. `idle()`: nothing taken is waiting to be handled (userspace keeps a
+    backlog); `at_instant(vtime)`: run once the Sync is met, before answering (userspace's timers);
+    `next_due()`: the virtual instant of the next timer, or None."""
+
+    def __init__(self, ep, idle: Callable[[], bool] = lambda: True,
+                 at_instant: Callable[[int], None] | None = None,
+                 next_due: Callable[[], int | None] = lambda: None):
+        self.ep = ep
+        self.idle = idle
+        self.at_instant = at_instant
+        self.next_due = next_due
+        self.waiting: tuple[wire.Sync, str] | None = None
+        self._instant_done = False
+
+    def take(self, m, sender: str) -> bool:
+        """True if `m` was a Sync (taken here)."""
+        if not isinstance(m, wire.Sync):
+            return False
+        if not valid_after(m.after):
+            self.ep.send(sender, wire.Error("sync", "after: expected {peer: count >= 0}"))
+            return True
+        self.waiting = (m, sender)
+        self._instant_done = False
+        self.check()
+        return True
+
+    def check(self) -> None:
+        """Call after handling each message: answers the Sync once it is met."""
+        w = self.waiting
+        if w is None or not self.idle() or not met(self.ep.got, w[0].after):
+            return
+        m, sender = w
+        if self.at_instant is not None and not self._instant_done:
+            self._instant_done = True
+            self.at_instant(m.vtime)
+            if not self.idle():
+                return                   # what the timers took is handled first
+        self.waiting = None
+        self.ep.send(sender, wire.Synced(self.ep.name, m.seq, dict(self.ep.to), self.next_due()))
+
+
+class FreeRun:
+    """The free-running mode's gate: the vCPU runs whenever it can, exits go at once."""
+    deterministic = False
+    target: int | None = None
+
+    def may_run(self) -> bool:
+        return True
+
+    def hold(self, msg) -> bool:
+        return False
+
+    def take(self, m, sender: str) -> bool:
+        return False
+
+    def poll(self) -> None:
+        pass
+
+
+class VcpuGate:
+    """A vCPU's side of the deterministic schedule. Uses of the vCPU process `p`: its endpoint `ep`,
+    run page `page` (instruction count), `engine` (budget), `index`, `max_instructions`, and its
+    state flags `halted`, `paused`, `pending`."""
+    deterministic = True
+
+    def __init__(self, p) -> None:
+        self.p = p
+        self.barrier = Barrier(p.ep)
+        self.grant: wire.RunFor | None = None
+        self.running = False              # the grant's `after` is met and it has not ended
+        self.target: int | None = None    # the instruction count the running grant ends at
+        self.delivery: wire.Deliver | None = None
+        self.held: wire.ExitMsg | None = None
+
+    def count(self) -> int:
+        return int(self.p.page["instructions"])
+
+    def may_run(self) -> bool:
+        return self.running
+
+    def hold(self, msg) -> bool:
+        self.held = msg
+        return True
+
+    def take(self, m, sender: str) -> bool:
+        if self.barrier.take(m, sender):
+            return True
+        if isinstance(m, (wire.RunFor, wire.Deliver)):
+            tag = "run_for" if isinstance(m, wire.RunFor) else "deliver"
+            if not valid_after(m.after) or (isinstance(m, wire.RunFor) and m.instructions < 1):
+                self.p.ep.send(sender, wire.Error(tag, "after: expected {peer: count >= 0}, "
+                                                       "instructions >= 1"))
+            elif self.grant is not None or self.delivery is not None:
+                self.p.ep.send(sender, wire.Error(tag, "one RunFor or Deliver at a time"))
+            elif isinstance(m, wire.RunFor):
+                self.grant = m
+            else:
+                self.delivery = m
+            return True
+        return False
+
+    def poll(self) -> None:
+        """Once per turn of the vCPU's loop: start, end or refuse the grant; deliver; answer Sync."""
+        self.barrier.check()
+        got = self.p.ep.got
+        d = self.delivery
+        if d is not None and met(got, d.after):
+            self.delivery = None
+            sent = self.held is not None
+            if self.held is not None:
+                self.p.ep.send("kernel", self.held)
+                self.held = None
+            self._ran(d.seq, "delivered" if sent else "nothing")
+        g = self.grant
+        if g is None:
+            return
+        p = self.p
+        if not self.running:
+            if not met(got, g.after):
+                return
+            self.running = True
+            self.target = self.count() + g.instructions
+            if p.max_instructions:
+                self.target = min(self.target, p.max_instructions)
+            p.engine.set_budget(self.target)
+        why: str | None = None
+        if p.halted:
+            why = "halted"
+        elif self.held is not None:
+            why = "exit"
+        elif p.pending is not None:
+            why = "in-exit"
+        elif p.paused:
+            why = "paused"
+        elif self.count() >= (self.target or 0):
+            why = "budget"
+        if why is not None:
+            self.grant = None
+            self.running = False
+            self._ran(g.seq, why)
+
+    def _ran(self, seq: int, why: str) -> None:
+        p = self.p
+        p.ep.send("supervisor", wire.Ran(p.index, seq, why, self.count(), dict(p.ep.to)))
+
+
+def vcpu_gate(spec: dict, p) -> FreeRun | VcpuGate:
+    return VcpuGate(p) if spec.get("schedule", {}).get("mode") == "deterministic" else FreeRun()
+
+
+def _not_running(pred):
+    raise RuntimeError("Driver.wait before Driver.run")
+
+
+class Stuck(RuntimeError):
+    """No vCPU can run and none holds an exit, yet not all halted."""
+
+
+class Driver:
+    """The supervisor's side. `send(dest, msg)`; `run(wait)`, `wait(pred) -> msg`: the supervisor's
+    receive loop (it handles every other message, and raises to end the run on a death or the wall
+    limit)."""
+    BLOCKED = ("paused", "in-exit")
+
+    def __init__(self, schedule: Schedule, vcpus: int, services: list[str], send):
+        self.schedule = schedule
+        self.n = vcpus
+        self.vcpus = [f"vcpu{i}" for i in range(vcpus)]
+        self.names = list(services) + self.vcpus
+        self.send = send
+        self.wait: Callable = _not_running
+        self.sent: dict[str, dict[str, int]] = {n: {} for n in self.names}
+        self.synced: dict[str, dict | None] = {n: None for n in self.names}
+        self.instructions = [0] * vcpus
+        self.status = ["ready"] * vcpus      # ready | held | blocked | halted
+        self.blocked_at: dict[int, dict] = {}
+        self.next_due: int | None = None
+        self._due_synced = -1                 # the instant userspace last ran its timers at
+        self.seq = 0
+        self.actions: Counter = Counter()    # runs, deliveries, syncs: what determinism costs
+
+    @property
+    def vtime(self) -> int:
+        return sum(self.instructions)
+
+    def after(self, name: str) -> dict[str, int]:
+        return {p: c[name] for p, c in self.sent.items() if c.get(name)}
+
+    def run(self, wait) -> None:
+        """Until every vCPU halted."""
+        self.wait = wait
+        self.settle(force=True)
+        while True:
+            for i, at in list(self.blocked_at.items()):     # inputs changed since: try again
+                if self.after(self.vcpus[i]) != at:
+                    del self.blocked_at[i]
+                    self.status[i] = "ready"
+            ready = [i for i, s in enumerate(self.status) if s == "ready"]
+            held = [i for i, s in enumerate(self.status) if s == "held"]
+            action = self.schedule.next(ready, held)
+            if action is None:
+                stuck = [f"vcpu{i} ({self.status[i]})" for i in range(self.n) if self.status[i] != "halted"]
+                if stuck:
+                    raise Stuck(f"deterministic schedule: no vCPU can run: {', '.join(stuck)}")
+                return
+            name = self.vcpus[action.vcpu]
+            self.seq += 1
+            after = self.after(name)
+            if isinstance(action, Run):
+                self.actions["runs"] += 1
+                self.send(name, wire.RunFor(self.seq, action.instructions, after))
+            else:
+                assert isinstance(action, Deliver)
+                self.actions["deliveries"] += 1
+                self.send(name, wire.Deliver(self.seq, after))
+            seq = self.seq
+            ran = self.wait(lambda m, seq=seq: isinstance(m, wire.Ran) and m.seq == seq)
+            self.synced[name] = after
+            self._ran(ran)
+            self.settle()
+
+    def _ran(self, m: wire.Ran) -> None:
+        i = m.vcpu
+        self.sent[self.vcpus[i]] = m.sent
+        self.instructions[i] = m.instructions
+        if m.why == "halted":
+            self.status[i] = "halted"
+        elif m.why == "exit":
+            self.status[i] = "held"
+        elif m.why in self.BLOCKED:
+            self.status[i] = "blocked"
+            self.blocked_at[i] = self.after(self.vcpus[i])
+        else:
+            self.status[i] = "ready"
+
+    def settle(self, force: bool = False) -> None:
+        """Sync every process whose inputs changed (and userspace when a timer is due), until none did."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            moved = False
+            for name in self.names:
+                need = self.after(name)
+                due = (name == "userspace" and self.next_due is not None and self.vtime >= self.next_due
+                       and self.vtime != self._due_synced)
+                if force or due or need != self.synced[name]:
+                    self._sync(name, need)
+                    moved = True
+            force = False
+            if not moved:
+                return
+        raise Stuck(f"deterministic schedule: no quiescence after {MAX_SETTLE_ROUNDS} rounds of Sync")
+
+    def _sync(self, name: str, need: dict[str, int]) -> None:
+        self.seq += 1
+        seq = self.seq
+        self.actions["syncs"] += 1
+        self.send(name, wire.Sync(seq, need, self.vtime))
+        m = self.wait(lambda m: isinstance(m, wire.Synced) and m.seq == seq)
+        self.sent[name] = m.sent
+        self.synced[name] = need
+        if name == "userspace":
+            self.next_due = m.next_due
+            self._due_synced = self.vtime
+
+    def summary(self) -> dict:
+        return {**self.schedule.describe(), "steps": self.schedule.steps, "vtime": self.vtime,
+                **dict(self.actions)}
