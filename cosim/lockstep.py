@@ -21,6 +21,7 @@ so nothing sent before is missed, whichever socket it travelled on.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Callable
 
@@ -100,8 +101,8 @@ class FreeRun:
 
 class VcpuGate:
     """A vCPU's side of the deterministic schedule. Uses of the vCPU process `p`: its endpoint `ep`,
-    run page `page` (instruction count), `engine` (budget), `index`, `max_instructions`, and its
-    state flags `halted`, `paused`, `pending`."""
+    run page `page` (instruction count), `engine` (budget), `index`, `max_instructions`, its state
+    flags `halted`, `paused`, `pending`, and `exit_t0` (when the exit in flight was sent)."""
     deterministic = True
 
     def __init__(self, p) -> None:
@@ -150,6 +151,7 @@ class VcpuGate:
             sent = self.held is not None
             if self.held is not None:
                 self.p.ep.send("kernel", self.held)
+                self.p.exit_t0 = time.perf_counter_ns()    # its round trip starts now, not at the hold
                 self.held = None
             self._ran(d.seq, "delivered" if sent else "nothing")
         g = self.grant
@@ -161,9 +163,10 @@ class VcpuGate:
                 return
             self.running = True
             self.target = self.count() + g.instructions
-            if p.max_instructions:
-                self.target = min(self.target, p.max_instructions)
-            p.engine.set_budget(self.target)
+            exact = False        # a quantum ends at the last block boundary within it (no steps)
+            if p.max_instructions and p.max_instructions <= self.target:
+                self.target, exact = p.max_instructions, True     # the limit is exact
+            p.engine.set_budget(self.target, exact)
         why: str | None = None
         if p.halted:
             why = "halted"
@@ -173,7 +176,7 @@ class VcpuGate:
             why = "in-exit"
         elif p.paused:
             why = "paused"
-        elif self.count() >= (self.target or 0):
+        elif p.engine.budget_done:
             why = "budget"
         if why is not None:
             self.grant = None

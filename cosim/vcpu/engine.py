@@ -114,6 +114,8 @@ class Engine:
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
         self._budget: _Budget | None = None
         self._budget_hit = False          # run stopped before a block that would pass the budget
+        self._budget_exact = True
+        self._budget_start = 0
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
             hook, data = _icount.block_hook_address(), icount_address
@@ -402,23 +404,38 @@ class Engine:
         """Make a running emu_start return (called from the vCPU's kick thread)."""
         self.uc.emu_stop()
 
-    def set_budget(self, total: int) -> None:
+    def set_budget(self, total: int, exact: bool = True) -> None:
         """(Engines made with budget=True.) `run` stops before any block that would take the
-        instruction count past `total`; it returns a KICK stop there, and the caller finishes with
-        `step` (one instruction each, never stopped by the budget) up to exactly `total`."""
+        instruction count past `total`; it returns a KICK stop there. Exact: the caller finishes with
+        `step` (one instruction each, never stopped by the budget) up to exactly `total` (see
+        `budget_due`). Not exact: the budget is done at that block boundary, unless no instruction ran
+        since this call (a block larger than what was left), when it is finished by steps as well."""
         self._budget.budget = total
         self._budget_hit = False
+        self._budget_exact = exact
+        self._budget_start = self._count()
+
+    def _count(self) -> int:
+        return ctypes.c_uint64.from_address(self._budget.count).value
 
     @property
     def has_budget(self) -> bool:
         return self._budget is not None
 
     @property
+    def budget_done(self) -> bool:
+        """The budget is reached: exactly, or (not exact) at a block boundary short of it."""
+        if self._budget is None:
+            return False
+        n = self._count()
+        return n >= self._budget.budget or (self._budget_hit and not self._budget_exact
+                                            and n > self._budget_start)
+
+    @property
     def budget_due(self) -> bool:
         """True after `run` stopped short of the budget, until single steps have reached it: the
         caller steps instead of running while this holds."""
-        b = self._budget
-        return self._budget_hit and ctypes.c_uint64.from_address(b.count).value < b.budget
+        return self._budget_hit and not self.budget_done
 
     @property
     def budget_stops(self) -> int:

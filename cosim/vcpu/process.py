@@ -162,9 +162,8 @@ class VcpuProcess:
     def _over_budget(self) -> bool:
         """At the instruction limit, or at the end of the schedule's grant (deterministic mode)."""
         n = int(self.page["instructions"])
-        target = self.gate.target if self.gate.may_run() else None
         return (bool(self.max_instructions) and n >= self.max_instructions) or \
-            (target is not None and n >= target)
+            (self.gate.may_run() and self.engine.budget_done)
 
     def _budget_wait_ms(self) -> int:
         """How long the kick thread may sleep: a guest that never exits never returns from the core by

@@ -1,0 +1,185 @@
+"""The deterministic schedule's pure parts (issue 9), without processes: the seeded choices
+(cosim/schedule.py), the Sync barrier a process answers (cosim/lockstep.py) over a fake endpoint, and
+the seed lists of `cosim hunt`."""
+from __future__ import annotations
+
+import pytest
+
+from cosim import wire
+from cosim.hunt import parse_seeds
+from cosim.lockstep import Barrier, Driver, Stuck, met
+from cosim.schedule import NOMINAL_IPS, Deliver, Run, Schedule, to_seconds, to_vtime
+
+
+def sequence(seed, n=200, runnable=(0, 1, 2, 3), held=(2,)):
+    s = Schedule(seed, (10, 1000))
+    return [s.next(runnable, held) for _ in range(n)]
+
+
+def test_same_seed_same_choices_and_another_seed_others():
+    assert sequence(7) == sequence(7)
+    assert sequence(7) != sequence(8)
+
+
+def test_choices_stay_within_what_is_possible():
+    s = Schedule(3, (10, 1000))
+    for _ in range(500):
+        a = s.next([0, 3], [1])
+        assert (isinstance(a, Run) and a.vcpu in (0, 3) and 10 <= a.instructions <= 1000) or a == Deliver(1)
+    assert s.next([], []) is None
+    assert all(s.next([], [2]) == Deliver(2) for _ in range(20))      # nothing else can go
+    assert {type(s.next([1], [0])) for _ in range(200)} == {Run, Deliver}
+
+
+def test_order_of_the_lists_does_not_matter():
+    a, b = Schedule(5, (1, 99)), Schedule(5, (1, 99))
+    assert [a.next([2, 0, 1], [3]) for _ in range(50)] == [b.next([0, 1, 2], [3]) for _ in range(50)]
+
+
+@pytest.mark.parametrize("quantum", [(0, 5), (6, 5)])
+def test_a_bad_quantum_is_refused(quantum):
+    with pytest.raises(ValueError):
+        Schedule(1, quantum)
+
+
+def test_virtual_time_maps_milliseconds_onto_instructions():
+    assert to_vtime(0.001) == NOMINAL_IPS // 1000
+    assert to_seconds(to_vtime(2.5)) == 2.5
+
+
+# --- the barrier ---------------------------------------------------------------------------------------
+class FakeEp:
+    name = "kernel"
+
+    def __init__(self):
+        self.got: dict[str, int] = {}
+        self.to: dict[str, int] = {"vcpu0": 4}
+        self.out: list = []
+
+    def send(self, dest, msg):
+        self.out.append((dest, msg))
+
+
+def test_barrier_answers_once_every_named_message_was_taken_and_handled():
+    ep = FakeEp()
+    backlog = ["x"]
+    instants = []
+    b = Barrier(ep, idle=lambda: not backlog, at_instant=instants.append, next_due=lambda: 77)
+    assert b.take(wire.Sync(5, {"vcpu0": 2, "userspace": 1}, 1234), "supervisor")
+    assert ep.out == []                                   # nothing taken yet
+    ep.got = {"vcpu0": 2}
+    b.check()
+    assert ep.out == [] and instants == []                # userspace's message not yet
+    ep.got["userspace"] = 3
+    b.check()
+    assert ep.out == []                                   # taken, but not handled (backlog)
+    backlog.clear()
+    b.check()
+    assert instants == [1234]
+    assert ep.out == [("supervisor", wire.Synced("kernel", 5, {"vcpu0": 4}, 77))]
+    b.check()
+    assert len(ep.out) == 1 and instants == [1234]        # answered once
+
+
+def test_barrier_refuses_a_malformed_after_and_ignores_other_messages():
+    ep = FakeEp()
+    b = Barrier(ep)
+    assert not b.take(wire.Pause(1), "userspace")
+    assert b.take(wire.Sync(1, {"vcpu0": -1}), "supervisor")
+    assert b.take(wire.Sync(2, {"vcpu0": "3"}), "supervisor")
+    assert [type(m) for _, m in ep.out] == [wire.Error, wire.Error] and b.waiting is None
+
+
+def test_met():
+    assert met({"a": 3}, {"a": 3}) and met({"a": 3, "b": 1}, {}) and not met({}, {"a": 1})
+
+
+# --- the driver, against scripted processes -------------------------------------------------------------
+class Scripted:
+    """Answers the driver as processes would: vCPU i runs its quanta; an exit every `exit_every`
+    instructions is held, delivered, and answered by the kernel with one Resume."""
+
+    def __init__(self, vcpus, halt_at=3000, exit_every=700):
+        self.n = vcpus
+        self.count = [0] * vcpus
+        self.halt_at = halt_at
+        self.exit_every = exit_every
+        self.held = [False] * vcpus
+        self.to = {f"vcpu{i}": {} for i in range(vcpus)} | {"kernel": {}, "userspace": {}}
+        self.log: list = []
+        self.queue: list = []
+
+    def bump(self, src, dest):
+        self.to[src][dest] = self.to[src].get(dest, 0) + 1
+
+    def send(self, dest, msg):
+        self.log.append((dest, type(msg).__name__))
+        if isinstance(msg, wire.Sync):
+            self.queue.append(wire.Synced(dest, msg.seq, dict(self.to[dest])))
+            return
+        i = int(dest[4:])
+        if isinstance(msg, wire.Deliver):
+            self.held[i] = False
+            self.bump(dest, "kernel")       # the exit, then the kernel's resume
+            self.bump("kernel", dest)
+            self.queue.append(wire.Ran(i, msg.seq, "delivered", self.count[i], dict(self.to[dest])))
+            return
+        if self.held[i]:
+            why = "exit"
+        elif self.count[i] >= self.halt_at:
+            why = "halted"
+        else:
+            nxt = (self.count[i] // self.exit_every + 1) * self.exit_every
+            end = min(self.count[i] + msg.instructions, self.halt_at)
+            if nxt <= end:
+                self.count[i], self.held[i], why = nxt, True, "exit"
+            else:
+                self.count[i], why = end, "budget"
+        self.queue.append(wire.Ran(i, msg.seq, why, self.count[i], dict(self.to[dest])))
+
+    def wait(self, pred):
+        m = self.queue.pop(0)
+        assert pred(m), m
+        return m
+
+
+def drive(seed, vcpus=3):
+    s = Scripted(vcpus)
+    d = Driver(Schedule(seed, (100, 900)), vcpus, ["kernel", "userspace"], s.send)
+    d.run(s.wait)
+    return s, d
+
+
+def test_driver_runs_every_vcpu_to_its_end_and_settles_each_exit():
+    s, d = drive(11)
+    assert s.count == [3000, 3000, 3000] and d.status == ["halted"] * 3
+    assert d.vtime == 9000
+    deliveries = [k for k, (_, kind) in enumerate(s.log) if kind == "Deliver"]
+    assert len(deliveries) == 3 * (3000 // 700)
+    for k in deliveries:                # the kernel and then the vCPU confirm before anything else
+        assert s.log[k + 1] == ("kernel", "Sync") and s.log[k + 2][1] == "Sync"
+
+
+def test_driver_is_a_function_of_its_seed():
+    assert drive(4)[0].log == drive(4)[0].log
+    assert drive(4)[0].log != drive(5)[0].log
+
+
+def test_driver_says_when_no_vcpu_can_run():
+    s = Scripted(2)
+    d = Driver(Schedule(1, (100, 900)), 2, [], s.send)
+
+    def wait(pred):
+        m = s.queue.pop(0)
+        return m._replace(why="paused") if isinstance(m, wire.Ran) else m
+    with pytest.raises(Stuck, match="no vCPU can run: vcpu0 \\(blocked\\), vcpu1 \\(blocked\\)"):
+        d.run(wait)
+
+
+# --- seeds ---------------------------------------------------------------------------------------------
+def test_seed_lists():
+    assert parse_seeds("1-5") == [1, 2, 3, 4, 5]
+    assert parse_seeds("7, 1-3,2") == [7, 1, 2, 3]
+    for bad in ("", "5-1", "a", "1-", "-3", "1-2000000"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)
