@@ -102,7 +102,8 @@ class FreeRun:
 class VcpuGate:
     """A vCPU's side of the deterministic schedule. Uses of the vCPU process `p`: its endpoint `ep`,
     run page `page` (instruction count), `engine` (budget), `index`, `max_instructions`, its state
-    flags `halted`, `paused`, `pending`, and `exit_t0` (when the exit in flight was sent)."""
+    flags `halted`, `paused`, `pending`, `exit_t0` (when the exit in flight was sent), and its tracer
+    `trace` (whose virtual clock follows the grants)."""
     deterministic = True
 
     def __init__(self, p) -> None:
@@ -150,6 +151,8 @@ class VcpuGate:
             self.delivery = None
             sent = self.held is not None
             if self.held is not None:
+                self.p.trace.see(d.vtime)
+                self.p.trace.handoff(self.p.page)
                 self.p.ep.send("kernel", self.held)
                 self.p.exit_t0 = time.perf_counter_ns()    # its round trip starts now, not at the hold
                 self.held = None
@@ -162,6 +165,7 @@ class VcpuGate:
             if not met(got, g.after):
                 return
             self.running = True
+            p.trace.follow(g.vtime, self.count(), self.count)
             self.target = self.count() + g.instructions
             exact = False        # a quantum ends at the last block boundary within it (no steps)
             if p.max_instructions and p.max_instructions <= self.target:
@@ -252,11 +256,11 @@ class Driver:
             after = self.after(name)
             if isinstance(action, Run):
                 self.actions["runs"] += 1
-                self.send(name, wire.RunFor(self.seq, action.instructions, after))
+                self.send(name, wire.RunFor(self.seq, action.instructions, after, self.vtime))
             else:
                 assert isinstance(action, Deliver)
                 self.actions["deliveries"] += 1
-                self.send(name, wire.Deliver(self.seq, after))
+                self.send(name, wire.Deliver(self.seq, after, self.vtime))
             seq = self.seq
             ran = self.wait(lambda m, seq=seq: isinstance(m, wire.Ran) and m.seq == seq)
             self.synced[name] = after

@@ -15,8 +15,9 @@ no allocation). After the run the supervisor `merge`s the files into one trace:
   round trips (userspace) and gdb packets.
 
 Timestamps are the clock the tracer is given: CLOCK_MONOTONIC nanoseconds (one clock for every process
-on the machine) in free-running mode; the merge shifts them so the trace starts at 0 and writes
-microseconds.
+on the machine) in free-running mode; under the deterministic schedule, virtual nanoseconds
+(`VirtualClock`: 10 per guest instruction, the same for the same seed). The merge shifts them so the
+trace starts at 0 and writes microseconds.
 """
 from __future__ import annotations
 
@@ -58,19 +59,83 @@ class NullTrace:
     def close(self) -> None:
         pass
 
+    # the virtual clock's (deterministic mode); no-ops on a wall clock
+    def see(self, vtime: int) -> None:
+        pass
+
+    def follow(self, vtime: int, count0: int, count) -> None:
+        pass
+
+    def receive(self, page) -> None:
+        pass
+
+    def handoff(self, page) -> None:
+        pass
+
 
 NULL = NullTrace()
+
+NS_PER_INSTRUCTION = 10     # virtual nanoseconds per guest instruction (schedule.NOMINAL_IPS)
+
+
+class VirtualClock:
+    """The trace's clock under the deterministic schedule, in virtual nanoseconds: a Lamport clock
+    over the run, so a run's trace is the same for the same seed. It moves with the guest instructions
+    of the vCPU's grant (`follow`), with the instants the schedule names (`see`), and along each exit's
+    chain through the vCPU's run page: a hop writes its time plus HOP there before passing the exit on
+    (`handoff`) and the next hop starts after it (`receive`), so an exit's slices follow each other."""
+    HOP = 1000                 # virtual ns reserved for one hop's own events
+
+    def __init__(self) -> None:
+        self.t = 0
+        self._base: tuple[int, int, object] | None = None
+
+    def now(self) -> int:
+        t = self.t + 1
+        if self._base is not None:
+            vtime, count0, count = self._base
+            t = max(t, (vtime + count() - count0) * NS_PER_INSTRUCTION)
+        self.t = t
+        return t
+
+    def see(self, vtime: int) -> None:
+        self.t = max(self.t, vtime * NS_PER_INSTRUCTION)
+
+    def follow(self, vtime: int, count0: int, count) -> None:
+        self._base = (vtime, count0, count)
+
+    def receive(self, page) -> None:
+        self.t = max(self.t, int(page["vclock"]))
+
+    def handoff(self, page) -> None:
+        page["vclock"] = self.now() + self.HOP
 
 
 class Tracer:
     """One process's event file. `track` defaults to the process's own (its name)."""
     enabled = True
 
-    def __init__(self, path: str, track: str, clock=time.monotonic_ns):
+    def __init__(self, path: str, track: str, clock: VirtualClock | None = None):
         self.track = track
-        self.now = clock
+        self.clock = clock
+        self.now = clock.now if clock is not None else time.monotonic_ns
+        if clock is not None:
+            self.see, self.follow = clock.see, clock.follow
+            self.receive, self.handoff = clock.receive, clock.handoff
         self._f = open(path, "wb", buffering=BUFFER)
         self._pack = msgpack.Packer().pack
+
+    def see(self, vtime: int) -> None:
+        pass
+
+    def follow(self, vtime: int, count0: int, count) -> None:
+        pass
+
+    def receive(self, page) -> None:
+        pass
+
+    def handoff(self, page) -> None:
+        pass
 
     def slice(self, name: str, t0: int, t1: int | None = None, flow_in: int | None = None,
               flow_out: int | None = None, args: dict | None = None, track: str | None = None) -> None:
@@ -95,7 +160,9 @@ def open_trace(spec: dict, name: str):
     """The tracer of process `name` (NULL unless the run traces: spec["trace"] true)."""
     if not spec.get("trace"):
         return NULL
-    return Tracer(os.path.join(spec["run_dir"], f"{PREFIX}{name}.msgpack"), name)
+    virtual = spec.get("schedule", {}).get("mode") == "deterministic"
+    return Tracer(os.path.join(spec["run_dir"], f"{PREFIX}{name}.msgpack"), name,
+                  VirtualClock() if virtual else None)
 
 
 # --- merging (supervisor) -------------------------------------------------------------------------------

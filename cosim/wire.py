@@ -357,13 +357,16 @@ class RunFor(NamedTuple):
     seq: int
     instructions: int
     after: dict
+    vtime: int = 0
 
 
 @message("deliver")
 class Deliver(NamedTuple):
-    """Supervisor -> vcpu: once `after` is met, send the held exit to the kernel; answer Ran."""
+    """Supervisor -> vcpu: once `after` is met, send the held exit to the kernel; answer Ran.
+    (`vtime` in both: the virtual instant now, for the trace's clock.)"""
     seq: int
     after: dict
+    vtime: int = 0
 
 
 @message("ran")

@@ -115,3 +115,50 @@ def test_cli_trace_option(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(root, "run.py"), os.path.join(root, "configs", "demo.toml"),
                           "--trace", str(tmp_path / "no" / "t.json"), "--quiet"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--trace" in bad.stderr
+
+
+def test_deterministic_trace_is_virtual_time_the_same_for_the_same_seed(tmp_path):
+    """Under the deterministic schedule the timestamps are virtual (10 ns per guest instruction, a
+    Lamport clock along each exit): two runs of one seed give the same trace, event for event; every
+    exit's hops follow each other in time; the counts still equal the report's."""
+    cfg = json.loads(json.dumps(STRESS))
+    cfg["machine"].update(vcpus=3, schedule="deterministic", seed=5)
+    cfg["guest"]["iterations"] = 30
+    cfg["debug"]["stress"]["interval_ms"] = [0.005, 0.02]
+    runs = []
+    for k in range(2):
+        path = str(tmp_path / f"t{k}.json")
+        report = build_report(run_config(parse_config(cfg, "<trace>"), trace=path))
+        assert report["ok"], report["failed"]
+        with open(path) as f:
+            runs.append((report, json.load(f)))
+    (report, t), (_, t2) = runs
+
+    def events(tr):
+        return sorted((json.dumps(e, sort_keys=True) for e in tr["traceEvents"]))
+    assert events(t) == events(t2)
+    s = trace.summarize(t)
+    by_level = report["exits"]["by_level"]
+    assert s["slices"]["kernel"] == by_level["kernel"] + by_level["userspace"] > 0
+    assert s["paths"] == {"vcpu->kernel->vcpu": by_level["kernel"],
+                          "vcpu->kernel->userspace->vcpu": by_level["userspace"]}
+    # every exit's hops in time order: the kernel's slice starts after the vCPU's exit, userspace's
+    # after the kernel's ended, the vCPU's resume after the last hop's
+    tracks = {e["tid"]: e["args"]["name"] for e in t["traceEvents"] if e.get("name") == "thread_name"}
+    hops: dict[str, dict] = {}
+    for e in t["traceEvents"]:
+        if e.get("ph") == "X" and "bind_id" in e:
+            who = tracks[e["tid"]]
+            key = "resume" if e["name"].startswith("resume") else "exit" if who.startswith("vcpu") else who
+            hops.setdefault(e["bind_id"], {})[key] = (e["ts"], e["ts"] + e["dur"])
+    assert len(hops) == by_level["kernel"] + by_level["userspace"]
+    for h in hops.values():
+        assert h["kernel"][0] >= h["exit"][0], h
+        last = h["kernel"]
+        if "userspace" in h:
+            assert h["userspace"][0] >= last[1], h
+            last = h["userspace"]
+        assert h["resume"][0] >= last[1], h
+    vtime = sum(v["instructions"] for v in report["vcpus"])
+    last = max(e.get("ts", 0) + e.get("dur", 0) for e in t["traceEvents"])
+    assert vtime * 0.01 * 0.5 < last < vtime * 0.01 * 3       # microseconds: 10 ns per instruction

@@ -106,6 +106,7 @@ class KernelProcess:
             self.ep.send(r.sender, wire.Error(m.TAG, f"kernel does not take {m.TAG}"))
 
     def on_exit(self, m: wire.ExitMsg):
+        self.trace.receive(self.pages[m.vcpu])        # (deterministic traces: after the last hop)
         t0 = self.trace.now()
         st = self.debug[m.vcpu]
         st.control = int(self._control[m.vcpu][0])
@@ -115,6 +116,7 @@ class KernelProcess:
         key = f"{m.event}:{d.action.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
         vcpu = f"vcpu{m.vcpu}"
+        self.trace.handoff(self.pages[m.vcpu])
         if d.action is Action.REFLECT:
             self.ep.send(vcpu, wire.Resume(m.vcpu, m.seq, "reflect", "kernel"))
         elif d.action is Action.EMULATE:

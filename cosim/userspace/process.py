@@ -87,6 +87,7 @@ class UserspaceProcess:
 
     def _at_instant(self, vtime: int) -> None:
         self.vtime = vtime
+        self.trace.see(vtime)
         try:
             while self._toggling() and self.script.due():
                 self.script.tick()
@@ -124,7 +125,9 @@ class UserspaceProcess:
 
     def dispatch(self, sender, m):
         if isinstance(m, wire.DebugExit):
+            self.trace.receive(self.pages[m.vcpu])    # (deterministic traces: after the last hop)
             t0 = self.trace.now()
+            self.trace.handoff(self.pages[m.vcpu])
             if self.script is not None:
                 self.script.intercept(m)
             self.dbg.on_debug_exit(m)

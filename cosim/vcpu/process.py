@@ -220,6 +220,7 @@ class VcpuProcess:
         self.core.count(ex.event.value, m.level)
         self.exits.resume(m.level, m.how)
         if self.trace.enabled:
+            self.trace.receive(self.page)
             self._trace_exit(ex, m)
         self.pending = None
         if self.debug_due:

@@ -34,6 +34,7 @@ RUNPAGE = np.dtype([
     ("state", "<u4"), ("exit_code", "<u4"),
     ("exit_event", "<u4"), ("exit_pc", "<u4"), ("exit_word", "<u4"),
     ("instructions", "<u8"),                 # retired instructions (C block hook)
+    ("vclock", "<u8"),                       # deterministic traces: the exit's time at its last hop
     ("exits", "<u8", (len(EVENTS), len(LEVELS))),  # exits by event and by the level that handled them
 ], align=True)
 
