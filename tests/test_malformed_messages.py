@@ -163,3 +163,33 @@ def test_peers_only_from_the_supervisor(tmp_path):
     assert all(m.tag == "peers" for _, m in replies)
     assert report["ok"], (report["failed"], report["problems"])
     assert report["debugger_hits"]["total"] == 2 * ITERATIONS
+
+
+def test_a_resume_whose_go_is_malformed_is_refused_whole_and_answered():
+    """A Resume carrying a malformed Continue (`go`) from a known peer: the vCPU answers Error, applies
+    nothing of it (its exit, if any, stays pending for the real resume) and the run completes."""
+    sup = Supervisor(_config("ipc"))
+    got = []
+
+    def inject(progress):
+        if got:
+            return
+        tester = Endpoint("tester", "ipc", sup.run_dir)
+        try:
+            sup.ep.send("vcpu0", wire.Peers({"tester": tester.inbox_addr}, {}))
+            tester.set_peers({"vcpu0": sup.ep.inboxes["vcpu0"]})
+            for go in ([1, 2, 3], ["x"], [[0x10760], "no", False, False, False, False, False]):
+                tester.send("vcpu0", wire.Resume(0, 10**6, "continue", "userspace", go=go))
+            while len(got) < 3:
+                r = tester.recv(10_000)
+                assert r is not None, f"no Error after {len(got)}"
+                if isinstance(r.msg, wire.Error):
+                    got.append(r.msg)
+        finally:
+            tester.close()
+
+    sup.progress = inject
+    report = build_report(sup.run())
+    assert [m.tag for m in got] == ["resume"] * 3 and all("go:" in m.reason for m in got), got
+    assert report["ok"], (report["failed"], report["problems"])
+    assert report["debugger_hits"]["total"] == 2 * ITERATIONS

@@ -203,11 +203,14 @@ class VcpuProcess:
         if not self.gate.hold(msg):          # (deterministic: sent when the schedule delivers it)
             self.ep.send("kernel", msg)
 
-    def on_resume(self, m: wire.Resume):
+    def on_resume(self, m: wire.Resume, sender: str = "kernel"):
         if m.go is not None:                  # a Continue that travels with the Resume
             go = [m.seq, *m.go]
             if not (wire.Continue.REQUIRED <= len(go) <= len(wire.Continue.FIELDS)) or wire.Continue.CHECK(go):
+                # refused whole (the exit stays pending, nothing of it applied), and the sender told
                 self.log("error", f"resume {m.seq}: bad go {m.go!r}")
+                self.ep.send(sender, wire.Error(m.TAG, f"resume {m.seq}: go: expected the fields of "
+                                                       f"continue after its seq, got {m.go!r}"[:300]))
                 return
             self.on_continue(wire.Continue(*go))
         ex = self.pending
@@ -290,7 +293,7 @@ class VcpuProcess:
         if self.gate.take(m, r.sender):
             return
         if isinstance(m, wire.Resume):
-            self.on_resume(m)
+            self.on_resume(m, r.sender)
         elif isinstance(m, wire.Pause):
             self.paused = True
             self.trace.instant("stop", {"seq": m.seq})
