@@ -3,8 +3,9 @@
 `compare_figure(rows, reports)`: grouped bars of messages and process hops per debugger hit and per
 guest WARN by strategy x CPU model (the machine-independent costs), the distribution of host round trips
 of debugger hits per cell, findings marked on their bars. `run_figure(report)`: exits per vCPU by
-reason and level (the runs keep no exit timestamps, so there is no time axis), and the round-trip
-distributions by level. Each returns the Figure; `save(fig, path)` writes it.
+reason and level, the round-trip distributions by level, and below them exits over time: one step line
+per vCPU, its exits per time bin since the run's start (the report's `exits.over_time`, which every vCPU
+keeps without a trace). Each returns the Figure; `save(fig, path)` writes it.
 """
 from __future__ import annotations
 
@@ -99,8 +100,9 @@ def compare_figure(rows: list[dict], reports: list[dict]) -> Figure:
 
 def run_figure(report: dict) -> Figure:
     sc = report["scenario"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    ax = axes[0]
+    fig = plt.figure(figsize=(12, 8.4), constrained_layout=True)
+    axes = fig.subplot_mosaic([["exits", "latency"], ["time", "time"]], height_ratios=[4.8, 3.6])
+    ax = axes["exits"]
     reasons = list(report["exits"]["by_reason"])
     vcpus = report["vcpus"]
     bottom = [0] * len(vcpus)
@@ -113,9 +115,9 @@ def run_figure(report: dict) -> Figure:
                        hatch=hatches.get(reason, ""), edgecolor="white", label=f"{reason} @ {lv}")
                 bottom = [b + x for b, x in zip(bottom, h)]
     ax.set_ylabel("exits")
-    ax.set_title("exits per vCPU by reason @ handling level (no timestamps kept: totals)", fontsize=10)
+    ax.set_title("exits per vCPU by reason @ handling level (totals)", fontsize=10)
     ax.legend(fontsize=7)
-    ax = axes[1]
+    ax = axes["latency"]
     samples = report["exits"].get("latency_samples_us", {})
     every = [x for xs in samples.values() for x in xs if x > 0]
     bins = np.geomspace(min(every), max(every), 50) if every else 10
@@ -127,8 +129,35 @@ def run_figure(report: dict) -> Figure:
     ax.set_ylabel("exits")
     ax.set_title("round-trip distribution by handling level", fontsize=10)
     ax.legend(fontsize=8)
+    _exits_over_time(axes["time"], report)
     found = ", ".join(f["id"] + ("" if f["predicted"] else " (not predicted)") for f in report["findings"])
     verdict = "PASS" if report["ok"] else "FAIL: " + ", ".join(report["failed"])
     fig.suptitle(f"{sc['name']}: {sc['strategy']} on {sc['cpu']} x{sc['vcpus']}, {sc['program']}: {verdict}"
                  + (f"; findings: {found}" if found else ""), fontsize=11)
     return fig
+
+
+def _exits_over_time(ax, report: dict) -> None:
+    """One step line per vCPU: its exits in each bin (y: the report's counts as they are), at the bin's
+    middle in seconds since the run's start; the x axis begins just before the vCPUs were started (the
+    bins before are zero: the guest had not run)."""
+    over = report["exits"].get("over_time") or {"bin_seconds": 0.01, "by_vcpu": []}
+    width = over["bin_seconds"]
+    for v, counts in zip(report["vcpus"], over["by_vcpu"]):
+        if counts is None:         # that vCPU sent no stats (it died): nothing to draw
+            continue
+        ax.step([(i + 0.5) * width for i in range(len(counts))], counts, where="mid", linewidth=1,
+                label=f"vCPU {v['vcpu']} ({sum(counts):,} exits)")
+    started = over.get("vcpus_started_seconds")
+    left = 0.0
+    if started is not None:    # no exit can come before (the guest has not run): start-up not shown
+        ax.axvline(started, color="black", linestyle=":", linewidth=1, label="vCPUs started")
+        left = max(0.0, started - 5 * width)
+    n = max((len(c) for c in over["by_vcpu"] if c is not None), default=0)
+    ax.set_xlim(left, max(left + 10 * width, (n + 1) * width))
+    ax.set_xlabel("seconds since the run's start")
+    ax.set_ylabel(f"exits per {width * 1000:g} ms")
+    ax.set_title(f"exits over time per vCPU ({width * 1000:g} ms bins)", fontsize=10)
+    ax.set_ylim(bottom=0)
+    if ax.get_lines():
+        ax.legend(fontsize=8, loc="best")

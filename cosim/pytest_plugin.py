@@ -6,36 +6,39 @@ Fixtures:
       schema; `overrides` are `--set` style dotted keys (`cosim_run("x.toml", **{"machine.vcpus": 2})`).
       Bad input raises ConfigError before anything starts.
   cosim_gdb(config, **overrides) -> GdbSession   the scenario in a child process, stopped, serving GDB;
-      gdb-multiarch attached through its machine interface (pygdbmi). `s.cmd("break bp_target")` runs one
-      CLI command and returns its console text; `s.mi("-exec-continue")` sends raw MI and returns the
-      records; `s.wait_stop()` waits for the next *stopped record; `s.finish()` detaches, waits for the
-      scenario's end and returns its report.
+      gdb-multiarch attached through its machine interface (pygdbmi, async). `s.cmd("break bp_target")`
+      runs one CLI command and returns its console text; `s.mi("-exec-continue")` sends raw MI and
+      returns the records up to its result, `s.result(...)` that result's class and payload;
+      `s.resume()` continues (or steps: `s.resume("-exec-step-instruction")`) and returns the *stopped
+      payload, `s.wait_stop()` waits for the next one, `s.wait_for(predicate)` for any record;
+      `s.monitor("info vcpus")`, `s.value("$pc")`, `s.registers()`; `s.log` holds every record and
+      `s.output(since)` what gdb printed; `s.finish()` detaches, waits for the scenario's end and
+      returns its report. `s.server` is the scenario (below). cosim_gdb(server) attaches to one.
+  cosim_gdb_server(config, running=False, **overrides) -> GdbServer   the same scenario with no gdb
+      (a raw RSP client, `gdb -batch`, or cosim_gdb later): `address`, its guest RAM and run pages
+      (`word(addr)`, `registers(vcpu)`, `instructions()`, `spr(vcpu, "DBCR0")`, `ram`, `pages`);
+      `wait()` returns the report once the run ended (`returncode` as `cosim run`'s exit status).
+      `running=True` starts it running (`--running`): attaching stops it. See cosim/gdb_harness.py.
   cosim_strategy, cosim_cpu                      parametrized over every strategy / CPU model, or over
       those named by the markers `@pytest.mark.cosim_strategies("illegal", "hw")` and
       `@pytest.mark.cosim_cpus("e500mc")`.
-Cleanup: every run tears down its processes, shared memory and sockets even when the test fails; a gdb
-session kills its gdb and its scenario's process group. Each xdist worker runs its own scenarios; nothing
-is shared between workers (no fixed ports or paths: gdb listens on port 0, files go to tmp_path).
+Cleanup: every run tears down its processes, shared memory and sockets even when the test fails; at the
+end of a test every gdb it started is killed, then every scenario ended (SIGINT: the supervisor tears it
+down; SIGKILL of its process group if it has not ended in 30 s). Each xdist worker runs its own
+scenarios; nothing is shared between workers or sessions (gdb listens on port 0, each scenario's files
+go to its own directory under tmp_path).
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .config import CPUS, STRATEGIES, Config, apply_overrides, load_config, parse_config
-
-START_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 60.0
+from .gdb_harness import GdbServer, GdbSession
 
 
 def _overrides(kw: dict[str, Any]) -> list[str]:
@@ -72,127 +75,54 @@ def cosim_run():
     return run
 
 
-class GdbSession:
-    """A scenario started stopped with gdb served on a free port, and gdb-multiarch attached over MI."""
-
-    def __init__(self, cfg: Config, workdir: Path):
-        from pygdbmi.gdbcontroller import GdbController
-        gdb = shutil.which("gdb-multiarch")
-        if gdb is None:
-            pytest.skip("gdb-multiarch is not installed")
-        from . import preflight
-        image = preflight.check(cfg)
-        self.report_path = workdir / "cosim-gdb-report.json"
-        cfg_path = workdir / "cosim-gdb.json"
-        cfg_path.write_text(json.dumps(cfg.to_dict()))
-        self.stderr: list[str] = []
-        self.address: str | None = None
-        self.gdb = None
-        # the scenario as a child with its own process group: killed whole on teardown
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _RUNNER, str(cfg_path), cfg.source, str(self.report_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stderr:
-                self.stderr.append(line)
-                if m := re.search(r"listening on (\S+:\d+)", line):
-                    self.address = m.group(1)
-                    ready.set()
-            ready.set()
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(START_TIMEOUT_S) or self.address is None:
-            self.close()
-            raise RuntimeError("the scenario did not start listening:\n" + "".join(self.stderr))
-        self.gdb = GdbController(command=[gdb, "--nx", "--quiet", "--interpreter=mi3", str(image.path)],
-                                 time_to_check_for_additional_output_sec=0.05)
-        self.cmd("set pagination off")
-        self.cmd(f"target remote {self.address}")
-
-    def mi(self, command: str, timeout: float = STOP_TIMEOUT_S) -> list[dict]:
-        """Send one MI (or CLI) command; the records up to its result record."""
-        assert self.gdb is not None
-        out = self.gdb.write(command, timeout_sec=timeout, raise_error_on_timeout=True)
-        records = list(out)
-        while not any(r["type"] == "result" for r in records):
-            records += self.gdb.get_gdb_response(timeout_sec=timeout, raise_error_on_timeout=True)
-        self._pending = [r for r in records if r["type"] == "notify" and r["message"] == "stopped"]
-        return records
-
-    def cmd(self, command: str, timeout: float = STOP_TIMEOUT_S) -> str:
-        """One gdb CLI command; its console output. Raises RuntimeError on an ^error result."""
-        records = self.mi(f"-interpreter-exec console {json.dumps(command)}", timeout)
-        for r in records:
-            if r["type"] == "result" and r["message"] == "error":
-                raise RuntimeError(f"gdb: {command}: {r['payload'].get('msg')}")
-        return "".join(r["payload"] for r in records if r["type"] == "console" and r["payload"])
-
-    def wait_stop(self, timeout: float = STOP_TIMEOUT_S) -> dict:
-        """The payload of the next *stopped record (reason, frame, thread-id, ...)."""
-        assert self.gdb is not None
-        if getattr(self, "_pending", None):
-            return self._pending.pop(0)["payload"]
-        import time
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for r in self.gdb.get_gdb_response(timeout_sec=1, raise_error_on_timeout=False):
-                if r["type"] == "notify" and r["message"] == "stopped":
-                    return r["payload"]
-        raise TimeoutError(f"gdb reported no stop in {timeout} s")
-
-    def finish(self, timeout: float = 120.0) -> dict:
-        """Detach gdb, let the scenario run to its end; its report."""
-        self.cmd("detach")
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError("the scenario did not end after detach:\n" + "".join(self.stderr)) from None
-        return json.loads(self.report_path.read_text())
-
-    def close(self) -> None:
-        if self.gdb is not None:
-            try:
-                self.gdb.exit()
-            except Exception:
-                pass
-            self.gdb = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)          # the supervisor tears its run down
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
-# the child: the scenario (its to_dict() as JSON) with gdb on a free port; the report as JSON at its end
-_RUNNER = """
-import json, sys
-from cosim.config import parse_config
-from cosim.jsonout import write_json
-from cosim.report import build_report
-from cosim.supervisor import run_config
-cfg_json, source, report = sys.argv[1:4]
-cfg = parse_config(json.load(open(cfg_json)), source)
-def ready(addr, shm=None):
-    print(f"gdb: listening on {addr}", file=sys.stderr, flush=True)
-write_json(report, "run", build_report(run_config(cfg, gdb="127.0.0.1:0", on_gdb_ready=ready)))
-"""
+def _gdb_binary() -> str:
+    gdb = shutil.which("gdb-multiarch")
+    if gdb is None:
+        pytest.skip("gdb-multiarch is not installed")
+    return gdb
 
 
 @pytest.fixture
-def cosim_gdb(tmp_path):
-    """cosim_gdb(config_or_path_or_dict, **overrides) -> GdbSession (closed after the test)."""
-    sessions: list[GdbSession] = []
+def _cosim_gdb_made():
+    """Every server and gdb session a test started, closed at its end (gdbs before their servers)."""
+    made: list[GdbServer | GdbSession] = []
+    yield made
+    failed: list[BaseException] = []
+    for thing in reversed(made):
+        try:
+            thing.close()
+        except BaseException as e:   # (close does not raise; if it did, the others still close)
+            failed.append(e)
+    if failed:
+        raise failed[0]
 
-    def start(config, **overrides) -> GdbSession:
-        s = GdbSession(to_config(config, overrides), tmp_path)
-        sessions.append(s)
+
+@pytest.fixture
+def cosim_gdb_server(_cosim_gdb_made, tmp_path):
+    """cosim_gdb_server(config_or_path_or_dict, running=False, **overrides) -> GdbServer (closed after
+    the test)."""
+    def start(config, running: bool = False, **overrides) -> GdbServer:
+        s = GdbServer(to_config(config, overrides), tmp_path, running=running)
+        _cosim_gdb_made.append(s)
         return s
-    yield start
-    for s in sessions:
-        s.close()
+    return start
+
+
+@pytest.fixture
+def cosim_gdb(_cosim_gdb_made, cosim_gdb_server):
+    """cosim_gdb(config_or_path_or_dict_or_server, **overrides) -> GdbSession (closed after the test)."""
+    def start(config, **overrides) -> GdbSession:
+        gdb = _gdb_binary()
+        if isinstance(config, GdbServer):
+            if overrides:
+                raise TypeError("cosim_gdb(server): overrides apply when the server is started")
+            server = config
+        else:
+            server = cosim_gdb_server(config, **overrides)
+        s = GdbSession(server, gdb)
+        _cosim_gdb_made.append(s)
+        return s
+    return start
 
 
 def _marked(metafunc, name: str, default: tuple[str, ...]) -> list[str]:

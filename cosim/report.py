@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from . import costs
+from . import costs, exit_rate
 from .isa import IVOR_BY_NAME, USER_SPRS, Kind, classify
 from .strategies import Match, strategy as get_strategy
 from .vcpu.runpage import LEVELS
@@ -289,7 +289,10 @@ def build_report(data) -> dict:
              # KVM PR emulation of privileged instructions, run inside the vCPU process for speed but
              # counted at level "kernel" (DESIGN.md): its handling time, kept apart from real crossings
              "kernel_in_vcpu_process_us": {"count": len(inproc), "p50": _us(percentile(inproc, 50)),
-                                           "p99": _us(percentile(inproc, 99))}}
+                                           "p99": _us(percentile(inproc, 99))},
+             # each vCPU's exits per time bin since the run's start (cosim/exit_rate.py; None: no stats)
+             "over_time": {**exit_rate.align([v.get("exits_over_time") for v in vstats]),
+                           "vcpus_started_seconds": getattr(data, "started_seconds", None)}}
     failed = [k for k, v in inv.items() if v["ok"] is False and not v.get("excused_by_finding")]
     stopped = getattr(data, "gdb_stopped_seconds", 0.0)
     running = data.seconds - stopped

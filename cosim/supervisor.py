@@ -95,6 +95,7 @@ class RunData:
     outcome: str = "completed"  # completed | killed-by-debugger | wall-limit | child-died | interrupted | error
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    started_seconds: float | None = None   # when the vCPUs were told to start, from the run's start
     stats: dict[str, dict] = field(default_factory=dict)
     halts: dict[int, tuple[int, str]] = field(default_factory=dict)   # vCPU -> (exit code, why)
     guest: dict[str, list[int]] = field(default_factory=dict)
@@ -132,6 +133,7 @@ class Supervisor:
         self.gdb_running = gdb_running    # --running: start running, stop the world when gdb attaches
         self.held_since: float | None = None   # gdb holds the world stopped since (monotonic)
         self.held_total = 0.0
+        self.start_ns = 0                 # CLOCK_MONOTONIC when run() began (the vCPUs' exit-rate origin)
         self.on_gdb_ready = on_gdb_ready
         self.procs: dict[str, mp.Process] = {}
         self.ep: Endpoint | None = None
@@ -152,7 +154,8 @@ class Supervisor:
         cfg = self.cfg
         image = GuestImage.load(cfg.guest.elf_path or guest_path(cfg.guest.program))
         data = self.data = RunData(cfg, image)
-        t0 = time.monotonic()
+        self.start_ns = time.monotonic_ns()
+        t0 = self.start_ns / 1e9
         saved = self._catch_signals()
         try:
             reclaim()              # what a run killed with its whole process group left behind
@@ -231,7 +234,8 @@ class Supervisor:
                 "until": until, "msrp_dep": cfg.machine.dep,
                 "debug": dbg, "gdb": self.gdb, "gdb_running": self.gdb_running,
                 "max_instructions": cfg.limits.instructions, "schedule": self.schedule(),
-                "supervisor_pid": os.getpid(), "trace": self.trace_path is not None}
+                "supervisor_pid": os.getpid(), "trace": self.trace_path is not None,
+                "start_ns": self.start_ns}
         self._sentinels = ()
         if cfg.machine.schedule == "deterministic":
             self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
@@ -285,6 +289,7 @@ class Supervisor:
                 self._other(data, r)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"processes did not connect: {', '.join(sorted(set(self.procs) - acked))}")
+        data.started_seconds = (time.monotonic_ns() - self.start_ns) / 1e9
         for n in self.procs:
             if n.startswith("vcpu"):
                 self.ep.send(n, wire.Start(paused=True))   # userspace releases them when it is ready

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import test_gdb_real
 from cosim import junit
 from cosim.config import load_config, parse_config
 from cosim.machine.image import GuestImage, guest_path
 from cosim.report import build_report
 from cosim.supervisor import run_config
-from test_gdb_real import GDB, make, stopped_pc  # noqa: F401  (make: the fixture)
+from test_gdb_real import GDB, scenario, stopped_pc
 
 REPO = Path(__file__).resolve().parents[1]
 TRAPS = GuestImage.load(guest_path("foreign_traps"))
@@ -152,16 +151,15 @@ def test_msrp_dep_0_single_step_across_clearing_msr_de_is_lost():
 
 
 @pytest.mark.skipif(GDB is None, reason="gdb-multiarch is not installed")
-def test_until_ends_the_run_under_gdb(make, monkeypatch):  # noqa: F811
+def test_until_ends_the_run_under_gdb(cosim_gdb):
     """gdb attached, a breakpoint on the guest's sc: 6 stops, then `continue` runs the vCPU into
     `until` and the run ends by itself, judged like without gdb."""
-    monkeypatch.setattr(test_gdb_real, "CONFIG", test_gdb_real.CONFIG.replace(
-        "[debug]", 'until = "done"\n[debug]'))
-    sc = make.scenario(cpu="e500mc", strategy="illegal", iterations=None, program="foreign_traps", wall=120.0)
-    gdb = make.gdb(guest_path("foreign_traps"))
-    gdb.connect(sc.address)
+    gdb = cosim_gdb(scenario(cpu="e500mc", strategy="illegal", iterations=None, program="foreign_traps",
+                             wall=120.0), **{"guest.until": "done"})
+    assert str(gdb.server.image.path) == str(guest_path("foreign_traps"))   # gdb loaded the guest's ELF
+    sc = gdb.server
     site = TRAPS.symbol("sc_site")
-    gdb.cli(f"break *{site:#x}")
+    gdb.cmd(f"break *{site:#x}")
     for _ in range(6):
         assert stopped_pc(gdb.resume()) == site
     gdb.mi("-exec-continue")

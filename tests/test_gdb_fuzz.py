@@ -14,7 +14,6 @@ from cosim.gdb.commands import E_INTERNAL, GdbSession
 from cosim.gdb.packets import Packet, PacketCodec, checksum, encode
 from cosim.gdb.target import REGISTER_MASK, StopEvent
 from test_gdb_commands import BP_ADDR, ORIGINAL_WORD, FakeTarget, Gdb, connected
-from test_gdb_real import make  # noqa: F401  (the fixture: scenarios torn down whatever happens)
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -249,12 +248,12 @@ def test_gdb_stub_binds_loopback_unless_told_and_warns_on_wildcards(addr, host, 
 
 
 # --- end to end: the hostile packets into a running scenario's stub -------------------------------
-def test_hostile_packets_into_a_running_scenario(make):
+def test_hostile_packets_into_a_running_scenario(cosim_gdb_server):
     """Each hostile packet gets its E code from the real stub; none reaches the kernel or the wire
     (the run completes, guest code restored, no process error); a breakpoint cycle still works."""
-    from test_gdb_real import BP, IMAGE, ORIGINAL, Raw, assert_clean_end
+    from test_gdb_real import BP, IMAGE, ORIGINAL, Raw, assert_clean_end, scenario
 
-    sc = make.scenario(vcpus=2, iterations=3000)
+    sc = cosim_gdb_server(scenario(vcpus=2, iterations=3000))
     c = Raw(sc.address)
     try:
         assert c.cmd(b"qSupported:multiprocess+;swbreak+;hwbreak+").startswith(b"PacketSize=")

@@ -1,40 +1,29 @@
-"""A real gdb-multiarch against a running scenario (issue 4): each test starts its own
-`run.py CONFIG --gdb 127.0.0.1:0` (port 0: the port is read from the scenario's stderr, with the names of
-guest RAM and the run pages, which the test attaches to check what gdb shows against the machine).
-
-gdb is driven through a pipe with its machine interface (`-i=mi`: one result record per command,
-`*stopped` records for stops, `-exec-interrupt` for Ctrl-C), except one test in plain `-batch` mode.
-A raw-socket test covers malformed packets, the 0x03 byte, a second connection and D/vKill.
-Every scenario and gdb is killed in the fixture's teardown; the scenario's own report checks that no
-process, shared-memory block or socket outlived it.
+"""A real gdb-multiarch against a running scenario (issue 4), through the pytest plugin's fixtures
+(cosim/gdb_harness.py): `cosim_gdb_server` starts the scenario in a child process serving GDB on
+127.0.0.1 port 0, with its guest RAM and run pages attached so a test checks what gdb shows against the
+machine; `cosim_gdb` attaches gdb-multiarch to one through its machine interface (MI, async: one result
+record per command, *stopped records for stops, `-exec-interrupt` for Ctrl-C). One test runs gdb in
+plain `-batch` mode; a raw-socket test covers malformed packets, the 0x03 byte, a second connection and
+D/vKill. Every gdb and scenario is killed in the fixtures' teardown; the scenario's own report checks
+that no process, shared-memory block or socket outlived it.
 """
 from __future__ import annotations
 
-import json
-import os
-import queue
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from cosim.isa import Word
-from cosim.machine.guest_ram import GuestRAM
 from cosim.machine.image import GuestImage, guest_path
-from cosim.vcpu.runpage import RunPages
 
 GDB = shutil.which("gdb-multiarch")
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb-multiarch is not installed")
 
-REPO = Path(__file__).resolve().parents[1]
 LOOP_ELF = guest_path("loop")
 IMAGE = GuestImage.load(LOOP_ELF)
 BP = IMAGE.symbol("bp_target")
@@ -48,230 +37,29 @@ PLANTED = {"sc64": Word.SC64, "trap-user": Word.TRAP, "trap-kernel": Word.TRAP,
            "ehpriv": Word.EHPRIV1, "illegal": Word.ILLEGAL_BP}
 SOFTWARE = [("e500v2", "sc64")] + [(cpu, s) for s in ("trap-user", "trap-kernel", "ehpriv", "illegal")
                                    for cpu in ("e500v2", "e500mc")]
-REGS = [f"r{i}" for i in range(32)] + ["pc", "msr", "cr", "lr", "ctr", "xer"]
-
-CONFIG = """
-name = "gdb-test"
-description = "tests/test_gdb_real.py"
-[machine]
-cpu = "{cpu}"
-vcpus = {vcpus}
-[guest]
-program = "{program}"
-iterations = {iterations}
-[debug]
-strategy = "{strategy}"
-[limits]
-wall_seconds = {wall}
-"""
 
 
-# --- the scenario ---------------------------------------------------------------------------------------
-class Scenario:
-    """`run.py` with --gdb on port 0 and a JSON report; RAM and run pages attached once it listens."""
-
-    def __init__(self, tmp: Path, cpu="e500mc", strategy="illegal", vcpus=1, iterations=2000,
-                 wall=240.0, program="loop", extra=""):
-        self.vcpus = vcpus
-        self.report_path = tmp / "report.json"
-        cfg = tmp / "scenario.toml"
-        text = CONFIG.format(cpu=cpu, strategy=strategy, vcpus=vcpus, iterations=iterations,
-                             wall=wall, program=program)
-        if iterations is None:          # a guest without cfg_iterations
-            text = text.replace("iterations = None\n", "")
-        cfg.write_text(text.replace("[limits]", extra + "[limits]"))   # extra: more [debug] keys
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "run.py"), str(cfg), "--gdb", "127.0.0.1:0", "--quiet",
-             "--json", str(self.report_path)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
-        self.stderr: list[str] = []
-        self.address = None
-        self.ram = self.pages = None
-        ready = threading.Event()
-        shm = {}
-
-        def read():
-            for line in self.proc.stderr:
-                self.stderr.append(line)
-                if m := re.search(r"listening on (\S+:\d+)", line):
-                    self.address = m.group(1)
-                if m := re.search(r"ram=(\S+) ram_size=(\S+) runpages=(\S+) vcpus=(\d+)", line):
-                    shm.update(ram=m.group(1), size=int(m.group(2), 16), pages=m.group(3))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(START_TIMEOUT) or not shm or self.address is None:
-            self.close()
-            raise AssertionError("the scenario did not start listening:\n" + "".join(self.stderr))
-        self.ram = GuestRAM.attach(shm["ram"], shm["size"])
-        self.pages = RunPages.attach(shm["pages"], vcpus)
-
-    def word(self, addr: int) -> int:
-        return self.ram.read_word(addr)
-
-    def counter(self, addr: int, vcpu: int = 0) -> int:
-        return self.ram.read_word(addr + IMAGE.pcpu_stride * vcpu)
-
-    def registers(self, vcpu: int) -> dict[str, int]:
-        p = self.pages[vcpu]
-        values = [int(x) for x in p["gpr"]] + [int(p[n]) for n in ("pc", "msr", "cr", "lr", "ctr", "xer")]
-        return dict(zip(REGS, values))
-
-    def instructions(self, vcpu: int) -> int:
-        return int(self.pages[vcpu]["instructions"])
-
-    def wait(self, timeout: float = 120.0) -> dict:
-        """The run's report, once the scenario has ended by itself."""
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("the scenario did not end:\n" + "".join(self.stderr)) from None
-        assert self.report_path.exists(), "".join(self.stderr)
-        return json.loads(self.report_path.read_text())
-
-    def close(self):
-        for block in (self.ram, self.pages):
-            if block is not None:
-                block.close()
-        self.ram = self.pages = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)     # the supervisor tears the run down
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(10)
+def scenario(cpu="e500mc", strategy="illegal", vcpus=1, iterations=2000, wall=240.0, program="loop",
+             name="gdb-test", description="tests/test_gdb_real.py") -> dict:
+    """The tests' scenario (a config dict for the plugin; iterations None: a guest without them)."""
+    guest = {"program": program} | ({} if iterations is None else {"iterations": iterations})
+    return {"name": name, "description": description, "machine": {"cpu": cpu, "vcpus": vcpus},
+            "guest": guest, "debug": {"strategy": strategy}, "limits": {"wall_seconds": wall}}
 
 
-# --- gdb through its machine interface -----------------------------------------------------------------
-_RESULT = re.compile(r"^\^(done|error|running|connected|exit)(,.*)?$")
+def counter(sc, addr: int, vcpu: int = 0) -> int:
+    """A per-vCPU guest counter, read in the scenario's guest RAM."""
+    return sc.word(addr + IMAGE.pcpu_stride * vcpu)
 
 
-def _c_string(text: str) -> str:
-    return bytes(text, "utf-8").decode("unicode_escape")
+def stopped_pc(stop: dict) -> int:
+    """The PC of a *stopped record's frame."""
+    return int(stop["frame"]["addr"], 16)
 
 
-class Gdb:
-    """gdb-multiarch -i=mi on a pipe. `cmd` returns (result class, result text, console output)."""
-
-    def __init__(self, elf: Path = LOOP_ELF):
-        self.proc = subprocess.Popen([GDB, "-q", "-nx", "-i=mi", str(elf)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1, start_new_session=True)
-        self.lines: queue.Queue = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self._until(lambda line: line.startswith("(gdb)"), 30)
-        assert self.mi("-gdb-set mi-async on")[0] == "done"    # commands (Ctrl-C) while it runs
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def _until(self, done, timeout: float) -> list[str]:
-        got = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError("gdb did not answer in time; last output:\n"
-                                     + "\n".join(self.log[-40:])) from None
-            if line is None:
-                raise AssertionError("gdb exited; last output:\n" + "\n".join(self.log[-40:]))
-            self.log.append(line)
-            got.append(line)
-            if done(line):
-                return got
-
-    def mi(self, command: str, timeout: float = 30.0) -> tuple[str, str, str]:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        lines = self._until(lambda line: bool(_RESULT.match(line)), timeout)
-        m = _RESULT.match(lines[-1])
-        console = "".join(_c_string(x[2:-1]) for x in lines if x.startswith('~"'))
-        return m.group(1), m.group(2) or "", console
-
-    def cli(self, command: str, timeout: float = 30.0) -> str:
-        """A console command; its printed output."""
-        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
-        cls, rest, out = self.mi(f'-interpreter-exec console "{quoted}"', timeout)
-        assert cls == "done", f"{command}: {cls}{rest}\n{out}"
-        return out
-
-    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> str:
-        lines = self._until(lambda line: line.startswith("*stopped"), timeout)
-        return lines[-1]
-
-    def resume(self, command: str = "-exec-continue", timeout: float = STOP_TIMEOUT) -> str:
-        """Resume and wait for the stop: the `*stopped` record."""
-        cls, rest, out = self.mi(command)
-        assert cls == "running", f"{command}: {cls}{rest}\n{out}"
-        return self.wait_stopped(timeout)
-
-    def connect(self, address: str):
-        cls, rest, out = self.mi(f"-target-select remote {address}", 60)
-        assert cls == "connected", rest + out
-
-    def value(self, expr: str) -> int:
-        cls, rest, _ = self.mi(f'-data-evaluate-expression "{expr}"')
-        assert cls == "done", rest
-        return int(re.search(r'value="(-?\d+)', rest).group(1)) & 0xFFFFFFFF
-
-    def registers(self) -> dict[str, int]:
-        out = self.cli("info registers")
-        regs = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] in REGS:
-                regs[parts[0]] = int(parts[1], 16)
-        return regs
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(10)
-
-
-def stopped_field(record: str, name: str) -> str | None:
-    m = re.search(rf'{name}="([^"]*)"', record)
-    return m.group(1) if m else None
-
-
-def stopped_pc(record: str) -> int:
-    return int(re.search(r'frame=\{addr="(0x[0-9a-f]+)"', record).group(1), 16)
-
-
-@pytest.fixture
-def make(tmp_path):
-    """make.scenario(**config) and make.gdb(): torn down (killed) whatever happens."""
-    made = []
-
-    class Make:
-        def scenario(self, **kw) -> Scenario:
-            d = tmp_path / f"s{len(made)}"
-            d.mkdir()
-            s = Scenario(d, **kw)
-            made.append(s)
-            return s
-
-        def gdb(self, elf: Path = LOOP_ELF) -> Gdb:
-            g = Gdb(elf)
-            made.append(g)
-            return g
-
-    yield Make()
-    for thing in reversed(made):
-        thing.close()
+def said(records: list[dict]) -> str:
+    """Everything in these MI records, as text (streams and result payloads)."""
+    return "".join(str(r["payload"]) for r in records if r["payload"])
 
 
 def assert_clean_end(report: dict):
@@ -285,34 +73,33 @@ def assert_clean_end(report: dict):
 # --- break + continue for every strategy ----------------------------------------------------------------
 @pytest.mark.parametrize("cpu,strategy", SOFTWARE + [("e500v2", "hw"), ("e500mc", "hw")],
                          ids=[f"{s}-{c}" for c, s in SOFTWARE + [("e500v2", "hw"), ("e500mc", "hw")]])
-def test_break_continue_hits_match_the_guest(make, cpu, strategy):
-    sc = make.scenario(cpu=cpu, strategy=strategy, iterations=3000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    gdb.cli("set breakpoint always-inserted on")          # planted while gdb looks, not only running
-    cls, rest, _ = gdb.mi("-break-insert bp_target")
-    assert cls == "done" and 'addr="0x%08x"' % BP in rest
+def test_break_continue_hits_match_the_guest(cosim_gdb, cpu, strategy):
+    gdb = cosim_gdb(scenario(cpu=cpu, strategy=strategy, iterations=3000))
+    sc = gdb.server
+    gdb.cmd("set breakpoint always-inserted on")          # planted while gdb looks, not only running
+    cls, rest = gdb.result("-break-insert bp_target")
+    assert cls == "done" and rest["bkpt"]["addr"] == "0x%08x" % BP
     n = 5
     for k in range(1, n + 1):
         stop = gdb.resume()
-        assert stopped_field(stop, "reason") == "breakpoint-hit", stop
-        assert stopped_pc(stop) == BP and stopped_field(stop, "thread-id") == "1"
+        assert stop["reason"] == "breakpoint-hit", stop
+        assert stopped_pc(stop) == BP and stop["thread-id"] == "1"
         # the k-th call stops before its own count: cnt_hits (by gdb, and in guest RAM) is k - 1
         assert gdb.value("*(unsigned int *)&cnt_hits") == k - 1
-        assert sc.counter(CNT_HITS) == k - 1
-        assert sc.counter(CNT_ITER) == k - 1
+        assert counter(sc, CNT_HITS) == k - 1
+        assert counter(sc, CNT_ITER) == k - 1
     if strategy == "hw":
         assert sc.word(BP) == ORIGINAL                    # an IAC: no code modified
     else:
         assert sc.word(BP) == PLANTED[strategy]           # the strategy's word is in RAM...
-    assert "li      r0,0" in gdb.cli("x/i $pc")             # ...but gdb sees the original instruction
-    assert f"0x{ORIGINAL:08x}" in gdb.cli("x/wx $pc")
-    assert f'"{ORIGINAL:08x}"' in gdb.cli(f"maint packet m{BP:x},4")   # so does the raw `m`
+    assert "li      r0,0" in gdb.cmd("x/i $pc")             # ...but gdb sees the original instruction
+    assert f"0x{ORIGINAL:08x}" in gdb.cmd("x/wx $pc")
+    assert f'"{ORIGINAL:08x}"' in gdb.cmd(f"maint packet m{BP:x},4")   # so does the raw `m`
     assert gdb.registers()["pc"] == BP == sc.registers(0)["pc"]
     stop = gdb.resume("-exec-step-instruction")
     assert stopped_pc(stop) == BP + 4 == sc.registers(0)["pc"]
-    assert sc.counter(CNT_HITS) == n - 1                  # `li r0,0` does not count yet
-    cls, rest, _ = gdb.mi("-target-detach")
+    assert counter(sc, CNT_HITS) == n - 1                  # `li r0,0` does not count yet
+    cls, rest = gdb.result("-target-detach")
     assert cls == "done", rest
     assert IMAGE.code_diff(sc.ram) == []                 # guest code is the image's again
     report = sc.wait()
@@ -322,62 +109,60 @@ def test_break_continue_hits_match_the_guest(make, cpu, strategy):
 
 
 # --- registers, threads, SMP ----------------------------------------------------------------------------
-def test_registers_and_threads_on_two_vcpus(make):
-    sc = make.scenario(vcpus=2, iterations=3000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    threads = gdb.cli("info threads")
+def test_registers_and_threads_on_two_vcpus(cosim_gdb):
+    gdb = cosim_gdb(scenario(vcpus=2, iterations=3000))
+    sc = gdb.server
+    threads = gdb.cmd("info threads")
     assert re.search(r"Thread 1\.1 \(vCPU 0 ", threads) and re.search(r"Thread 1\.2 \(vCPU 1 ", threads)
     # stopped at start: both vCPUs at the entry, their registers from the run page
     assert gdb.registers() == sc.registers(0)
-    assert gdb.mi("-break-insert bp_target")[0] == "done"
+    assert gdb.result("-break-insert bp_target")[0] == "done"
     seen = {1: 0, 2: 0}
     stops = 0
     while stops < 6 or not (seen[1] and seen[2]):   # vCPU 1 may need a few rounds to get there
         assert stops < 200, seen
         stops += 1
         stop = gdb.resume()
-        assert stopped_field(stop, "reason") == "breakpoint-hit" and stopped_pc(stop) == BP
-        seen[int(stopped_field(stop, "thread-id"))] += 1
-        before = [sc.instructions(i) for i in range(2)]
+        assert stop["reason"] == "breakpoint-hit" and stopped_pc(stop) == BP
+        seen[int(stop["thread-id"])] += 1
+        before = sc.instructions()
         for tid in (1, 2):                                 # every vCPU stopped, each one's registers
-            gdb.cli(f"thread {tid}")
+            gdb.cmd(f"thread {tid}")
             regs = gdb.registers()
             assert regs == sc.registers(tid - 1), f"thread {tid}"
         time.sleep(0.05)
-        assert [sc.instructions(i) for i in range(2)] == before   # the world is stopped
-    hits = [sc.counter(CNT_HITS, i) for i in range(2)]
+        assert sc.instructions() == before   # the world is stopped
+    hits = [counter(sc, CNT_HITS, i) for i in range(2)]
     assert sum(hits) <= stops <= sum(hits) + 2             # a vCPU stopped at entry has not counted yet
     # stepi the thread that reported the last hit, alone: gdb steps it over its breakpoint. (A
     # thread that sits at an inserted breakpoint it has not reported yet would report that hit
     # first, as a real CPU would.)
-    tid = int(stopped_field(stop, "thread-id"))
-    out = gdb.cli(f"thread {tid}")
+    tid = int(stop["thread-id"])
+    out = gdb.cmd(f"thread {tid}")
     assert f"Thread 1.{tid}" in out
     regs = gdb.registers()
-    gdb.cli("set scheduler-locking on")
+    gdb.cmd("set scheduler-locking on")
     stop = gdb.resume("-exec-step-instruction")
-    assert stopped_field(stop, "thread-id") == str(tid)
+    assert stop["thread-id"] == str(tid)
     assert stopped_pc(stop) == regs["pc"] + 4 == sc.registers(tid - 1)["pc"]
-    assert gdb.mi("-target-detach")[0] == "done"
+    assert gdb.result("-target-detach")[0] == "done"
     report = sc.wait()
     assert_clean_end(report)
     assert report["guest"]["cnt_hits"] == [3000, 3000]
 
 
-def test_register_write_reaches_the_vcpu(make):
-    sc = make.scenario(iterations=3000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    assert gdb.mi("-break-insert bp_target")[0] == "done"
+def test_register_write_reaches_the_vcpu(cosim_gdb):
+    gdb = cosim_gdb(scenario(iterations=3000))
+    sc = gdb.server
+    assert gdb.result("-break-insert bp_target")[0] == "done"
     gdb.resume()
     gdb.resume()
     # r30 is main's iterations-left counter: shrink it, the guest then makes fewer calls
     left = gdb.registers()["r30"]
     assert left == 3000 - 1
-    gdb.cli("set $r30 = 3")
+    gdb.cmd("set $r30 = 3")
     assert sc.registers(0)["r30"] == 3
-    assert gdb.mi("-target-detach")[0] == "done"
+    assert gdb.result("-target-detach")[0] == "done"
     report = sc.wait()
     assert_clean_end(report)
     assert report["guest"]["cnt_hits"] == [1 + 3]
@@ -385,121 +170,115 @@ def test_register_write_reaches_the_vcpu(make):
 
 # --- hardware breakpoint and watchpoint -----------------------------------------------------------------
 @pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
-def test_hbreak_and_watch(make, cpu):
-    sc = make.scenario(cpu=cpu, iterations=3000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    cls, rest, _ = gdb.mi("-break-insert -h bp_target")
+def test_hbreak_and_watch(cosim_gdb, cpu):
+    gdb = cosim_gdb(scenario(cpu=cpu, iterations=3000))
+    sc = gdb.server
+    cls, rest = gdb.result("-break-insert -h bp_target")
     assert cls == "done", rest
     for k in range(1, 4):
         stop = gdb.resume()
-        assert stopped_field(stop, "reason") == "breakpoint-hit" and stopped_pc(stop) == BP
-        assert sc.counter(CNT_HITS) == k - 1
+        assert stop["reason"] == "breakpoint-hit" and stopped_pc(stop) == BP
+        assert counter(sc, CNT_HITS) == k - 1
         assert IMAGE.code_diff(sc.ram) == []              # nothing planted: an IAC slot
-    assert gdb.mi("-break-delete 1")[0] == "done"
-    cls, rest, _ = gdb.mi('-break-watch "*(unsigned int *)&cnt_iter"')
+    assert gdb.result("-break-delete 1")[0] == "done"
+    cls, rest = gdb.result('-break-watch "*(unsigned int *)&cnt_iter"')
     assert cls == "done", rest
-    assert "hw watchpoint" in gdb.cli("info watchpoints")  # a DAC, not gdb single-stepping
+    assert "hw watchpoint" in gdb.cmd("info watchpoints")  # a DAC, not gdb single-stepping
     for k in range(3):
         stop = gdb.resume()
-        assert stopped_field(stop, "reason") == "watchpoint-trigger", stop
-        old, new = (int(x) for x in re.search(r'value=\{old="(\d+)",new="(\d+)"\}', stop).groups())
-        assert new == old + 1 == sc.counter(CNT_ITER)
+        assert stop["reason"] == "watchpoint-trigger", stop
+        old, new = int(stop["value"]["old"]), int(stop["value"]["new"])
+        assert new == old + 1 == counter(sc, CNT_ITER)
     # gdb reports the store after stepping over it: the PC is in the loop body, past the `stw`
     pc = stopped_pc(stop)
     assert IMAGE.symbol("loop_body_start") < pc <= IMAGE.symbol("loop_body_end")
-    assert gdb.mi("-target-detach")[0] == "done"
+    assert gdb.result("-target-detach")[0] == "done"
     assert_clean_end(sc.wait())
 
 
-def test_no_free_iac_slot_is_an_error_gdb_shows(make):
-    sc = make.scenario(iterations=3000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
+def test_no_free_iac_slot_is_an_error_gdb_shows(cosim_gdb):
+    gdb = cosim_gdb(scenario(iterations=3000))
+    sc = gdb.server
     for sym in ("bp_target", "main", "loop_body_start"):
-        assert gdb.mi(f"-break-insert -h {sym}")[0] == "done"
+        assert gdb.result(f"-break-insert -h {sym}")[0] == "done"
     # gdb inserts at resume: the third IAC is refused (E1c), gdb says so and the target stays stopped
-    assert gdb.mi("-exec-continue")[0] == "running"
-    lines = gdb._until(lambda line: line.startswith("^error"), STOP_TIMEOUT)
-    assert "You may have requested too many hardware breakpoints" in "".join(lines), lines
+    assert gdb.result("-exec-continue")[0] == "running"
+    records = gdb.wait_for(lambda r: r["type"] == "result" and r["message"] == "error", STOP_TIMEOUT)
+    assert "You may have requested too many hardware breakpoints" in said(records), records
     assert sc.registers(0)["pc"] == IMAGE.entry
-    assert gdb.mi("-break-delete 3")[0] == "done"
+    assert gdb.result("-break-delete 3")[0] == "done"
     stop = gdb.resume()
-    assert stopped_field(stop, "reason") == "breakpoint-hit"
-    assert gdb.mi("-target-detach")[0] == "done"
+    assert stop["reason"] == "breakpoint-hit"
+    assert gdb.result("-target-detach")[0] == "done"
     assert_clean_end(sc.wait())
 
 
 # --- Ctrl-C, kill, lost connection ------------------------------------------------------------------------
-def test_ctrl_c_stops_the_world(make):
-    sc = make.scenario(vcpus=2, iterations=100_000_000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
+def test_ctrl_c_stops_the_world(cosim_gdb):
+    gdb = cosim_gdb(scenario(vcpus=2, iterations=100_000_000))
+    sc = gdb.server
     for _ in range(2):
-        cls, rest, _ = gdb.mi("-exec-continue")
+        cls, rest = gdb.result("-exec-continue")
         assert cls == "running", rest
         time.sleep(0.5)
-        assert gdb.mi("-exec-interrupt")[0] == "done"
-        stop = gdb.wait_stopped()
-        assert stopped_field(stop, "reason") == "signal-received", stop
-        assert stopped_field(stop, "signal-name") == "SIGINT"
-        before = [sc.instructions(i) for i in range(2)]
+        assert gdb.result("-exec-interrupt")[0] == "done"
+        stop = gdb.wait_stop()
+        assert stop["reason"] == "signal-received", stop
+        assert stop["signal-name"] == "SIGINT"
+        before = sc.instructions()
         assert all(before)
         time.sleep(0.1)
-        assert [sc.instructions(i) for i in range(2)] == before
+        assert sc.instructions() == before
         for tid in (1, 2):
-            gdb.cli(f"thread {tid}")
+            gdb.cmd(f"thread {tid}")
             regs = gdb.registers()
             assert regs == sc.registers(tid - 1)
             lo, hi = IMAGE.code_ranges()[0]
             assert lo <= regs["pc"] < hi
-    gdb.cli("kill")
+    gdb.cmd("kill")
     report = sc.wait(60)
     assert report["outcome"] == "killed-by-debugger"
     assert report["invariants"]["no-leftovers"]["ok"]
     assert report["invariants"]["code-restored-after-detach"]["ok"]
 
 
-def test_kill_ends_the_run(make):
-    sc = make.scenario(iterations=100_000_000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    assert gdb.mi("-break-insert bp_target")[0] == "done"
+def test_kill_ends_the_run(cosim_gdb):
+    gdb = cosim_gdb(scenario(iterations=100_000_000))
+    sc = gdb.server
+    assert gdb.result("-break-insert bp_target")[0] == "done"
     gdb.resume()
-    gdb.cli("kill")
+    gdb.cmd("kill")
     report = sc.wait(60)
     assert report["outcome"] == "killed-by-debugger"
     assert report["invariants"]["no-leftovers"]["ok"]
     assert report["invariants"]["code-restored-after-detach"]["ok"]
 
 
-def test_gdb_crash_detaches_and_restores_code(make):
-    sc = make.scenario(iterations=3000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    gdb.cli("set breakpoint always-inserted on")
-    assert gdb.mi("-break-insert bp_target")[0] == "done"
-    assert gdb.mi("-break-watch \"*(unsigned int *)&cnt_iter\"")[0] == "done"
+def test_gdb_crash_detaches_and_restores_code(cosim_gdb):
+    gdb = cosim_gdb(scenario(iterations=3000))
+    sc = gdb.server
+    gdb.cmd("set breakpoint always-inserted on")
+    assert gdb.result("-break-insert bp_target")[0] == "done"
+    assert gdb.result("-break-watch \"*(unsigned int *)&cnt_iter\"")[0] == "done"
     gdb.resume()
     assert sc.word(BP) == Word.ILLEGAL_BP
-    gdb.close()                                       # SIGKILL: the connection is lost, no D
+    gdb.kill_gdb()                                    # SIGKILL: the connection is lost, no D
     report = sc.wait()
     assert_clean_end(report)
     assert report["guest"]["cnt_hits"] == [3000]
 
 
-def test_guest_traps_still_reach_the_guest_under_gdb(make):
+def test_guest_traps_still_reach_the_guest_under_gdb(cosim_gdb):
     """trap-user: every guest WARN trap makes a userspace round trip; the ones in flight while gdb
     holds the world are re-injected when gdb resumes, each exactly once."""
-    sc = make.scenario(cpu="e500v2", strategy="trap-user", vcpus=2, iterations=300,
-                       program="warn_storm")
-    gdb = make.gdb(guest_path("warn_storm"))
-    gdb.connect(sc.address)
-    assert gdb.mi("-break-insert bp_target_b")[0] == "done"
+    gdb = cosim_gdb(scenario(cpu="e500v2", strategy="trap-user", vcpus=2, iterations=300,
+                             program="warn_storm"))
+    sc = gdb.server
+    assert gdb.result("-break-insert bp_target_b")[0] == "done"
     for _ in range(8):
         stop = gdb.resume()
-        assert stopped_field(stop, "reason") == "breakpoint-hit"
-    assert gdb.mi("-target-detach")[0] == "done"
+        assert stop["reason"] == "breakpoint-hit"
+    assert gdb.result("-target-detach")[0] == "done"
     report = sc.wait()
     assert_clean_end(report)
     assert report["ok"], report["failed"]
@@ -508,8 +287,8 @@ def test_guest_traps_still_reach_the_guest_under_gdb(make):
 
 
 # --- plain batch mode -------------------------------------------------------------------------------------
-def test_batch_session(make):
-    sc = make.scenario(cpu="e500v2", strategy="trap-kernel", iterations=3000)
+def test_batch_session(cosim_gdb_server):
+    sc = cosim_gdb_server(scenario(cpu="e500v2", strategy="trap-kernel", iterations=3000))
     out = subprocess.run(
         [GDB, "-q", "-nx", "-batch", str(LOOP_ELF), "-ex", f"target remote {sc.address}",
          "-ex", "break bp_target", "-ex", "continue", "-ex", "continue", "-ex", "continue",
@@ -567,8 +346,8 @@ class Raw:
         self.sock.close()
 
 
-def test_raw_malformed_packets_keep_the_stub_serving(make):
-    sc = make.scenario(iterations=100_000_000)
+def test_raw_malformed_packets_keep_the_stub_serving(cosim_gdb_server):
+    sc = cosim_gdb_server(scenario(iterations=100_000_000))
     c = Raw(sc.address)
     try:
         assert c.cmd(b"qSupported:multiprocess+;swbreak+").startswith(b"PacketSize=")
@@ -628,13 +407,13 @@ def test_raw_malformed_packets_keep_the_stub_serving(make):
     finally:
         c.close()
     assert IMAGE.code_diff(sc.ram) == []                 # detached: guest code restored...
-    n = sc.counter(CNT_ITER)
+    n = counter(sc, CNT_ITER)
     time.sleep(0.3)
-    assert sc.counter(CNT_ITER) > n                       # ...and the guest runs on its own
+    assert counter(sc, CNT_ITER) > n                       # ...and the guest runs on its own
 
 
-def test_raw_vkill(make):
-    sc = make.scenario(iterations=100_000_000)
+def test_raw_vkill(cosim_gdb_server):
+    sc = cosim_gdb_server(scenario(iterations=100_000_000))
     c = Raw(sc.address)
     try:
         assert c.cmd(b"QStartNoAckMode") == b"OK"
@@ -648,10 +427,10 @@ def test_raw_vkill(make):
     assert report["invariants"]["no-leftovers"]["ok"]
 
 
-def test_reconnect_right_after_a_disconnect_while_running(make):
+def test_reconnect_right_after_a_disconnect_while_running(cosim_gdb_server):
     """Issue 15: a gdb that hangs up while the target runs and connects again at once is served (the
     old connection's EOF is read before the new one is accepted), 30 times in a row."""
-    sc = make.scenario(iterations=100_000_000)
+    sc = cosim_gdb_server(scenario(iterations=100_000_000))
     for k in range(30):
         c = Raw(sc.address)
         try:
@@ -673,23 +452,24 @@ def test_reconnect_right_after_a_disconnect_while_running(make):
     assert report["invariants"]["code-restored-after-detach"]["ok"]
 
 
-def test_hbreak_and_watch_on_two_vcpus_gdb_never_aborts(make):
+def test_hbreak_and_watch_on_two_vcpus_gdb_never_aborts(cosim_gdb):
     """Issue 15: with an hbreak and a watchpoint on 2 vCPUs, gdb steps one thread over the point
     (vCont;s:p1.N) while the other's exit may be in flight; that other stop must stay pending (all-stop),
     or gdb aborts with infrun's `trap_expected` assertion. 300 continues, no internal error."""
-    sc = make.scenario(vcpus=2, iterations=100_000)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
-    assert gdb.mi("-break-insert -h bp_target")[0] == "done"
-    assert gdb.mi('-break-watch "*(unsigned int *)&cnt_iter"')[0] == "done"
+    gdb = cosim_gdb(scenario(vcpus=2, iterations=100_000))
+    sc = gdb.server
+    assert gdb.result("-break-insert -h bp_target")[0] == "done"
+    assert gdb.result('-break-watch "*(unsigned int *)&cnt_iter"')[0] == "done"
     reasons = set()
     for _ in range(300):
+        start = len(gdb.log)
         stop = gdb.resume()
-        assert "internal-error" not in stop and "Assertion" not in stop, stop
-        reasons.add(stopped_field(stop, "reason"))
+        text = str(stop) + gdb.output(start)                # the stop, and all gdb printed meanwhile
+        assert "internal-error" not in text and "Assertion" not in text, text
+        reasons.add(stop["reason"])
     assert reasons <= {"breakpoint-hit", "watchpoint-trigger"} and len(reasons) == 2, reasons
-    assert "internal-error" not in gdb.cli("info threads")
-    assert gdb.mi("-target-detach")[0] == "done"
+    assert "internal-error" not in gdb.cmd("info threads")
+    assert gdb.result("-target-detach")[0] == "done"
     assert_clean_end(sc.wait())
 
 
@@ -697,7 +477,7 @@ KILL_MODES = ["stepi", "continue", "hbreak+watch"]
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_gdb_killed_at_a_random_moment_leaves_the_guest_intact(make, seed):
+def test_gdb_killed_at_a_random_moment_leaves_the_guest_intact(cosim_gdb, seed):
     """Issue 15: SIGKILL of a real gdb at a seeded random moment during `stepi`, `continue`, or
     `hbreak` + `watch` (2 vCPUs): the scenario carries on without it and the guest's own counters are
     intact (no bogus interrupt, e.g. from the engine's step page becoming a guest PC)."""
@@ -705,24 +485,21 @@ def test_gdb_killed_at_a_random_moment_leaves_the_guest_intact(make, seed):
     mode = KILL_MODES[seed % len(KILL_MODES)]
     vcpus = 2 if mode == "hbreak+watch" else 1
     iterations = 3000
-    sc = make.scenario(vcpus=vcpus, iterations=iterations)
-    gdb = make.gdb()
-    gdb.connect(sc.address)
+    gdb = cosim_gdb(scenario(vcpus=vcpus, iterations=iterations))
+    sc = gdb.server
     if mode == "hbreak+watch":
-        assert gdb.mi("-break-insert -h bp_target")[0] == "done"
-        assert gdb.mi('-break-watch "*(unsigned int *)&cnt_iter"')[0] == "done"
+        assert gdb.result("-break-insert -h bp_target")[0] == "done"
+        assert gdb.result('-break-watch "*(unsigned int *)&cnt_iter"')[0] == "done"
     else:
-        assert gdb.mi("-break-insert bp_target")[0] == "done"
+        assert gdb.result("-break-insert bp_target")[0] == "done"
     for _ in range(rng.randrange(1, 4)):
         gdb.resume()
     command = "-exec-step-instruction" if mode == "stepi" else "-exec-continue"
     for _ in range(rng.randrange(0, 6)):
         gdb.resume(command)
-    gdb.proc.stdin.write(command + "\n")               # in flight when gdb dies
-    gdb.proc.stdin.flush()
+    gdb.send(command)                                  # in flight when gdb dies
     time.sleep(rng.uniform(0, 0.004))
-    os.killpg(gdb.proc.pid, signal.SIGKILL)
-    gdb.proc.wait(30)
+    gdb.kill_gdb()
     report = sc.wait(120)
     guest = report["guest"]
     assert guest["cnt_iter"] == [iterations] * vcpus, (mode, guest)
@@ -733,12 +510,12 @@ def test_gdb_killed_at_a_random_moment_leaves_the_guest_intact(make, seed):
 
 # --- hops -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("strategy", ["trap-kernel", "hw"])
-def test_a_bp_cycle_crosses_only_the_hops_the_design_requires(make, strategy):
+def test_a_bp_cycle_crosses_only_the_hops_the_design_requires(cosim_gdb_server, strategy):
     """Per raw cycle (c -> stop, z0, s -> stop, Z0): Exit, DebugExit and Resume per stop and nothing
     else -- Z/z and KVM_SET_GUEST_DEBUG go through shared memory, a Continue inside its Resume -- and
     every hit still crosses to the kernel (the kernel's decisions count them)."""
     from cosim.gdb.client import RspClient
-    sc = make.scenario(cpu="e500mc", strategy=strategy, iterations=3000)
+    sc = cosim_gdb_server(scenario(cpu="e500mc", strategy=strategy, iterations=3000))
     host, port = sc.address.rsplit(":", 1)
     c = RspClient.connect((host, int(port)))
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from cosim.machine.image import guest_path
 from irq_guest import AREA_WORDS, IMAGE, ITER, SITES, address, run_irq
-from test_gdb_real import GDB, make, stopped_pc  # noqa: F401  (make: the fixture)
+from test_gdb_real import GDB, scenario, stopped_pc
 
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb-multiarch is not installed")
 ELF = guest_path("irq_table")
@@ -25,12 +25,11 @@ def baseline(cpu: str) -> list[int]:
     return BASELINE[cpu]
 
 
-def start(make, cpu, strategy, keep=True):
-    sc = make.scenario(cpu=cpu, strategy=strategy, iterations=None, program="irq_table", wall=120.0,
-                       extra=f"keep_guest_traps = {'true' if keep else 'false'}\n")
-    gdb = make.gdb(ELF)
-    gdb.connect(sc.address)
-    return sc, gdb
+def start(cosim_gdb, cpu, strategy, keep=True):
+    gdb = cosim_gdb(scenario(cpu=cpu, strategy=strategy, iterations=None, program="irq_table", wall=120.0),
+                    **{"debug.keep_guest_traps": keep})
+    assert str(gdb.server.image.path) == str(ELF)          # gdb loaded the guest's own ELF
+    return gdb.server, gdb
 
 
 def record(sc) -> list[int]:
@@ -39,7 +38,7 @@ def record(sc) -> list[int]:
 
 def run_to_done(sc, gdb, at: int) -> tuple[int, list[int]]:
     """Continue until the guest reaches `done`; returns (stops at `at`, the guest's record there)."""
-    gdb.cli(f"break *{DONE:#x}")
+    gdb.cmd(f"break *{DONE:#x}")
     stops = 0
     for _ in range(4 * ITER):
         pc = stopped_pc(gdb.resume())
@@ -51,7 +50,7 @@ def run_to_done(sc, gdb, at: int) -> tuple[int, list[int]]:
 
 
 def finish(sc, gdb) -> dict:
-    cls, rest, _ = gdb.mi("-target-detach")
+    cls, rest = gdb.result("-target-detach")
     assert cls == "done", rest
     return sc.wait()
 
@@ -68,10 +67,10 @@ BREAK_CASES = [("e500mc" if k % 2 else "e500v2", "illegal", s, "break") for k, s
 
 
 @pytest.mark.parametrize("cpu,strategy,site,cmd", BREAK_CASES, ids=["-".join(c) for c in BREAK_CASES])
-def test_gdb_breakpoint_on_interrupting_instruction(make, cpu, strategy, site, cmd):
-    sc, gdb = start(make, cpu, strategy)
+def test_gdb_breakpoint_on_interrupting_instruction(cosim_gdb, cpu, strategy, site, cmd):
+    sc, gdb = start(cosim_gdb, cpu, strategy)
     at = IMAGE.symbol(site)
-    gdb.cli(f"{cmd} *{at:#x}")
+    gdb.cmd(f"{cmd} *{at:#x}")
     stops, rec = run_to_done(sc, gdb, at)
     assert stops == ITER
     assert counts(rec) == counts(baseline(cpu)) and rec == baseline(cpu)
@@ -88,12 +87,12 @@ def test_gdb_breakpoint_on_interrupting_instruction(make, cpu, strategy, site, c
 
 
 @pytest.mark.parametrize("cmd", ["break", "hbreak"])
-def test_gdb_skipping_guest_traps_is_reported(make, cmd):
+def test_gdb_skipping_guest_traps_is_reported(cosim_gdb, cmd):
     """keep_guest_traps = false: gdb's own skip goes through, the guest loses the firing traps, and
     the report says so (never `guest-traps-to-guest-once` ok)."""
-    sc, gdb = start(make, "e500mc", "illegal", keep=False)
+    sc, gdb = start(cosim_gdb, "e500mc", "illegal", keep=False)
     at = IMAGE.symbol("site_twi")
-    gdb.cli(f"{cmd} *{at:#x}")
+    gdb.cmd(f"{cmd} *{at:#x}")
     stops, rec = run_to_done(sc, gdb, at)
     assert stops == ITER
     assert counts(rec)["program"] == counts(baseline("e500mc"))["program"] - ITER // 2
@@ -113,15 +112,15 @@ STEP_CASES = [(cpu, s) for cpu, sites in STEP_SITES.items() for s in sites]
 
 
 @pytest.mark.parametrize("cpu,site", STEP_CASES, ids=["-".join(c) for c in STEP_CASES])
-def test_gdb_stepi_stops_after_one_instruction(make, cpu, site):
-    sc, gdb = start(make, cpu, "illegal")
+def test_gdb_stepi_stops_after_one_instruction(cosim_gdb, cpu, site):
+    sc, gdb = start(cosim_gdb, cpu, "illegal")
     at = IMAGE.symbol(site)
     # a vector starts with a privileged mtspr (emulated under e500v2): one step is vector + 4
     expected = at + 4 if site.startswith("irq_") else address(SITES[site](0))
     reach = "site_twi" if site == "site_tw" else site
-    gdb.cli(f"break *{IMAGE.symbol(reach):#x}")
+    gdb.cmd(f"break *{IMAGE.symbol(reach):#x}")
     assert stopped_pc(gdb.resume()) == IMAGE.symbol(reach)
-    gdb.cli("delete")
+    gdb.cmd("delete")
     if reach != site:
         assert stopped_pc(gdb.resume("-exec-next-instruction")) == at
     pc = stopped_pc(gdb.resume("-exec-next-instruction"))

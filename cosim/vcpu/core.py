@@ -18,6 +18,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from ..cpu_models import CpuModel, Event, Route
+from ..exit_rate import ExitRate
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
 from ..vmexit import Exit, Fault, Until
@@ -39,15 +40,17 @@ class GuestFault(Exception):
 
 class Core:
     def __init__(self, engine: Engine, rec: np.ndarray, model: CpuModel, ram_words: np.ndarray,
-                 pristine: dict[int, int] | None = None):
+                 pristine: dict[int, int] | None = None, rate: ExitRate | None = None):
         """`rec` is this vCPU's run page as a one-record structured array (RunPages.record(i)): its
-        field views index in well under a microsecond, where a structured scalar takes ~2 us."""
+        field views index in well under a microsecond, where a structured scalar takes ~2 us. `rate`
+        counts the exits per time bin (cosim/exit_rate.py; default: bins from now)."""
         self.engine = engine
         self.page = rec[0]
         self.model = model
         self.words = ram_words            # guest RAM as big-endian 32-bit words
         self.spr = rec["spr"][0]          # views into the run page
         self.exits = rec["exits"][0]
+        self.rate = rate if rate is not None else ExitRate()
         self.gprs = rec["gpr"][0]
         self._msr = rec["msr"]
         self._ctl = rec["dbg_control"]
@@ -118,6 +121,7 @@ class Core:
 
     def count(self, event: str, level: str) -> None:
         self.exits[EVENT_INDEX[event], LEVEL_INDEX[level]] += 1
+        self.rate.tick()
 
     # --- interrupts ---------------------------------------------------------------------------------
     def deliver(self, ivor: int, srr0: int, esr: int | None = None, dbsr: int = 0) -> None:

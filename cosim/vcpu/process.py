@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import wire
 from ..cpu_models import Event, cpu_model
+from ..exit_rate import ExitRate
 from ..isa import IVOR_NAME
 from ..lockstep import vcpu_gate
 from ..machine.guest_ram import GuestRAM
@@ -64,7 +65,8 @@ class VcpuProcess:
         for base, data in image.code_bytes():
             words = np.frombuffer(data[:len(data) & ~3], ">u4")
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
-        self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine)
+        self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine,
+                         rate=ExitRate(spec.get("start_ns")))   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
         self.core.until = spec.get("until")
         self.core.dep = spec.get("msrp_dep", True)
@@ -350,6 +352,7 @@ class VcpuProcess:
         return {
             "instructions": int(self.page["instructions"]),
             "exits": self.page["exits"].tolist(),
+            "exits_over_time": self.core.rate.snapshot(),
             "latency_ns": {"vcpu": self.core.local_ns["vcpu"], **self.latency},
             "inprocess_kernel_ns": self.core.local_ns["kernel"],
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
