@@ -143,11 +143,32 @@ def test_smp_stress_eight_vcpus():
     assert_invariants(report)
     dh = report["debugger_hits"]
     assert dh["inserts"] + dh["removes"] >= 100      # breakpoints really came and went
-    assert len(dh["by_vcpu"]) == 8                      # every vCPU hit breakpoints
+    # several vCPUs hit breakpoints (not necessarily all 8: on 2 loaded cores the OS scheduler may run
+    # one vCPU's whole guest while both breakpoints are out; the deterministic test below pins all 8)
+    assert len(dh["by_vcpu"]) >= 2 and sum(dh["by_vcpu"].values()) == dh["total"]
     executed = sum(b["executed"] for b in dh["by_breakpoint"].values())
     assert executed == dh["total"] + dh["stale"]       # zero lost hits
     it = cfg.guest.iterations
     assert report["guest_warns"]["total"] == 3 * it * 8  # zero misrouted traps
+    assert data.guest["cnt_bad_prog"] == [0] * 8 and data.guest["cnt_iter"] == [it] * 8
+
+
+def test_smp_stress_eight_vcpus_deterministic():
+    """The same stress under the deterministic schedule (seed 1): every vCPU hits breakpoints, every
+    time, and nothing is lost."""
+    it = 100
+    cfg = load_config(CONFIGS / "smp-stress.toml", ['machine.schedule="deterministic"', "machine.seed=1",
+                                                    f"guest.iterations={it}",
+                                                    "debug.stress.interval_ms=[0.002, 0.01]"])
+    data, report = run(cfg)
+    assert report["ok"], report["failed"]
+    assert_invariants(report)
+    dh = report["debugger_hits"]
+    assert dh["inserts"] + dh["removes"] >= 50
+    assert sorted(dh["by_vcpu"]) == [str(i) for i in range(8)]
+    executed = sum(b["executed"] for b in dh["by_breakpoint"].values())
+    assert executed == dh["total"] + dh["stale"] and dh["stale"] > 0
+    assert report["guest_warns"]["total"] == 3 * it * 8
     assert data.guest["cnt_bad_prog"] == [0] * 8 and data.guest["cnt_iter"] == [it] * 8
 
 
