@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import mutation, record, trace, wire
+from . import holdtime, mutation, record, trace, wire
 from .cleanup import reclaim
 from .config import Config
 from .lockstep import Driver, Stuck
@@ -356,14 +356,14 @@ class Supervisor:
         """Seconds gdb has held the world stopped so far: the wall limit does not count them."""
         return self.held_total + (now - self.held_since if self.held_since is not None else 0.0)
 
-    def _on_hold(self, data: RunData, stopped: bool) -> None:
-        now = time.monotonic()
-        if stopped and self.held_since is None:
-            self.held_since = now
-        elif not stopped and self.held_since is not None:
-            self.held_total += now - self.held_since
-            self.held_since = None
-        data.gdb_stopped_seconds = self.held(now)
+    def _on_hold(self, data: RunData, text: str) -> None:
+        """Userspace's report of gdb's hold (cosim/holdtime.py): the total so far, and since when."""
+        try:
+            self.held_total, self.held_since = holdtime.parse(text)
+        except ValueError:
+            data.logs.append(("userspace", "warn", f"unreadable gdb-hold report {text[:60]!r}"))
+            return
+        data.gdb_stopped_seconds = self.held(time.monotonic())
 
     def _progress(self, elapsed: float, halted: set[int]) -> dict:
         pages = self.pages.pages
@@ -376,8 +376,8 @@ class Supervisor:
         m = r.msg
         if r.error is not None:
             pass                          # counted and noted once by the transport
-        elif isinstance(m, wire.Log) and m.level == "gdb-hold":
-            self._on_hold(data, m.text == "stopped")
+        elif isinstance(m, wire.Log) and m.level == holdtime.LEVEL:
+            self._on_hold(data, m.text)
         elif isinstance(m, wire.Log):
             data.logs.append((m.name, m.level, m.text))
             if m.level == "gdb":

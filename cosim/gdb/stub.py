@@ -68,7 +68,8 @@ class GdbStub:
         return (self.listener.fileno(), self.conn.fileno())
 
     def timeout(self) -> float:
-        return 0.2
+        due = self.target.hold.due_in()
+        return 0.2 if due is None else min(0.2, due)
 
     def take_control(self) -> None:
         """The world is stopped at start and stays stopped until gdb resumes it."""
@@ -88,6 +89,7 @@ class GdbStub:
         if self.conn is not None:
             self._read()
         self._drain()
+        self.target.report_hold()      # after the replies: off the path of a stop or a resume
 
     # --- socket -------------------------------------------------------------------------------------
     def _accept(self) -> None:

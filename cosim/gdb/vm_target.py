@@ -36,7 +36,8 @@ import copy
 import errno
 from dataclasses import dataclass
 
-from .. import wire
+from .. import holdtime, wire
+from ..holdtime import HoldClock
 from ..isa import DebugStatus, Esr, Ivor, trap_taken
 from ..machine.guest_ram import GuestMemoryError
 from ..userspace.breakpoints import BreakpointError, DebugState, Verdict
@@ -102,7 +103,7 @@ class VmTarget:
         self.sw: set[int] = set()
         self.hw: set[tuple[str, int]] = set()
         self.interrupt_requested = False
-        self.world_stopped = False                 # as last told to the supervisor (gdb-hold)
+        self.hold = HoldClock()                    # gdb's hold on the world, for the supervisor
         self.detaches = 0
         self.guess: Guess | None = None
         self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
@@ -128,11 +129,14 @@ class VmTarget:
         self._held(True)
 
     def _held(self, stopped: bool) -> None:
-        """Tell the supervisor whether gdb holds the world stopped (its wall limit pauses then)."""
-        if stopped != self.world_stopped:
-            self.world_stopped = stopped
-            self.us.ep.send("supervisor", wire.Log("userspace", "gdb-hold",
-                                                   "stopped" if stopped else "running"))
+        """Whether gdb holds the world stopped (the supervisor's wall limit pauses then): kept here,
+        told by `report_hold` from the stub's timer (cosim/holdtime.py), off the stop's path."""
+        self.hold.set(stopped)
+
+    def report_hold(self, force: bool = False) -> None:
+        due = self.hold.due_in()
+        if due is not None and (force or due == 0):
+            self.us.ep.send("supervisor", wire.Log("userspace", holdtime.LEVEL, self.hold.report()))
 
     def _stop_world(self, event: StopEvent, stop: Stop | None = None) -> None:
         """Pause every vCPU that may be running (not one waiting in its exit for gdb, not a halted
@@ -571,6 +575,7 @@ class VmTarget:
                 self._let_go(i)
         self.dbg.send_deferred()
         self._held(False)
+        self.report_hold(force=True)
         self.detaches += 1
         return restored
 
@@ -585,6 +590,7 @@ class VmTarget:
         """The stub goes away (end of the run): stops are no longer gdb's; the world is left as it
         is (the supervisor's own detach restores guest code)."""
         self._held(False)
+        self.report_hold(force=True)
         self.attached = False
         self.running = False
         self.sw.clear()
