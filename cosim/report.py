@@ -69,7 +69,9 @@ def build_report(data) -> dict:
         for kind, by_srr0 in d.items():
             delivered_all[kind] = _sum_maps((delivered_all.get(kind, {}), by_srr0))
     hits = user.get("hits", {})
-    stale = user.get("stale", {})
+    # stale exits retried at the same PC: by userspace's verdict, or by the kernel (trap-kernel's
+    # table, or a strategy whose word the kernel recognises) without reaching userspace
+    stale = _sum_maps((user.get("stale", {}), kernel.get("stale", {})))
     total_hits = sum(hits.values())
     # what the silicon saw: planted words executed, and host IAC events (a gdb `hbreak` is an IAC under
     # any strategy, so its hits compare with IAC events, not with planted executions)

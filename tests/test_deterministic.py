@@ -135,3 +135,25 @@ def test_hunt_finds_the_seeded_bug_replays_it_exactly_and_the_real_code_passes(t
                   "--json", str(tmp_path / "fixed.json"))
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert json.loads((tmp_path / "fixed.json").read_text())["failing"] == []
+
+
+def test_trap_kernel_stale_retries_are_accounted_for():
+    """Found by `cosim hunt` (seeds 8 and 16 of this scenario failed `debugger-hits-exactly-once`):
+    under trap-kernel the kernel itself retries an exit whose breakpoint was removed while it was in
+    flight, and userspace never hears of it; those retries now count as stale in the report."""
+    from cosim.machine.image import GuestImage, guest_path
+    image = GuestImage.load(guest_path("warn_storm"))
+    site = min(e.addr for e in image.bug_table() if int(e.kind) == 1)     # a firing WARN site
+    cfg = parse_config({"machine": {"cpu": "e500mc", "vcpus": 2, "schedule": "deterministic", "seed": 8,
+                                    "quantum": [100, 3000]},
+                        "guest": {"program": "warn_storm", "iterations": 20},
+                        "debug": {"strategy": "trap-kernel", "breakpoints": [{"at": site}],
+                                  "stress": {"toggle": [site], "interval_ms": [0.005, 0.03], "toggles": 40}},
+                        "limits": {"wall_seconds": 120}}, "<det>")
+    data = run_config(cfg)
+    report = build_report(data)
+    assert report["ok"], (report["failed"], report["problems"])
+    bp = report["debugger_hits"]["by_breakpoint"][f"{site:#x}"]
+    kernel_stale = data.stats["kernel"]["stale"]
+    assert kernel_stale.get(f"{site:#x}", 0) >= 1, kernel_stale
+    assert bp["executed"] == bp["hits"] + bp["stale"]

@@ -105,3 +105,31 @@ def test_step_over_event_under_trap_user_goes_to_userspace_which_reinjects():
     assert st.verdict(PC, DebugStatus.SOFTWARE, WARN.word, Word.TRAP, False, "trap") is Verdict.SW
     assert st.verdict(PC, DebugStatus.SOFTWARE, WARN.word, Word.TRAP, False, "trap",
                       displaced=True) is Verdict.REINJECT
+
+
+
+def test_trap_kernel_table_takes_only_its_own_word_for_a_hit():
+    """A guest's own trap at an address planted while its exit was in flight is the guest's (the table
+    alone took it for a hit); our word at a patched address is a hit, also when its breakpoint was
+    removed and planted again meanwhile; our word where nothing is patched any more is stale. (A
+    guest trap whose word is ours, `tw 31,0,0`, in flight while its address is planted, stays
+    ambiguous: the table has no history.)"""
+    from cosim.cpu_models import cpu_model
+    from cosim.isa import GuestDebug
+    from cosim.kernel.exits import Action, ExitHandler, GuestDebugState
+    from cosim.strategies import strategy
+    from cosim.vmexit import Event, Exit
+    s = strategy("trap-kernel")
+    site = 0x10760
+    guest_trap = 0x0F1D0000            # the guest's own trap at the site (warn_storm's `twi`)
+    ram = {site: s.word}                # planted now
+    h = ExitHandler(cpu_model("e500mc"), s, ram.get)
+    h.table = {site}
+    event = Event(s.hit_event["e500mc"])
+    dbg = GuestDebugState(GuestDebug.ENABLE | GuestDebug.USE_SW_BP)
+    assert h.handle(Exit(event, site, guest_trap, 6, site), dbg).action is Action.REFLECT
+    assert h.handle(Exit(event, site, s.word, 6, site), dbg).action is Action.USER
+    h.table = set()
+    ram[site] = guest_trap              # removed: the original word is back
+    d = h.handle(Exit(event, site, s.word, 6, site), dbg)
+    assert d.action is Action.EMULATE and d.pc == site and h.stale == {site: 1}

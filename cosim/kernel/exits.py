@@ -59,6 +59,7 @@ class ExitHandler:
         self.model = model
         self.strategy = strategy
         self.table: set[int] = set()      # patched addresses (trap-kernel's in-kernel table)
+        self.stale: dict[int, int] = {}   # address -> stale exits retried here (never reach userspace)
         self.read_word = read_word        # guest RAM, to recognise stale exits
 
     @property
@@ -76,7 +77,11 @@ class ExitHandler:
             return False                  # the original instruction under a breakpoint, run out of
                                           # line after the hit: its own event is the guest's
         if s.match is Match.TABLE:
-            return ex.pc in self.table
+            # the address is patched AND the word that raised the exit is ours: a guest's own trap at
+            # an address planted while its exit was in flight is the guest's (the table alone took it
+            # for a hit); an exit of ours whose breakpoint was removed and planted again in the
+            # meantime is still ours
+            return ex.pc in self.table and ex.word == s.word
         if s.match is Match.WORD:
             return ex.word == s.word
         return False
@@ -95,6 +100,7 @@ class ExitHandler:
         if self.is_breakpoint(ex, dbg):
             return Decision(Action.USER, address=ex.pc, status=0)
         if self.is_stale(ex):
+            self.stale[ex.pc] = self.stale.get(ex.pc, 0) + 1
             return Decision(Action.EMULATE, pc=ex.pc)
         return Decision(Action.REFLECT)
 

@@ -98,6 +98,7 @@ class KernelProcess:
             self.ep.send("supervisor", wire.Stats(self.name, {
                 "decisions": self.decisions, "malformed": self.malformed,
                 "table": sorted(self.handler.table), "messages": dict(self.ep.sent),
+                "stale": {f"{a:#x}": n for a, n in self.handler.stale.items()},
                 "transport": self.ep.counters()}))
             self.stopping = True
         elif isinstance(m, wire.Error):
