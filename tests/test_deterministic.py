@@ -157,3 +157,24 @@ def test_trap_kernel_stale_retries_are_accounted_for():
     kernel_stale = data.stats["kernel"]["stale"]
     assert kernel_stale.get(f"{site:#x}", 0) >= 1, kernel_stale
     assert bp["executed"] == bp["hits"] + bp["stale"]
+
+
+def test_trap_kernel_hit_held_across_a_remove_and_a_replant_is_still_a_hit():
+    """Found by `cosim hunt` (23 of seeds 1-32 of this scenario): an exit of our word held in flight
+    while its breakpoint was removed and planted again met a kernel table read in between (cached by
+    the generation the vCPU ran with), was taken for a guest trap and reflected to the guest: a
+    debugger hit lost and our trap delivered to the guest. The kernel now judges by the table as last
+    published, and by the exit's word."""
+    from cosim.machine.image import GuestImage, guest_path
+    image = GuestImage.load(guest_path("warn_storm"))
+    site = min(e.addr for e in image.bug_table() if int(e.kind) == 1)     # a firing WARN site
+    cfg = parse_config({"machine": {"cpu": "e500mc", "vcpus": 3, "schedule": "deterministic", "seed": 29,
+                                    "quantum": [100, 3000]},
+                        "guest": {"program": "warn_storm", "iterations": 60},
+                        "debug": {"strategy": "trap-kernel", "breakpoints": [{"at": site}],
+                                  "stress": {"toggle": [site], "interval_ms": [0.0005, 0.003], "toggles": 400}},
+                        "limits": {"wall_seconds": 120}}, "<det>")
+    report = build_report(run_config(cfg))
+    assert report["ok"], (report["failed"], report["problems"])
+    bp = report["debugger_hits"]["by_breakpoint"][f"{site:#x}"]
+    assert bp["executed"] == bp["hits"] + bp["stale"] and bp["stale"] > 0 and report["debugger_hits"]["removes"] > 50

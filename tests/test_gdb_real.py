@@ -215,7 +215,7 @@ def test_no_free_iac_slot_is_an_error_gdb_shows(cosim_gdb):
 
 # --- Ctrl-C, kill, lost connection ------------------------------------------------------------------------
 def test_ctrl_c_stops_the_world(cosim_gdb):
-    gdb = cosim_gdb(scenario(vcpus=2, iterations=100_000_000))
+    gdb = cosim_gdb(scenario(vcpus=2, iterations=2_000_000_000))
     sc = gdb.server
     for _ in range(2):
         cls, rest = gdb.result("-exec-continue")
@@ -243,7 +243,7 @@ def test_ctrl_c_stops_the_world(cosim_gdb):
 
 
 def test_kill_ends_the_run(cosim_gdb):
-    gdb = cosim_gdb(scenario(iterations=100_000_000))
+    gdb = cosim_gdb(scenario(iterations=2_000_000_000))
     sc = gdb.server
     assert gdb.result("-break-insert bp_target")[0] == "done"
     gdb.resume()
@@ -347,7 +347,7 @@ class Raw:
 
 
 def test_raw_malformed_packets_keep_the_stub_serving(cosim_gdb_server):
-    sc = cosim_gdb_server(scenario(iterations=100_000_000))
+    sc = cosim_gdb_server(scenario(iterations=2_000_000_000))
     c = Raw(sc.address)
     try:
         assert c.cmd(b"qSupported:multiprocess+;swbreak+").startswith(b"PacketSize=")
@@ -413,7 +413,7 @@ def test_raw_malformed_packets_keep_the_stub_serving(cosim_gdb_server):
 
 
 def test_raw_vkill(cosim_gdb_server):
-    sc = cosim_gdb_server(scenario(iterations=100_000_000))
+    sc = cosim_gdb_server(scenario(iterations=2_000_000_000))
     c = Raw(sc.address)
     try:
         assert c.cmd(b"QStartNoAckMode") == b"OK"
@@ -430,7 +430,7 @@ def test_raw_vkill(cosim_gdb_server):
 def test_reconnect_right_after_a_disconnect_while_running(cosim_gdb_server):
     """Issue 15: a gdb that hangs up while the target runs and connects again at once is served (the
     old connection's EOF is read before the new one is accepted), 30 times in a row."""
-    sc = cosim_gdb_server(scenario(iterations=100_000_000))
+    sc = cosim_gdb_server(scenario(iterations=2_000_000_000))
     for k in range(30):
         c = Raw(sc.address)
         try:

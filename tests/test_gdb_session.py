@@ -192,7 +192,7 @@ def test_run_ending_while_gdb_waits_tells_gdb_why(cosim_gdb):
 
 
 def test_kill_is_a_normal_end(cosim_gdb):
-    gdb = cosim_gdb(session_scenario(vcpus=2, iterations=100_000_000, scripted=True))
+    gdb = cosim_gdb(session_scenario(vcpus=2, iterations=2_000_000_000, scripted=True))
     sc = gdb.server
     gdb.cmd("break bp_target")
     gdb.resume()
@@ -208,7 +208,7 @@ def test_kill_is_a_normal_end(cosim_gdb):
 
 
 def test_running_attach_stops_every_vcpu(cosim_gdb_server, cosim_gdb):
-    sc = cosim_gdb_server(session_scenario(vcpus=2, iterations=100_000_000, scripted=True), running=True)
+    sc = cosim_gdb_server(session_scenario(vcpus=2, iterations=2_000_000_000, scripted=True), running=True)
     deadline = time.monotonic() + START_TIMEOUT
     while min(sc.instructions()) < 10_000:               # it runs before anyone attaches
         assert time.monotonic() < deadline, sc.instructions()

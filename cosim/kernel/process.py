@@ -41,7 +41,11 @@ class KernelProcess:
         self.debug = [GuestDebugState() for _ in range(spec["vcpus"])]
         recs = [self.pages.record(i) for i in range(spec["vcpus"])]
         self._control = [r["dbg_active"] for r in recs]   # the debug settings each vCPU runs with
-        self._table_gen = [r["dbg_table_gen_active"] for r in recs]
+        # trap-kernel's table is the ledger as userspace last published it (not as of the generation
+        # the exiting vCPU ran with: the ledger keeps no history, and an exit held in flight across a
+        # remove and a re-plant would meet a table read in between); the exit's own word tells ours
+        # from a guest trap (ExitHandler.is_breakpoint)
+        self._table_gen = [r["dbg_table_gen"] for r in recs]
         self.ledger = None
         if self.handler.strategy.match is Match.TABLE and spec.get("ledger_name"):
             self.ledger = Ledger.attach(spec["ledger_name"])
