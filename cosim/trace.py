@@ -40,8 +40,26 @@ def flow_id(vcpu: int, seq: int) -> int:
     return (vcpu << 40) | seq
 
 
-class NullTrace:
-    """Tracing off: every call is a no-op."""
+class WallClock:
+    """The trace's clock in free-running mode: CLOCK_MONOTONIC nanoseconds. The moves of the
+    deterministic schedule's `VirtualClock` (see, follow, receive, handoff) are no-ops here."""
+    now = staticmethod(time.monotonic_ns)
+
+    def see(self, vtime: int) -> None:
+        pass
+
+    def follow(self, vtime: int, count0: int, count) -> None:
+        pass
+
+    def receive(self, page) -> None:
+        pass
+
+    def handoff(self, page) -> None:
+        pass
+
+
+class NullTrace(WallClock):
+    """Tracing off: every call is a no-op (no clock read either)."""
     enabled = False
 
     def now(self) -> int:
@@ -57,19 +75,6 @@ class NullTrace:
         pass
 
     def close(self) -> None:
-        pass
-
-    # the virtual clock's (deterministic mode); no-ops on a wall clock
-    def see(self, vtime: int) -> None:
-        pass
-
-    def follow(self, vtime: int, count0: int, count) -> None:
-        pass
-
-    def receive(self, page) -> None:
-        pass
-
-    def handoff(self, page) -> None:
         pass
 
 
@@ -115,27 +120,14 @@ class Tracer:
     """One process's event file. `track` defaults to the process's own (its name)."""
     enabled = True
 
-    def __init__(self, path: str, track: str, clock: VirtualClock | None = None):
+    def __init__(self, path: str, track: str, clock: WallClock | VirtualClock | None = None):
         self.track = track
-        self.clock = clock
-        self.now = clock.now if clock is not None else time.monotonic_ns
-        if clock is not None:
-            self.see, self.follow = clock.see, clock.follow
-            self.receive, self.handoff = clock.receive, clock.handoff
+        self.clock = clock if clock is not None else WallClock()
+        self.now = self.clock.now
+        self.see, self.follow = self.clock.see, self.clock.follow
+        self.receive, self.handoff = self.clock.receive, self.clock.handoff
         self._f = open(path, "wb", buffering=BUFFER)
         self._pack = msgpack.Packer().pack
-
-    def see(self, vtime: int) -> None:
-        pass
-
-    def follow(self, vtime: int, count0: int, count) -> None:
-        pass
-
-    def receive(self, page) -> None:
-        pass
-
-    def handoff(self, page) -> None:
-        pass
 
     def slice(self, name: str, t0: int, t1: int | None = None, flow_in: int | None = None,
               flow_out: int | None = None, args: dict | None = None, track: str | None = None) -> None:

@@ -40,6 +40,7 @@ class KernelProcess:
         self.handler = ExitHandler(cpu_model(spec["cpu"]), strategy(spec["strategy"]), self.ram.read_word)
         self.debug = [GuestDebugState() for _ in range(spec["vcpus"])]
         recs = [self.pages.record(i) for i in range(spec["vcpus"])]
+        self._page = [self.pages[i] for i in range(spec["vcpus"])]   # views, made once (not per exit)
         self._control = [r["dbg_active"] for r in recs]   # the debug settings each vCPU runs with
         # trap-kernel's table is the ledger as userspace last published it (not as of the generation
         # the exiting vCPU ran with: the ledger keeps no history, and an exit held in flight across a
@@ -111,7 +112,7 @@ class KernelProcess:
             self.ep.send(r.sender, wire.Error(m.TAG, f"kernel does not take {m.TAG}"))
 
     def on_exit(self, m: wire.ExitMsg):
-        self.trace.receive(self.pages[m.vcpu])        # (deterministic traces: after the last hop)
+        self.trace.receive(self._page[m.vcpu])        # (deterministic traces: after the last hop)
         t0 = self.trace.now()
         st = self.debug[m.vcpu]
         st.control = int(self._control[m.vcpu][0])
@@ -121,7 +122,7 @@ class KernelProcess:
         key = f"{m.event}:{d.action.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
         vcpu = f"vcpu{m.vcpu}"
-        self.trace.handoff(self.pages[m.vcpu])
+        self.trace.handoff(self._page[m.vcpu])
         if d.action is Action.REFLECT:
             self.ep.send(vcpu, wire.Resume(m.vcpu, m.seq, "reflect", "kernel"))
         elif d.action is Action.EMULATE:

@@ -32,6 +32,7 @@ class UserspaceProcess:
         self.ep.set_peers({"supervisor": spec["supervisor"]})
         self.ram = GuestRAM.attach(spec["ram_name"], spec["ram_size"])
         self.pages = RunPages.attach(spec["runpages_name"], spec["vcpus"])
+        self._page = [self.pages[i] for i in range(spec["vcpus"])]   # views, made once (not per exit)
         self.image = GuestImage.load(spec["image"])
         self.strategy = strategy(spec["strategy"])
         self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
@@ -125,9 +126,9 @@ class UserspaceProcess:
 
     def dispatch(self, sender, m):
         if isinstance(m, wire.DebugExit):
-            self.trace.receive(self.pages[m.vcpu])    # (deterministic traces: after the last hop)
+            self.trace.receive(self._page[m.vcpu])    # (deterministic traces: after the last hop)
             t0 = self.trace.now()
-            self.trace.handoff(self.pages[m.vcpu])
+            self.trace.handoff(self._page[m.vcpu])
             if self.script is not None:
                 self.script.intercept(m)
             self.dbg.on_debug_exit(m)
