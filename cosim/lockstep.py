@@ -84,7 +84,6 @@ class Barrier:
 class FreeRun:
     """The free-running mode's gate: the vCPU runs whenever it can, exits go at once."""
     deterministic = False
-    target: int | None = None
 
     def may_run(self) -> bool:
         return True
@@ -111,7 +110,6 @@ class VcpuGate:
         self.barrier = Barrier(p.ep)
         self.grant: wire.RunFor | None = None
         self.running = False              # the grant's `after` is met and it has not ended
-        self.target: int | None = None    # the instruction count the running grant ends at
         self.delivery: wire.Deliver | None = None
         self.held: wire.ExitMsg | None = None
 
@@ -166,11 +164,11 @@ class VcpuGate:
                 return
             self.running = True
             p.trace.follow(g.vtime, self.count(), self.count)
-            self.target = self.count() + g.instructions
+            target = self.count() + g.instructions
             exact = False        # a quantum ends at the last block boundary within it (no steps)
-            if p.max_instructions and p.max_instructions <= self.target:
-                self.target, exact = p.max_instructions, True     # the limit is exact
-            p.engine.set_budget(self.target, exact)
+            if p.max_instructions and p.max_instructions <= target:
+                target, exact = p.max_instructions, True           # the limit is exact
+            p.engine.set_budget(target, exact)
         why: str | None = None
         if p.halted:
             why = "halted"

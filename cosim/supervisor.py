@@ -595,9 +595,8 @@ class Supervisor:
             out["mutations"] = sorted(mutation.ACTIVE)      # test-only seeded bugs (cosim/mutation.py)
         if m.schedule != "deterministic":
             return {"mode": "free-running", **out}
-        out.update(Schedule(m.seed, m.quantum).describe())
-        if self.driver is not None:
-            out.update(self.driver.summary())
+        out.update(self.driver.summary() if self.driver is not None   # (what it did, once it ran)
+                   else Schedule(m.seed, m.quantum).describe())
         return out
 
     def _write_record(self, data: RunData) -> None:

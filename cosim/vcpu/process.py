@@ -161,11 +161,12 @@ class VcpuProcess:
     def _check_kick(self) -> bool:
         return self.kick_pending or self.stopping or self._over_budget()
 
+    def _at_limit(self) -> bool:
+        return bool(self.max_instructions) and int(self.page["instructions"]) >= self.max_instructions
+
     def _over_budget(self) -> bool:
         """At the instruction limit, or at the end of the schedule's grant (deterministic mode)."""
-        n = int(self.page["instructions"])
-        return (bool(self.max_instructions) and n >= self.max_instructions) or \
-            (self.gate.may_run() and self.engine.budget_done)
+        return self._at_limit() or (self.gate.may_run() and self.engine.budget_done)
 
     def _budget_wait_ms(self) -> int:
         """How long the kick thread may sleep: a guest that never exits never returns from the core by
@@ -178,8 +179,7 @@ class VcpuProcess:
         return int(min(100, max(1, left * 1000 // MAX_IPS)))
 
     def _check_budget(self):
-        if self.max_instructions and int(self.page["instructions"]) >= self.max_instructions \
-                and not self.halted:
+        if self._at_limit() and not self.halted:
             self.halt(0, "instruction limit", self.core.pc, State.HALTED)
 
     def drain(self, wait_ms: int):
