@@ -17,6 +17,7 @@ from cosim import record
 from cosim.config import STRATEGIES, parse_config
 from cosim.report import build_report
 from cosim.supervisor import run_config
+from test_irq_scripted import FIRING_WARN   # a firing WARN site of warn_storm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,20 +138,25 @@ def test_hunt_finds_the_seeded_bug_replays_it_exactly_and_the_real_code_passes(t
     assert json.loads((tmp_path / "fixed.json").read_text())["failing"] == []
 
 
+def trap_kernel_toggling(seed: int, vcpus: int, iterations: int, interval_ms: list, toggles: int):
+    """trap-kernel under the schedule, one breakpoint toggled on a firing WARN site of warn_storm: the
+    guest's own trap and ours at one address, exits held across removes and re-plants."""
+    return parse_config({"machine": {"cpu": "e500mc", "vcpus": vcpus, "schedule": "deterministic",
+                                     "seed": seed, "quantum": [100, 3000]},
+                         "guest": {"program": "warn_storm", "iterations": iterations},
+                         "debug": {"strategy": "trap-kernel", "breakpoints": [{"at": FIRING_WARN}],
+                                   "stress": {"toggle": [FIRING_WARN], "interval_ms": interval_ms,
+                                              "toggles": toggles}},
+                         "limits": {"wall_seconds": 120}}, "<det>")
+
+
 def test_trap_kernel_stale_retries_are_accounted_for():
     """Found by `cosim hunt` (seeds 8 and 16 of this scenario failed `debugger-hits-exactly-once`):
     under trap-kernel the kernel itself retries an exit whose breakpoint was removed while it was in
     flight, and userspace never hears of it; those retries now count as stale in the report."""
-    from cosim.machine.image import GuestImage, guest_path
-    image = GuestImage.load(guest_path("warn_storm"))
-    site = min(e.addr for e in image.bug_table() if int(e.kind) == 1)     # a firing WARN site
-    cfg = parse_config({"machine": {"cpu": "e500mc", "vcpus": 2, "schedule": "deterministic", "seed": 8,
-                                    "quantum": [100, 3000]},
-                        "guest": {"program": "warn_storm", "iterations": 20},
-                        "debug": {"strategy": "trap-kernel", "breakpoints": [{"at": site}],
-                                  "stress": {"toggle": [site], "interval_ms": [0.005, 0.03], "toggles": 40}},
-                        "limits": {"wall_seconds": 120}}, "<det>")
-    data = run_config(cfg)
+    site = FIRING_WARN
+    data = run_config(trap_kernel_toggling(seed=8, vcpus=2, iterations=20, interval_ms=[0.005, 0.03],
+                                           toggles=40))
     report = build_report(data)
     assert report["ok"], (report["failed"], report["problems"])
     bp = report["debugger_hits"]["by_breakpoint"][f"{site:#x}"]
@@ -165,16 +171,9 @@ def test_trap_kernel_hit_held_across_a_remove_and_a_replant_is_still_a_hit():
     the generation the vCPU ran with), was taken for a guest trap and reflected to the guest: a
     debugger hit lost and our trap delivered to the guest. The kernel now judges by the table as last
     published, and by the exit's word."""
-    from cosim.machine.image import GuestImage, guest_path
-    image = GuestImage.load(guest_path("warn_storm"))
-    site = min(e.addr for e in image.bug_table() if int(e.kind) == 1)     # a firing WARN site
-    cfg = parse_config({"machine": {"cpu": "e500mc", "vcpus": 3, "schedule": "deterministic", "seed": 29,
-                                    "quantum": [100, 3000]},
-                        "guest": {"program": "warn_storm", "iterations": 60},
-                        "debug": {"strategy": "trap-kernel", "breakpoints": [{"at": site}],
-                                  "stress": {"toggle": [site], "interval_ms": [0.0005, 0.003], "toggles": 400}},
-                        "limits": {"wall_seconds": 120}}, "<det>")
-    report = build_report(run_config(cfg))
+    site = FIRING_WARN
+    report = build_report(run_config(trap_kernel_toggling(seed=29, vcpus=3, iterations=60,
+                                                          interval_ms=[0.0005, 0.003], toggles=400)))
     assert report["ok"], (report["failed"], report["problems"])
     bp = report["debugger_hits"]["by_breakpoint"][f"{site:#x}"]
     assert bp["executed"] == bp["hits"] + bp["stale"] and bp["stale"] > 0 and report["debugger_hits"]["removes"] > 50

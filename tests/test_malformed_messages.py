@@ -133,6 +133,16 @@ def test_every_process_survives_what_it_cannot_accept(transport):
         assert report["transport"]["auth"] == "curve"
 
 
+def _introduce_tester(sup: Supervisor, names) -> Endpoint:
+    """An ipc endpoint "tester" that the supervisor introduces to `names` (a known peer there, so it is
+    obeyed and answered), with their inboxes as its peers. The caller closes it."""
+    tester = Endpoint("tester", "ipc", sup.run_dir)
+    for n in names:
+        sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
+    tester.set_peers({n: sup.ep.inboxes[n] for n in names})
+    return tester
+
+
 def test_peers_only_from_the_supervisor(tmp_path):
     """A known peer may not redirect another process's routing table: Peers from anyone but the
     supervisor is refused with an Error and changes nothing."""
@@ -142,11 +152,8 @@ def test_peers_only_from_the_supervisor(tmp_path):
     def inject(progress):
         if replies:
             return
-        tester = Endpoint("tester", "ipc", sup.run_dir)
+        tester = _introduce_tester(sup, ("kernel", "userspace", "vcpu0"))
         try:
-            for n in ("kernel", "userspace", "vcpu0"):
-                sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
-            tester.set_peers({n: sup.ep.inboxes[n] for n in ("kernel", "userspace", "vcpu0")})
             for n in ("kernel", "userspace", "vcpu0"):
                 # point "supervisor" and "kernel" at the tester: would steal Stats and exits
                 tester.send(n, wire.Peers({"supervisor": tester.inbox_addr, "kernel": tester.inbox_addr}, {}))
@@ -174,10 +181,8 @@ def test_a_resume_whose_go_is_malformed_is_refused_whole_and_answered():
     def inject(progress):
         if got:
             return
-        tester = Endpoint("tester", "ipc", sup.run_dir)
+        tester = _introduce_tester(sup, ("vcpu0",))
         try:
-            sup.ep.send("vcpu0", wire.Peers({"tester": tester.inbox_addr}, {}))
-            tester.set_peers({"vcpu0": sup.ep.inboxes["vcpu0"]})
             for go in ([1, 2, 3], ["x"], [[0x10760], "no", False, False, False, False, False]):
                 tester.send("vcpu0", wire.Resume(0, 10**6, "continue", "userspace", go=go))
             while len(got) < 3:
