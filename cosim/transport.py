@@ -261,6 +261,7 @@ class Endpoint:
         self.to: dict[str, int] = {}          # messages sent, by destination  } what a deterministic
         self.got: dict[str, int] = {}         # messages taken, by sender     } barrier waits for
         self._fd_poller: tuple[tuple[int, ...], zmq.Poller] | None = None
+        self.ready_fds: list[int] = []        # of the last recv(fds=...): which fds were readable
 
     def _server_socket(self) -> zmq.Socket:
         sock = self.ctx.socket(zmq.PULL)
@@ -339,14 +340,16 @@ class Endpoint:
     def recv(self, timeout_ms: int | None = None, fds: tuple[int, ...] = ()) -> Received | None:
         """The next message (None on timeout; timeout_ms=0 polls). With `fds` (plain file descriptors,
         e.g. a TCP socket), also wake when one of them is readable: None is then returned at once so
-        the caller can serve it (the caller must drain it, or the next call returns at once again).
-        Never raises on what arrives: what cannot be accepted is counted and dropped (None when
+        the caller can serve it (the caller must drain it, or the next call returns at once again);
+        `ready_fds` then names the ones that were readable (a level-triggered poll: one left unread
+        wakes the next call at once). Never raises on what arrives: what cannot be accepted is counted and dropped (None when
         nothing acceptable is queued behind it)."""
         if self.guard is not None and self.guard.notices:
             self._relay_guard_notices()
         if fds:
             ready = self._poller(fds).poll(timeout_ms)
-            if not any(s is self.inbox for s, _ in ready):
+            self.ready_fds = [s for s, _ in ready if s is not self.inbox]
+            if len(self.ready_fds) == len(ready):
                 return None
         elif timeout_ms is not None and not self.inbox.poll(timeout_ms):
             return None

@@ -40,11 +40,22 @@ def test_hardware_slots_and_refusal():
                                               r"in use at 0x100, 0x200"):
         st.insert_hw("iac", 0x300)
     st.insert_hw("watch", 0x1000)
-    assert st.guest_debug_fields() == {"iac": [0x100, 0x200], "iac_on": [True, True],
-                                       "dac": [0x1000, 0], "dac_rw": [2, 0]}
+    assert st.guest_debug_fields() == ((0x100, 0x200), (1, 1), (0x1000, 0), (2, 0))
     assert st.control() == GuestDebug.ENABLE | GuestDebug.USE_HW_BP
     st.remove_hw("iac", 0x100)
     assert st.iac[0] is None
+    assert st.guest_debug_fields() == ((0, 0x200), (0, 1), (0x1000, 0), (2, 0))
+
+
+def test_snapshot_tables_are_independent():
+    st = DebugState(BP)
+    st.insert_sw(0x100, ORIG)
+    st.insert_hw("iac", 0x200)
+    snap = st.snapshot()
+    st.insert_sw(0x104, ORIG)
+    st.remove_hw("iac", 0x200)
+    assert set(snap.sw) == {0x100} and snap.iac[0].address == 0x200
+    assert snap.debug_inst == BP and snap.control() == st.control() | GuestDebug.USE_HW_BP
 
 
 def test_control_flags():

@@ -79,15 +79,18 @@ class GdbStub:
         self.target.on_halted(m)
         self._drain()
 
-    def poll(self) -> None:
-        """Non-blocking: accept, read and answer whatever gdb sent, write pending stop replies."""
+    def poll(self, ready=None) -> None:
+        """Non-blocking: accept, read and answer whatever gdb sent, write pending stop replies.
+        `ready`: the fds (of `fds()`) a poll found readable, to try only those; None tries both."""
         if self.closed:
             return
-        if self.conn is not None:
+        if self.conn is not None and (ready is None or self.conn.fileno() in ready):
             self._read()           # an old session's EOF frees the slot before a new gdb is accepted
-        self._accept()
-        if self.conn is not None:
-            self._read()
+        if ready is None or self.listener.fileno() in ready:
+            before = self.conn
+            self._accept()
+            if self.conn is not None and self.conn is not before:
+                self._read()
         self._drain()
         self.target.report_hold()      # after the replies: off the path of a stop or a resume
 
@@ -144,8 +147,10 @@ class GdbStub:
             tr = self.trace
             t0 = tr.now()
             out = self.session.receive(data)
-            self._report_internal_errors()
-            tr.slice("packets", t0, args={"in": data[:40].decode("latin-1")}, track="gdb")
+            if self.session.internal_errors:
+                self._report_internal_errors()
+            if tr.enabled:
+                tr.slice("packets", t0, args={"in": data[:40].decode("latin-1")}, track="gdb")
             if out:
                 self._send(out)
             self.target.service()

@@ -32,7 +32,6 @@ correctness: a stopped vCPU's kernel setting is seen by nobody until it runs.
 """
 from __future__ import annotations
 
-import copy
 import errno
 from dataclasses import dataclass
 
@@ -54,13 +53,6 @@ WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "
                BreakpointKind.ACCESS_WATCH: "awatch"}
 FLUSH_ALL_ABOVE = 256
 """A memory write touching more words than this flushes every translation instead of each word."""
-
-
-def _copy_state(st: DebugState) -> DebugState:
-    """What KVM_SET_GUEST_DEBUG is computed from (breakpoint records shared: read only)."""
-    c = copy.copy(st)
-    c.sw, c.iac, c.dac = dict(st.sw), list(st.iac), list(st.dac)
-    return c
 
 
 @dataclass(frozen=True)
@@ -165,8 +157,8 @@ class VmTarget:
                 self.guess = Guess(live, frozenset(), self.state_at_hit)
             self.state_at_hit = None
         else:
-            self.state_at_hit = _copy_state(self.dbg.state)
-            st = _copy_state(self.dbg.state)
+            self.state_at_hit = self.dbg.state.snapshot()
+            st = self.dbg.state.snapshot()
             if stop.status in (DebugStatus.WATCH_READ, DebugStatus.WATCH_WRITE):
                 st.dac = [None if p is not None and (p.kind, p.address) in self.hw else p for p in st.dac]
             else:
@@ -513,7 +505,7 @@ class VmTarget:
             self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "inject", "userspace", ivor=Ivor.PROGRAM,
                                                     srr0=site, esr=Esr.PTR, go=go))
         elif stop is not None:
-            pc = self.vm.registers(i)[32]
+            pc = self.vm.pc(i)
             self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
                                                     held=True, go=go))
 

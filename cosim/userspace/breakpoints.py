@@ -133,13 +133,20 @@ class DebugState:
             flags |= GuestDebug.SINGLESTEP
         return flags | GuestDebug.ENABLE if flags else 0
 
-    def guest_debug_fields(self) -> dict:
-        return {
-            "iac": [p.address if p else 0 for p in self.iac],
-            "iac_on": [p is not None for p in self.iac],
-            "dac": [p.address if p else 0 for p in self.dac],
-            "dac_rw": [p.dac_rw if p else 0 for p in self.dac],
-        }
+    def guest_debug_fields(self) -> tuple[tuple[int, ...], ...]:
+        """KVM_SET_GUEST_DEBUG's hardware points: (IAC addresses, IAC enables, DAC addresses, DAC
+        read/write bits), one entry per slot (also the key userspace compares settings by)."""
+        iac, dac = self.iac, self.dac
+        return (tuple(p.address if p else 0 for p in iac), tuple(int(p is not None) for p in iac),
+                tuple(p.address if p else 0 for p in dac), tuple(p.dac_rw if p else 0 for p in dac))
+
+    def snapshot(self) -> "DebugState":
+        """A copy whose breakpoint tables can change independently (the records themselves are
+        shared: read them only)."""
+        c = object.__new__(DebugState)
+        c.__dict__.update(self.__dict__)
+        c.sw, c.iac, c.dac = dict(self.sw), list(self.iac), list(self.dac)
+        return c
 
     # --- KVM_EXIT_DEBUG ----------------------------------------------------------------------------
     def verdict(self, address: int, status: int, word: int, current_word: int, stepping: bool,

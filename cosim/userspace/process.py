@@ -107,7 +107,7 @@ class UserspaceProcess:
             if self._toggling():
                 self.script.tick()
             if self.gdb is not None:
-                self.gdb.poll()
+                self.gdb.poll(self.ep.ready_fds)
         except (VmError, wire.WireError) as e:
             self.error(str(e))
 

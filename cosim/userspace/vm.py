@@ -66,6 +66,7 @@ class Vm:
         self._debug_state: DebugState | None = None     # set_guest_debug not yet sent (see push)
         self._debug_dirty: set[int] = set()
         self._views: dict[int, tuple] = {}
+        self._debug_views: dict[int, tuple] = {}
         self.trace = NULL                    # the process's timeline tracer (cosim/trace.py)
 
     def next_seq(self) -> int:
@@ -103,9 +104,11 @@ class Vm:
     # --- stop the world -----------------------------------------------------------------------------
     def pause_all(self, vcpus=None) -> None:
         """Pause every vCPU (or those of `vcpus`) and wait until each one answered."""
+        targets = self.names() if vcpus is None else [i for i in vcpus if i not in self.gone]
+        if not targets:               # (every vCPU already waits in its exit: the usual gdb stop)
+            return
         seq = self.next_seq()
         t0 = self.trace.now()
-        targets = self.names() if vcpus is None else [i for i in vcpus if i not in self.gone]
         for i in targets:
             self.ep.send(f"vcpu{i}", wire.Pause(seq))
             self.ep.kick(f"vcpu{i}")
@@ -131,7 +134,8 @@ class Vm:
         so whoever outlives us can put guest code back."""
         led = self.ledger
         for p in patches:
-            self.trace.instant("patch", {"address": f"{p.address:#010x}", "word": f"{p.word:#010x}"})
+            if self.trace.enabled:
+                self.trace.instant("patch", {"address": f"{p.address:#010x}", "word": f"{p.word:#010x}"})
             if led is not None and led.holds(p.address):
                 self.ram.write_word(p.address, p.word)
                 led.clear(p.address)
@@ -170,20 +174,28 @@ class Vm:
         the setting travels with the next KVM_RUN. Also for a front end that prepares the setting a
         stopped vCPU will most likely be resumed with (`settle()` corrects a wrong guess)."""
         fields = state.guest_debug_fields()
+        base = state.control()
+        sent = self.guest_debug_sent
         for i in vcpus:
-            control = state.control(singlestep=i in singlestep)
-            key = (control, *map(tuple, fields.values()))
-            if self.guest_debug_sent.get(i) == key:
+            control = state.control(singlestep=True) if i in singlestep else base
+            key = (control, fields)
+            if sent.get(i) == key:
                 continue
-            self.guest_debug_sent[i] = key
+            sent[i] = key
             self.write_guest_debug(i, control, fields)
 
-    def write_guest_debug(self, i: int, control: int, fields: dict) -> None:
-        page = self.pages[i]
-        for name in ("iac", "iac_on", "dac", "dac_rw"):
-            values = fields[name]
-            page[f"dbg_{name}"] = [int(values[k]) if k < len(values) else 0 for k in range(2)]
-        page["dbg_control"] = control      # last: the kernel reads the control word
+    DEBUG_FIELDS = ("dbg_iac", "dbg_iac_on", "dbg_dac", "dbg_dac_rw")
+
+    def write_guest_debug(self, i: int, control: int, fields: tuple) -> None:
+        """`fields`: DebugState.guest_debug_fields() (iac, iac_on, dac, dac_rw), two slots each."""
+        views = self._debug_views.get(i)
+        if views is None:
+            rec = self.pages.record(i)
+            views = self._debug_views[i] = ([rec[n][0] for n in self.DEBUG_FIELDS], rec["dbg_control"])
+        arrays, control_view = views
+        for view, values in zip(arrays, fields):
+            view[:] = (int(values[0]) if values else 0, int(values[1]) if len(values) > 1 else 0)
+        control_view[0] = control      # last: the kernel reads the control word
 
     def update_table(self, insert=(), remove=()) -> None:
         """trap-kernel's in-kernel table of patched addresses. With a breakpoint ledger (every run
@@ -220,6 +232,7 @@ class Vm:
     def drop_views(self) -> None:
         """Forget guest RAM and run-page views (before they are closed)."""
         self._views = {}
+        self._debug_views = {}
         self.ram = None
 
     def _reg_views(self, i: int):
@@ -235,6 +248,10 @@ class Vm:
         """r0..r31, pc, msr, cr, lr, ctr, xer of a stopped vCPU."""
         gpr, scalars = self._reg_views(i)
         return gpr.tolist() + [int(v[0]) for v in scalars]
+
+    def pc(self, i: int) -> int:
+        """The pc of a stopped vCPU."""
+        return int(self._reg_views(i)[1][0][0])
 
     def set_register(self, i: int, regno: int, value: int) -> None:
         gpr, scalars = self._reg_views(i)
