@@ -342,8 +342,8 @@ class Endpoint:
         e.g. a TCP socket), also wake when one of them is readable: None is then returned at once so
         the caller can serve it (the caller must drain it, or the next call returns at once again);
         `ready_fds` then names the ones that were readable (a level-triggered poll: one left unread
-        wakes the next call at once). Never raises on what arrives: what cannot be accepted is counted and dropped (None when
-        nothing acceptable is queued behind it)."""
+        wakes the next call at once). Never raises on what arrives: what cannot be accepted is counted
+        and dropped (None when nothing acceptable is queued behind it)."""
         if self.guard is not None and self.guard.notices:
             self._relay_guard_notices()
         if fds:

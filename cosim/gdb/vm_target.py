@@ -23,12 +23,10 @@ Invariants:
 - Reports go to `outbox` (StopEvent, or Exited when every vCPU halted); the stub turns them into
   replies once gdb waits for one.
 
-Latency (each message between processes costs a process wake-up): after a hit, gdb removes the
-breakpoint, steps that vCPU alone, puts the breakpoint back and continues. While gdb is still looking,
-the kernel is sent the KVM_SET_GUEST_DEBUG setting that next resume will need (`Guess`), and a vCPU
-waiting in its exit gets its Continue once gdb has patched code (`_prepare`); the resume itself then
-only sends Resume. A wrong guess costs one kernel round trip at the resume (`Vm.settle`), never
-correctness: a stopped vCPU's kernel setting is seen by nobody until it runs.
+Latency (each message between processes costs three thread wake-ups): a stop costs no message of
+its own (the vCPU already waits in its exit), a resume one per vCPU (its Continue travels inside its
+Resume), KVM_SET_GUEST_DEBUG none (written into the run page, read at the vCPU's next exit). What is
+left to do per stop and per resume comes after the reply or the message that gdb or the vCPU waits for.
 """
 from __future__ import annotations
 
@@ -39,7 +37,7 @@ from .. import holdtime, wire
 from ..holdtime import HoldClock
 from ..isa import DebugStatus, Esr, Ivor, trap_taken
 from ..machine.guest_ram import GuestMemoryError
-from ..userspace.breakpoints import BreakpointError, DebugState, Verdict
+from ..userspace.breakpoints import BreakpointError, Verdict
 from ..userspace.debugger import Stop
 from ..vcpu.runpage import State
 from . import monitor as _monitor
@@ -53,16 +51,6 @@ WATCH_KINDS = {BreakpointKind.WRITE_WATCH: "watch", BreakpointKind.READ_WATCH: "
                BreakpointKind.ACCESS_WATCH: "awatch"}
 FLUSH_ALL_ABOVE = 256
 """A memory write touching more words than this flushes every translation instead of each word."""
-
-
-@dataclass(frozen=True)
-class Guess:
-    """The KVM_SET_GUEST_DEBUG setting gdb's next resume will most likely need: after a breakpoint
-    hit, gdb removes the breakpoint and single-steps that vCPU alone; after that step, it puts the
-    breakpoint back and continues every vCPU."""
-    vcpus: tuple[int, ...]
-    singlestep: frozenset[int]
-    state: DebugState
 
 
 @dataclass(frozen=True)
@@ -97,9 +85,6 @@ class VmTarget:
         self.interrupt_requested = False
         self.hold = HoldClock()                    # gdb's hold on the world, for the supervisor
         self.detaches = 0
-        self.guess: Guess | None = None
-        self.prepared: dict[int, tuple | None] = {}   # vCPU in its exit -> debug setting it reloaded
-        self.state_at_hit: DebugState | None = None
         self.keep_guest_traps = bool(us.spec.get("debug", {}).get("keep_guest_traps", True))
         self.trap_due: dict[int, int] = {}   # vCPU -> address of the guest trap to deliver on resume
         self.dbg.on_stop = self.on_stop
@@ -142,55 +127,13 @@ class VmTarget:
     def _report(self, event, stop: Stop | None = None) -> None:
         self.running = False
         self._held(True)
-        self._guess_next(stop)
         self.outbox.append(event)
         self.notify()
 
-    def _guess_next(self, stop: Stop | None) -> None:
-        """Prepare the kernel for gdb's usual next resume (see Guess); sent by `after_reply`."""
-        self.guess = None
-        if stop is None:
-            self.state_at_hit = None
-        elif stop.verdict is Verdict.STEP:
-            if self.state_at_hit is not None:
-                live = tuple(i for i in range(self.n) if i not in self.halted)
-                self.guess = Guess(live, frozenset(), self.state_at_hit)
-            self.state_at_hit = None
-        else:
-            self.state_at_hit = self.dbg.state.snapshot()
-            st = self.dbg.state.snapshot()
-            if stop.status in (DebugStatus.WATCH_READ, DebugStatus.WATCH_WRITE):
-                st.dac = [None if p is not None and (p.kind, p.address) in self.hw else p for p in st.dac]
-            else:
-                st.sw.pop(stop.address, None)
-                st.iac = [None if p is not None and p.address == stop.address else p for p in st.iac]
-            self.guess = Guess((stop.vcpu,), frozenset((stop.vcpu,)), st)
-
     def after_reply(self) -> None:
-        """gdb has its answer: now send the kernel what changed (KVM_SET_GUEST_DEBUG) or, after a
-        hit, what gdb's next resume will most likely need, so that the kernel's round trip overlaps
-        gdb's own work instead of delaying the resume (`Vm.settle` corrects a wrong guess)."""
-        if self.running or not self.attached:
-            return
-        if self.guess is not None:
-            g = self.guess
-            self.vm.send_guest_debug(g.state, g.vcpus, g.singlestep)
-        else:
+        """gdb has its answer: write the KVM_SET_GUEST_DEBUG settings it changed (`Vm.push`)."""
+        if not self.running and self.attached:
             self.vm.push()
-        # (no `_prepare()` any more: a held vCPU's Continue now travels inside its Resume, which
-        # costs no message at all, where a Continue sent ahead cost one message and one wake-up)
-
-    def _prepare(self) -> None:
-        """A vCPU waiting in its exit takes Continue without leaving the exit: once gdb has changed
-        code or registers and the kernel has acked the vCPU's debug setting, send it its Continue
-        (flushes, registers, debug registers) ahead of the resume, which then only sends Resume."""
-        if self.vm.outstanding or not self.held:
-            return
-        self._spread_flushes()
-        for i in self.held:
-            if self.flush[i] or i in self.flush_all or i in self.dirty:
-                self._continue(i)
-                self.prepared[i] = self.vm.guest_debug_sent.get(i)
 
     def service(self) -> None:
         """Work the session asked for that must wait until its reply went out (Ctrl-C)."""
@@ -259,7 +202,6 @@ class VmTarget:
         i = m.vcpu
         self.halted[i] = m.code
         self.held.pop(i, None)
-        self.prepared.pop(i, None)
         self.pending = [s for s in self.pending if s.vcpu != i]
         if not self.running or any(j not in self.halted for j in self.resumed):
             return
@@ -451,7 +393,6 @@ class VmTarget:
                 plan[i] = a
         self.running = True
         self._held(False)
-        self.guess = None
         self.resumed = set(plan)
         for stop in list(self.pending):          # one kept stop per resume, if still meaningful
             action = plan.get(stop.vcpu)
@@ -491,15 +432,11 @@ class VmTarget:
             dbg.pending_flush = set()
 
     def _let_go(self, i: int) -> None:
-        """Continue (flushes, registers, debug registers), then Resume if it waits in an exit.
-        A vCPU that already took its Continue (`_prepare`) and has nothing new only gets Resume; one
+        """Continue (flushes, registers, debug registers), then Resume if it waits in an exit: one
         waiting in its exit gets its Continue inside the Resume (`go`): one message, one hop."""
         self.vm.settle()
-        ready = (i in self.prepared and self.prepared[i] == self.vm.guest_debug_sent.get(i)
-                 and not self.flush[i] and i not in self.flush_all and i not in self.dirty)
-        self.prepared.pop(i, None)
         stop = self.held.pop(i, None)
-        go = None if ready else self._continue(i, send=stop is None)
+        go = self._continue(i, send=stop is None)
         site = self.trap_due.pop(i, None)
         if stop is not None and site is not None:   # the guest's own trap, which gdb meant to skip
             self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "inject", "userspace", ivor=Ivor.PROGRAM,
@@ -559,7 +496,6 @@ class VmTarget:
             for i, stop in sorted(self.held.items()):
                 if stop.verdict is not Verdict.STEP and self._still_planted(stop):
                     del self.held[i]
-                    self.prepared.pop(i, None)
                     script.on_stop(stop)          # decided now, sent (deferred) after its Continue
         self.dbg.hold = False
         for i in range(self.n):
@@ -588,7 +524,6 @@ class VmTarget:
         self.sw.clear()
         self.hw.clear()
         self.pending = []
-        self.guess = None
         self.trap_due.clear()
 
     def kill(self) -> None:

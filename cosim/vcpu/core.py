@@ -54,6 +54,7 @@ class Core:
         self.gprs = rec["gpr"][0]
         self._msr = rec["msr"]
         self._ctl = rec["dbg_control"]
+        self._dbg = tuple(rec[n][0] for n in ("dbg_iac", "dbg_iac_on", "dbg_dac", "dbg_dac_rw"))
         self._scalars = [rec[n] for n in ("pc", "cr", "lr", "ctr", "xer")]
         self.pc = 0
         self._handler_entry: dict[int, tuple[int, int]] = {}   # save SPR -> (ivor, icount)
@@ -215,13 +216,14 @@ class Core:
     # --- debug facilities ---------------------------------------------------------------------------
     def apply_debug(self) -> None:
         """Arm the engine's IAC/DAC hooks and step mode from whoever owns the debug facility."""
-        p = self.page
         control = int(self._ctl[0])
         if control & GuestDebug.ENABLE:
-            hw = bool(control & GuestDebug.USE_HW_BP)
-            iac = tuple(int(p["dbg_iac"][i]) if hw and p["dbg_iac_on"][i] else None for i in range(2))
-            dac = tuple((int(p["dbg_dac"][i]), bool(p["dbg_dac_rw"][i] & 1), bool(p["dbg_dac_rw"][i] & 2))
-                        if hw and p["dbg_dac_rw"][i] else None for i in range(2))
+            if control & GuestDebug.USE_HW_BP:
+                iac_a, iac_on, dac_a, dac_rw = (v.tolist() for v in self._dbg)
+                iac = tuple(a if on else None for a, on in zip(iac_a, iac_on))
+                dac = tuple((a, bool(rw & 1), bool(rw & 2)) if rw else None for a, rw in zip(dac_a, dac_rw))
+            else:
+                iac = dac = (None, None)
             step = bool(control & GuestDebug.SINGLESTEP)
             gated = self.host_gated          # MSRP[DEP]=0, MSR[DE]=0: a host step never happens
             key = ("host", iac, dac, step, gated)

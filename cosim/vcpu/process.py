@@ -8,6 +8,7 @@ between two emu_start calls would otherwise be lost). Every exit that crosses to
 """
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import time
@@ -32,7 +33,9 @@ from .runpage import RunPages, State
 
 LATENCY_SAMPLES = 50_000
 MAX_IPS = 200_000_000       # instructions per second the budget watch assumes at most
-EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first; the rest go by name into ExitMsg
+EXIT_FIELDS = tuple(f.name for f in fields(Exit))   # event first; the rest, in order, as in ExitMsg
+assert wire.ExitMsg._fields[3:] == EXIT_FIELDS[1:], "ExitMsg carries Exit's fields in Exit's order"
+_exit_values = operator.attrgetter(*EXIT_FIELDS[1:])
 EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
 
@@ -49,6 +52,8 @@ class VcpuProcess:
         rec = self.pages.record(self.index)
         self.state = rec["state"]
         self.exit_info = (rec["exit_event"], rec["exit_pc"], rec["exit_word"])
+        self._dbg_views = tuple(rec[n] for n in ("dbg_control", "dbg_table_gen", "dbg_active",
+                                                  "dbg_table_gen_active"))
         self.model = cpu_model(spec["cpu"])
         self.max_instructions = spec.get("max_instructions", 0)
         self.gate = vcpu_gate(spec, self)   # free-running, or the deterministic schedule's (lockstep.py)
@@ -201,7 +206,7 @@ class VcpuProcess:
         if self.trace.enabled:
             self._trace_resumed()        # a step over that exits again ends its resume here
             self._trace_exit_t0 = self.trace.now()
-        msg = wire.ExitMsg(self.index, self.seq, ex.event.value, **{n: getattr(ex, n) for n in EXIT_FIELDS[1:]})
+        msg = wire.ExitMsg(self.index, self.seq, ex.event.value, *_exit_values(ex))
         if not self.gate.hold(msg):          # (deterministic: sent when the schedule delivers it)
             self.ep.send("kernel", msg)
 
@@ -345,8 +350,8 @@ class VcpuProcess:
         """The settings this run goes with (KVM_RUN): the kernel judges exits by these, so an exit in
         flight while userspace changed them meets the ones it ran with."""
         self.debug_due = False
-        page = self.page
-        page["dbg_active"], page["dbg_table_gen_active"] = page["dbg_control"], page["dbg_table_gen"]
+        control, table_gen, active, table_gen_active = self._dbg_views
+        active[0], table_gen_active[0] = control[0], table_gen[0]
 
     def stats(self) -> dict:
         return {
