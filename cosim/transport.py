@@ -45,6 +45,7 @@ MAX_MESSAGE_BYTES = 4 << 20
 """Larger messages are dropped (the largest legitimate one, a vCPU's Stats, is well under 1 MiB);
 libzmq itself cuts a connection that sends more than 4x this in one message (ZMQ_MAXMSGSIZE)."""
 ZAP_DOMAIN = b"cosim"
+_SNDMORE, _RCVMORE = int(zmq.SNDMORE), int(zmq.RCVMORE)
 
 DROPPED = ("unknown-sender", "spoofed-sender", "bad-frame-count", "undecodable", "oversized")
 """Kinds of message the receiver did not act on (undecodable/oversized ones from a known peer are
@@ -313,7 +314,10 @@ class Endpoint:
         return sock
 
     def send(self, dest: str, msg) -> None:
-        self._push(self._out, self.inboxes, dest).send_multipart([self._name_frame, wire.encode(msg)])
+        sock = self._push(self._out, self.inboxes, dest)
+        payload = wire.encode(msg)
+        sock.send(self._name_frame, _SNDMORE)   # (pyzmq's send_multipart: ~2.5 us more, enum flags)
+        sock.send(payload)
         self.to[dest] = self.to.get(dest, 0) + 1
         if dest != "supervisor":
             self.sent[msg.TAG] = self.sent.get(msg.TAG, 0) + 1
@@ -360,7 +364,10 @@ class Endpoint:
 
     def _take(self) -> Received | None:
         if self.curve is None:
-            frames = self.inbox.recv_multipart()
+            inbox = self.inbox
+            frames = [inbox.recv()]
+            while inbox.getsockopt(_RCVMORE):
+                frames.append(inbox.recv())
             if len(frames) != 2:
                 return self._drop("bad-frame-count", f"{len(frames)} frame(s)")
             sender_b, raw = frames

@@ -85,7 +85,9 @@ class GdbStub:
         if self.closed:
             return
         if self.conn is not None and (ready is None or self.conn.fileno() in ready):
-            self._read()           # an old session's EOF frees the slot before a new gdb is accepted
+            # an old session's EOF frees the slot before a new gdb is accepted; with `ready`, one
+            # read (what is left makes the next poll return at once: no read that finds nothing)
+            self._read(once=ready is not None)
         if ready is None or self.listener.fileno() in ready:
             before = self.conn
             self._accept()
@@ -133,7 +135,7 @@ class GdbStub:
         session.format_stop = format_stop
         return session
 
-    def _read(self) -> None:
+    def _read(self, once: bool = False) -> None:
         while self.conn is not None:
             try:
                 data = self.conn.recv(READ_CHUNK, socket.MSG_DONTWAIT)
@@ -158,6 +160,8 @@ class GdbStub:
             self.target.after_reply()
             if self.session is not None and self.session.closed:
                 self._hang_up()
+            if once:
+                return
 
     def _report_internal_errors(self) -> None:
         """A request the target failed in an undocumented way was answered E05: say so in the run's

@@ -65,7 +65,7 @@ class UserspaceProcess:
                 r = self.ep.recv(self._timeout_ms(), self.gdb.fds() if self.gdb is not None else ())
                 if r is not None:
                     self.handle(r)
-                elif not process_alive(self.supervisor_pid):
+                elif not self.ep.ready_fds and not process_alive(self.supervisor_pid):
                     break                       # orphaned: the supervisor died without a Shutdown
                 self._timers()
         finally:

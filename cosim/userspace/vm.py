@@ -67,6 +67,7 @@ class Vm:
         self._debug_dirty: set[int] = set()
         self._views: dict[int, tuple] = {}
         self._debug_views: dict[int, tuple] = {}
+        self._debug_fields: dict[int, tuple] = {}   # vCPU -> hardware points last written to its page
         self.trace = NULL                    # the process's timeline tracer (cosim/trace.py)
 
     def next_seq(self) -> int:
@@ -193,8 +194,10 @@ class Vm:
             rec = self.pages.record(i)
             views = self._debug_views[i] = ([rec[n][0] for n in self.DEBUG_FIELDS], rec["dbg_control"])
         arrays, control_view = views
-        for view, values in zip(arrays, fields):
-            view[:] = (int(values[0]) if values else 0, int(values[1]) if len(values) > 1 else 0)
+        if self._debug_fields.get(i) != fields:      # (a step on or off changes the control word only)
+            self._debug_fields[i] = fields
+            for view, values in zip(arrays, fields):
+                view[:] = (int(values[0]) if values else 0, int(values[1]) if len(values) > 1 else 0)
         control_view[0] = control      # last: the kernel reads the control word
 
     def update_table(self, insert=(), remove=()) -> None:

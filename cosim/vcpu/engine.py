@@ -29,8 +29,8 @@ from enum import Enum
 
 import numpy as np
 
-from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ,
-                     UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
+from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_CTL_TB_REMOVE_CACHE, UC_CTL_TLB_FLUSH, UC_HOOK_BLOCK,
+                     UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
                      UC_MODE_PPC32, UC_PROT_ALL, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn import ppc_const as P
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
@@ -40,6 +40,8 @@ try:
 except ImportError:  # pragma: no cover - the extension is built by `pip install -e .`
     _icount = None
 
+_CTL_TB_REMOVE_CACHE = (UC_CTL_IO_WRITE << 30) | (2 << 26) | UC_CTL_TB_REMOVE_CACHE   # uc_ctl codes:
+_CTL_TLB_FLUSH = (UC_CTL_IO_WRITE << 30) | UC_CTL_TLB_FLUSH                        # (op, nargs, ctl)
 SCRATCH = 0xFFFF0000        # private page for displaced execution (outside any guest RAM size)
 UNTIL = SCRATCH + 0x1FFC    # its own mapped page, never executed: emu_start runs until a hook or a kick
 RESERVED = (SCRATCH, SCRATCH + 0x1000)   # the step page: the TLB refuses it to the guest (the UNTIL
@@ -350,7 +352,7 @@ class Engine:
             target = None
             probe = word
         self.uc.mem_write(SCRATCH, b"".join(w.to_bytes(4, "big") for w in (probe, 0, 0)))
-        self.uc.ctl_remove_cache(SCRATCH, SCRATCH + 12)
+        self._remove_cache(SCRATCH, SCRATCH + 12)
         self._dac_suppressed = suppress_dac
         self._tlb_header[4] = 1                 # the engine's own page: open for this one instruction
         try:
@@ -370,7 +372,7 @@ class Engine:
         finally:
             self._dac_suppressed = False
             self._tlb_header[4] = 0
-            self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)   # closed again: a guest jump there faults
+            uclib.uc_ctl(self.uc._uch, _CTL_TLB_FLUSH)   # closed again: a guest jump there faults
         ev = self._event
         if self._dac_undo is not None:
             self._undo_dac()
@@ -398,7 +400,14 @@ class Engine:
             self.uc.ctl_flush_tb()
         else:
             for a in addresses:
-                self.uc.ctl_remove_cache(a, a + 4)
+                self._remove_cache(a, a + 4)
+
+    def _remove_cache(self, begin: int, end: int) -> None:
+        """Drop the translations of [begin, end): uc_ctl called directly (the binding's
+        ctl_remove_cache builds its arguments through generators: 5.6 against 2.2 us)."""
+        err = uclib.uc_ctl(self.uc._uch, _CTL_TB_REMOVE_CACHE, ctypes.c_uint64(begin), ctypes.c_uint64(end))
+        if err:
+            raise UcError(err)
 
     def stop(self) -> None:
         """Make a running emu_start return (called from the vCPU's kick thread)."""
