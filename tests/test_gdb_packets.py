@@ -195,3 +195,68 @@ def test_link(steps):
                 else:
                     assert ev == want
                 assert codec.respond(ev) == answer
+
+
+# --- the one-packet fast path (PacketCodec.whole_packet) ----------------------------------------------
+def _slow(data: bytes, no_ack: bool) -> tuple[list, bool]:
+    codec = PacketCodec()
+    if no_ack:
+        codec.start_no_ack()
+    codec._unacked = b"$OK#9a"
+    codec.feed(data)
+    return list(codec.events()), codec.unacked
+
+
+@pytest.mark.parametrize("data, payload", [
+    (frame(b"m10730,4"), b"m10730,4"),
+    (b"+" + frame(b"g"), b"g"),
+    (b"+++" + frame(b"vCont;c:p1.-1"), b"vCont;c:p1.-1"),
+    (frame(b""), b""),
+    (frame(b"X10,2:}]"), None),                  # an escape: the framing loop decodes it
+    (frame(b"0* "), None),                       # a run length
+    (frame(b"g") + frame(b"g"), None),           # two packets
+    (b"$g#6", None),                             # incomplete
+    (b"$g#68", None),                            # bad checksum: the loop answers `-`
+    (b"$g#6G", None),                            # not hex
+    (b"-" + frame(b"g"), None),                  # a nak first
+    (b"\x03", None),
+    (b"$m1#2" + frame(b"g")[1:], None),          # a `$` restarting inside the body
+])
+def test_whole_packet_takes_exactly_the_plain_single_packet(data, payload):
+    codec = PacketCodec()
+    codec._unacked = b"$OK#9a"
+    assert codec.whole_packet(data) == payload
+    if payload is not None:
+        events, unacked = _slow(data, no_ack=False)
+        assert events[-1] == Packet(payload) and all(isinstance(e, Ack) for e in events[:-1])
+        assert codec.unacked == unacked                     # the acks were taken the same way
+
+
+def test_whole_packet_waits_for_buffered_input():
+    codec = PacketCodec()
+    codec.feed(b"$m10")
+    assert codec.whole_packet(frame(b"g")) is None           # bytes already buffered: the loop decides
+
+
+def test_whole_packet_agrees_with_the_framing_loop_on_random_input():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    parts = st.one_of(st.sampled_from([b"+", b"-", b"$", b"#", b"}", b"*", b"\x03", b"00", b"6g"]),
+                      st.binary(max_size=6), st.binary(max_size=8).map(frame))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(parts, max_size=4).map(b"".join), st.booleans())
+    def check(data, no_ack):
+        codec = PacketCodec()
+        if no_ack:
+            codec.start_no_ack()
+        codec._unacked = None if no_ack else b"$OK#9a"
+        payload = codec.whole_packet(data)
+        if payload is None:
+            return
+        events, unacked = _slow(data, no_ack)
+        assert [e for e in events if not isinstance(e, Ack)] == [Packet(payload)]
+        assert codec.unacked == (unacked if not no_ack else False)
+
+    check()

@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,8 +109,11 @@ def format_thread_id(tid: int, multiprocess: bool = True) -> bytes:
 # -- parameter schemas ------------------------------------------------------------------------------------
 
 
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
 def _hex(text: bytes) -> int:
-    if not text or len(text) > MAX_HEX_DIGITS or any(c not in b"0123456789abcdefABCDEF" for c in text):
+    if not text or len(text) > MAX_HEX_DIGITS or text.translate(None, _HEX_DIGITS):
         raise _Malformed(f"not a hex number: {text[:32]!r}")
     return int(text, 16)
 
@@ -130,7 +134,7 @@ def _length(text: bytes) -> int:
 
 
 def _hex_bytes(text: bytes) -> bytes:
-    if len(text) % 2 or any(c not in b"0123456789abcdefABCDEF" for c in text):
+    if len(text) % 2 or text.translate(None, _HEX_DIGITS):
         raise _Malformed(f"not hex-encoded bytes: {text[:32]!r}")
     return bytes.fromhex(text.decode("ascii"))
 
@@ -159,19 +163,23 @@ def parse_params(schema: str, text: bytes) -> list[object]:
         schema = schema[:-1]
         if not text:
             return [None]
-    codes, seps = schema[0::2], schema[1::2]
+    converters, seps = _compiled(schema)
     values: list[object] = []
     pos = 0
-    for i, code in enumerate(codes):
-        if i < len(seps):
-            end = text.find(seps[i].encode(), pos)
-            if end < 0:
-                raise _Malformed(f"missing {seps[i]!r} in {text[:32]!r}")
-            field, pos = text[pos:end], end + 1
-        else:
-            field = text[pos:]
-        values.append(_CONVERTERS[code](field))
+    for i, sep in enumerate(seps):
+        end = text.find(sep, pos)
+        if end < 0:
+            raise _Malformed(f"missing {sep.decode()!r} in {text[:32]!r}")
+        values.append(converters[i](text[pos:end]))
+        pos = end + 1
+    values.append(converters[-1](text[pos:]))
     return values
+
+
+@functools.cache
+def _compiled(schema: str) -> tuple[tuple[Callable[[bytes], object], ...], tuple[bytes, ...]]:
+    """A schema (without `?`) as its converters and its separators (encoded)."""
+    return tuple(_CONVERTERS[c] for c in schema[0::2]), tuple(s.encode() for s in schema[1::2])
 
 
 # -- the command table ------------------------------------------------------------------------------------
@@ -239,6 +247,10 @@ class GdbSession:
         """Bytes from gdb -> bytes to send back (acks, replies, retransmissions)."""
         if self.closed:
             return b""
+        payload = self.codec.whole_packet(data)
+        if payload is not None:                 # (one plain packet, the usual input: no framing loop)
+            ack = b"" if self.codec.no_ack else b"+"
+            return ack + self._handle(payload)
         self.codec.feed(data)
         out = bytearray()
         for event in self.codec.events():

@@ -160,6 +160,27 @@ class PacketCodec:
         self._no_ack = True
 
     # -- receiving ------------------------------------------------------------------------------------
+    def whole_packet(self, data: bytes) -> bytes | None:
+        """The common case in one step: when nothing is buffered and `data` is, after any `+` acks,
+        exactly one packet whose body needs no decoding (no escape, no run length) and whose
+        checksum is good, consume the acks and return its payload. Otherwise None, consuming
+        nothing: the caller feeds `data` and takes `events()`, which yield the same."""
+        if self._buf or self._in_packet:
+            return None
+        start, n = 0, len(data)
+        while start < n and data[start] == _PLUS:
+            start += 1
+        if n - start < 4 or data[start] != _DOLLAR or data[n - 3] != _HASH:
+            return None
+        body = data[start + 1:n - 3]
+        if (b"$" in body or b"#" in body or b"}" in body or b"*" in body or len(body) > self._max_packet
+                or data[n - 2] not in _HEX or data[n - 1] not in _HEX
+                or int(data[n - 2:], 16) != checksum(body)):
+            return None
+        if start:
+            self._unacked = None
+        return bytes(body)
+
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
         self._buf += data
