@@ -238,6 +238,8 @@ class Endpoint:
         self.ctx = zmq.Context()
         self.guard = _Guard(self.ctx, self.curve) if kind == "ipc" or self.curve else None
         self.inbox = self._server_socket()
+        self._inbox_poller = zmq.Poller()     # made once (Socket.poll makes one per call: 5 -> 3 us)
+        self._inbox_poller.register(self.inbox, zmq.POLLIN)
         self.inbox_addr = self._bind(self.inbox, run_dir, "in")
         self.kick_sock = None
         self.kick_addr = ""
@@ -355,12 +357,16 @@ class Endpoint:
             self.ready_fds = [s for s, _ in ready if s is not self.inbox]
             if len(self.ready_fds) == len(ready):
                 return None
-        elif timeout_ms is not None and not self.inbox.poll(timeout_ms):
+        elif timeout_ms is not None and not self._inbox_poller.poll(timeout_ms):
             return None
         while True:
             r = self._take()
-            if r is not None or not self.inbox.poll(0):
+            if r is not None or not self.pending():
                 return r
+
+    def pending(self) -> bool:
+        """Is a message waiting in the inbox?"""
+        return bool(self._inbox_poller.poll(0))
 
     def _take(self) -> Received | None:
         if self.curve is None:

@@ -138,7 +138,7 @@ class VcpuProcess:
                 and self.gate.may_run())
 
     def kicked_without_message(self) -> bool:
-        return self._kicked and not self.ep.inbox.poll(0)
+        return self._kicked and not self.ep.pending()
 
     def run_guest(self):
         why = reserved(self.core.pc)
