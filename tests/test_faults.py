@@ -105,6 +105,32 @@ def test_ledger_full_is_an_error_not_a_lost_entry():
         led.close()
 
 
+def test_ledger_reuses_freed_slots_and_a_writer_that_attaches_keeps_the_armed_ones():
+    led = Ledger.create(3)
+    other = None
+    try:
+        for _ in range(50):                   # the writer's free-slot stack stays in step with the table
+            led.record(0x100, 1, 2)
+            led.clear(0x100)
+        led.record(0x100, 1, 2)
+        led.record(0x104, 1, 2)
+        led.clear(0x100)
+        led.record(0x108, 1, 2)
+        led.record(0x10C, 1, 2)
+        with pytest.raises(RuntimeError, match="ledger full"):
+            led.record(0x110, 1, 2)
+        other = Ledger.attach(led.name, 3)    # a new writer (userspace attaching to the run's ledger)
+        with pytest.raises(RuntimeError, match="ledger full"):
+            other.record(0x110, 1, 2)
+        other.clear(0x104)
+        other.record(0x110, 1, 2)
+        assert sorted(e["address"] for e in led.entries()) == [0x108, 0x10C, 0x110]
+    finally:
+        if other is not None:
+            other.close()
+        led.close()
+
+
 # --- deaths ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("target,seed", [("vcpu0", 11), ("vcpu1", 12), ("kernel", 13), ("userspace", 14),
                                          ("gdb", 15)])

@@ -10,7 +10,10 @@ Three figures, measured in the same run on the same machine, for this project's 
     (gdb's Python times the loop of continues only, not the connection or gdb's start-up);
   * raw RSP cycle: a client on a socket, per cycle `vCont;c` -> stop, `z0`, `vCont;s` -> stop, `Z0`
     (what gdb does per hit, without gdb's own work: unwinding reads, thread list, registers);
-  * bare TCP ping-pong: one byte each way between this process and a child echo process.
+  * bare TCP ping-pong: one byte each way between this process and a child echo process;
+  * CPU per raw cycle: what every process of each side spent on a CPU during the raw cycles (the
+    kernel's per-thread run time, /proc/PID/task/TID/schedstat: far steadier than wall time on a noisy
+    machine), by process (the scenario's children name their threads cosim-vcpu0, cosim-kernel...).
 Every session gets a fresh scenario (and a fresh QEMU), closed right after it: a guest left running
 after a detach would take a core from whichever side is measured next (on 2 cores that was worth
 ~1 ms per raw cycle of ours).
@@ -213,6 +216,28 @@ class Rsp:
         self.sock.close()
 
 
+def _on_cpu_ns(root: int) -> dict[str, int]:
+    """Nanoseconds on a CPU so far, every thread of `root` and its descendants, by process name."""
+    import psutil
+    out: dict[str, int] = {}
+    try:
+        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return out
+    for p in procs:
+        try:
+            name = p.name()
+            total = 0
+            for task in os.listdir(f"/proc/{p.pid}/task"):
+                with open(f"/proc/{p.pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except (OSError, psutil.Error, ValueError, IndexError):
+            continue
+        name = name if name.startswith(("cosim-", "qemu")) else "supervisor"
+        out[name] = out.get(name, 0) + total
+    return out
+
+
 def _cycles(c: Rsp, z: str, cycles: int) -> list[float]:
     samples = []
     for _ in range(cycles):
@@ -226,10 +251,12 @@ def _cycles(c: Rsp, z: str, cycles: int) -> list[float]:
     return samples
 
 
-def bench_raw(address: str, cycles: int, addr: int) -> dict:
+def bench_raw(address: str, cycles: int, addr: int, pid: int | None = None) -> dict:
     """The minimal cycle with acks on (as gdb against QEMU, which has no QStartNoAckMode), then
-    without (as gdb against this stub, which offers it)."""
+    without (as gdb against this stub, which offers it). With `pid` (the scenario's or QEMU's), also
+    the CPU time of its processes per acked cycle."""
     c = Rsp(address)
+    cpu_us = {}
     try:
         r = c.cmd("qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+")
         while r.startswith(("T", "S")):   # QEMU stops the VM on connect and says so unasked
@@ -239,7 +266,11 @@ def bench_raw(address: str, cycles: int, addr: int) -> dict:
         assert c.cmd(f"Z0,{z}") == "OK"
         for _ in range(2):   # warm-up: reach the breakpoint, one full cycle
             assert c.cmd("vCont;c:p1.-1").startswith("T05")
+        before = _on_cpu_ns(pid) if pid else {}
         acked = _cycles(c, z, cycles)
+        if pid:
+            after = _on_cpu_ns(pid)
+            cpu_us = {k: (after[k] - before.get(k, 0)) / cycles / 1e3 for k in sorted(after)}
         t0 = time.perf_counter()
         for _ in range(cycles):
             c.cmd("g")
@@ -254,7 +285,8 @@ def bench_raw(address: str, cycles: int, addr: int) -> dict:
         c.close()
     return {"cycles": cycles, "per_cycle_ms": statistics.fmean(acked) * 1e3,
             "p50_ms": statistics.median(acked) * 1e3, "g_roundtrip_us": g_rtt * 1e6,
-            "no_ack_per_cycle_ms": statistics.fmean(no_ack) * 1e3 if no_ack else None}
+            "no_ack_per_cycle_ms": statistics.fmean(no_ack) * 1e3 if no_ack else None,
+            "cpu_us_per_cycle": cpu_us}
 
 
 # --- bare TCP ----------------------------------------------------------------------------------------------
@@ -293,6 +325,12 @@ def bench_tcp(rounds: int) -> dict:
     return {"rounds": rounds, "rtt_us": rtt * 1e6}
 
 
+def _median_cpu(raws: list[dict]) -> dict[str, float]:
+    """Per process, the median over rounds of its CPU time per raw cycle."""
+    names = sorted({k for r in raws for k in r.get("cpu_us_per_cycle", {})})
+    return {k: statistics.median(r["cpu_us_per_cycle"].get(k, 0.0) for r in raws) for k in names}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hits", type=int, default=200, help="gdb hits per session")
@@ -315,7 +353,7 @@ def main(argv=None) -> int:
         in the background would take a core from whichever side is measured next."""
         sc = make()
         try:
-            return measure(sc.address)
+            return measure(sc)
         finally:
             sc.close()
 
@@ -324,27 +362,29 @@ def main(argv=None) -> int:
     bp = image.symbol("bp_target")
     for _ in range(args.repeat):
         tcps.append(bench_tcp(args.rounds))
-        gdbs.append(session(ours, lambda a: bench_gdb(a, args.hits)))
+        gdbs.append(session(ours, lambda s: bench_gdb(s.address, args.hits)))
         if use_qemu:
-            qgdbs.append(session(peer, lambda a: bench_gdb(a, args.hits)))
-        raws.append(session(ours, lambda a: bench_raw(a, args.cycles, bp)))
+            qgdbs.append(session(peer, lambda s: bench_gdb(s.address, args.hits)))
+        raws.append(session(ours, lambda s: bench_raw(s.address, args.cycles, bp, s.proc.pid)))
         if use_qemu:
-            qraws.append(session(peer, lambda a: bench_raw(a, args.cycles, bp)))
+            qraws.append(session(peer, lambda s: bench_raw(s.address, args.cycles, bp, s.proc.pid)))
     med = statistics.median
     gdb_ms = med(g["per_hit_ms"] for g in gdbs)
     raw_ms = med(r["per_cycle_ms"] for r in raws)
     no_ack_ms = med(r["no_ack_per_cycle_ms"] for r in raws)
     g_us = med(r["g_roundtrip_us"] for r in raws)
     rtt_us = med(t["rtt_us"] for t in tcps)
+    cpu = _median_cpu(raws)
     qemu = None
     if use_qemu:
         qemu = {"gdb_hit_ms": med(g["per_hit_ms"] for g in qgdbs),
                 "raw_cycle_ms": med(r["per_cycle_ms"] for r in qraws),
-                "raw_g_roundtrip_us": med(r["g_roundtrip_us"] for r in qraws)}
+                "raw_g_roundtrip_us": med(r["g_roundtrip_us"] for r in qraws),
+                "cpu_us_per_cycle": _median_cpu(qraws)}
     result = {
         "cpu": args.cpu, "strategy": args.strategy, "repeat": args.repeat,
         "gdb_hit_ms": gdb_ms, "raw_cycle_ms": raw_ms, "raw_cycle_no_ack_ms": no_ack_ms,
-        "raw_g_roundtrip_us": g_us, "tcp_rtt_us": rtt_us, "qemu": qemu,
+        "raw_g_roundtrip_us": g_us, "tcp_rtt_us": rtt_us, "cpu_us_per_cycle": cpu, "qemu": qemu,
         "ratios": {"gdb_hit_per_tcp_rtt": gdb_ms * 1e3 / rtt_us,
                    "raw_cycle_per_tcp_rtt": raw_ms * 1e3 / rtt_us,
                    "gdb_hit_vs_target": gdb_ms / TARGET_GDB_MS,
@@ -353,7 +393,11 @@ def main(argv=None) -> int:
         "runs": {"gdb": gdbs, "raw": raws, "tcp": tcps, "qemu_gdb": qgdbs, "qemu_raw": qraws},
     }
     if qemu is not None:
-        result["ratios"].update({k + "_vs_qemu": result[k] / qemu[k] for k in qemu})
+        result["ratios"].update({k + "_vs_qemu": result[k] / qemu[k] for k in qemu
+                                 if k != "cpu_us_per_cycle"})
+        if sum(qemu["cpu_us_per_cycle"].values()):
+            result["ratios"]["cpu_per_cycle_vs_qemu"] = (sum(cpu.values())
+                                                         / sum(qemu["cpu_us_per_cycle"].values()))
         result["ok"] = all(result[k] <= qemu[k] for k in ("gdb_hit_ms", "raw_cycle_ms", "raw_g_roundtrip_us"))
     else:
         result["ok"] = gdb_ms <= TARGET_GDB_MS and raw_ms <= TARGET_RAW_MS
@@ -373,6 +417,10 @@ def main(argv=None) -> int:
             fmt = "{:.3f} " + unit if unit == "ms" else "{:.1f} " + unit
             rows.append((name, fmt.format(result[key]), fmt.format(qemu[key]),
                          f"{result[key] / qemu[key]:.2f}x"))
+        ours_cpu, qemu_cpu = sum(cpu.values()), sum(qemu["cpu_us_per_cycle"].values())
+        if ours_cpu and qemu_cpu:
+            rows.append(("CPU per raw cycle, all processes", f"{ours_cpu:.0f} us", f"{qemu_cpu:.0f} us",
+                         f"{ours_cpu / qemu_cpu:.2f}x"))
         rows.append(("raw cycle, QStartNoAckMode", f"{no_ack_ms:.3f} ms", "(none)", ""))
         rows.append(("bare TCP ping-pong round trip", f"{rtt_us:.1f} us", "", ""))
     else:
@@ -391,6 +439,9 @@ def main(argv=None) -> int:
     print("  per round: gdb " + ", ".join(f"{g['per_hit_ms']:.2f}" for g in gdbs) + " ms; raw "
           + ", ".join(f"{x['per_cycle_ms']:.2f}" for x in raws) + " ms; TCP "
           + ", ".join(f"{t['rtt_us']:.0f}" for t in tcps) + " us")
+    if cpu:
+        print("  CPU per raw cycle by process: " + ", ".join(f"{k.removeprefix('cosim-')} {v:.0f} us"
+                                                             for k, v in cpu.items()))
     if qemu is not None:
         print("  per round, QEMU: gdb " + ", ".join(f"{g['per_hit_ms']:.2f}" for g in qgdbs) + " ms; raw "
               + ", ".join(f"{x['per_cycle_ms']:.2f}" for x in qraws) + " ms")
