@@ -45,7 +45,7 @@ MAX_MESSAGE_BYTES = 4 << 20
 """Larger messages are dropped (the largest legitimate one, a vCPU's Stats, is well under 1 MiB);
 libzmq itself cuts a connection that sends more than 4x this in one message (ZMQ_MAXMSGSIZE)."""
 ZAP_DOMAIN = b"cosim"
-_SNDMORE, _RCVMORE = int(zmq.SNDMORE), int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
 
 DROPPED = ("unknown-sender", "spoofed-sender", "bad-frame-count", "undecodable", "oversized")
 """Kinds of message the receiver did not act on (undecodable/oversized ones from a known peer are
@@ -370,13 +370,15 @@ class Endpoint:
 
     def _take(self) -> Received | None:
         if self.curve is None:
-            inbox = self.inbox
-            frames = [inbox.recv()]
-            while inbox.getsockopt(_RCVMORE):
-                frames.append(inbox.recv())
+            inbox = self.inbox                       # (frames: `more` costs no getsockopt call)
+            frame = inbox.recv(copy=False)
+            frames = [frame]
+            while frame.more:
+                frame = inbox.recv(copy=False)
+                frames.append(frame)
             if len(frames) != 2:
                 return self._drop("bad-frame-count", f"{len(frames)} frame(s)")
-            sender_b, raw = frames
+            sender_b, raw = frames[0].bytes, frames[1].bytes
         else:
             frames = self.inbox.recv_multipart(copy=False)
             if len(frames) != 2:
