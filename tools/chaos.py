@@ -24,7 +24,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time

@@ -172,8 +172,7 @@ class Vm:
         (stopped) whose setting differs from the last one written. No message: the setting goes into
         the vCPU's debug-settings block on its run page, which the kernel's exit handler reads at the
         vCPU's next exit and the vCPU loads with its next Continue(reload_debug) -- as in KVM, where
-        the setting travels with the next KVM_RUN. Also for a front end that prepares the setting a
-        stopped vCPU will most likely be resumed with (`settle()` corrects a wrong guess)."""
+        the setting travels with the next KVM_RUN."""
         fields = state.guest_debug_fields()
         base = state.control()
         sent = self.guest_debug_sent
