@@ -149,8 +149,11 @@ def test_smp_stress_eight_vcpus():
     executed = sum(b["executed"] for b in dh["by_breakpoint"].values())
     assert executed == dh["total"] + dh["stale"]       # zero lost hits
     it = cfg.guest.iterations
-    assert report["guest_warns"]["total"] == 3 * it * 8  # zero misrouted traps
-    assert data.guest["cnt_bad_prog"] == [0] * 8 and data.guest["cnt_iter"] == [it] * 8
+    # (seen once under the full suite's load, not reproduced: 42000 WARNs, one vCPU's worth missing,
+    # with every invariant held; the guest's own counters say which vCPU if it happens again)
+    detail = {k: data.guest.get(k) for k in ("cnt_iter", "cnt_warn", "cnt_bad_prog", "exit_code")}
+    assert report["guest_warns"]["total"] == 3 * it * 8, detail   # zero misrouted traps
+    assert data.guest["cnt_bad_prog"] == [0] * 8 and data.guest["cnt_iter"] == [it] * 8, detail
 
 
 def test_smp_stress_eight_vcpus_deterministic():
