@@ -220,9 +220,11 @@ def build_report(data) -> dict:
     states = [s.get("state") for s in data.vcpu_state]
     want = cfg.expect.exit_code if cfg.expect.exit_code is not None else 0
     odd = [f"vCPU {v}: {why}" for v, (code, why) in sorted(data.halts.items()) if code != want]
-    check("run-completed", data.outcome in ("completed", "killed-by-debugger") and all(c == want for c in codes),
+    short = _short_of_iterations(data, guest, n)
+    check("run-completed", data.outcome in ("completed", "killed-by-debugger") and all(c == want for c in codes)
+          and not short,
           f"outcome {data.outcome}; vCPU states {_tally(states)}; exit codes {_tally(codes)}"
-          + "".join(f"; {x}" for x in odd + data.problems))
+          + "".join(f"; {x}" for x in odd + short + data.problems))
     found_ids = {f.id for f in findings}
     if killed:
         skipped_by_kill = [name for name, on in (
@@ -442,6 +444,23 @@ def _patched_at_boot(image, boot_checksums: list[int]) -> int:
     for off in range(start, end - (end - start) % 4, 4):
         c = (((c << 1) | (c >> 31)) & 0xFFFFFFFF) ^ image.read_word(off)
     return sum(1 for b in boot_checksums if b != c)
+
+
+def _short_of_iterations(data, guest: dict, n: int) -> list[str]:
+    """vCPUs that halted by themselves with exit code 0 but did fewer iterations than configured (the
+    project's guests count them in cnt_iter; a vCPU that silently skipped its work passes every other
+    check). Judged only for a run that completed from the guest's own entry, without `until` and
+    without gdb (which may move the guest anywhere), for a guest that counted iterations at all."""
+    cfg = data.config
+    cnt = guest.get("cnt_iter")
+    if (data.outcome != "completed" or not cnt or not any(cnt[:n]) or "cfg_iterations" not in data.image
+            or cfg.guest.until is not None or cfg.guest.entry is not None or data.gdb_address is not None):
+        return []
+    want = (cfg.guest.iterations if cfg.guest.iterations is not None
+            else data.image.read_word(data.image.symbol("cfg_iterations")))
+    return [f"vCPU {v} halted after {cnt[v]} of its {want} iterations"
+            for v, (code, why) in sorted(data.halts.items())
+            if code == 0 and why == "guest halted" and v < min(n, len(cnt)) and cnt[v] != want]
 
 
 def _tally(values: list) -> str:

@@ -4,6 +4,7 @@ kind (vCPU, kernel, userspace, supervisor), over ipc and over tcp with CURVE. No
 senders get an Error for what they sent; each process counts what it dropped, by kind, and notes the
 first of each kind once; the run completes with every invariant holding."""
 import random
+import time
 
 import msgpack
 import pytest
@@ -140,6 +141,21 @@ def _introduce_tester(sup: Supervisor, names) -> Endpoint:
     for n in names:
         sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
     tester.set_peers({n: sup.ep.inboxes[n] for n in names})
+    # the supervisor's Peers and the tester's first message reach a process by two senders, in either
+    # order: a message that overtakes Peers is dropped (unknown sender). Probe until each one answers
+    # (a GetOneReg: the kernel answers OneReg, the others Error), then drain the late answers.
+    waiting, deadline = set(names), time.monotonic() + 30
+    while waiting and time.monotonic() < deadline:
+        for n in waiting:
+            tester.send(n, wire.GetOneReg(0, "probe"))
+        until = time.monotonic() + 0.2
+        while waiting and time.monotonic() < until:
+            r = tester.recv(50)
+            if r is not None:
+                waiting.discard(r.sender)
+    assert not waiting, f"{sorted(waiting)} never took the tester as a peer"
+    while tester.recv(300) is not None:
+        pass
     return tester
 
 

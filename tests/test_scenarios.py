@@ -149,11 +149,26 @@ def test_smp_stress_eight_vcpus():
     executed = sum(b["executed"] for b in dh["by_breakpoint"].values())
     assert executed == dh["total"] + dh["stale"]       # zero lost hits
     it = cfg.guest.iterations
-    # (seen once under the full suite's load, not reproduced: 42000 WARNs, one vCPU's worth missing,
-    # with every invariant held; the guest's own counters say which vCPU if it happens again)
+    # (a known, not yet fixed race, about 1 run in 10 under load: one vCPU runs its boot and then main
+    # as if it had read cfg_iterations = 0; the report's run-completed check now says so too)
     detail = {k: data.guest.get(k) for k in ("cnt_iter", "cnt_warn", "cnt_bad_prog", "exit_code")}
     assert report["guest_warns"]["total"] == 3 * it * 8, detail   # zero misrouted traps
     assert data.guest["cnt_bad_prog"] == [0] * 8 and data.guest["cnt_iter"] == [it] * 8, detail
+
+
+def test_a_vcpu_that_skipped_its_iterations_fails_the_run():
+    """A vCPU that halts by itself with exit code 0 but did fewer iterations than configured passes
+    every other check (the WARN count follows the guest's own iteration counter): run-completed
+    judges it. The run is real; its counters are then changed as the race of the stress test leaves
+    them (one vCPU at 0)."""
+    cfg = scenario(machine={"vcpus": 2}, guest={"iterations": 5})
+    data, report = run(cfg)
+    assert report["ok"] and report["invariants"]["run-completed"]["ok"], report["failed"]
+    data.guest = {**data.guest, "cnt_iter": [5, 0], "cnt_warn": [15, 0]}
+    short = build_report(data)
+    rc = short["invariants"]["run-completed"]
+    assert not short["ok"] and not rc["ok"], rc
+    assert "vCPU 1 halted after 0 of its 5 iterations" in rc["detail"], rc
 
 
 def test_smp_stress_eight_vcpus_deterministic():
