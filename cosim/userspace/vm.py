@@ -67,7 +67,6 @@ class Vm:
         self._debug_dirty: set[int] = set()
         self._views: dict[int, tuple] = {}
         self._debug_views: dict[int, tuple] = {}
-        self._debug_fields: dict[int, tuple] = {}   # vCPU -> hardware points last written to its page
         self.trace = NULL                    # the process's timeline tracer (cosim/trace.py)
 
     def next_seq(self) -> int:
@@ -178,23 +177,24 @@ class Vm:
         sent = self.guest_debug_sent
         for i in vcpus:
             control = state.control(singlestep=True) if i in singlestep else base
-            key = (control, fields)
-            if sent.get(i) == key:
+            last = sent.get(i)
+            if last == (control, fields):
                 continue
-            sent[i] = key
-            self.write_guest_debug(i, control, fields)
+            sent[i] = (control, fields)
+            # (a step switched on or off changes the control word only)
+            self.write_guest_debug(i, control, fields if last is None or last[1] != fields else None)
 
     DEBUG_FIELDS = ("dbg_iac", "dbg_iac_on", "dbg_dac", "dbg_dac_rw")
 
-    def write_guest_debug(self, i: int, control: int, fields: tuple) -> None:
-        """`fields`: DebugState.guest_debug_fields() (iac, iac_on, dac, dac_rw), two slots each."""
+    def write_guest_debug(self, i: int, control: int, fields: tuple | None) -> None:
+        """`fields`: DebugState.guest_debug_fields() (iac, iac_on, dac, dac_rw), two slots each, or
+        None to leave the hardware points as they are."""
         views = self._debug_views.get(i)
         if views is None:
             rec = self.pages.record(i)
             views = self._debug_views[i] = ([rec[n][0] for n in self.DEBUG_FIELDS], rec["dbg_control"])
         arrays, control_view = views
-        if self._debug_fields.get(i) != fields:      # (a step on or off changes the control word only)
-            self._debug_fields[i] = fields
+        if fields is not None:
             for view, values in zip(arrays, fields):
                 view[:] = (int(values[0]) if values else 0, int(values[1]) if len(values) > 1 else 0)
         control_view[0] = control      # last: the kernel reads the control word
