@@ -30,7 +30,8 @@ from enum import Enum
 import numpy as np
 
 from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_CTL_TB_REMOVE_CACHE, UC_CTL_TLB_FLUSH, UC_HOOK_BLOCK,
-                     UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE, UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
+                     UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
+                     UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
                      UC_MODE_PPC32, UC_PROT_ALL, UC_TLB_VIRTUAL, Uc, UcError)
 from unicorn import ppc_const as P
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
