@@ -1,46 +1,60 @@
-/* The vCPU engine's hot callbacks in C: instruction counting and the TLB fill.
+/* The vCPU engine's hot callbacks in C: instruction counting (with the budget and the kick) and the
+ * TLB fill.
  *
  * Instruction counting.
  *
  * cosim_count_block is installed as a unicorn UC_HOOK_BLOCK callback with user_data pointing at a
- * uint64 in the vCPU's run page. Book E instructions are all 4 bytes, so a block of `size` bytes
- * retires size/4 instructions (a block left early by an exception is counted whole: the over-count is
- * at most one block per exit). A Python callback here would cost ~3x the guest's own speed; this costs
- * ~0.3x. The module exports only the callback's address. */
+ * cosim_gate whose `count` is a uint64 in the vCPU's run page. Book E instructions are all 4 bytes, so
+ * a block of `size` bytes retires size/4 instructions (a block left early by an exception is counted
+ * whole: the over-count is at most one block per exit). A Python callback here would cost ~3x the
+ * guest's own speed; this costs ~0.3x. The module exports only the callbacks' addresses. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
-{
-    (void)uc; (void)addr;
-    *(uint64_t *)user_data += size >> 2;
-}
-
-/* Instruction counting with a budget (deterministic schedules): the same count, but a block that would
- * take the count past `budget` is neither counted nor run: emu_stop() from a block hook stops before
- * the block executes (measured on unicorn 2.1.4: PC is left at the block's first instruction). The
- * caller then retires the last instructions one at a time (out-of-line single steps, whose scratch
- * page at or above `exempt_from` is never stopped here), so a vCPU stops at an exact count. */
+/* The block hook: instruction counting, the budget (deterministic schedules) and the kick, one C
+ * callback per translated block, user_data a cosim_gate.
+ *
+ * Budget: a block that would take the count past `budget` is neither counted nor run: emu_stop() from
+ * a block hook stops before the block executes (measured on unicorn 2.1.4: PC is left at the block's
+ * first instruction). The caller then retires the last instructions one at a time (out-of-line single
+ * steps, whose scratch page at or above `exempt_from` is never stopped here), so a vCPU stops at an
+ * exact count. Without a budget, `budget` is UINT64_MAX.
+ *
+ * Kick: another thread asking the vCPU to come out sets `kick`; the next guest block stops here, before
+ * it runs, and the request is consumed. Not uc_emu_stop() from that thread: measured on unicorn 2.1.4
+ * (1 vCPU, warn_storm, kicked at random moments: 14 runs of 300), a cross-thread emu_stop can end the
+ * run inside a block with the PC left at a load that has already completed (`lwz r30, d(r30)` at the
+ * first touch of its page), so resuming there runs the load again on its own result. Stopped from its
+ * own block hook, the vCPU always stops on a block boundary with nothing of the block run (0 of 300). */
 typedef struct {
     uint64_t *count;
     uint64_t budget;
     uint64_t exempt_from;
-    uint64_t stops;
+    uint64_t stops;                 /* budget stops */
     int (*emu_stop)(void *uc);
-} cosim_budget;
+    uint64_t kick;                  /* written by other threads: nonzero = stop before the next block */
+    uint64_t kicks;                 /* kick stops */
+} cosim_gate;
 
-static void cosim_count_block_budget(void *uc, uint64_t addr, uint32_t size, void *user_data)
+static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
 {
-    cosim_budget *b = (cosim_budget *)user_data;
+    cosim_gate *g = (cosim_gate *)user_data;
     uint64_t n = size >> 2;
-    if (addr < b->exempt_from && *b->count + n > b->budget) {
-        b->stops++;
-        b->emu_stop(uc);
-        return;
+    if (addr < g->exempt_from) {
+        if (__atomic_load_n(&g->kick, __ATOMIC_ACQUIRE) && __atomic_exchange_n(&g->kick, 0, __ATOMIC_ACQ_REL)) {
+            g->kicks++;
+            g->emu_stop(uc);
+            return;
+        }
+        if (*g->count + n > g->budget) {
+            g->stops++;
+            g->emu_stop(uc);
+            return;
+        }
     }
-    *b->count += n;
+    *g->count += n;
 }
 
 /* TLB fill (unicorn's UC_TLB_VIRTUAL mode, UC_HOOK_TLB_FILL): identity mapping. Why: in unicorn 2.1.4
@@ -98,18 +112,10 @@ static PyObject *block_hook_address(PyObject *self, PyObject *noargs)
     return PyLong_FromVoidPtr((void *)&cosim_count_block);
 }
 
-static PyObject *budget_hook_address(PyObject *self, PyObject *noargs)
-{
-    (void)self; (void)noargs;
-    return PyLong_FromVoidPtr((void *)&cosim_count_block_budget);
-}
-
 static PyMethodDef methods[] = {
-    {"budget_hook_address", budget_hook_address, METH_NOARGS,
-     "Address of the C UC_HOOK_BLOCK callback that counts like block_hook_address but stops (without "
-     "running or counting it) before a block that would exceed a budget (user_data: cosim_budget)."},
     {"block_hook_address", block_hook_address, METH_NOARGS,
-     "Address of the C UC_HOOK_BLOCK callback that adds size/4 to *(uint64_t *)user_data."},
+     "Address of the C UC_HOOK_BLOCK callback that counts instructions (size/4 per block) and stops "
+     "before a block past a budget or after a kick (user_data: cosim_gate)."},
     {"tlb_fill_address", tlb_fill_address, METH_NOARGS,
      "Address of the C UC_HOOK_TLB_FILL callback (identity map; execute only for fetched pages)."},
     {NULL, NULL, 0, NULL},

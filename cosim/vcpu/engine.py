@@ -116,19 +116,21 @@ class Engine:
         self._scratch_probe: int | None = None   # the word last written on the step page
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
-        self._budget: _Budget | None = None
+        self._gate: _Gate | None = None   # the C block hook's state: count, budget, kick
+        self._budget: _Gate | None = None
         self._budget_hit = False          # run stopped before a block that would pass the budget
         self._budget_exact = True
         self._budget_start = 0
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
-            hook, data = _icount.block_hook_address(), icount_address
+            self._gate = _Gate(ctypes.c_void_p(icount_address), 2**64 - 1, SCRATCH, 0,
+                               ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p), 0, 0)
             if budget:   # deterministic schedules: stop before a block that would pass the budget
-                self._budget = _Budget(ctypes.c_void_p(icount_address), 2**64 - 1, SCRATCH, 0,
-                                       ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p))
-                hook, data = _icount.budget_hook_address(), ctypes.addressof(self._budget)
+                self._budget = self._gate
+            self._kick = ctypes.c_uint64.from_address(ctypes.addressof(self._gate) + _Gate.kick.offset)
             err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
-                                    ctypes.c_void_p(hook), ctypes.c_void_p(data),
+                                    ctypes.c_void_p(_icount.block_hook_address()),
+                                    ctypes.c_void_p(ctypes.addressof(self._gate)),
                                     ctypes.c_uint64(1), ctypes.c_uint64(0))
             if err:
                 raise UcError(err)
@@ -422,8 +424,19 @@ class Engine:
             raise UcError(err)
 
     def stop(self) -> None:
-        """Make a running emu_start return (called from the vCPU's kick thread)."""
-        self.uc.emu_stop()
+        """Make `run` return a KICK stop (called from the vCPU's kick thread): before the next guest
+        block, by the C block hook, or at once if no `run` is under way when it starts. Not
+        uc_emu_stop() from this thread: that can stop inside a block with the PC left at an instruction
+        that already ran (see _icount.c), and is lost if it lands between two emu_start calls."""
+        if self._gate is not None:
+            self._kick.value = 1
+        else:                                  # pragma: no cover - without the C module
+            self.uc.emu_stop()
+
+    @property
+    def kicks(self) -> int:
+        """Runs ended by `stop` (at a block boundary)."""
+        return self._gate.kicks if self._gate is not None else 0
 
     def set_budget(self, total: int, exact: bool = True) -> None:
         """(Engines made with budget=True.) `run` stops before any block that would take the
@@ -463,10 +476,11 @@ class Engine:
         return self._budget.stops if self._budget is not None else 0
 
 
-class _Budget(ctypes.Structure):
-    """cosim_budget of _icount.c."""
+class _Gate(ctypes.Structure):
+    """cosim_gate of _icount.c."""
     _fields_ = [("count", ctypes.c_void_p), ("budget", ctypes.c_uint64), ("exempt_from", ctypes.c_uint64),
-                ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p)]
+                ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p), ("kick", ctypes.c_uint64),
+                ("kicks", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

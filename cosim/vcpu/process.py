@@ -105,10 +105,7 @@ class VcpuProcess:
                     self.engine.stop()
                 continue
             self.kick_pending = True
-            while self.kick_pending and not self.stopping:
-                if self.in_guest:
-                    self.engine.stop()
-                time.sleep(0.00005)
+            self.engine.stop()              # (sticky until the guest's next block: never lost)
 
     # --- main loop ---------------------------------------------------------------------------------
     def serve(self):
