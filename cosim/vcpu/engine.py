@@ -9,7 +9,10 @@ decides what each stop means. Measured facts this module relies on (../shared/re
   - translated blocks go stale when another process patches code: `flush()` after every patch;
   - hooks and count= added after translation are ignored until the translation cache is flushed
     (so single-steps run out of line on a scratch page instead of with count=1);
-  - emu_stop() from another thread works (ctypes releases the GIL during emu_start).
+  - emu_stop() from another thread makes emu_start return, but (measured, tests/test_kick.py) it can
+    stop inside a block with the PC left at an instruction that already ran (a load then runs twice),
+    and one issued between two emu_start calls is lost: a kick (`stop`) is a flag that the C block hook
+    serves before the next guest block instead.
 Instructions are counted by a C block hook (cosim/vcpu/_icount.c) into a uint64 the caller provides.
 
 Speed (issue 7, measured on unicorn 2.1.4): the engine is an e500v2 (`UC_CPU_PPC32_E500V2_V22`; the

@@ -1,9 +1,9 @@
 """The vCPU process: a thin loop around the core (cosim/vcpu/core.py).
 
 Two threads. The main thread runs guest code (unicorn releases the GIL) and handles messages whenever
-the core is out of the guest. The kick thread blocks on the kick line; on a kick it calls
-`emu_stop()` until the main thread has come out of the guest and drained its inbox (a stop requested
-between two emu_start calls would otherwise be lost). Every exit that crosses to the kernel is sent as
+the core is out of the guest. The kick thread blocks on the kick line; on a kick it asks the engine to
+stop (`Engine.stop`: a flag the engine's block hook serves before the guest's next block, kept if the
+main thread is out of the guest at that moment). Every exit that crosses to the kernel is sent as
 `ExitMsg` and the vCPU waits for the matching `Resume`, from the kernel or from userspace.
 """
 from __future__ import annotations
