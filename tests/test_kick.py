@@ -126,3 +126,35 @@ def test_a_kick_before_the_run_stops_it_at_once_and_is_spent(bench):
     n = int(bench.page["instructions"])
     assert stop.kind is StopKind.KICK and eng.kicks == 2 and n > 1000
     assert stop.pc == 0x1000 and n % 2 == 0 and eng.read_regs()[3] == n // 2   # between two blocks
+
+
+def test_no_kick_is_lost(bench):
+    """Each of 3000 kicks, at a random moment (in the guest, or between two runs), ends a run of a guest
+    that never exits by itself; a kick that went missing is seen (and then repeated) after 5 s."""
+    bench.put(0x1000, [0x38630001, 0x4BFFFFFC])             # addi r3,r3,1 ; b .-4
+    eng = bench.engine
+    rng = random.Random(7)
+    lost = 0
+    returned = threading.Event()
+    for _ in range(3000):
+        returned.clear()
+        delay = rng.random() * 0.0001
+
+        def kick():
+            nonlocal lost
+            time.sleep(delay)
+            eng.stop()
+            while not returned.wait(5):
+                lost += 1
+                eng.stop()
+
+        t = threading.Thread(target=kick)
+        t.start()
+        if rng.random() < 0.3:
+            time.sleep(delay)                              # the kick may come before the run
+        stop = eng.run(0x1000)
+        returned.set()
+        t.join()
+        assert stop.kind is StopKind.KICK and stop.pc == 0x1000
+    assert lost == 0
+    assert eng.read_regs()[3] * 2 == int(bench.page["instructions"])

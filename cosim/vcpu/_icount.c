@@ -30,20 +30,35 @@
  * own block hook, the vCPU always stops on a block boundary with nothing of the block run (0 of 300). */
 typedef struct {
     uint64_t *count;
+    uint64_t limit;                 /* the fast path's one compare: budget, or 0 while a kick waits */
     uint64_t budget;
     uint64_t exempt_from;
     uint64_t stops;                 /* budget stops */
     int (*emu_stop)(void *uc);
-    uint64_t kick;                  /* written by other threads: nonzero = stop before the next block */
+    uint64_t kick;                  /* set by another thread (then limit = 0): stop before the next block */
     uint64_t kicks;                 /* kick stops */
 } cosim_gate;
+
+/* limit = budget, unless a kick waits. The kicker stores kick = 1 then limit = 0; storing limit before
+ * reading kick (a full barrier between them) means a kick that comes meanwhile leaves limit = 0. */
+static void cosim_gate_reset_limit(cosim_gate *g)
+{
+    __atomic_store_n(&g->limit, g->budget, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&g->kick, __ATOMIC_SEQ_CST))
+        __atomic_store_n(&g->limit, 0, __ATOMIC_SEQ_CST);
+}
 
 static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
 {
     cosim_gate *g = (cosim_gate *)user_data;
     uint64_t n = size >> 2;
+    if (__builtin_expect(*g->count + n <= __atomic_load_n(&g->limit, __ATOMIC_RELAXED), 1)) {
+        *g->count += n;
+        return;
+    }
     if (addr < g->exempt_from) {
-        if (__atomic_load_n(&g->kick, __ATOMIC_ACQUIRE) && __atomic_exchange_n(&g->kick, 0, __ATOMIC_ACQ_REL)) {
+        if (__atomic_exchange_n(&g->kick, 0, __ATOMIC_SEQ_CST)) {
+            cosim_gate_reset_limit(g);
             g->kicks++;
             g->emu_stop(uc);
             return;
@@ -54,7 +69,19 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
             return;
         }
     }
+    if (__atomic_load_n(&g->limit, __ATOMIC_RELAXED) != g->budget)
+        cosim_gate_reset_limit(g);     /* a kick already served, or one for the next guest block */
     *g->count += n;
+}
+
+static PyObject *reset_limit(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    void *p = PyLong_AsVoidPtr(arg);
+    if (p == NULL && PyErr_Occurred())
+        return NULL;
+    cosim_gate_reset_limit((cosim_gate *)p);
+    Py_RETURN_NONE;
 }
 
 /* TLB fill (unicorn's UC_TLB_VIRTUAL mode, UC_HOOK_TLB_FILL): identity mapping. Why: in unicorn 2.1.4
@@ -116,6 +143,9 @@ static PyMethodDef methods[] = {
     {"block_hook_address", block_hook_address, METH_NOARGS,
      "Address of the C UC_HOOK_BLOCK callback that counts instructions (size/4 per block) and stops "
      "before a block past a budget or after a kick (user_data: cosim_gate)."},
+    {"reset_limit", reset_limit, METH_O,
+     "After the budget of the cosim_gate at this address changed: its limit = budget, unless a kick "
+     "waits (then 0)."},
     {"tlb_fill_address", tlb_fill_address, METH_NOARGS,
      "Address of the C UC_HOOK_TLB_FILL callback (identity map; execute only for fetched pages)."},
     {NULL, NULL, 0, NULL},

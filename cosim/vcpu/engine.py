@@ -126,11 +126,10 @@ class Engine:
         self._budget_start = 0
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
-            self._gate = _Gate(ctypes.c_void_p(icount_address), 2**64 - 1, SCRATCH, 0,
+            self._gate = _Gate(ctypes.c_void_p(icount_address), 2**64 - 1, 2**64 - 1, SCRATCH, 0,
                                ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p), 0, 0)
             if budget:   # deterministic schedules: stop before a block that would pass the budget
                 self._budget = self._gate
-            self._kick = ctypes.c_uint64.from_address(ctypes.addressof(self._gate) + _Gate.kick.offset)
             err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
                                     ctypes.c_void_p(_icount.block_hook_address()),
                                     ctypes.c_void_p(ctypes.addressof(self._gate)),
@@ -432,7 +431,9 @@ class Engine:
         uc_emu_stop() from this thread: that can stop inside a block with the PC left at an instruction
         that already ran (see _icount.c), and is lost if it lands between two emu_start calls."""
         if self._gate is not None:
-            self._kick.value = 1
+            gate = self._gate
+            gate.kick = 1                      # (in this order: see cosim_gate_reset_limit)
+            gate.limit = 0
         else:                                  # pragma: no cover - without the C module
             self.uc.emu_stop()
 
@@ -448,6 +449,7 @@ class Engine:
         `budget_due`). Not exact: the budget is done at that block boundary, unless no instruction ran
         since this call (a block larger than what was left), when it is finished by steps as well."""
         self._budget.budget = total
+        _icount.reset_limit(ctypes.addressof(self._budget))
         self._budget_hit = False
         self._budget_exact = exact
         self._budget_start = self._count()
@@ -481,9 +483,9 @@ class Engine:
 
 class _Gate(ctypes.Structure):
     """cosim_gate of _icount.c."""
-    _fields_ = [("count", ctypes.c_void_p), ("budget", ctypes.c_uint64), ("exempt_from", ctypes.c_uint64),
-                ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p), ("kick", ctypes.c_uint64),
-                ("kicks", ctypes.c_uint64)]
+    _fields_ = [("count", ctypes.c_void_p), ("limit", ctypes.c_uint64), ("budget", ctypes.c_uint64),
+                ("exempt_from", ctypes.c_uint64), ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
+                ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:
