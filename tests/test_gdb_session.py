@@ -76,10 +76,9 @@ def test_book_e_registers_as_qemu_shows_them(cosim_gdb):
     assert p(gdb, "$srr0") == 0x1234 and sc.spr(0, "SRR0") == 0x1234
     gdb.cmd("delete")
     gdb.cmd(f"set {{unsigned int}}{BP:#x} = {mfspr(3, SPR['SRR0']):#x}")
-    gdb.resume("-exec-step-instruction")
-    # (the PC is not checked: a host single-step over an emulated instruction runs one more, a
-    # vCPU-core stepping matter reported separately)
+    stop = gdb.resume("-exec-step-instruction")
     assert p(gdb, "$r3") == 0x1234
+    assert stopped_pc(stop) == BP + 4 == p(gdb, "$pc"), stop          # one instruction, emulated
     gdb.cmd("kill")
     rc, report = ended(sc, 60)
     assert report["outcome"] == "killed-by-debugger"
