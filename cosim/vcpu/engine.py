@@ -79,7 +79,7 @@ class StopKind(str, Enum):
     IAC = "iac"              # instruction address compare matched before `pc` executed
     DAC = "dac"              # data address compare matched at access `addr` by instruction `pc`
     STEP = "step"            # one instruction completed in step mode; pc = next instruction
-    KICK = "kick"            # stopped from outside (emu_stop); pc = next instruction to run
+    KICK = "kick"            # stopped from outside (`stop`, or the budget): pc = next block to run
     UNTIL = "until"          # reached the scenario's `guest.until` address (before executing it)
     FAULT = "fault"          # the core could not continue (unmapped memory, ...)
 
