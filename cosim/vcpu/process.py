@@ -78,6 +78,7 @@ class VcpuProcess:
         self.engine.set_until(self.core.until)
         self.started = False
         self.paused = False
+        self.steered = False      # userspace has paused or continued this vCPU (see Start)
         self.halted = False
         self.pending: Exit | None = None
         self.seq = 0
@@ -300,6 +301,7 @@ class VcpuProcess:
             self.on_resume(m, r.sender)
         elif isinstance(m, wire.Pause):
             self.paused = True
+            self.steered = True
             self.trace.instant("stop", {"seq": m.seq})
             if self.pending is None and not self.halted:
                 self.core.save_regs()
@@ -311,11 +313,15 @@ class VcpuProcess:
             self.ep.set_peers(m.inboxes, m.kicks)
             self.ep.send("supervisor", wire.Ack(0, m.TAG))
         elif isinstance(m, wire.Start):
+            # Userspace's first Pause or Continue comes over another connection and can overtake the
+            # supervisor's Start (both wait in this process's socket buffers when it is starved):
+            # then userspace's word stands, or a vCPU it already released would wait forever.
             self.started = True
-            self.paused = m.paused
-            if m.paused:
+            if not self.steered:
+                self.paused = m.paused
+            if self.paused:
                 self.core.save_regs()
-            self.state[0] = State.PAUSED if m.paused else State.RUNNING
+            self.state[0] = State.PAUSED if self.paused else State.RUNNING
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
@@ -340,6 +346,7 @@ class VcpuProcess:
             else:
                 self.debug_due = True
         self.paused = False
+        self.steered = True
         if self.pending is None and not self.halted:
             self.state[0] = State.RUNNING
 
