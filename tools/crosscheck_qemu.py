@@ -78,16 +78,19 @@ def until_of(image: GuestImage, explicit: str | None) -> str | None:
     return None
 
 
-def run_harness(elf: Path, until: str | None, iterations: int | None, seconds: float) -> dict:
-    """The guest on one e500mc vCPU, no breakpoint: its writable segments at `until` (or after
-    `seconds`), and the interrupts the harness delivered."""
+def run_harness(elf: Path, until: str | None, iterations: int | None, seconds: float,
+                debug: dict | None = None) -> dict:
+    """The guest on one e500mc vCPU, no breakpoint (or the scenario's `debug` section: the debugger
+    must stay invisible to the guest): its writable segments at `until` (or after `seconds`), and the
+    interrupts the harness delivered."""
+    elf = Path(elf).resolve()
     cfg = {"name": f"crosscheck-{elf.stem}", "machine": {"cpu": "e500mc", "vcpus": 1},
            "guest": {"program": str(elf), "until": until, "iterations": iterations},
-           "debug": {"strategy": "illegal"},
+           "debug": debug or {"strategy": "illegal"},
            "limits": {"wall_seconds": 60.0 if until else seconds}}
     data = run_config(parse_config(cfg, str(elf)))
     ok = data.outcome == "completed" or (until is None and data.outcome == "wall-limit")
-    return {"ok": ok, "outcome": data.outcome, "problems": data.problems,
+    return {"ok": ok, "outcome": data.outcome, "problems": data.problems, "stats": data.stats,
             "halts": {str(k): list(v) for k, v in data.halts.items()},
             "segments": data.data_segments,
             "interrupts": data.stats.get("vcpu0", {}).get("interrupts", {})}
@@ -158,7 +161,7 @@ def crosscheck(elf: Path, until: str | None = None, iterations: int = 20, second
     result = {"guest": elf.stem, "elf": str(elf), "until": until, "iterations": iters}
     h = run_harness(elf, until, iters, seconds)
     q = run_qemu(elf, image, until, iters, seconds)
-    result["harness"] = {k: v for k, v in h.items() if k != "segments"}
+    result["harness"] = {k: v for k, v in h.items() if k not in ("segments", "stats")}
     diffs = compare(image, q["segments"], h["segments"]) if h["ok"] else []
     result["compared_bytes"] = sum(len(d) for _, d in q["segments"])
     result["differences"] = [d for d in diffs if not d["modelled"]]
