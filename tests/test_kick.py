@@ -158,3 +158,46 @@ def test_no_kick_is_lost(bench):
         assert stop.kind is StopKind.KICK and stop.pc == 0x1000
     assert lost == 0
     assert eng.read_regs()[3] * 2 == int(bench.page["instructions"])
+
+
+def test_why_not_unicorns_own_cross_thread_stop():
+    """The sharp edge behind Engine.stop, on bare unicorn (the pinned 2.1.4, no cosim code): a thread
+    calls uc.emu_stop() at random moments while the guest walks a linked list, one node per 4 KiB
+    page (`lwz r3,0(r3)`, a TLB miss each); resumed at the PC unicorn reports, the walk skips nodes:
+    the load ran, and the PC was left at it. If this stops failing, unicorn changed."""
+    from unicorn import UC_ARCH_PPC, UC_MODE_BIG_ENDIAN, UC_MODE_PPC32, UC_PROT_ALL, Uc
+    from unicorn import ppc_const as P
+
+    nodes, base, code = 2000, 0x100000, 0x1000
+    loop = [0x80630000, 0x38C60001, 0x2C030000, 0x4082FFF4]        # lwz r3,0(r3); addi r6,r6,1; cmpwi; bne
+    skipped = stops = 0
+    for run in range(10):
+        uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
+        uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)
+        uc.mem_map(0, 16 << 20, UC_PROT_ALL)
+        uc.mem_write(code, b"".join(w.to_bytes(4, "big") for w in loop))
+        for k in range(nodes):
+            uc.mem_write(base + k * 0x1000, (base + (k + 1) * 0x1000 if k + 1 < nodes else 0).to_bytes(4, "big"))
+        uc.reg_write(P.UC_PPC_REG_3, base)
+        uc.reg_write(P.UC_PPC_REG_MSR, 0x4000)
+        done = threading.Event()
+        rng = random.Random(run)
+
+        def kicker():
+            while not done.is_set():
+                time.sleep(rng.random() * 0.00005)
+                uc.emu_stop()
+
+        t = threading.Thread(target=kicker)
+        t.start()
+        pc = code
+        try:
+            while pc != code + 16:
+                uc.emu_start(pc, code + 16)
+                pc = uc.reg_read(P.UC_PPC_REG_PC)
+                stops += 1
+        finally:
+            done.set()
+            t.join()
+        skipped += nodes - uc.reg_read(P.UC_PPC_REG_6)
+    assert stops > 10 and skipped > 0, (stops, skipped)
