@@ -23,11 +23,12 @@
  * exact count. Without a budget, `budget` is UINT64_MAX.
  *
  * Kick: another thread asking the vCPU to come out sets `kick`; the next guest block stops here, before
- * it runs, and the request is consumed. Not uc_emu_stop() from that thread: measured on unicorn 2.1.4
- * (1 vCPU, warn_storm, kicked at random moments: 14 runs of 300), a cross-thread emu_stop can end the
- * run inside a block with the PC left at a load that has already completed (`lwz r30, d(r30)` at the
- * first touch of its page), so resuming there runs the load again on its own result. Stopped from its
- * own block hook, the vCPU always stops on a block boundary with nothing of the block run (0 of 300). */
+ * it runs, and the request is consumed. Not uc_emu_stop() from that thread: measured on unicorn 2.1.4,
+ * a cross-thread emu_stop that lands while a load misses the TLB ends the run with the PC left at that
+ * load after it ran, so resuming there runs it again (on bare unicorn, a list walk `lwz r3,0(r3)`
+ * skips nodes in every run, default TLB or UC_TLB_VIRTUAL; in warn_storm `lwz r30,d(r30)` read 0
+ * iterations in 14 runs of 300). Stopped from its own block hook, the vCPU always stops on a block
+ * boundary with nothing of the block run (tests/test_kick.py). */
 typedef struct {
     uint64_t *count;
     uint64_t limit;                 /* the fast path's one compare: budget, or 0 while a kick waits */
