@@ -16,93 +16,51 @@ import time
 import numpy as np
 import pytest
 
-from cosim.cpu_models import cpu_model
-from cosim.kernel.exits import Action, ExitHandler, GuestDebugState
-from cosim.machine.guest_ram import GuestRAM
-from cosim.machine.image import GuestImage, guest_path
-from cosim.strategies import strategy
-from cosim.vcpu.core import Core
-from cosim.vcpu.engine import Engine, StopKind
-from cosim.vcpu.runpage import RunPages
+from cosim.vcpu.engine import StopKind
+from cosim.vcpu.local import run_local
 
-IMAGE = GuestImage.load(guest_path("warn_storm"))
 ITERATIONS = 2
+RAM_SIZE = 4 << 20                     # (warn_storm's per-vCPU data ends below 1.5 MiB)
 
 
-def run_kicked(ram, pages, seed: int | None) -> dict:
-    """warn_storm on one vCPU to its halt, the kernel's exit handler called in line, and (seed not
-    None) a thread kicking the engine at random moments 0..200 us apart; after each kick the vCPU does
-    what a Pause does (save its registers) and runs on."""
-    IMAGE.load_into(ram)
-    ram.write_word(IMAGE.symbol("cfg_iterations"), ITERATIONS)
-    page = pages[0]
-    page["instructions"] = 0
-    model = cpu_model("e500mc")
-    engine = Engine(ram.address, ram.size, pages.address_of(0, "instructions"))
-    core = Core(engine, pages.record(0), model, ram.words)
-    core.reset(IMAGE.entry, pir=0)
-    handler = ExitHandler(model, strategy("illegal"), ram.read_word)
-    dbg = GuestDebugState()
+def run_kicked(seed: int | None) -> dict:
+    """warn_storm on one vCPU to its halt (`run_local`: the kernel's exit handler called in line) and
+    (seed not None) a thread kicking the engine at random moments 0..200 us apart; the core resumes each
+    kick at the PC the engine reports, as the vCPU process does."""
     done = threading.Event()
-    kicked = threading.Event()
+    out: dict = {}
 
-    def kicker():
+    def kicker(engine):
         rng = random.Random(seed)
         while not done.is_set():
             time.sleep(rng.random() * 0.0002)
-            kicked.set()
             engine.stop()
 
-    thread = None
-    if seed is not None:
-        thread = threading.Thread(target=kicker, daemon=True)
-        thread.start()
-    code, returns = None, 0
+    def setup(core, image, ram):
+        if seed is not None:
+            out["thread"] = threading.Thread(target=kicker, args=(core.engine,), daemon=True)
+            out["thread"].start()
+
+    def collect(core, image, ram):
+        done.set()
+        out["kicks"], out["regs"] = core.engine.kicks, core.engine.read_regs().copy()
+
     try:
-        for _ in range(100_000):
-            out = core.run(kicked=kicked.is_set)
-            if out is None:
-                kicked.clear()
-                returns += 1
-                core.save_regs()
-                continue
-            d = handler.handle(out, dbg)
-            if d.action is Action.REFLECT:
-                core.reflect(out)
-                core.completed()
-            elif d.action is Action.EMULATE:
-                core.pc = d.pc
-                core.completed()
-            elif d.action is Action.HALT:
-                code = d.code
-                break
+        r = run_local("warn_storm", "e500mc", ITERATIONS, ram_size=RAM_SIZE, setup=setup, collect=collect)
     finally:
         done.set()
-        if thread is not None:
-            thread.join(5)
-    result = {"code": code, "instructions": int(page["instructions"]), "returns": returns,
-              "kicks": engine.kicks, "cnt_iter": IMAGE.read_counters(ram, 1)["cnt_iter"][0],
-              "regs": engine.read_regs().copy()}
-    del core, engine, page
-    return result
+        if "thread" in out:
+            out["thread"].join(5)
+    return {"code": r.exit_code, "instructions": r.instructions, "cnt_iter": r.counters["cnt_iter"][0],
+            "kicks": out["kicks"], "regs": out["regs"]}
 
 
-@pytest.fixture
-def machine():
-    ram = GuestRAM.create(16 << 20)
-    pages = RunPages.create(1)
-    yield ram, pages
-    pages.close()
-    ram.close()
-
-
-def test_kicks_at_random_moments_lose_and_repeat_nothing(machine):
-    ram, pages = machine
-    ref = run_kicked(*machine, seed=None)
+def test_kicks_at_random_moments_lose_and_repeat_nothing():
+    ref = run_kicked(seed=None)
     assert ref["code"] == 0 and ref["cnt_iter"] == ITERATIONS and ref["kicks"] == 0
     total = 0
     for seed in range(400):
-        got = run_kicked(ram, pages, seed)
+        got = run_kicked(seed)
         # a block is counted only when it runs: any instruction run twice shows in the count
         assert (got["code"], got["cnt_iter"], got["instructions"]) == (0, ITERATIONS, ref["instructions"]), \
             (seed, got)

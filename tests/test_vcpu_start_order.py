@@ -43,23 +43,17 @@ def deliver(v, sender, msg):
     v.handle(Received(sender, msg))
 
 
-@pytest.mark.parametrize("order", ["start-first", "continue-first"])
-def test_a_release_is_kept_whichever_comes_first(order):
+@pytest.mark.parametrize("userspace_first", [False, True])
+@pytest.mark.parametrize("start_paused, said, paused", [(True, wire.Continue(1), False), (False, wire.Pause(1), True)])
+def test_userspace_word_is_kept_whichever_comes_first(start_paused, said, paused, userspace_first):
+    """A release (Continue) against Start(paused=True), a Pause against Start(paused=False)."""
     v = vcpu()
-    msgs = [("supervisor", wire.Start(paused=True)), ("userspace", wire.Continue(1))]
-    for sender, msg in (msgs if order == "start-first" else msgs[::-1]):
+    msgs = [("supervisor", wire.Start(paused=start_paused)), ("userspace", said)]
+    for sender, msg in (msgs[::-1] if userspace_first else msgs):
         deliver(v, sender, msg)
-    assert v.started and not v.paused and v.state[0] == State.RUNNING and v.runnable()
-
-
-@pytest.mark.parametrize("order", ["start-first", "pause-first"])
-def test_a_pause_is_kept_whichever_comes_first(order):
-    v = vcpu()
-    msgs = [("supervisor", wire.Start(paused=False)), ("userspace", wire.Pause(1))]
-    for sender, msg in (msgs if order == "start-first" else msgs[::-1]):
-        deliver(v, sender, msg)
-    assert v.started and v.paused and v.state[0] == State.PAUSED and not v.runnable()
-    assert [type(m) for to, m in v.ep.sent] == [wire.Paused]
+    assert v.started and v.paused == paused and v.runnable() == (not paused)
+    assert v.state[0] == (State.PAUSED if paused else State.RUNNING)
+    assert [type(m) for to, m in v.ep.sent] == ([wire.Paused] if paused else [])
 
 
 def test_start_alone_decides_until_userspace_speaks():
