@@ -74,6 +74,7 @@ class NS16550(Device):
         self.thr_ipending = False
         self._level = False
         self.irq(False)
+        self._feed()                               # console input still waiting enters the receiver
 
     # -- the outside world ---------------------------------------------------------------------------
     def push_rx(self, data: bytes) -> None:
