@@ -152,11 +152,17 @@ def test_spin_release_and_reset_request_reach_the_callbacks():
     assert b.mmio_read(CCSR_BASE + 0xE00A0, 4) == 0x80210030
 
 
-def test_unassigned_ccsr_access_is_counted():
+def test_unassigned_ccsr_access_is_counted_and_reported():
     b = Ppce500(256 * MiB)
-    assert b.mmio_read(CCSR_BASE + 0x5008, 4) == 0                # U-Boot's one read QEMU answers 0
-    b.mmio_write(CCSR_BASE + 0x3000, 1, 0x80)                     # the i2c controller: not modelled
+    assert b.handle_mmio(CCSR_BASE + 0x5008, 4, False) == 0       # U-Boot's one read QEMU answers 0
+    assert b.handle_mmio(CCSR_BASE + 0x3000, 1, True, 0x80) == 0  # the i2c controller: not modelled
+    assert b.handle_mmio(CCSR_BASE + 0x4505, 1, False) == 0x60
     assert b.bus.unassigned == {(CCSR_BASE + 0x5008, 4, False): 1, (CCSR_BASE + 0x3000, 1, True): 1}
+    r = b.report()
+    assert r["unassigned"] == [{"paddr": CCSR_BASE + 0x3000, "size": 1, "write": True, "count": 1},
+                               {"paddr": CCSR_BASE + 0x5008, "size": 4, "write": False, "count": 1}]
+    assert {"name": "serial0", "base": CCSR_BASE + 0x4500, "size": 8, "reads": 1, "writes": 0} in r["devices"]
+    assert [u["name"] for u in r["unmodelled"]] == ["ccsr", "i2c", "gpio", "platform"]
 
 
 # -- against QEMU -------------------------------------------------------------------------------------

@@ -468,6 +468,23 @@ class Ppce500:
     def mmio_write(self, paddr: int, size: int, value: int, cpu: int = 0) -> None:
         self.bus.write(paddr, size, value, cpu)
 
+    def handle_mmio(self, paddr: int, size: int, is_write: bool, value: int = 0, cpu: int = 0) -> int:
+        """One KVM_EXIT_MMIO: the value a load completes with (0 for a store)."""
+        if is_write:
+            self.bus.write(paddr, size, value, cpu)
+            return 0
+        return self.bus.read(paddr, size, cpu)
+
+    def report(self) -> dict:
+        """For the JSON report: accesses per device, every unassigned access by address, what the
+        board has but does not model."""
+        return {"devices": [{"name": m.device.name, "base": m.base, "size": m.device.size,
+                             "reads": self.bus.accesses[m.device.name][0],
+                             "writes": self.bus.accesses[m.device.name][1]} for m in self.bus.mappings],
+                "unassigned": self.bus.unassigned_by_address(),
+                "unmodelled": [{"name": n, "base": b, "size": sz, "note": note}
+                               for n, b, sz, note in self.unmodelled()]}
+
     def reset(self) -> None:
         self.bus.reset()
 
