@@ -3,6 +3,7 @@ writes into guest RAM), the boot registers and TLB1 entry (``info registers``/``
 first instruction), the MMIO map (``info mtree -f``) and the reset values of the device registers
 (``xp`` from the monitor). QEMU runs with ``-S``: nothing executes; a minimal ELF stands in for the
 firmware. Skipped only when qemu-system-ppc is missing."""
+import os
 import re
 import shutil
 import struct
@@ -255,13 +256,15 @@ def test_register_reset_values_equal_qemu(tmp_path):
             assert (addr, size, False) not in b.bus.unassigned and ours == int(theirs, 16), f"{addr:#x}"
 
 
-@needs_qemu
-@pytest.mark.skipif(not shutil.os.path.exists(UBOOT), reason="Debian's u-boot-qemu is not installed")
+@pytest.mark.skipif(not os.path.exists(UBOOT), reason="Debian's u-boot-qemu is not installed")
 def test_uboot_device_tree_address():
     from cosim.machine.image import GuestImage
     img = GuestImage.load(UBOOT)
     assert dt_address(*payload_extent(img.segments), ram_size=256 * MiB) == 0x2700000
     assert img.entry == 0xF00000
+    boot = Ppce500(256 * MiB, cpus=2).firmware_boot(img.segments, img.entry)
+    assert boot.dt_address == 0x2700000 and len(boot.dt_blob) == FDT_MAX_SIZE
+    assert boot.states[0].gpr(3) == 0x2700000 and boot.states[0].pc == 0xF00000 and boot.states[1].halted
 
 
 TRACE_LINE = re.compile(r"^memory_region_ops_(read|write) cpu (-?\d+) mr \S+ addr (0x[0-9a-f]+) value (0x[0-9a-f]+) "
@@ -269,7 +272,7 @@ TRACE_LINE = re.compile(r"^memory_region_ops_(read|write) cpu (-?\d+) mr \S+ add
 
 
 @needs_qemu
-@pytest.mark.skipif(not shutil.os.path.exists(UBOOT), reason="Debian's u-boot-qemu is not installed")
+@pytest.mark.skipif(not os.path.exists(UBOOT), reason="Debian's u-boot-qemu is not installed")
 @pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
 def test_uboot_mmio_under_qemu_replayed_against_our_models(tmp_path, cpu):
     """Every device access Debian's U-Boot makes under QEMU on its way to the prompt (QEMU's own

@@ -42,7 +42,7 @@ from cosim.hw.spin_table import ENTRY_SIZE, SPIN_SIZE, SpinRelease, SpinTable
 from cosim.hw.tlb import TlbEntry, page_size_to_tsize
 
 __all__ = ["PPCE500", "Row", "BoardError", "Ppce500", "BootState", "check_ram", "dt_address",
-           "payload_extent", "device_tree", "boot_state", "secondary_state", "CCSR_BASE", "SPIN_BASE",
+           "payload_extent", "device_tree", "boot_state", "secondary_state", "FirmwareBoot", "CCSR_BASE", "SPIN_BASE",
            "FDT_MAX_SIZE", "PHANDLE_START_BOOT", "PHANDLE_START_DUMPDTB", "UART_IRQ", "CPU_MODELS"]
 
 MiB = 1 << 20
@@ -382,6 +382,15 @@ def secondary_state(cpu: int) -> BootState:
     return BootState(cpu=cpu, halted=True)
 
 
+@dataclass(frozen=True)
+class FirmwareBoot:
+    """Where the device tree goes in guest RAM, its bytes, and each vCPU's reset state."""
+
+    dt_address: int
+    dt_blob: bytes
+    states: tuple[BootState, ...]
+
+
 # -- the board ---------------------------------------------------------------------------------------
 
 class Ppce500:
@@ -495,6 +504,16 @@ class Ppce500:
 
     def boot_states(self, entry: int, dt_addr: int) -> list[BootState]:
         return [boot_state(self.ram_size, entry, dt_addr)] + [secondary_state(i) for i in range(1, self.cpus)]
+
+    def firmware_boot(self, segments: Iterable, entry: int, *, bootargs: str = "",
+                      rng_seed: bytes = bytes(32)) -> "FirmwareBoot":
+        """Everything QEMU does for ``-bios ELF`` besides loading the segments: where the device tree
+        goes, its bytes, and every vCPU's reset state. ``segments``: the ELF's PT_LOAD segments
+        (cosim.machine.image.Segment)."""
+        segs = list(segments)
+        base = dt_address(*payload_extent(segs), ram_size=self.ram_size)
+        blob = self.device_tree(bootargs=bootargs, rng_seed=rng_seed)
+        return FirmwareBoot(base, blob, tuple(self.boot_states(entry, base)))
 
     def unmodelled(self) -> list[tuple[str, int, int, str]]:
         """Rows with an MMIO range but no model: (name, base, size, note), for the report."""
