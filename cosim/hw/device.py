@@ -77,7 +77,7 @@ class Device:
 
     def window(self, offset: int) -> Window | None:
         for w in self.windows:
-            if w.contains(offset):
+            if w.offset <= offset < w.offset + w.size:
                 return w
         return None
 
@@ -92,6 +92,8 @@ class Device:
         w = self.window(offset)
         if w is None or not w.valid(offset, size):
             return 0
+        if w.impl_min <= size <= w.impl_max and not w.little_endian:      # the common case: one call
+            return w.read(offset - w.offset, size, cpu) & ((1 << (8 * size)) - 1)
         step = max(min(size, w.impl_max), w.impl_min)
         mask = (1 << (8 * step)) - 1
         value = 0
@@ -107,6 +109,9 @@ class Device:
         if w is None or not w.valid(offset, size):
             return
         value &= (1 << (8 * size)) - 1
+        if w.impl_min <= size <= w.impl_max and not w.little_endian:
+            w.write(offset - w.offset, size, value, cpu)
+            return
         if w.little_endian:
             value = bswap(value, size)
         step = max(min(size, w.impl_max), w.impl_min)
