@@ -8,6 +8,7 @@ import re
 import shutil
 import struct
 import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -271,34 +272,55 @@ TRACE_LINE = re.compile(r"^memory_region_ops_(read|write) cpu (-?\d+) mr \S+ add
                         r"size (\d) name '([^']*)'$", re.M)
 
 
+def run_uboot_traced(tmp_path, cpu, keys):
+    """U-Boot under QEMU with its console on a pipe and QEMU's device-access trace on: ``keys`` maps
+    console text to the input sent once it appears. Returns (console bytes, trace events)."""
+    trace = tmp_path / "trace.txt"
+    proc = subprocess.Popen([QEMU, "-M", "ppce500", "-cpu", cpu, "-m", "256", "-bios", UBOOT, "-nic", "none",
+                             "-display", "none", "-monitor", "none", "-serial", "stdio",
+                             "-trace", "memory_region_ops_*", "-D", str(trace)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    console = bytearray()
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        deadline = time.monotonic() + 120
+        todo = list(keys)
+        while time.monotonic() < deadline and proc.poll() is None:
+            chunk = proc.stdout.read() or b""
+            console += chunk
+            if todo and todo[0][0] in console:
+                proc.stdin.write(todo.pop(0)[1])
+                proc.stdin.flush()
+            elif not todo and console.count(b"\n=> ") >= len(keys) + (not keys):
+                break
+            if not chunk:
+                time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    return bytes(console), TRACE_LINE.findall(trace.read_text(errors="replace"))
+
+
 @needs_qemu
 @pytest.mark.skipif(not os.path.exists(UBOOT), reason="Debian's u-boot-qemu is not installed")
-@pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
-def test_uboot_mmio_under_qemu_replayed_against_our_models(tmp_path, cpu):
-    """Every device access Debian's U-Boot makes under QEMU on its way to the prompt (QEMU's own
-    memory_region_ops trace), replayed in order against our board: each read gets QEMU's answer, each
-    write lands in a window of ours, and the bytes written to the UART are QEMU's serial output."""
-    serial, trace = tmp_path / "serial.txt", tmp_path / "trace.txt"
-    proc = subprocess.Popen([QEMU, "-M", "ppce500", "-cpu", cpu, "-m", "256", "-bios", UBOOT, "-nic", "none",
-                             "-display", "none", "-monitor", "none", "-serial", f"file:{serial}",
-                             "-trace", "memory_region_ops_*", "-D", str(trace)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        import time
-        deadline = time.monotonic() + 120
-        while b"\n=> " not in (serial.read_bytes() if serial.exists() else b"") and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    console = serial.read_bytes()
-    assert b"\n=> " in console, console[-300:]
-    events = TRACE_LINE.findall(trace.read_text(errors="replace"))
+@pytest.mark.parametrize("cpu, keys", [
+    ("e500v2", ()), ("e500mc", ()),
+    ("e500v2", ((b"Hit any key", b" "), (b"\n=> ", b"version\r"))),
+], ids=["e500v2-to-prompt", "e500mc-to-prompt", "e500v2-key-and-version"])
+def test_uboot_mmio_under_qemu_replayed_against_our_models(tmp_path, cpu, keys):
+    """Every device access Debian's U-Boot makes under QEMU (QEMU's own memory_region_ops trace) to
+    its prompt (and, with keys, through stopping autoboot and typing ``version``), replayed in order
+    against our board: each read gets QEMU's answer, each access lands in a window of ours, and the
+    bytes written to the UART are QEMU's console output. A typed byte enters our UART when QEMU's
+    LSR first shows it (the host's typing time is not the guest's)."""
+    console, events = run_uboot_traced(tmp_path, cpu, keys)
+    assert console.count(b"\n=> ") >= 1, console[-300:]
     assert len(events) > 1000
+    typed = bytearray(b"".join(k for _, k in keys))
 
     sent = []
     b = Ppce500(256 * MiB, 1, cpu, on_tx=lambda port, data: sent.append(data))
+    uart, lsr = b.uart(0), CCSR_BASE + 0x4505
     mismatches, names = [], set()
     for kind, vcpu, addr, value, size, name in events:
         addr, value, size = int(addr, 16), int(value, 16), int(size)
@@ -309,13 +331,17 @@ def test_uboot_mmio_under_qemu_replayed_against_our_models(tmp_path, cpu):
             value = int.from_bytes(value.to_bytes(size, "little"), "big")
         if kind == "write":
             b.mmio_write(addr, size, value, cpu=int(vcpu))
-        else:
-            ours = b.mmio_read(addr, size, cpu=int(vcpu))
-            if ours != value:
-                mismatches.append((name, hex(addr), size, hex(value), hex(ours)))
+            continue
+        if addr == lsr and value & 0x01 and not uart.rx_pending and typed:
+            uart.push_rx(bytes([typed.pop(0)]))
+        ours = b.mmio_read(addr, size, cpu=int(vcpu))
+        if ours != value:
+            mismatches.append((name, hex(addr), size, hex(value), hex(ours)))
     assert mismatches == []
-    assert not b.bus.unassigned
+    assert not b.bus.unassigned and not typed
     assert {qemu_name for qemu_name, _ in names} >= {"serial", "pci-conf-idx", "pci-conf-data", "pci.reg", "glb"}
     assert all(q == ours for q, ours in names)          # the same window names as QEMU's regions
     out = b"".join(sent)
-    assert console.startswith(out) and out.endswith(b"=> ")
+    assert out.endswith(b"=> ") and console.startswith(out)      # U-Boot writes CR LF itself
+    if keys:
+        assert b"U-Boot 2023.01" in out.split(b"version", 1)[1]       # the command ran and printed
