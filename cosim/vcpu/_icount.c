@@ -191,8 +191,10 @@ static bool cosim_tlb_fill(void *uc, uint64_t vaddr, int type, cosim_tlb_entry *
     vaddr &= 0xFFFFFFFFull;
     st->fills++;
     page = vaddr & ~((1ull << PAGE_BITS) - 1);
-    if (vaddr >= st->reserved_lo && vaddr < st->reserved_hi) {
-        if (!st->reserved_open)
+    if (vaddr >= st->reserved_lo && vaddr < st->reserved_hi + (1ull << PAGE_BITS)) {
+        /* the engine's own pages: the step page (open only while the engine runs there) and, right
+         * after it, the page of emu_start's `until` address (translated, never executed) */
+        if (vaddr < st->reserved_hi && !st->reserved_open)
             return cosim_refuse(st, vaddr, type, MISS_RESERVED);
         result->paddr = page;
         result->perms = PROT_ALL;
