@@ -393,7 +393,7 @@ def _serial(t: _Table | None) -> SerialConfig:
     if t is None:
         return SerialConfig()
     sends = []
-    for i, x in enumerate(t.tables("send") if t.get("send", False) is not None else ()):
+    for x in (t.tables("send") if t.get("send", False) is not None else ()):
         after, text = x.string("after", required=True), x.string("text", required=True)
         sends.append(SerialSend(after, text.replace("\\r", "\r").replace("\\n", "\n")))
     end_on = t.string("end_on")
