@@ -15,7 +15,7 @@ import time
 from rich.console import Console
 
 from .cleanup import reclaim
-from . import __version__, costs, preflight
+from . import __version__, costs, preflight, resources
 from .config import CPUS, STRATEGIES, VCPUS_MAX, WORD_MAX, ConfigError, load_config, parse_config
 from .findings import FINDINGS
 from .jsonout import write_json
@@ -110,6 +110,11 @@ def cmd_run(args) -> int:
         return 2
     if args.gdb is not None and (problem := check_gdb_bind(args.gdb)):
         print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:                              # open files, /dev/shm: known before anything starts
+        resources.check(cfg.machine.vcpus, cfg.machine.ram)
+    except resources.ResourceShortage as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     progress = Progress(cfg.name, args.quiet)
     if args.gdb is not None:
