@@ -306,6 +306,7 @@ def build_report(data) -> dict:
         g = user.get("gdb", {})
         gdb = {"address": data.gdb_address, "connections": g.get("connections"),
                "detaches": g.get("detaches"), "killed": killed,
+               "dropped_not_reading": g.get("dropped_not_reading", 0),
                "stopped_seconds": round(stopped, 3),
                # gdb's detach removes only gdb's own points: the scenario's stay in place
                "script_breakpoints": ("kept across the gdb session(s): " + ", ".join(script_bps.values())
