@@ -128,6 +128,8 @@ def render_run(report: dict, console: Console | None = None) -> None:
                           f"; refused connections: {per(tr['refused']) or 'none'}", style="yellow"))
     for p in report["problems"]:
         parts.append(Text(f"problem: {p}", style="red"))
+    for u in report.get("outputs_unwritten", ()):
+        parts.append(Text(f"not written: {u}", style="red"))
     console.print(Panel(Group(*parts), title="kvmppc-cosim", expand=False))
 
 

@@ -345,6 +345,7 @@ def build_report(data) -> dict:
         "register_log": _named_registers(user.get("script", {}).get("register_log", [])),
         "register_log_dropped": user.get("script", {}).get("register_log_dropped", 0),
         "problems": data.problems,
+        "outputs_unwritten": list(getattr(data, "unwritten", [])),   # outputs lost (full disk...): exit 2
         "logs": [{"from": a, "level": b, "text": c} for a, b, c in data.logs[:100]],
         "gdb": gdb,
         "config": cfg.to_dict(),

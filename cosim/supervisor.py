@@ -126,6 +126,7 @@ class RunData:
     data_segments: list[tuple[int, bytes]] = field(default_factory=list)  # writable segments at the end
     trace: dict | None = None           # --trace: where the timeline went (cosim/trace.py merge)
     record: dict | None = None          # schedule and digest (cosim/record.py)
+    unwritten: list[str] = field(default_factory=list)   # outputs that could not be written (not the run's fault)
 
 
 class Supervisor:
@@ -652,8 +653,17 @@ class Supervisor:
             return
         try:
             data.trace = trace.merge(self.run_dir, self.trace_path)
+        except OSError as e:          # (outfile.OutputError: one line) a full disk costs the trace, not the run
+            data.unwritten.append(f"--trace {e}")
+            return
         except Exception as e:
             data.problems.append(f"could not write the trace to {self.trace_path}: {e}")
+            return
+        lost = data.trace.get("lost") or {}
+        if lost:
+            data.unwritten.append(f"--trace {self.trace_path}: incomplete: the events of "
+                                  + ", ".join(f"{n} ({why})" for n, why in sorted(lost.items()))
+                                  + " could not be written in the run directory")
 
     def schedule(self) -> dict:
         """What decides the interleaving: in free-running mode the OS scheduler (not recorded) and the
@@ -680,8 +690,25 @@ class Supervisor:
             data.record = record.write(self.run_dir, data, self.ram.bytes, regs, self.schedule())
             if self.record_dir is not None:
                 record.save(self.run_dir, self.record_dir)
+        except OSError as e:          # a full disk costs the record, not the run
+            self._unwritten(data, f"could not write: {e.strerror or e}")
+            return
         except Exception as e:
             data.problems.append(f"could not write the run's record: {type(e).__name__}: {e}")
+            return
+        lost = [f"vcpu{v['vcpu']} ({v['exits_lost']})" for v in data.record["digest"]["vcpus"]
+                if v.get("exits_lost")] if isinstance(data.record.get("digest"), dict) else []
+        if lost:
+            self._unwritten(data, "incomplete: the exit lists of " + ", ".join(lost)
+                            + " could not be written in the run directory")
+
+    def _unwritten(self, data: RunData, what: str) -> None:
+        """The run's record could not be (wholly) written: the user's --record output is lost (exit 2);
+        without --record, only replay loses it (a warning)."""
+        if self.record_dir is not None:
+            data.unwritten.append(f"--record {self.record_dir}: {what}")
+        else:
+            data.logs.append(("supervisor", "warn", f"the run's record: {what}"))
 
     def _close_transport(self, data: RunData) -> None:
         if self.ep is not None:

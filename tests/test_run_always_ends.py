@@ -263,3 +263,86 @@ def test_guest_ram_larger_than_dev_shm_fails_at_creation_not_with_sigbus():
         pytest.skip(f"cannot mount a private tmpfs here: {p.stderr.strip()}")
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
     assert "ERROR" in p.stdout and "cannot allocate 32.0 MiB" in p.stdout and "/dev/shm/" in p.stdout
+
+
+# --- item 5: output that cannot be written -----------------------------------------------------------
+def test_json_to_a_full_device_costs_the_output_not_the_run(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    junit = tmp_path / "ok.xml"
+    assert cli.main(["run", str(cfg), "--json", "/dev/full", "--junit", str(junit)]) == 2
+    out, err = capsys.readouterr()
+    assert "kvmppc-cosim" in out and "not written: --json /dev/full: could not write" in out, out[-3000:]
+    assert "error: --json /dev/full: could not write: No space left on device" in err, err
+    assert "Traceback" not in err
+    assert junit.read_text().startswith("<?xml")     # the other outputs are still written
+
+
+def test_an_output_is_written_whole_or_not_at_all(tmp_path):
+    from cosim import outfile
+    with pytest.raises(outfile.OutputError) as e:
+        outfile.write("/dev/full", "x" * 10000)
+    assert str(e.value) == "/dev/full: could not write: No space left on device"
+    target = tmp_path / "keep.json"
+    target.write_text("old")
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from cosim import outfile
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            outfile.write({str(target)!r}, "y" * 100000)
+        except outfile.OutputError as e:
+            print("ERR", e)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    assert "ERR" in p.stdout and "File too large" in p.stdout, (p.stdout, p.stderr)
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["keep.json"]    # no temporary file left
+
+
+def test_a_spill_file_past_a_size_limit_is_lost_not_the_writer(tmp_path):
+    """What a vCPU's trace or exit list does on a full disk (here: a file-size limit, EFBIG)."""
+    path = tmp_path / "events.msgpack"
+    code = textwrap.dedent(f"""
+        import resource
+        from cosim.outfile import Spill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+        s = Spill({str(path)!r}, 4096)
+        for _ in range(100000):
+            s.write(b"z" * 50)
+        s.close()
+        print("ALIVE", s.reason)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 0 and "ALIVE File too large" in p.stdout, (p.stdout, p.stderr)
+    from cosim.outfile import lost
+    assert lost(str(path)) == "File too large" and path.stat().st_size == 0
+
+
+TIGHT_TMP = textwrap.dedent("""
+    set -e
+    mount -t tmpfs -o size=256k tmpfs "$TMPDIR"
+    exec "$@"
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a private tmpfs")
+def test_trace_with_a_full_tmpdir_completes_the_run_and_says_what_was_lost(tmp_path):
+    """The run directory (in TMPDIR) fills up with trace events: a vCPU crashed on ENOSPC before."""
+    cfg = write_config(tmp_path, vcpus=2, iterations=3000)
+    tight = Path(tempfile.mkdtemp(prefix="ct-"))
+    out_trace = tmp_path / "run.json"
+    try:
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", TIGHT_TMP, "sh",
+                            sys.executable, str(ROOT / "run.py"), str(cfg), "--trace", str(out_trace)],
+                           capture_output=True, text=True, timeout=HANG_S, cwd=ROOT,
+                           env={**os.environ, "TMPDIR": str(tight)})
+    finally:
+        shutil.rmtree(tight, ignore_errors=True)
+    if "mount:" in p.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here: {p.stderr.strip()}")
+    assert "crashed" not in p.stderr and "child-died" not in p.stdout, p.stderr[-3000:]
+    assert p.returncode == 2, (p.stdout[-3000:], p.stderr[-3000:])
+    assert "outcome completed" in p.stdout and "no-leftovers" in p.stdout
+    assert f"error: --trace {out_trace}: incomplete: the events of" in p.stderr, p.stderr[-2000:]
+    assert "No space left on device" in p.stderr
+    assert out_trace.exists()                        # what could be written, merged
