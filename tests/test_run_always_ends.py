@@ -346,3 +346,22 @@ def test_trace_with_a_full_tmpdir_completes_the_run_and_says_what_was_lost(tmp_p
     assert f"error: --trace {out_trace}: incomplete: the events of" in p.stderr, p.stderr[-2000:]
     assert "No space left on device" in p.stderr
     assert out_trace.exists()                        # what could be written, merged
+
+
+# --- item 6: deeply nested TOML ------------------------------------------------------------------------
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize("text,override", [
+    (f"a = {DEEP}\n", None),                                                   # an array in the file
+    ('[machine]\ncpu = "e500mc"\nx = ' + "{a=" * 1000 + "1" + "}" * 1000 + "\n", None),   # inline tables
+    (f"a = {'[' * 100 + ']' * 100}\n", None),            # within Python's recursion limit, still refused
+    (SHORT.format(vcpus=1, iterations=10), f"guest.iterations={DEEP}"),       # through --set
+])
+def test_deeply_nested_toml_is_one_line_and_exit_2(tmp_path, capsys, text, override):
+    cfg = tmp_path / "deep.toml"
+    cfg.write_text(text)
+    argv = ["run", str(cfg)] + (["--set", override] if override else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nested too deeply" in err[0] and str(cfg) in err[0], err
