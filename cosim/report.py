@@ -312,6 +312,7 @@ def build_report(data) -> dict:
         g = user.get("gdb", {})
         gdb = {"address": data.gdb_address, "connections": g.get("connections"),
                "detaches": g.get("detaches"), "killed": killed,
+               "dropped_not_reading": g.get("dropped_not_reading", 0),
                "stopped_seconds": round(stopped, 3),
                # gdb's detach removes only gdb's own points: the scenario's stay in place
                "script_breakpoints": ("kept across the gdb session(s): " + ", ".join(script_bps.values())
@@ -351,6 +352,7 @@ def build_report(data) -> dict:
         "register_log": _named_registers(user.get("script", {}).get("register_log", [])),
         "register_log_dropped": user.get("script", {}).get("register_log_dropped", 0),
         "problems": data.problems,
+        "outputs_unwritten": list(getattr(data, "unwritten", [])),   # outputs lost (full disk...): exit 2
         "logs": [{"from": a, "level": b, "text": c} for a, b, c in data.logs[:100]],
         "gdb": gdb,
         "config": cfg.to_dict(),
