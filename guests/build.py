@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 GUESTS = Path(__file__).resolve().parent
-PROGRAMS = ("loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac")
+PROGRAMS = ("loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac", "atomics")
 STANDALONE = ("irq_table", "foreign_traps", "foreign_debug")
 KERNEL = "kernel.S"
 LINKER_SCRIPT = "guest.ld"

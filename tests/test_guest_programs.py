@@ -19,8 +19,8 @@ expected = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(expected)
 
 CPUS = ["e500v2", "e500mc"]
-PROGRAMS = ["loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac"]
-ITERATIONS = {"loop": 500, "warn_storm": 80, "smp_workers": 60, "selfcheck": 100, "guest_iac": 60}
+PROGRAMS = ["loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac", "atomics"]
+ITERATIONS = {"loop": 500, "warn_storm": 80, "smp_workers": 60, "selfcheck": 100, "guest_iac": 60, "atomics": 100}
 LI = 0x38000000          # addi rD, 0, imm
 MTCTR_R0 = 0x7C0903A6
 BCTR = 0x4E800420

@@ -129,6 +129,7 @@ class Core:
         """Book E interrupt delivery: save PC/MSR in the class's save/restore pair, new MSR, vector."""
         key = (ivor, srr0 & 0xFFFFFFFF)
         self.delivered[key] = self.delivered.get(key, 0) + 1
+        self.engine.lose_reservation()     # an interrupt clears the lwarx reservation (issue 20)
         msr = self.msr
         if ivor == Ivor.DEBUG:
             save0, save1 = self.model.debug_srr
