@@ -21,6 +21,7 @@ from ..cpu_models import CpuModel, Event, Route
 from ..exit_rate import ExitRate
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
+from ..strategies import STRATEGIES
 from ..vmexit import Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
 from .runpage import EVENTS, LEVELS
@@ -30,6 +31,7 @@ READ_ONLY_SPRS = frozenset({S["PIR"], S["PVR"]})
 DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"], S["IAC2"],
                         S["IAC3"], S["IAC4"], S["DAC1"], S["DAC2"]})
 EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
+PLANTED_WORDS = frozenset(s.word for s in STRATEGIES.values() if s.word is not None)
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 LOCAL_SAMPLES = 50_000
 
@@ -76,6 +78,7 @@ class Core:
         self.dep = True                    # E.HV MSRP[DEP]; False: the guest's MSR[DE] gates host debug
         self.missed: dict[str, dict[int, int]] = {"iac": {}, "dac": {}, "step": {}}  # gated host events
         self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
+        self.planted_at = None             # the breakpoint ledger's planted_at (word planted at an address)
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -340,7 +343,7 @@ class Core:
             self._retried = pc
             return None                      # run the word that is really there now
         self._retried = None
-        if from_ram and self.pristine.get(pc, word) != word:
+        if from_ram and (self.pristine.get(pc, word) != word or self._planted_over_itself(pc, word)):
             self.planted[pc] = self.planted.get(pc, 0) + 1
         if stop.intno not in (6, 8, 96):
             return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
@@ -375,6 +378,11 @@ class Core:
             self.count(ev.event.value, "vcpu")
             return None
         return ev
+
+    def _planted_over_itself(self, pc: int, word: int) -> bool:
+        """A breakpoint planted over the guest's own copy of the planted word (issue 20: the guest's
+        own 0x00dddd00 under `illegal`): the ledger says a breakpoint holds `pc`."""
+        return word in PLANTED_WORDS and self.planted_at is not None and self.planted_at(pc) == word
 
     def _stale_translation(self, pc: int, intno: int, word: int, kind: Kind) -> bool:
         """Did unicorn raise this for an instruction that is no longer in RAM (patched without a

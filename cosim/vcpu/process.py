@@ -23,6 +23,7 @@ from ..isa import IVOR_NAME
 from ..lockstep import vcpu_gate
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
+from ..machine.ledger import Ledger
 from ..record import ExitLog
 from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
@@ -75,6 +76,9 @@ class VcpuProcess:
         self.core.reset(spec["entry"], pir=self.index)
         self.core.until = spec.get("until")
         self.core.dep = spec.get("msrp_dep", True)
+        # issue 20: the breakpoint ledger tells a planted word from the guest's own copy of it
+        self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
+        self.core.planted_at = self.ledger.planted_at if self.ledger is not None else None
         self.engine.set_until(self.core.until)
         self.started = False
         self.paused = False
@@ -394,6 +398,8 @@ class VcpuProcess:
         self.page = None
         self.pages.close()
         self.ram.close()
+        if getattr(self, "ledger", None) is not None:
+            self.ledger.close()
         self.ep.close()
 
 
