@@ -345,7 +345,11 @@ class Core:
         self._retried = None
         if from_ram and (self.pristine.get(pc, word) != word or self._planted_over_itself(pc, word)):
             self.planted[pc] = self.planted.get(pc, 0) + 1
-        if stop.intno not in (6, 8, 96):
+        if stop.intno == 32:                 # SPE unavailable: unicorn's own MSR[SPE] is always 0
+            spe = self._spe(pc, word, from_ram)
+            if spe is not True:
+                return spe
+        elif stop.intno not in (6, 8, 96):
             return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
         if k in PRIVILEGED_KINDS:
             if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER:
@@ -378,6 +382,22 @@ class Core:
             self.count(ev.event.value, "vcpu")
             return None
         return ev
+
+    def _spe(self, pc: int, word: int, from_ram: bool) -> Exit | Fault | None | bool:
+        """An SPE instruction (issue 20). e500v2: with the guest's MSR[SPE] = 0 it takes the SPE
+        unavailable interrupt (IVOR32, ESR[SPV]); with MSR[SPE] = 1 it runs. e500mc has no SPE: True,
+        handled as the illegal instruction it is there (a program interrupt, ESR[PIL])."""
+        if not self.model.has_spe:
+            return True
+        if not self.msr & Msr.SPE:
+            self.deliver(Ivor.SPE_UNAVAILABLE, pc, Esr.SPV)
+            self.completed()
+            return None
+        stop = self.engine.run_spe(pc, word)
+        if stop.kind is StopKind.STEP and not self.step:
+            self.pc = stop.pc
+            return None
+        return self.on_stop(stop) if stop.kind is not StopKind.INTERRUPT else self._exception(stop, word)
 
     def _planted_over_itself(self, pc: int, word: int) -> bool:
         """A breakpoint planted over the guest's own copy of the planted word (issue 20: the guest's

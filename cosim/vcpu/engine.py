@@ -55,6 +55,7 @@ RESERVED = (SCRATCH, SCRATCH + 0x1000)   # the step page: the TLB refuses it to 
 PAGE_BITS = 12
 TLB_HEADER = 40             # cosim_tlb_state in _icount.c: five uint64 before the per-page bytes
 MSR_PR = 0x4000
+MSR_SPE = 0x02000000
 
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
 REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC_REG_CTR,
@@ -160,6 +161,15 @@ class Engine:
             raise UcError(err)
         self._until_addr: int | None = None
         return atomics
+
+    def run_spe(self, pc: int, word: int) -> Stop:
+        """An SPE instruction the guest may run (its MSR[SPE] = 1): out of line, with unicorn's own
+        MSR[SPE] set for that one instruction (it is otherwise 0, so every SPE instruction stops)."""
+        self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR | MSR_SPE)
+        try:
+            return self.displaced(pc, word)
+        finally:
+            self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
 
     def lose_reservation(self) -> None:
         """An interrupt was delivered to the guest: its lwarx reservation is gone."""
