@@ -134,7 +134,18 @@ def build_report(data) -> dict:
     if user.get("refused"):
         findings.append(Finding("hw-slots-exhausted", "hw-slots-exhausted" in predicted,
                                 _counted(user["refused"])))
-    if program in PROGRAMS_WITH_OWN_IAC and guest.get("cnt_iter"):
+    # the guest's own IAC events while the host owned the debug facility, counted by the silicon for
+    # any guest (issue 20), with what the guest wrote to DBCR0 and what it reads back
+    dbg_lost = _sum_maps(v.get("guest_debug_lost", {}) for v in vstats)
+    if dbg_lost:
+        wrote, reads = next((v["guest_debug_armed"] for v in vstats if v.get("guest_debug_armed")), (None, None))
+        findings.append(Finding("guest-debug-lost", True,
+                                f"{sum(dbg_lost.values())} of the guest's own debug event(s) did not reach it "
+                                f"(the host owns the debug facility while it debugs): its IAC at "
+                                f"{_by_site(dbg_lost, sym)}"
+                                + (f"; it wrote DBCR0 = {wrote:#010x}" if wrote is not None else "")
+                                + (f" and reads back DBCR0 = {reads:#010x}" if reads is not None else "")))
+    elif program in PROGRAMS_WITH_OWN_IAC and guest.get("cnt_iter"):
         expected_dbg = 2 * sum(guest["cnt_iter"])
         got = sum(guest.get("cnt_debug", [0]))
         if got < expected_dbg:

@@ -117,3 +117,24 @@ def test_warns_fired_after_the_count_at_the_wall_limit_pass():
     assert r["invariants"]["guest-traps-to-guest-once"]["ok"], r["invariants"]["guest-traps-to-guest-once"]
     data.guest["cnt_warn"][0] += 3                         # more than one iteration's: still a failure
     assert not build_report(data)["invariants"]["guest-traps-to-guest-once"]["ok"]
+
+
+@pytest.mark.parametrize("cpu, strategy, dep", [("e500v2", "illegal", None), ("e500mc", "hw", True),
+                                                ("e500mc", "hw", False), ("e500mc", "trap-kernel", True)])
+def test_guest_debug_events_lost_to_the_host_are_a_finding_for_any_guest(tmp_path, cpu, strategy, dep):
+    """guest_iac arms its own IAC1 (DBCR0[IDM|IAC1], its own debug vector) on bp_target; copied under
+    another name it is just some guest. While the host debugs (a breakpoint elsewhere) it gets none
+    of its 20 events: counted by the silicon, with what it wrote and reads back (0 of 20 in silence
+    before)."""
+    elf = tmp_path / "someones_guest.elf"
+    elf.write_bytes(guest_path("guest_iac").read_bytes())
+    d = {"machine": {"cpu": cpu, "vcpus": 1, "msrp_dep": dep}, "guest": {"program": str(elf), "iterations": 20},
+         "debug": {"strategy": strategy, "breakpoints": [{"at": "loop_body_start"}]},
+         "limits": {"wall_seconds": 60.0}}
+    r = build_report(run_config(parse_config(d, "t.toml")))
+    assert r["ok"], r["failed"]
+    assert r["guest"]["cnt_debug"] == [0]                 # the modelled behaviour: the host owns it
+    found = {f["id"]: f["detail"] for f in r["findings"]}
+    assert found["guest-debug-lost"].startswith("20 of the guest's own debug event(s) did not reach it")
+    assert "bp_target: 20" in found["guest-debug-lost"]
+    assert "wrote DBCR0 = 0x40800000 and reads back DBCR0 = 0x80000000" in found["guest-debug-lost"]

@@ -79,6 +79,11 @@ class Core:
         self.missed: dict[str, dict[int, int]] = {"iac": {}, "dac": {}, "step": {}}  # gated host events
         self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
         self.planted_at = None             # the breakpoint ledger's planted_at (word planted at an address)
+        # issue 20: the guest's own debug set-up while the host owns the facility (its writes do not
+        # reach the registers) and the events it would have taken: addr -> count (guest-debug-lost)
+        self.guest_shadow: dict[int, int] = {}
+        self.guest_debug_lost: dict[int, int] = {}
+        self.guest_armed: tuple[int, int] | None = None   # (DBCR0 written with IDM, DBCR0 read then)
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -205,8 +210,14 @@ class Core:
         if spr in READ_ONLY_SPRS:
             return
         if spr in DEBUG_SPRS:
-            if self.host_debug:
-                return                              # the external debugger owns the facility
+            if self.host_debug:                     # the external debugger owns the facility: the write
+                if spr == S["DBCR0"]:               # is lost, kept aside only to count what the guest
+                    value &= ~(Dbcr0.RST | Dbcr0.EDM)   # loses by it (guest-debug-lost)
+                    if value & Dbcr0.IDM:           # and what it reads back instead, for the report
+                        self.guest_armed = (value, self.read_spr(spr))
+                self.guest_shadow[spr] = value
+                self.apply_debug()
+                return
             if spr == S["DBSR"]:                    # write one to clear
                 self.spr[spr] &= ~value & 0xFFFFFFFF
                 return
@@ -230,6 +241,7 @@ class Core:
                 iac = dac = (None, None)
             step = bool(control & GuestDebug.SINGLESTEP)
             gated = self.host_gated          # MSRP[DEP]=0, MSR[DE]=0: a host step never happens
+            iac = tuple(iac) + self._lost_iac()   # slots past the CPU's: the guest's own, only counted
             key = ("host", iac, dac, step, gated)
             if step and gated:
                 if key != self._dbg_key:     # counted once per step request that goes missing
@@ -251,6 +263,26 @@ class Core:
         self.engine.set_iac(tuple(a for a in iac))
         self.engine.set_dac(dac)
         self.step = step
+
+    def _lost_iac(self) -> tuple[int | None, ...]:
+        """IACs the guest armed for itself (DBCR0[IDM] and its IACn bits) while the host owns the
+        facility: watched in engine slots after the CPU's own, to count the events it does not get."""
+        sh = self.guest_shadow
+        dbcr0 = sh.get(S["DBCR0"], 0)
+        if not dbcr0 & Dbcr0.IDM:
+            return ()
+        return tuple(sh.get(S["IAC1"] + i) if dbcr0 & IAC_BITS[i] else None for i in range(self.model.iac_slots))
+
+    def _guest_event_lost(self, stop: Stop) -> Exit | Fault | Until | None:
+        """The guest's own IAC matched while the host owns the debug facility: it does not happen
+        (KVM's model); count it and run the instruction as if nothing matched."""
+        self.guest_debug_lost[stop.pc] = self.guest_debug_lost.get(stop.pc, 0) + 1
+        self.pc = stop.pc
+        nxt = self.engine.displaced(stop.pc, self.word_at(stop.pc), suppress_dac=True)
+        if nxt.kind is StopKind.STEP and not self.step:
+            self.pc = nxt.pc
+            return None
+        return self.on_stop(nxt)
 
     # --- running ------------------------------------------------------------------------------------
     def run(self, kicked=lambda: False) -> Exit | Fault | Until | None:
@@ -290,6 +322,8 @@ class Core:
         if kind is StopKind.STEP:
             self.pc = stop.pc
             return self._step_event(stop.pc) if self.step else None
+        if kind is StopKind.IAC and stop.slot >= self.model.iac_slots:
+            return self._guest_event_lost(stop)
         if kind in (StopKind.IAC, StopKind.DAC) and self.host_gated:
             return self._gated(stop)
         if kind is StopKind.IAC:

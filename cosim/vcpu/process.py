@@ -374,6 +374,8 @@ class VcpuProcess:
             "host_debug_missed": {kind: {f"{k:#x}": v for k, v in m.items()}
                                   for kind, m in self.core.missed.items()},
             "interrupts": _by_kind(self.core.delivered),
+            "guest_debug_lost": {f"{k:#x}": v for k, v in self.core.guest_debug_lost.items()},
+            "guest_debug_armed": self.core.guest_armed,
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
