@@ -61,7 +61,9 @@ def render_run(report: dict, console: Console | None = None) -> None:
                              else "")))
 
     dh = report["debugger_hits"]
-    bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']})",
+    owners = dh.get("by_owner", {})
+    split = (f"; scenario {owners.get('script', 0)}, gdb {owners['gdb']}" if owners.get("gdb") else "")
+    bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']}{split})",
                title_justify="left", show_edge=False, pad_edge=False)
     for col in ("breakpoint", "address", "executed", "hits", "stale"):
         bt.add_column(col, justify="right" if col not in ("breakpoint",) else "left")

@@ -346,14 +346,14 @@ class VmTarget:
                     self.sw.add(addr)
             elif kind == BreakpointKind.HARDWARE:
                 if ("iac", addr) not in self.hw:
-                    self.dbg.insert_hw("iac", addr)
+                    self.dbg.insert_hw("iac", addr, owner="gdb")
                     self.hw.add(("iac", addr))
             elif kind in WATCH_KINDS:
                 what = WATCH_KINDS[kind]
                 if not 1 <= length <= 4:
                     raise TargetError(errno.EINVAL, f"a DAC watches up to 4 bytes, not {length}")
                 if (what, addr) not in self.hw:
-                    self.dbg.insert_hw(what, addr, length)
+                    self.dbg.insert_hw(what, addr, length, owner="gdb")
                     self.hw.add((what, addr))
             else:
                 raise NotSupported
@@ -367,16 +367,16 @@ class VmTarget:
             if kind == BreakpointKind.SOFTWARE:
                 if addr in self.sw:
                     self.sw.discard(addr)
-                    self.dbg.remove(addr)
+                    self.dbg.remove(addr, owner="gdb")
             elif kind == BreakpointKind.HARDWARE:
                 if ("iac", addr) in self.hw:
                     self.hw.discard(("iac", addr))
-                    self.dbg.remove_hw("iac", addr)
+                    self.dbg.remove_hw("iac", addr, owner="gdb")
             elif kind in WATCH_KINDS:
                 what = WATCH_KINDS[kind]
                 if (what, addr) in self.hw:
                     self.hw.discard((what, addr))
-                    self.dbg.remove_hw(what, addr)
+                    self.dbg.remove_hw(what, addr, owner="gdb")
             else:
                 raise NotSupported
         except BreakpointError as e:
@@ -443,8 +443,29 @@ class VmTarget:
                                                     srr0=site, esr=Esr.PTR, go=go))
         elif stop is not None:
             pc = self.vm.pc(i)
-            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
-                                                    held=True, go=go))
+            word = self._taken_under_other(stop, pc)
+            if word is not None:
+                self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "step_over", "userspace", pc=pc,
+                                                        word=word, held=True, go=go))
+            else:
+                self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
+                                                        held=True, go=go))
+
+    def _taken_under_other(self, stop: Stop, pc: int) -> int | None:
+        """gdb resumes a vCPU at the breakpoint it stopped on, gdb's own breakpoint lifted (as gdb does
+        to step over it) but the scenario's still there: this execution's hit was taken (and counted)
+        already, so the original instruction runs out of line instead of hitting again. Returns that
+        word, or None (resume in place)."""
+        if pc != stop.pc or stop.verdict not in (Verdict.SW, Verdict.HW) or pc in self.sw:
+            return None
+        st = self.dbg.state
+        saved = st.saved_word(pc)
+        if saved is not None and self.vm.ram.read_word(pc) == st.debug_inst:
+            return saved
+        if (stop.status == DebugStatus.BREAKPOINT and ("iac", pc) not in self.hw
+                and any(p is not None and p.address == pc for p in st.iac)):
+            return self.vm.ram.read_word(pc)
+        return None
 
     def _continue(self, i: int, send: bool = True) -> list:
         """vCPU i's Continue (flushes, registers, debug registers): sent, or returned as a Resume's `go`."""
@@ -476,13 +497,13 @@ class VmTarget:
         for addr in sorted(self.sw):
             before = self.vm.ram.read_word(addr)
             try:
-                self.dbg.remove(addr)
+                self.dbg.remove(addr, owner="gdb")
             except BreakpointError:
                 continue
             restored += self.vm.ram.read_word(addr) != before
         for kind, addr in sorted(self.hw):
             try:
-                self.dbg.remove_hw(kind, addr)
+                self.dbg.remove_hw(kind, addr, owner="gdb")
             except BreakpointError:
                 pass
         self.sw.clear()
