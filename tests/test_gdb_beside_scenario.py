@@ -54,3 +54,40 @@ def test_gdb_hits_beside_the_scenarios_own_count_each_execution_once(cosim_gdb, 
     site = dh["by_breakpoint"][f"{SC_SITE:#x}"]
     assert site["executed"] == site["hits"] == 12, site             # never twice for one execution
     assert dh["total"] == (12 if where == "sc_site" else 24), dh["total"]
+
+
+# --- what a stop shows, with gdb's breakpoints lifted (stock gdb) or kept in (always-inserted) -----------
+@pytest.mark.parametrize("always_inserted", [False, True], ids=["stock-gdb", "always-inserted"])
+def test_a_stop_tells_whether_gdbs_breakpoints_are_in(cosim_gdb, always_inserted):
+    from cosim.isa import Dbcr0
+    from test_gdb_real import BP, scenario
+    gdb = cosim_gdb(scenario(cpu="e500mc", strategy="hw", vcpus=1, iterations=50))
+    sc = gdb.server
+    if always_inserted:
+        gdb.cmd("set breakpoint always-inserted on")
+    gdb.cmd("break bp_target")
+    assert stopped_pc(gdb.resume()) == BP
+    bps = gdb.monitor("info breakpoints")
+    debug = gdb.monitor("info debug")
+    dbcr0 = gdb.value("$dbcr0")
+    cls, rest = gdb.result('-interpreter-exec console "set $dbcr0 = 0x40000000"')
+    if always_inserted:       # the README's register and monitor statements hold
+        assert f"0x{BP:08x}" in bps and "always-inserted" not in bps, bps
+        assert "owned by: host" in debug and "always-inserted" not in debug, debug
+        assert dbcr0 & Dbcr0.EDM
+        assert cls == "error" and "Could not write register" in rest["msg"], rest
+        assert sc.spr(0, "DBCR0") == 0
+    else:                     # gdb lifted its breakpoint: the guest owns the facility, and the monitor says why
+        assert bps.startswith("No breakpoints or watchpoints.\n"), bps
+        for text in (bps, debug):
+            assert "note: gdb lifted its 1 breakpoint(s)/watchpoint(s) at this stop" in text, text
+            assert "set breakpoint always-inserted on" in text, text
+        assert "owned by: guest" in debug, debug
+        assert not dbcr0 & Dbcr0.EDM
+        assert cls == "done", rest                                   # the guest's register, written
+        assert sc.spr(0, "DBCR0") == 0x40000000
+        gdb.cmd("set $dbcr0 = 0")
+    gdb.cmd("delete")
+    gdb.cmd("kill")
+    report = sc.wait(60)
+    assert report["outcome"] == "killed-by-debugger"

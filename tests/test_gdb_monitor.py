@@ -212,6 +212,17 @@ class Source:
                  "host_iac": [0x10730, None], "host_dac": [(0x20000, 2), None], "dbcr0": Dbcr0.IDM,
                  "dbcr1": 0, "dbcr2": 0, "dbsr": 0, "iac1": 0x500, "iac2": 0, "dac1": 0, "dac2": 0}]
 
+    def gdb_points(self):
+        return None                      # no gdb holds the world stopped
+
+
+class StoppedByGdb(Source):
+    def __init__(self, in_place, lifted):
+        self.points = {"in_place": in_place, "lifted": lifted}
+
+    def gdb_points(self):
+        return self.points
+
 
 def test_help_lists_every_command():
     text = monitor.run("help", Source())
@@ -254,3 +265,17 @@ def test_info_debug_shows_host_points_and_guest_registers():
 def test_unknown_command_says_so():
     assert monitor.run("info tlb", Source()) == "unknown command: 'info tlb'; try 'monitor help'\n"
     assert "unknown command" in monitor.run("", Source())
+
+
+@pytest.mark.parametrize("command", ["info breakpoints", "info debug"])
+def test_a_stop_with_gdbs_points_lifted_says_so_and_how_to_keep_them(command):
+    plain = monitor.run(command, Source())
+    assert "always-inserted" not in plain
+    assert monitor.run(command, StoppedByGdb(in_place=1, lifted=0)) == plain     # always-inserted on
+    lifted = monitor.run(command, StoppedByGdb(in_place=0, lifted=2))
+    assert lifted.startswith(plain)
+    note = lifted[len(plain):]
+    assert note.startswith("note: gdb lifted its 2 breakpoint(s)/watchpoint(s) at this stop")
+    assert "set breakpoint always-inserted on" in note and note.count("\n") == 1
+    assert "none of gdb's breakpoints is in place" in monitor.run(command, StoppedByGdb(0, 0))
+

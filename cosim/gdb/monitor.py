@@ -42,6 +42,12 @@ class MonitorSource(Protocol):
         debug SPRs: dbcr0, dbcr1, dbcr2, dbsr, iac1, iac2, dac1, dac2."""
         ...
 
+    def gdb_points(self) -> dict | None:
+        """gdb's own breakpoints and watchpoints during a stop: in_place (planted now), lifted (in place
+        when the world last stopped, gone now: a stock gdb removes them at every stop and plants them
+        again when it resumes). None while no gdb holds the world stopped."""
+        ...
+
 
 Handler = Callable[[MonitorSource, str], str]
 
@@ -99,16 +105,29 @@ def cmd_strategy(src: MonitorSource, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _lifted_note(src: MonitorSource) -> str:
+    """Said whenever none of gdb's points is in place during a stop: what the monitor shows (and what
+    $dbcr0 reads) is then the guest's state without gdb, not what runs once gdb resumes."""
+    g = src.gdb_points()
+    if g is None or g["in_place"]:
+        return ""
+    lifted = (f"gdb lifted its {g['lifted']} breakpoint(s)/watchpoint(s) at this stop" if g["lifted"]
+              else "none of gdb's breakpoints is in place during this stop")
+    return (f"note: {lifted}: a stock gdb plants its breakpoints only when it resumes and removes them at "
+            "every stop, so they are not shown here and the host does not debug for them now; to keep "
+            "them in while stopped: set breakpoint always-inserted on\n")
+
+
 def cmd_breakpoints(src: MonitorSource, args: str) -> str:
     bps = src.breakpoints()
     if not bps:
-        return "No breakpoints or watchpoints.\n"
+        return "No breakpoints or watchpoints.\n" + _lifted_note(src)
     rows = []
     for k, b in enumerate(sorted(bps, key=lambda b: (b["address"], b["kind"])), 1):
         where = _hex(b["address"]) + (f" <{b['symbol']}>" if b.get("symbol") else "")
         rows.append([str(k), b["kind"], where, str(b.get("length", 4)), _hex(b.get("saved")),
                      _hex(b.get("in_ram")), ",".join(b["owners"]) or "-", str(b["hits"])])
-    return _table(["Num", "Type", "Address", "Len", "Saved", "In RAM", "Owner", "Hits"], rows)
+    return _table(["Num", "Type", "Address", "Len", "Saved", "In RAM", "Owner", "Hits"], rows) + _lifted_note(src)
 
 
 def cmd_vcpus(src: MonitorSource, args: str) -> str:
@@ -148,7 +167,7 @@ def cmd_debug(src: MonitorSource, args: str) -> str:
         owner = ("host (DBCR0[EDM]: guest writes to debug SPRs are ignored, MSR[DE] frozen)" if host
                  else "guest (DBCR0[IDM] and MSR[DE])")
         out.append(f"  debug facility owned by: {owner}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + _lifted_note(src)
 
 
 def _level_order(level: str) -> tuple[int, str]:

@@ -96,3 +96,10 @@ class VmInfo:
             row.update({n: int(spr[SPR[n.upper()]]) for n in _DEBUG_SPRS})
             rows.append(row)
         return rows
+
+    def gdb_points(self) -> dict | None:
+        t = self.t
+        if not t.attached or t.running:
+            return None
+        now = t.points()
+        return {"in_place": len(now), "lifted": len(t.points_at_stop - now)}

@@ -82,6 +82,7 @@ class VmTarget:
         self.flush_all: set[int] = set()
         self.sw: set[int] = set()
         self.hw: set[tuple[str, int]] = set()
+        self.points_at_stop: set[tuple[str, int]] = set()   # gdb's points when the world last stopped
         self.interrupt_requested = False
         self.hold = HoldClock()                    # gdb's hold on the world, for the supervisor
         self.detaches = 0
@@ -126,6 +127,7 @@ class VmTarget:
 
     def _report(self, event, stop: Stop | None = None) -> None:
         self.running = False
+        self.points_at_stop = self.points()
         self._held(True)
         self.outbox.append(event)
         self.notify()
@@ -161,6 +163,10 @@ class VmTarget:
             # stopped) stays pending until gdb resumes that thread; reporting it now would make gdb
             # see a thread stop that it believes is stopped already (infrun's trap_expected assertion)
             self.pending.append(stop)
+
+    def points(self) -> set[tuple[str, int]]:
+        """gdb's breakpoints and watchpoints in place now, as (kind, address)."""
+        return {("sw", a) for a in self.sw} | set(self.hw)
 
     def _owns(self, stop: Stop) -> bool:
         if stop.verdict is Verdict.STEP:
