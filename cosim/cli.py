@@ -95,6 +95,9 @@ def cmd_run(args) -> int:
         preflight.check_output(args.junit, "--junit")
         preflight.check_output(args.trace, "--trace")
         if args.record is not None:   # a directory, made at the end if its parent exists
+            if os.path.exists(args.record) and not os.path.isdir(args.record):
+                raise ConfigError("--record", None, f"{args.record!r} exists and is not a directory (the record "
+                                  "is a directory: name a new one or an existing directory)")
             preflight.check_output(os.path.join(args.record, "record.json") if os.path.isdir(args.record)
                                    else args.record, "--record")
         _check_plot(args.plot)
@@ -209,6 +212,9 @@ def cmd_replay(args) -> int:
 
     from . import record
     from .config import parse_config
+    if args.runs < 1:
+        print(f"error: --runs: {args.runs}: must be >= 1", file=sys.stderr)
+        return 2
     try:
         rec = record.load(args.rundir)
         cfg = parse_config(rec["config"], rec["source"])
@@ -289,11 +295,27 @@ def _run_cell(cfg_dict: dict) -> dict:
     return build_report(run_config(parse_config(cfg_dict, "<compare>")))
 
 
-def cmd_compare(args) -> int:
+def compare_program_problem(program: str) -> str | None:
+    """Why `cosim compare` cannot run `program` (one line), or None: it must be a guest image and have
+    what every compare cell sets and breaks on (cfg_iterations, bp_target or bp_target_a/b)."""
     try:
-        guest_path(args.program)
-    except Exception as e:
-        print(f"error: --program: {e}", file=sys.stderr)
+        image = GuestImage.load(guest_path(program))
+    except ImageError as e:
+        return str(e)
+    missing = [s for s in ("cfg_iterations",) if s not in image]
+    if not any(s in image for s in ("bp_target", "bp_target_a", "bp_target_b")):
+        missing.append("bp_target (or bp_target_a/bp_target_b)")
+    if missing:
+        return (f"{image.path.name} lacks the symbols every compare run uses: {', '.join(missing)}; judge a "
+                "guest of your own with a config of its own ([guest] program, [[debug.breakpoints]], "
+                "[expect]: see configs/foreign.toml)")
+    return None
+
+
+def cmd_compare(args) -> int:
+    problem = compare_program_problem(args.program)
+    if problem:
+        print(f"error: --program {args.program}: {problem}", file=sys.stderr)
         return 2
     for name in ("iterations", "vcpus"):
         lo, hi = (1, WORD_MAX) if name == "iterations" else (1, VCPUS_MAX)
@@ -386,6 +408,7 @@ def cmd_list(args) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
     try:
+        sweep.check_workers(args.n, args.tx)
         spec = sweep.load_spec(args.spec)
         matrix = sweep.cells(spec)
         for path, key in ((args.json, "--json"), (args.junit, "--junit")):

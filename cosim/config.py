@@ -285,7 +285,7 @@ def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] | list[
     except OSError as e:
         raise ConfigError(file, None, f"cannot read: {e.strerror or e}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")       # (a byte-order mark, as some editors write, is skipped)
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError(file, None, "not valid UTF-8", line=line) from None

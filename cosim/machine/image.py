@@ -114,7 +114,10 @@ def guest_path(name: str | Path) -> Path:
     p = Path(name)
     if p.suffix == ".elf" or len(p.parts) > 1:
         if not p.exists():
-            raise ImageError(f"guest image {str(p)!r} does not exist")
+            near = difflib.get_close_matches(p.stem, list_guests(), n=3) if p.suffix == ".elf" else []
+            hint = (f"; a guest program is named without .elf: did you mean {' or '.join(near)}?" if near
+                    else "")
+            raise ImageError(f"guest image {str(p)!r} does not exist{hint}")
         return p
     candidate = GUESTS_DIR / f"{name}.elf"
     if not candidate.exists():
