@@ -398,6 +398,8 @@ def cmd_list(args) -> int:
         print(f"  {s.name:12s} {s.summary}")
     print("CPU models (machine.cpu): " + ", ".join(CPUS))
     print(f"guest programs (guest.program, in {GUESTS_DIR}): " + ", ".join(list_guests()))
+    from .bundled import CONFIGS_DIR, list_configs
+    print(f"example configs (cosim run NAME, in {CONFIGS_DIR}): " + ", ".join(list_configs()))
     print("findings ([expect] findings):")
     for fid, what in FINDINGS.items():
         print(f"  {fid:26s} {what}")

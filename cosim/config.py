@@ -275,11 +275,14 @@ def _plain(value: Any) -> Any:
 def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read and validate one scenario file, after applying `overrides` (`key=value` strings, see
     `apply_overrides`). Raises ConfigError (one line, naming file and key)."""
+    from . import bundled
     file = os.fspath(path)
     try:
-        raw = Path(file).read_bytes()
+        raw = (bundled.find(file) or Path(file)).read_bytes()    # (or a shipped example, by name)
     except FileNotFoundError:
-        raise ConfigError(file, None, "no such file") from None
+        near = bundled.near(file)
+        raise ConfigError(file, None, "no such file" + (f" (shipped configs: did you mean {', '.join(near)}?)"
+                                                         if near else "")) from None
     except IsADirectoryError:
         raise ConfigError(file, None, "is a directory, not a TOML file") from None
     except OSError as e:
