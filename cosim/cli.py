@@ -437,13 +437,7 @@ def cmd_sweep(args) -> int:
         write_junit(args.junit, reports)
     if args.plot and rows:
         from . import plot
-        several = len({(r["vcpus"], r["program"]) for r in rows}) > 1
-        shown = [{**r, "strategy": f"{r['strategy']} x{r['vcpus']} {r['program']}" if several else r["strategy"]}
-                 for r in rows]
-        shown_reports = [{**rep, "scenario": {**rep["scenario"], "strategy": (
-            f"{rep['scenario']['strategy']} x{rep['scenario']['vcpus']} {rep['scenario']['program']}"
-            if several else rep["scenario"]["strategy"])}} for rep in reports]
-        plot.save(plot.compare_figure(shown, shown_reports), args.plot)
+        plot.save(plot.sweep_figure(rows, reports), args.plot)
     if not args.quiet:
         render_sweep(rows, Console(stderr=True) if args.json == "-" else None)
     for name, text in errors.items():
