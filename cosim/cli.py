@@ -55,6 +55,10 @@ class Progress:
             self.err.file.flush()
 
 
+DEFAULT_GDB = "127.0.0.1:1234"
+"""`--gdb` without a port: QEMU's `-s` (tcp::1234)."""
+
+
 def parse_gdb(value: str) -> str:
     host, _, port = value.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
@@ -459,9 +463,9 @@ def main(argv=None) -> int:
     r.add_argument("--json", metavar="PATH", help="also write the report as JSON (- for stdout)")
     r.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testcase per invariant and finding")
     r.add_argument("--plot", metavar="PATH", help="also draw exits per vCPU and round trips (.png or .svg)")
-    r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
-                   help="serve the GDB remote protocol, start stopped (QEMU's -s -S; port 0: pick a "
-                        "free port)")
+    r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb, nargs="?", const=DEFAULT_GDB,
+                   help="serve the GDB remote protocol, start stopped (QEMU's -s -S; without a port: "
+                        "127.0.0.1:1234 as QEMU's -s; port 0: pick a free port)")
     r.add_argument("--running", action="store_true",
                    help="with --gdb: start running, a gdb that attaches stops every vCPU (QEMU's -s)")
     r.add_argument("--trace", metavar="PATH",
