@@ -1,5 +1,5 @@
-"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`), `cosim compare`, `cosim list`,
-`cosim sweep`, `cosim cleanup`.
+"""kvmppc-cosim: software-breakpoint strategies for KVM on PowerPC Book E, run as an experiment. Commands:
+run (one scenario; the same as `python run.py CONFIG`), compare, list, sweep, hunt, replay, cleanup.
 
 Exit status: 0 when every invariant holds (a predicted finding is not a failure), 1 when one fails,
 2 for a bad config or bad arguments (one line naming the file, the key and the problem).
@@ -88,12 +88,22 @@ def check_gdb_bind(addr: str) -> str | None:
     return None
 
 
+def with_overrides(cfg, sets: list[str]):
+    """`cfg` whose description says which `--set` overrides it runs with (the report's header would
+    otherwise describe the file's scenario), unless an override set the description itself."""
+    if not sets or any(s.split("=", 1)[0].strip() == "description" for s in sets):
+        return cfg
+    import dataclasses
+    return dataclasses.replace(cfg, description=(cfg.description + " " if cfg.description else "")
+                               + f"(with --set {', '.join(sets)})")
+
+
 def cmd_run(args) -> int:
     overrides = list(args.set)
     if args.seed is not None:         # a seed means the deterministic schedule
         overrides += ['machine.schedule="deterministic"', f"machine.seed={args.seed}"]
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = with_overrides(load_config(args.config, overrides), args.set)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
@@ -168,7 +178,7 @@ def cmd_hunt(args) -> int:
         print("error: --jobs: must be >= 1", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = with_overrides(load_config(args.config, args.set), args.set)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         if args.record is not None:
@@ -356,6 +366,8 @@ def cmd_compare(args) -> int:
             err.print(f"[{n}/{len(runs)}] {s} on {c}" + (" MSRP[DEP]=0" if d is False else "")
                       + (f" (repeat {k + 1})" if args.repeat > 1 else "")
                       + f": {'ok' if report['ok'] else 'FAIL'}", highlight=False)
+        if args.repeat > 1:
+            report["repeat"] = k + 1          # (JUnit names each repeat's cases apart)
         by_cell[(s, c, d)].append(report)
     if args.jobs > 1:
         pool.shutdown()
@@ -393,9 +405,18 @@ def cmd_list(args) -> int:
         except ImageError as e:
             print(f"error: {args.program}: {e}", file=sys.stderr)
             return 2
-        print(f"{image.path.name}: entry {image.entry:#010x}, {len(image.symbols)} symbols")
+        kinds = {name: image.symbol_kind(name) for name in image.symbols}
+        consts = sorted((n for n, k in kinds.items() if k == "const"), key=lambda n: (image.symbols[n], n))
+        print(f"{image.path.name}: entry {image.entry:#010x}, {len(image.symbols) - len(consts)} symbols"
+              + (f" and {len(consts)} assembler constants" if consts else ""))
+        print(f"  {'address':10s}  {'size':>5s}  {'kind':4s}  name")
         for name, addr in sorted(image.symbols.items(), key=lambda kv: (kv[1], kv[0])):
-            print(f"  {addr:#010x}  {image.symbol_sizes.get(name, 0):5d}  {name}")
+            if kinds[name] != "const":
+                print(f"  {addr:#010x}  {image.symbol_sizes.get(name, 0):5d}  {kinds[name]:4s}  {name}")
+        if consts:
+            print("assembler constants (values, not addresses):")
+            for name in consts:
+                print(f"  {image.symbols[name]:#010x}  {name}")
         return 0
     print("strategies (debug.strategy):")
     for s in STRATEGY_TABLE.values():
@@ -450,7 +471,7 @@ def cmd_sweep(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="cosim", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="cosim", description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--version", action="version", version=f"cosim {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="strategies, CPU models, guest programs, findings; or a program's symbols")

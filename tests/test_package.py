@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 import cosim
 
@@ -81,5 +82,21 @@ def test_list_strategies_programs_symbols():
     image = GuestImage.load("warn_storm")
     line = next(x for x in r.stdout.splitlines() if x.split()[-1:] == ["bp_target_a"])
     assert int(line.split()[0], 16) == image.symbol("bp_target_a")
+    # (issue 23) a kind column; the assembler's constants are listed apart, as values, not addresses
+    assert line.split()[2] == "code"
+    head, _, consts = r.stdout.partition("assembler constants (values, not addresses):\n")
+    assert consts and "MAX_VCPUS" in consts and "MAX_VCPUS" not in head
+    assert any(x.split()[2:] == ["data", "cnt_warn"] for x in head.splitlines()[2:])
     r = _cosim("list", "warn_strom")
     assert r.returncode == 2 and "did you mean" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["-m", "cosim", "--help"], ["tools/chaos.py", "--help"],
+                                  ["tools/crosscheck_qemu.py", "--help"]], ids=["cosim", "chaos", "crosscheck"])
+def test_help_is_whole_sentences_for_a_new_user(argv):
+    """A description that ends where its sentence ends, citing no issue numbers (issue 23)."""
+    r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    description = r.stdout.split("\n\n")[1]
+    assert " ".join(description.split()).endswith("."), description
+    assert "issue" not in r.stdout.lower(), r.stdout
