@@ -2,7 +2,8 @@
 # Sets up everything kvmppc-cosim needs on a Debian machine, idempotently:
 #   - Debian packages binutils-powerpc-linux-gnu (guest assembler), gdb-multiarch (real GDB client) and
 #     qemu-system-ppc (the speed peer and the oracle; ipxe-qemu holds the option ROMs it loads even with
-#     -nodefaults), installed with apt-get when missing and running as root;
+#     -nodefaults) and u-boot-qemu (Debian's U-Boot for QEMU's ppce500: the real guest of
+#     configs/uboot.toml), installed with apt-get when missing and running as root;
 #   - python3-venv, python3-dev and gcc when the venv module, the Python headers or a C compiler are
 #     missing (the instruction counter is a tiny C extension);
 #   - a virtual environment in .venv with the project and its test dependencies.
@@ -17,6 +18,7 @@ command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v powerpc-linux-gnu-as >/dev/null 2>&1 || need+=(binutils-powerpc-linux-gnu)
 command -v gdb-multiarch >/dev/null 2>&1 || need+=(gdb-multiarch)
 command -v qemu-system-ppc >/dev/null 2>&1 || need+=(qemu-system-ppc ipxe-qemu)
+[ -f /usr/lib/u-boot/qemu-ppce500/uboot.elf ] || need+=(u-boot-qemu)   # the real guest: Debian's U-Boot
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need[*]}" >&2

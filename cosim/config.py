@@ -71,6 +71,7 @@ STRATEGIES = ("sc64", "trap-user", "trap-kernel", "ehpriv", "illegal", "hw")
 CPUS = ("e500v2", "e500mc")
 ACTIONS = ("count", "log-registers", "remove-after", "single-step")
 TRANSPORTS = ("ipc", "tcp")
+BOARDS = ("bare", "ppce500")   # bare: identity-mapped RAM only; ppce500: QEMU's board (MMU, devices)
 SCHEDULES = ("free", "deterministic")
 DEFAULT_QUANTUM = (500, 20_000)     # guest instructions per deterministic quantum, (min, max)
 
@@ -87,15 +88,18 @@ Location = int | str            # an address (int) or a symbol name (str)
 
 # Keys allowed in each table; drives unknown-key detection and its "belongs in [x]" hints.
 _SCHEMA: dict[str, tuple[str, ...]] = {
-    "": ("name", "description", "machine", "guest", "debug", "limits", "expect"),
-    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep", "schedule", "seed", "quantum"),
+    "": ("name", "description", "machine", "guest", "debug", "limits", "expect", "serial"),
+    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep", "schedule", "seed", "quantum", "board"),
+    "serial": ("echo", "send", "end_on"),
+    "serial.send[]": ("after", "text"),
     "guest": ("program", "entry", "iterations", "until"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps"),
     "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
     "debug.race": ("at", "after_hits"),
     "limits": ("wall_seconds", "instructions"),
-    "expect": ("debugger_hits", "guest_warns", "findings", "exit_code", "memory", "interrupts"),
+    "expect": ("debugger_hits", "guest_warns", "findings", "exit_code", "memory", "interrupts", "serial"),
+    "expect.serial[]": ("line",),
     "expect.memory[]": ("at", "stride", "words"),
     "expect.interrupts[]": ("kind", "srr0", "count"),
 }
@@ -133,6 +137,7 @@ class MachineConfig:
     MSRP[DEP] (e500mc only; None = true, see `dep`); schedule: one of SCHEDULES, with `seed` and the
     (min, max) `quantum` in guest instructions for "deterministic" (cosim/schedule.py)."""
     cpu: str
+    board: str = "bare"
     vcpus: int = 1
     ram: int = DEFAULT_RAM
     transport: str = "ipc"
@@ -238,10 +243,28 @@ class ExpectConfig:
     exit_code: int | None = None
     memory: tuple[MemoryExpect, ...] | None = None
     interrupts: tuple[InterruptExpect, ...] | None = None
+    serial: tuple[str, ...] | None = None    # lines the serial transcript must contain
 
     @property
     def empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSend:
+    """Type `text` (\r for Enter) once the transcript shows `after` (after the previous send)."""
+    after: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SerialConfig:
+    """The board's serial console (a board with a UART): `echo` prints it on the terminal; `send`,
+    in order, what to type when given output appears; `end_on`: the run ends (exit 0) when this text
+    appears after every send was typed."""
+    echo: bool = False
+    send: tuple[SerialSend, ...] = ()
+    end_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +278,7 @@ class Config:
     debug: DebugConfig = DebugConfig()
     limits: LimitsConfig = LimitsConfig()
     expect: ExpectConfig = ExpectConfig()
+    serial: SerialConfig = SerialConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the schema's shape (lists, ints, floats, str, bool, None)."""
@@ -360,17 +384,43 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     debug = _debug(root.table("debug"))
     limits = _limits(root.table("limits"))
     expect = _expect(root.table("expect"))
+    serial = _serial(root.table("serial"))
+    if machine.board == "bare" and (serial != SerialConfig() or expect.serial is not None):
+        raise ConfigError(source, "serial", "a serial console needs a board with a UART "
+                                            "([machine] board = 'ppce500')")
     return Config(name=name, description=description, source=source, machine=machine, guest=guest,
-                  debug=debug, limits=limits, expect=expect)
+                  debug=debug, limits=limits, expect=expect, serial=serial)
+
+
+def _serial(t: _Table | None) -> SerialConfig:
+    if t is None:
+        return SerialConfig()
+    sends = []
+    for i, x in enumerate(t.tables("send") if t.get("send", False) is not None else ()):
+        after, text = x.string("after", required=True), x.string("text", required=True)
+        sends.append(SerialSend(after, text.replace("\\r", "\r").replace("\\n", "\n")))
+    end_on = t.string("end_on")
+    if end_on is not None and not end_on:
+        raise t.error("end_on", "must not be empty")
+    return SerialConfig(echo=t.boolean("echo", default=False), send=tuple(sends), end_on=end_on)
 
 
 # --- sections ---------------------------------------------------------------------------------------
 
 def _machine(t: _Table) -> MachineConfig:
+    board = t.choice("board", BOARDS, "board", default="bare")
+    ram = _ram(t, "ram", default=DEFAULT_RAM if board == "bare" else 256 * MiB)
+    if board == "ppce500":
+        if ram % (64 * MiB):
+            raise t.error("ram", f"{ram} bytes: the ppce500 board needs a multiple of 64 MiB (as QEMU's)")
+        if t.get("vcpus", False) not in (None, 1):
+            raise t.error("vcpus", "the ppce500 board runs 1 vCPU for now (the spin-table release of "
+                                   "secondary vCPUs is not wired yet)")
     return MachineConfig(
+        board=board,
         cpu=t.choice("cpu", CPUS, "cpu", required=True),
         vcpus=t.integer("vcpus", default=1, lo=1, hi=VCPUS_MAX),
-        ram=_ram(t, "ram", default=DEFAULT_RAM),
+        ram=ram,
         transport=t.choice("transport", TRANSPORTS, "transport", default="ipc"),
         msrp_dep=t.boolean("msrp_dep", default=None),
         schedule=t.choice("schedule", SCHEDULES, "schedule", default="free"),
@@ -545,6 +595,8 @@ def _expect(t: _Table | None) -> ExpectConfig:
         exit_code=t.integer("exit_code", lo=-2**31, hi=2**32 - 1),
         memory=memory,
         interrupts=interrupts,
+        serial=None if t.get("serial", False) is None else tuple(
+            x.string("line", required=True) for x in t.tables("serial")),
     )
 
 

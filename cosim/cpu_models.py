@@ -25,6 +25,10 @@ class Event(str, Enum):
     SYSCALL = "syscall"      # sc with LEV != 1
     HCALL = "hcall"          # sc 1: ePAPR hypercall
     DEBUG = "debug"          # IAC / DAC / IC debug event
+    TLB_MISS = "tlb-miss"    # the guest TLB has no entry: ITLB/DTLB miss delivered to the guest
+    STORAGE = "storage"      # the guest TLB entry denies the access: ISI/DSI delivered to the guest
+    TIMER = "timer"          # a decrementer, FIT or watchdog interrupt delivered to the guest
+    MMIO = "mmio"            # a load or store to no memory slot: KVM_EXIT_MMIO, served by userspace
 
 
 class Route(str, Enum):
@@ -44,6 +48,8 @@ class CpuModel:
     routes: dict[Event, Route] = field(hash=False)
     iac_slots: int = 2        # KVMPPC_BOOKE_IAC_NUM
     dac_slots: int = 2
+    tlb1_entries: int = 16    # TLB1CFG[NENTRY] (QEMU's values); TLB0 is 512 entries, 4-way on both
+    l1cfg: int = 0x3820       # L1CFG0/L1CFG1: 8 ways, 32 KiB (e500mc: 64-byte lines)
 
     def route(self, event: Event) -> Route:
         return self.routes[event]
@@ -56,16 +62,24 @@ E500V2 = CpuModel(
         Event.PRIV: Route.LOCAL, Event.PRIV_FAULT: Route.KERNEL, Event.TRAP: Route.KERNEL,
         Event.ILLEGAL: Route.KERNEL, Event.EHPRIV: Route.KERNEL, Event.SYSCALL: Route.KERNEL,
         Event.HCALL: Route.KERNEL, Event.DEBUG: Route.KERNEL,
+        # KVM PR: guest TLB misses, storage and timer interrupts are the kernel's to reflect (its code
+        # on the vCPU's thread: emulated in-process, counted as kernel exits)
+        Event.TLB_MISS: Route.LOCAL, Event.STORAGE: Route.LOCAL, Event.TIMER: Route.LOCAL,
+        Event.MMIO: Route.LOCAL,
     },
 )
 
 E500MC = CpuModel(
-    name="e500mc", pvr=0x80230020, has_ehpriv=True,
+    name="e500mc", pvr=0x80230020, has_ehpriv=True, tlb1_entries=64, l1cfg=0x1003820,
     debug_srr=(SPR["DSRR0"], SPR["DSRR1"]), debug_rfi="rfdi",
     routes={
         Event.PRIV: Route.NATIVE, Event.PRIV_FAULT: Route.KERNEL, Event.TRAP: Route.KERNEL,
         Event.ILLEGAL: Route.KERNEL, Event.EHPRIV: Route.KERNEL, Event.SYSCALL: Route.GUEST,
         Event.HCALL: Route.KERNEL, Event.DEBUG: Route.KERNEL,
+        # E.HV without LRAT: TLB misses exit to KVM (it owns the shadow TLB); DSI/ISI (EPCR[DSIGS,
+        # ISIGS]) and the decrementer/FIT/watchdog go straight to the guest
+        Event.TLB_MISS: Route.LOCAL, Event.STORAGE: Route.GUEST, Event.TIMER: Route.GUEST,
+        Event.MMIO: Route.LOCAL,
     },
 )
 

@@ -22,6 +22,14 @@ SPR = {
     **{f"IVOR{n}": 528 + (n - 32) for n in range(32, 38)},
     **{f"IVOR{n}": 432 + (n - 38) for n in range(38, 43)},
     "MCSRR0": 570, "MCSRR1": 571, "DSRR0": 574, "DSRR1": 575,
+    # memory management (Book E 2.06 / e500)
+    "PID": 48, "PID1": 633, "PID2": 634, "MAS0": 624, "MAS1": 625, "MAS2": 626, "MAS3": 627, "MAS4": 628,
+    "MAS6": 630, "MAS7": 944, "TLB0CFG": 688, "TLB1CFG": 689, "MMUCSR0": 1012, "MMUCFG": 1015,
+    # timers: DEC, DECAR, TSR, TCR; the time base is written through 284/285 and read through 268/269
+    "DEC": 22, "DECAR": 54, "TSR": 336, "TCR": 340, "TBL": 284, "TBU": 285, "TBL_R": 268, "TBU_R": 269,
+    # e500 core registers
+    "USPRG0": 256, "HID0": 1008, "HID1": 1009, "L1CSR0": 1010, "L1CSR1": 1011, "L1CFG0": 515, "L1CFG1": 516,
+    "BUCSR": 1013, "SVR": 1023, "MCSR": 572, "MCAR": 573, "EPR": 702,
 }
 SPR_NAME = {num: name for name, num in SPR.items()}
 IVOR_SPR = {int(name[4:]): num for name, num in SPR.items() if name.startswith("IVOR")}
@@ -197,12 +205,21 @@ class Kind(str, Enum):
     RFCI = "rfci"
     RFDI = "rfdi"
     RFMCI = "rfmci"
-    PRIV_OTHER = "privileged"      # tlbwe, tlbre, ... (privileged but not emulated)
+    TLBWE = "tlbwe"
+    TLBRE = "tlbre"
+    TLBSX = "tlbsx"
+    TLBIVAX = "tlbivax"
+    TLBILX = "tlbilx"
+    TLBSYNC = "tlbsync"
+    CACHE = "cache"                # dcbi, cache locking (dcbtls, icbtls, dcblc, icblc): no-ops here
+    WAIT = "wait"                  # e500mc `wait`: sleep until an interrupt
+    PRIV_OTHER = "privileged"      # privileged but not emulated
 
 
 PRIVILEGED_KINDS = frozenset({Kind.MTSPR, Kind.MFSPR, Kind.MTMSR, Kind.MFMSR, Kind.WRTEE,
                               Kind.WRTEEI, Kind.RFI, Kind.RFCI, Kind.RFDI, Kind.RFMCI,
-                              Kind.PRIV_OTHER})
+                              Kind.TLBWE, Kind.TLBRE, Kind.TLBSX, Kind.TLBIVAX, Kind.TLBILX, Kind.TLBSYNC,
+                              Kind.CACHE, Kind.WAIT, Kind.PRIV_OTHER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,14 +233,17 @@ class Decoded:
     lev: int = 0
     oc: int = 0
     e: int = 0
+    ra: int = 0
+    rb: int = 0
 
 
 # X-form extended opcodes under primary opcode 31
 _XO31 = {
     467: Kind.MTSPR, 339: Kind.MFSPR, 146: Kind.MTMSR, 83: Kind.MFMSR, 131: Kind.WRTEE,
     163: Kind.WRTEEI, 4: Kind.TRAP, 270: Kind.EHPRIV,
-    978: Kind.PRIV_OTHER, 946: Kind.PRIV_OTHER, 914: Kind.PRIV_OTHER, 786: Kind.PRIV_OTHER,  # tlb*
-    470: Kind.PRIV_OTHER, 566: Kind.PRIV_OTHER,  # dcbi, tlbsync
+    978: Kind.TLBWE, 946: Kind.TLBRE, 914: Kind.TLBSX, 786: Kind.TLBIVAX, 18: Kind.TLBILX, 566: Kind.TLBSYNC,
+    470: Kind.CACHE, 166: Kind.CACHE, 486: Kind.CACHE, 390: Kind.CACHE, 230: Kind.CACHE,  # dcbi, *tls, *lc
+    62: Kind.WAIT,
 }
 # XL-form under primary opcode 19
 _XO19 = {50: Kind.RFI, 51: Kind.RFCI, 39: Kind.RFDI, 38: Kind.RFMCI}
@@ -250,6 +270,8 @@ def classify(word: int) -> Decoded:
             return Decoded(word, kind, reg=reg, spr=spr_of(word))
         if kind is Kind.WRTEEI:
             return Decoded(word, kind, e=(word >> 15) & 1)
+        if kind in (Kind.TLBSX, Kind.TLBIVAX, Kind.TLBILX):   # EA = (rA|0) + rB; tlbilx's T in rD's field
+            return Decoded(word, kind, reg=reg, ra=(word >> 16) & 0x1F, rb=(word >> 11) & 0x1F)
         if kind is not None:
             return Decoded(word, kind, reg=reg)
     return Decoded(word, Kind.ILLEGAL)

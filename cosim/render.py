@@ -80,6 +80,20 @@ def render_run(report: dict, console: Console | None = None) -> None:
                       f"{gw['unexplained_program_interrupts']}; re-injected by userspace "
                       f"{sum(dh['reinjected'].values())}"))
 
+    board = report.get("board")
+    if board:
+        rt = board["mmio_round_trip_us"]
+        devs = ", ".join(f"{k} {v:,}" for k, v in sorted(board["mmio_by_device"].items(), key=lambda kv: -kv[1]))
+        mmu = board["mmu"][0] if board["mmu"] else {}
+        tm = board["timers"][0] if board["timers"] else {}
+        parts.append(Text.assemble(("board", "bold"), f": {board['mmio_exits']:,} MMIO exits ({devs}), round trip "
+                                   f"p50 {rt['p50']} us p90 {rt['p90']} us; {len(board['unassigned'])} unmodelled "
+                                   f"address(es); guest TLB writes {mmu.get('tlb_writes', 0)}, misses "
+                                   f"{sum(mmu.get('misses', {}).values())}; timer interrupts "
+                                   f"{sum(tm.get('delivered', {}).values())}; serial transcript "
+                                   f"{board['transcript'].count(chr(10))} lines"
+                                   + ("" if board["serial_done"] in (None, True) else " (end text never seen)")))
+
     ex = report["exits"]
     parts.append(Text.assemble(("host round trips", "bold"), f": {report['instructions']:,} guest instructions in "
                                f"{report['seconds']:.2f} s of run (start-up and exits included). Latencies are "

@@ -302,6 +302,12 @@ def build_report(data) -> dict:
              # each vCPU's exits per time bin since the run's start (cosim/exit_rate.py; None: no stats)
              "over_time": {**exit_rate.align([v.get("exits_over_time") for v in vstats]),
                            "vcpus_started_seconds": getattr(data, "started_seconds", None)}}
+    board = _board(user.get("board"), vstats)
+    if cfg.expect.serial is not None:
+        missing = [line for line in cfg.expect.serial if line not in (board or {}).get("transcript", "")]
+        check("expect-serial", not missing,
+              f"all {len(cfg.expect.serial)} expected line(s) in the serial transcript" if not missing
+              else "missing from the serial transcript: " + "; ".join(repr(x) for x in missing))
     failed = [k for k, v in inv.items() if v["ok"] is False and not v.get("excused_by_finding")]
     stopped = getattr(data, "gdb_stopped_seconds", 0.0)
     running = data.seconds - stopped
@@ -322,6 +328,7 @@ def build_report(data) -> dict:
                      "msrp_dep": cfg.machine.dep if cpu == "e500mc" else None,
                      "strategy_summary": strat.summary},
         "outcome": data.outcome,
+        "board": board,
         "ok": not failed,
         "failed": failed,
         "seconds": round(data.seconds, 3),
@@ -504,3 +511,21 @@ def _by_site(counts: dict[str, int], sym) -> str:
 
 def _us(ns):
     return None if ns is None else round(ns / 1000.0, 2)
+
+
+def _board(stats: dict | None, vstats: list[dict]) -> dict | None:
+    """The board's part of the report (a guest with devices): MMIO exits by device and their round
+    trip (vCPU -> userspace's device model -> vCPU), accesses nothing models, the serial transcript,
+    and per vCPU the guest MMU's and the timers' counts."""
+    if not stats:
+        return None
+    ns = sorted(x for v in vstats for x in v.get("mmio_ns", []))
+
+    def pct(q: float):
+        return round(ns[min(len(ns) - 1, int(q * len(ns)))] / 1000, 1) if ns else None
+    b = stats.get("board", {})
+    return {"mmio_exits": stats.get("mmio_exits", 0), "mmio_by_device": stats.get("mmio_by_device", {}),
+            "mmio_round_trip_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "samples": len(ns)},
+            "unassigned": b.get("unassigned", b.get("unassigned_by_address", {})),
+            "transcript": stats.get("transcript", ""), "serial_done": stats.get("serial_done"),
+            "mmu": [v.get("mmu", {}) for v in vstats], "timers": [v.get("timers", {}) for v in vstats]}

@@ -25,7 +25,9 @@ from . import holdtime, mutation, record, trace, wire
 from .cleanup import reclaim
 from .config import Config
 from .lockstep import Driver, Stuck
+from .cpu_models import cpu_model
 from .machine.guest_ram import GuestRAM
+from .machine.guest_tlb import GuestTlb, TlbGeometry
 from .machine.image import GuestImage, guest_path
 from .machine.ledger import Ledger
 from .schedule import Schedule
@@ -152,6 +154,7 @@ class Supervisor:
         self.pages: RunPages | None = None
         self.run_dir: str | None = None
         self.ledger: Ledger | None = None
+        self.guest_tlb: GuestTlb | None = None
         self.killed = False               # gdb's k / vKill ends the run
         self.shut_down = False            # Shutdown sent to every child
         self._ending = False              # past the point where a signal may interrupt
@@ -218,10 +221,36 @@ class Supervisor:
         for sig, handler in (saved or {}).items():
             signal.signal(sig, handler)
 
+    def _board(self, image: GuestImage) -> dict:
+        """A board with devices (QEMU's role at start-up, as `-bios ELF` does it): the device tree in
+        guest RAM, the shared guest TLB with the boot entries, and each vCPU's boot registers."""
+        cfg = self.cfg
+        if cfg.machine.board == "bare":
+            return {}
+        from .board.ppce500 import Ppce500
+        model = cpu_model(cfg.machine.cpu)
+        board = Ppce500(cfg.machine.ram, cfg.machine.vcpus, cfg.machine.cpu)
+        fb = board.firmware_boot(image.segments, image.entry)
+        self.ram.write(fb.dt_address, fb.dt_blob)
+        geometry = TlbGeometry(model.tlb1_entries)
+        self.guest_tlb = GuestTlb.create(geometry, cfg.machine.vcpus)
+        boot = []
+        for st in fb.states:
+            tlb = self.guest_tlb.tlb(st.cpu)
+            for e in st.tlb1:
+                i = (e.mas0 >> 16) & 0xFFF
+                tlb[i]["mas1"], tlb[i]["mas2"], tlb[i]["mas3"], tlb[i]["mas7"] = e.mas1, e.mas2, e.mas3, e.mas7
+            boot.append({"pc": st.pc, "msr": st.msr, "gprs": [st.gpr(n) for n in range(32)], "halted": st.halted})
+        return {"board": cfg.machine.board, "tlb_name": self.guest_tlb.name, "tlb1_entries": geometry.tlb1_entries,
+                "boot": boot, "dt_address": fb.dt_address,
+                "serial": {"echo": cfg.serial.echo, "sends": [(x.after, x.text) for x in cfg.serial.send],
+                           "end_on": cfg.serial.end_on}}
+
     def _build(self, image: GuestImage) -> None:
         cfg = self.cfg
         self.ram = GuestRAM.create(cfg.machine.ram)
         image.load_into(self.ram)
+        board = self._board(image)
         if cfg.guest.iterations is not None:
             self.ram.write_word(image.symbol("cfg_iterations"), cfg.guest.iterations)
         self.pages = RunPages.create(cfg.machine.vcpus)
@@ -246,7 +275,7 @@ class Supervisor:
                 "debug": dbg, "gdb": self.gdb, "gdb_running": self.gdb_running,
                 "max_instructions": cfg.limits.instructions, "schedule": self.schedule(),
                 "supervisor_pid": os.getpid(), "trace": self.trace_path is not None,
-                "start_ns": self.start_ns}
+                "start_ns": self.start_ns, **board}
         self._sentinels = ()
         if cfg.machine.schedule == "deterministic":
             self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
@@ -628,11 +657,11 @@ class Supervisor:
             data.transport["supervisor"] = self.ep.counters()
             self.ep.close()
         names = []
-        for block in (self.ledger, self.pages, self.ram):
+        for block in (self.ledger, self.pages, self.ram, self.guest_tlb):
             if block is not None:
                 names.append(block.name)
                 block.close()
-        self.ledger = self.pages = self.ram = None
+        self.ledger = self.pages = self.ram = self.guest_tlb = None
         data.leftovers["shm"] = [n for n in names if os.path.exists(f"/dev/shm/{n}")]
         if self.run_dir is not None:
             remove_run_dir(self.run_dir)

@@ -303,6 +303,35 @@ class Ack(NamedTuple):
     of: str
 
 
+# --- MMIO exits (KVM_EXIT_MMIO) and the board ---------------------------------------------------------
+@message("mmio")
+class MmioExit(NamedTuple):
+    """vCPU -> userspace: a load or store to a guest-physical address that is no memory slot (36-bit
+    `paddr`, `size` bytes); the vCPU waits for the answer (a store's too: its order with the next
+    access is kept)."""
+    vcpu: int
+    seq: int
+    paddr: int
+    size: int
+    write: bool
+    value: int = 0
+
+
+@message("mmio_done")
+class MmioDone(NamedTuple):
+    """Userspace -> vCPU: the value a load reads (0 for a store)."""
+    seq: int
+    value: int = 0
+
+
+@message("power_off")
+class PowerOff(NamedTuple):
+    """Userspace -> vCPU: the board is switched off (the serial console saw its end text, or the
+    guest asked for a reset): the vCPU halts with `code`."""
+    code: int
+    reason: str
+
+
 @message("halted")
 class Halted(NamedTuple):
     """vCPU -> supervisor and userspace: the vCPU stopped for good (guest halt or fault)."""

@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pure=(cosim/wire.py cosim/gdb/packets.py cosim/gdb/commands.py cosim/strategies.py cosim/cpu_models.py
       cosim/isa.py cosim/config.py cosim/findings.py cosim/exit_rate.py cosim/schedule.py cosim/lockstep.py
-      cosim/mutation.py cosim/holdtime.py)
+      cosim/mutation.py cosim/holdtime.py cosim/hw cosim/board)
 .venv/bin/ruff check --quiet "${pure[@]}"
 .venv/bin/python -m mypy --no-error-summary --follow-imports silent "${pure[@]}"

@@ -308,6 +308,9 @@ class VmTarget:
         every vCPU's registers and SPRs at reset (PC at the entry, MSR 0, PIR/PVR kept), its
         translations flushed; each vCPU starts there when gdb resumes it. What the vCPUs counted so far
         (instructions, exits) stays in the report."""
+        if self.us.spec.get("board"):
+            return ("system_reset: not yet on a board: the board's boot state (device tree, the boot "
+                    "TLB1 entries, the spin table) and its devices are not reset here; restart the run\n")
         if self.halted:
             return (f"system_reset: vCPU {', '.join(str(i) for i in sorted(self.halted))} already halted "
                     "(its run is over): the machine cannot be reset\n")

@@ -108,10 +108,20 @@ def list_guests() -> list[str]:
     return sorted(p.stem for p in GUESTS_DIR.glob("*.elf"))
 
 
+# firmware found by name: name -> (path, the Debian package that installs it)
+FIRMWARE = {"u-boot": ("/usr/lib/u-boot/qemu-ppce500/uboot.elf", "u-boot-qemu")}
+
+
 def guest_path(name: str | Path) -> Path:
     """Path of a guest program: a bare name ("warn_storm") means guests/warn_storm.elf in the
     repository; anything that looks like a path (or exists) is used as given."""
     p = Path(name)
+    if str(name) in FIRMWARE:
+        fw = Path(FIRMWARE[str(name)][0])
+        if not fw.exists():
+            raise ImageError(f"firmware {str(name)!r} is {fw}, which is missing: install Debian's package "
+                             f"{FIRMWARE[str(name)][1]} (./setup.sh does)")
+        return fw
     if p.suffix == ".elf" or len(p.parts) > 1:
         if not p.exists():
             near = difflib.get_close_matches(p.stem, list_guests(), n=3) if p.suffix == ".elf" else []

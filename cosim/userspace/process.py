@@ -51,6 +51,11 @@ class UserspaceProcess:
         self.trace = self.vm.trace = open_trace(spec, self.name)
         self.deterministic = spec.get("schedule", {}).get("mode") == "deterministic"
         self.vtime = 0                          # the deterministic schedule's virtual instant
+        self.board = None
+        if spec.get("board"):
+            from .board_host import BoardHost
+            self.board = BoardHost(spec)
+        self.powered_off = False
         self.barrier = Barrier(self.ep, idle=lambda: not self.vm.backlog, at_instant=self._at_instant,
                                next_due=self._next_due)
 
@@ -125,7 +130,9 @@ class UserspaceProcess:
             self.error(f"while handling {m.TAG}: {e}")
 
     def dispatch(self, sender, m):
-        if isinstance(m, wire.DebugExit):
+        if isinstance(m, wire.MmioExit):
+            self.on_mmio(sender, m)
+        elif isinstance(m, wire.DebugExit):
             self.trace.receive(self._page[m.vcpu])    # (deterministic traces: after the last hop)
             t0 = self.trace.now()
             self.trace.handoff(self._page[m.vcpu])
@@ -162,6 +169,19 @@ class UserspaceProcess:
             self.log("warn", f"{sender} rejected our {m.tag}: {m.reason}")
         else:
             self.ep.send(sender, wire.Error(m.TAG, f"userspace does not take {m.TAG}"))
+
+    def on_mmio(self, sender, m: wire.MmioExit) -> None:
+        board = self.board
+        if board is None or sender != f"vcpu{m.vcpu}":
+            self.ep.send(sender, wire.Error(m.TAG, "no board: nothing serves MMIO"))
+            return
+        value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
+        self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
+        if not self.powered_off and board.ended is not None:
+            self.powered_off = True
+            for i in range(self.spec["vcpus"]):
+                self.ep.send(f"vcpu{i}", wire.PowerOff(0, board.ended))
+                self.ep.kick(f"vcpu{i}")
 
     # --- scenario ----------------------------------------------------------------------------------
     def setup(self, gdb_paused: bool):
@@ -219,6 +239,7 @@ class UserspaceProcess:
             "errors": self.errors,
             "messages": dict(self.ep.sent),
             "transport": self.ep.counters(),
+            "board": self.board.stats() if self.board is not None else None,
         }
 
     def error(self, text: str):

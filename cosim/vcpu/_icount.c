@@ -38,7 +38,21 @@ typedef struct {
     int (*emu_stop)(void *uc);
     uint64_t kick;                  /* set by another thread (then limit = 0): stop before the next block */
     uint64_t kicks;                 /* kick stops */
+    uint32_t *tb;                   /* unicorn's env->spr[268] (TBL; [269] TBU), or NULL: the time base */
+    uint64_t tb_offset;             /* TB = count + tb_offset (one tick per instruction: virtual time) */
 } cosim_gate;
+
+/* The time base the guest reads natively (mfspr 268/269 runs in unicorn as a load from its SPR array):
+ * written before every block from the instruction count, so a polling loop sees time advance by its
+ * own length per iteration (QEMU's icount idea: the same run gives the same ticks). */
+static inline void cosim_set_tb(cosim_gate *g)
+{
+    if (g->tb) {
+        uint64_t tb = *g->count + g->tb_offset;
+        g->tb[0] = (uint32_t)tb;
+        g->tb[1] = (uint32_t)(tb >> 32);
+    }
+}
 
 /* limit = budget, unless a kick waits. The kicker stores kick = 1 then limit = 0; storing limit before
  * reading kick (a full barrier between them) means a kick that comes meanwhile leaves limit = 0. */
@@ -54,6 +68,7 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
     cosim_gate *g = (cosim_gate *)user_data;
     uint64_t n = size >> 2;
     if (__builtin_expect(*g->count + n <= __atomic_load_n(&g->limit, __ATOMIC_RELAXED), 1)) {
+        cosim_set_tb(g);
         *g->count += n;
         return;
     }
@@ -72,6 +87,7 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
     }
     if (__atomic_load_n(&g->limit, __ATOMIC_RELAXED) != g->budget)
         cosim_gate_reset_limit(g);     /* a kick already served, or one for the next guest block */
+    cosim_set_tb(g);
     *g->count += n;
 }
 
@@ -85,47 +101,184 @@ static PyObject *reset_limit(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* TLB fill (unicorn's UC_TLB_VIRTUAL mode, UC_HOOK_TLB_FILL): identity mapping. Why: in unicorn 2.1.4
- * every writable TLB entry of a page that is executable through the guest MMU keeps TLB_NOTDIRTY, so
- * every store takes the softmmu slow path (~35 ns); PPC real mode makes every page executable. Here a
- * page is granted execute only once it has been fetched from (it is then refilled RWX, and stores to
- * it keep invalidating its translations: self-modifying code and breakpoint patches still work); a
- * page only read and written stays RW and its stores take the fast path. Addresses outside guest RAM
- * get RWX (unmapped accesses still fault through the unmapped-memory hook).
+/* TLB fill (unicorn's UC_TLB_VIRTUAL mode, UC_HOOK_TLB_FILL), called on every host TLB miss, never per
+ * instruction. Two machines:
  *
- * user_data points at a cosim_tlb_state owned by the engine (a NumPy buffer): guest RAM size, fills,
- * the engine's reserved pages (refused, so a guest access there faults, unless the engine opened them
- * for its own out-of-line step), then one byte per 4 KiB page of RAM, set once fetched from. */
+ * Bare (mmu_on = 0): identity mapping. Why not unicorn's real mode: in unicorn 2.1.4 every writable TLB
+ * entry of a page that is executable keeps TLB_NOTDIRTY, so every store takes the softmmu slow path
+ * (~35 ns); real mode makes every page executable. Here a page is granted execute only once it has been
+ * fetched from (it is then refilled RWX, and stores to it keep invalidating its translations:
+ * self-modifying code and breakpoint patches still work); a page only read and written stays RW and its
+ * stores take the fast path. Addresses outside guest RAM get RWX (unmapped accesses fault through the
+ * unmapped-memory hook).
+ *
+ * Guest MMU (mmu_on = 1, a Book E board): the guest's own TLBs (cosim/machine/guest_tlb.py: TLB1 then
+ * TLB0 by set, MAS1/MAS2/MAS3/MAS7 per entry, in shared memory) are walked with the architected
+ * context the vCPU last stored here (MSR[IS/DS/PR], PID). A miss or a permission the entry denies is
+ * recorded (miss_*) and refused: unicorn then ends emu_start with UC_ERR_EXCEPTION and the PC restored
+ * to the faulting instruction (cpu_restore_state runs before this callback), and the vCPU delivers the
+ * TLB-miss or storage interrupt. A physical address in RAM maps to it; any other (36-bit) physical page
+ * is folded into the engine's MMIO window, one 4 KiB slot per page (slot_pages[slot] = the guest page),
+ * where unicorn's mmio callbacks turn each access into an MMIO exit: unicorn faults on a physical
+ * address above 4 GiB, so 36-bit addresses never reach it. The execute-once trick above applies to RAM.
+ *
+ * user_data points at a cosim_tlb_state owned by the engine (a NumPy buffer). */
 typedef struct {
     uint64_t ram_size;
     uint64_t fills;
     uint64_t reserved_lo, reserved_hi;  /* the engine's own pages: never the guest's */
     uint64_t reserved_open;             /* nonzero while the engine itself runs there */
+    uint64_t mmu_on;
+    uint32_t *tlb;                      /* this vCPU's entries: 4 x uint32 each, TLB1 first */
+    uint64_t tlb1_n, tlb0_sets, tlb0_ways;
+    uint64_t pid, msr;                  /* architected context */
+    uint64_t miss_vaddr, miss_type, miss_reason;   /* the last refused access */
+    uint64_t mmio_base, mmio_slots, mmio_used;
+    uint64_t *slot_pages;               /* guest-physical page number of each MMIO slot */
+    uint64_t pad[13];
     uint8_t executed[];
 } cosim_tlb_state;
 
 typedef struct { uint64_t paddr; uint32_t perms; } cosim_tlb_entry;   /* unicorn's uc_tlb_entry */
 
-enum { MEM_FETCH = 18, PROT_RW = 3, PROT_ALL = 7, PAGE_BITS = 12 };
+enum { MEM_READ = 16, MEM_WRITE = 17, MEM_FETCH = 18, PROT_R = 1, PROT_W = 2, PROT_X = 4, PROT_RW = 3,
+       PROT_ALL = 7, PAGE_BITS = 12 };
+enum { MISS_NONE = 0, MISS_TLB = 1, MISS_PERM = 2, MISS_RESERVED = 3, MISS_FETCH_IO = 4,
+       MISS_MMIO_FULL = 5 };
+enum { MSR_PR = 0x4000, MSR_IS = 0x20, MSR_DS = 0x10 };
+enum { MAS1_V = 0x80000000u, MAS1_TS = 0x1000, MAS1_TID_MASK = 0x3FFF0000, MAS1_TSIZE_MASK = 0xF80 };
+enum { UX = 0x20, SX = 0x10, UW = 0x08, SW = 0x04, UR = 0x02, SR = 0x01 };
+
+static bool cosim_refuse(cosim_tlb_state *st, uint64_t vaddr, int type, uint64_t reason)
+{
+    st->miss_vaddr = vaddr;
+    st->miss_type = (uint64_t)type;
+    st->miss_reason = reason;
+    return false;
+}
+
+static const uint32_t *cosim_walk(const cosim_tlb_state *st, uint32_t vaddr, uint32_t ts, uint32_t pid)
+{
+    uint64_t i, base;
+    for (i = 0; i < st->tlb1_n + st->tlb0_ways; i++) {
+        const uint32_t *e;
+        uint32_t mas1, tid, mask;
+        if (i < st->tlb1_n) {
+            e = st->tlb + 4 * i;
+        } else {
+            base = st->tlb1_n + ((vaddr >> PAGE_BITS) % st->tlb0_sets) * st->tlb0_ways;
+            e = st->tlb + 4 * (base + (i - st->tlb1_n));
+        }
+        mas1 = e[0];
+        if (!(mas1 & MAS1_V) || ((mas1 & MAS1_TS) ? 1u : 0u) != ts)
+            continue;
+        tid = (mas1 & MAS1_TID_MASK) >> 16;
+        if (tid && tid != pid)
+            continue;
+        mask = (uint32_t)~((1024ull << ((mas1 & MAS1_TSIZE_MASK) >> 7)) - 1);
+        if ((vaddr & mask) == (e[1] & mask))
+            return e;
+    }
+    return NULL;
+}
 
 static bool cosim_tlb_fill(void *uc, uint64_t vaddr, int type, cosim_tlb_entry *result, void *user_data)
 {
     cosim_tlb_state *st = (cosim_tlb_state *)user_data;
+    uint64_t paddr, page, slot;
+    uint32_t perms;
     (void)uc;
     vaddr &= 0xFFFFFFFFull;
     st->fills++;
-    result->paddr = vaddr & ~((1ull << PAGE_BITS) - 1);
-    if (vaddr >= st->reserved_lo && vaddr < st->reserved_hi && !st->reserved_open)
-        return false;
-    if (vaddr >= st->ram_size) {
+    page = vaddr & ~((1ull << PAGE_BITS) - 1);
+    if (vaddr >= st->reserved_lo && vaddr < st->reserved_hi + (1ull << PAGE_BITS)) {
+        /* the engine's own pages: the step page (open only while the engine runs there) and, right
+         * after it, the page of emu_start's `until` address (translated, never executed) */
+        if (vaddr < st->reserved_hi && !st->reserved_open)
+            return cosim_refuse(st, vaddr, type, MISS_RESERVED);
+        result->paddr = page;
         result->perms = PROT_ALL;
-    } else if (type == MEM_FETCH) {
-        st->executed[vaddr >> PAGE_BITS] = 1;
-        result->perms = PROT_ALL;
-    } else {
-        result->perms = st->executed[vaddr >> PAGE_BITS] ? PROT_ALL : PROT_RW;
+        return true;
     }
+    if (!st->mmu_on) {
+        result->paddr = page;
+        if (vaddr >= st->ram_size) {
+            result->perms = PROT_ALL;
+        } else if (type == MEM_FETCH) {
+            st->executed[vaddr >> PAGE_BITS] = 1;
+            result->perms = PROT_ALL;
+        } else {
+            result->perms = st->executed[vaddr >> PAGE_BITS] ? PROT_ALL : PROT_RW;
+        }
+        return true;
+    }
+    {
+        uint32_t ts = (uint32_t)((type == MEM_FETCH ? st->msr & MSR_IS : st->msr & MSR_DS) ? 1 : 0);
+        bool user = (st->msr & MSR_PR) != 0;
+        const uint32_t *e = cosim_walk(st, (uint32_t)vaddr, ts, (uint32_t)st->pid);
+        uint32_t mas3, need;
+        uint64_t size;
+        if (e == NULL)
+            return cosim_refuse(st, vaddr, type, MISS_TLB);
+        mas3 = e[2];
+        perms = user ? ((mas3 & UR ? PROT_R : 0) | (mas3 & UW ? PROT_W : 0) | (mas3 & UX ? PROT_X : 0))
+                     : ((mas3 & SR ? PROT_R : 0) | (mas3 & SW ? PROT_W : 0) | (mas3 & SX ? PROT_X : 0));
+        need = type == MEM_FETCH ? PROT_X : type == MEM_WRITE ? PROT_W : PROT_R;
+        if (!(perms & need))
+            return cosim_refuse(st, vaddr, type, MISS_PERM);
+        size = 1024ull << ((e[0] & MAS1_TSIZE_MASK) >> 7);
+        paddr = ((((uint64_t)(e[3] & 0xF) << 32) | (mas3 & 0xFFFFF000u)) & ~(size - 1)) | (page & (size - 1));
+    }
+    if (paddr + (1ull << PAGE_BITS) <= st->ram_size) {
+        result->paddr = paddr;
+        if (type == MEM_FETCH)
+            st->executed[paddr >> PAGE_BITS] = 1;
+        else if (!st->executed[paddr >> PAGE_BITS])
+            perms &= ~(uint32_t)PROT_X;
+        result->perms = perms;
+        return true;
+    }
+    if (type == MEM_FETCH)
+        return cosim_refuse(st, vaddr, type, MISS_FETCH_IO);
+    for (slot = 0; slot < st->mmio_used; slot++)
+        if (st->slot_pages[slot] == paddr >> PAGE_BITS)
+            break;
+    if (slot == st->mmio_used) {
+        if (slot >= st->mmio_slots)
+            return cosim_refuse(st, vaddr, type, MISS_MMIO_FULL);
+        st->slot_pages[slot] = paddr >> PAGE_BITS;
+        st->mmio_used++;
+    }
+    result->paddr = st->mmio_base + (slot << PAGE_BITS);
+    result->perms = perms & PROT_RW;
     return true;
+}
+
+/* translate(state address, vaddr, access 0/1/2 = fetch/read/write) -> guest-physical address, or -1 when
+ * the guest TLB has no entry for it in the current context (the same walk as the fill callback; for
+ * the vCPU's own reads of guest memory by virtual address: the faulting word, a breakpoint's site). */
+static PyObject *translate(PyObject *self, PyObject *args)
+{
+    unsigned long long st_addr, vaddr;
+    int access;
+    const cosim_tlb_state *st;
+    const uint32_t *e;
+    uint32_t ts;
+    uint64_t size;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKi", &st_addr, &vaddr, &access))
+        return NULL;
+    st = (const cosim_tlb_state *)(uintptr_t)st_addr;
+    vaddr &= 0xFFFFFFFFull;
+    if (!st->mmu_on)
+        return PyLong_FromUnsignedLongLong(vaddr);
+    ts = (uint32_t)(((access == 0) ? st->msr & MSR_IS : st->msr & MSR_DS) ? 1 : 0);
+    e = cosim_walk(st, (uint32_t)vaddr, ts, (uint32_t)st->pid);
+    if (e == NULL)
+        return PyLong_FromLong(-1);
+    size = 1024ull << ((e[0] & MAS1_TSIZE_MASK) >> 7);
+    return PyLong_FromUnsignedLongLong(((((uint64_t)(e[3] & 0xF) << 32) | (e[2] & 0xFFFFF000u)) & ~(size - 1))
+                                       | (vaddr & (size - 1)));
 }
 
 static PyObject *tlb_fill_address(PyObject *self, PyObject *noargs)
@@ -147,8 +300,11 @@ static PyMethodDef methods[] = {
     {"reset_limit", reset_limit, METH_O,
      "After the budget of the cosim_gate at this address changed: its limit = budget, unless a kick "
      "waits (then 0)."},
+    {"translate", translate, METH_VARARGS,
+     "translate(state address, vaddr, access) -> guest-physical address through the guest TLB, or -1."},
     {"tlb_fill_address", tlb_fill_address, METH_NOARGS,
-     "Address of the C UC_HOOK_TLB_FILL callback (identity map; execute only for fetched pages)."},
+     "Address of the C UC_HOOK_TLB_FILL callback (identity map or the guest TLB walk; execute only for "
+     "fetched pages; non-RAM physical pages folded into the MMIO window)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -23,10 +23,16 @@ from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
 from ..vmexit import Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
+from .mmu import Mmu
 from .runpage import DAC_RANGE, EVENTS, LEVELS
+from .timers import Timers
 
 S = SPR
-READ_ONLY_SPRS = frozenset({S["PIR"], S["PVR"]})
+READ_ONLY_SPRS = frozenset({S["PIR"], S["PVR"], S["TLB0CFG"], S["TLB1CFG"], S["MMUCFG"], S["L1CFG0"],
+                            S["L1CFG1"], S["SVR"]})
+NATIVE_SPRS = frozenset({S["USPRG0"], S["SPRG3"], S["SPRG4"], S["SPRG5"], S["SPRG6"], S["SPRG7"]})  # user-readable
+L1CSR_KEEP = 0x00010001            # L1CSRn: CPE and the enable bit stay; invalidate/lock-clear bits read 0
+MMU_KINDS = frozenset({Kind.TLBWE, Kind.TLBRE, Kind.TLBSX, Kind.TLBIVAX, Kind.TLBILX})
 DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"], S["IAC2"],
                         S["IAC3"], S["IAC4"], S["DAC1"], S["DAC2"]})
 EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
@@ -40,7 +46,7 @@ class GuestFault(Exception):
 
 class Core:
     def __init__(self, engine: Engine, rec: np.ndarray, model: CpuModel, ram_words: np.ndarray,
-                 pristine: dict[int, int] | None = None, rate: ExitRate | None = None):
+                 pristine: dict[int, int] | None = None, rate: ExitRate | None = None, mmu: Mmu | None = None):
         """`rec` is this vCPU's run page as a one-record structured array (RunPages.record(i)): its
         field views index in well under a microsecond, where a structured scalar takes ~2 us. `rate`
         counts the exits per time bin (cosim/exit_rate.py; default: bins from now)."""
@@ -76,14 +82,103 @@ class Core:
         self.dep = True                    # E.HV MSRP[DEP]; False: the guest's MSR[DE] gates host debug
         self.missed: dict[str, dict[int, int]] = {"iac": {}, "dac": {}, "step": {}}  # gated host events
         self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
+        self.mmu = mmu                     # the Book E MMU (a board with one), None: identity-mapped
+        self.timers = Timers(self.spr, lambda: engine.instructions, lambda: engine.timebase,
+                             engine.set_timebase)
+        t = self.timers
+        self._spr_read = {S["DEC"]: t.read_dec, S["TSR"]: t.read_tsr,
+                          S["TBL_R"]: lambda: engine.timebase & 0xFFFFFFFF,
+                          S["TBU_R"]: lambda: engine.timebase >> 32}
+        self._spr_write = {S["DEC"]: self._timer_write(t.write_dec), S["TSR"]: t.write_tsr,
+                           S["TCR"]: self._timer_write(t.write_tcr), S["TBL"]: self._timer_write(t.write_tbl),
+                           S["TBU"]: self._timer_write(t.write_tbu),
+                           S["L1CSR0"]: self._masked(S["L1CSR0"], L1CSR_KEEP),
+                           S["L1CSR1"]: self._masked(S["L1CSR1"], L1CSR_KEEP),
+                           S["PID"]: self._write_pid, S["MMUCSR0"]: self._write_mmucsr0}
+        for n in NATIVE_SPRS:
+            self._spr_write[n] = self._native(n)
+        self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0}
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
         self._msr[0] = 0
         self.spr[S["PIR"]] = pir
         self.spr[S["PVR"]] = self.model.pvr
+        if self.mmu is not None:
+            self.spr[S["TLB0CFG"]] = self.mmu.g.tlbncfg(0)
+            self.spr[S["TLB1CFG"]] = self.mmu.g.tlbncfg(1)
+        self.spr[S["L1CFG0"]] = self.spr[S["L1CFG1"]] = self.model.l1cfg
         self.pc = entry
+        self.engine.set_timebase(0)
+        self._sync_context()
         self.apply_debug()
+
+    # --- SPRs with side effects, the MMU context, time ----------------------------------------------
+    def _sync_context(self) -> None:
+        self.engine.set_context(int(self._msr[0]), int(self.spr[S["PID"]]))
+
+    def _timer_write(self, write):
+        def go(value: int) -> None:
+            write(value)
+            self.engine.set_deadline(self.timers.deadline())
+        return go
+
+    def _masked(self, spr: int, keep: int):
+        def go(value: int) -> None:
+            self.spr[spr] = value & keep
+        return go
+
+    def _native(self, spr: int):
+        def go(value: int) -> None:
+            self.spr[spr] = value
+            self.engine.set_native_spr(spr, value)
+        return go
+
+    def _write_pid(self, value: int) -> None:
+        self.spr[S["PID"]] = value & 0x3FFF
+        self._sync_context()
+
+    def _write_mmucsr0(self, value: int) -> None:
+        if self.mmu is not None:
+            self.mmu.mmucsr0(value)
+        self.spr[S["MMUCSR0"]] = 0
+
+    def timer_tick(self) -> Fault | None:
+        """The clock reached the timers' deadline: update their status, arm the next one."""
+        what = self.timers.advance()
+        self.engine.set_deadline(self.timers.deadline())
+        if what == "reset":
+            return Fault(self.pc, f"watchdog reset requested (TCR[WRC]) at {self.pc:#010x}")
+        return None
+
+    def take_async(self) -> bool:
+        """Deliver the highest-priority asynchronous interrupt the guest has enabled, if any: the
+        watchdog (critical, MSR[CE]), then the decrementer and the FIT (MSR[EE]). SRR0 = the next
+        instruction. Returns whether one was delivered."""
+        dec, fit, wdt = self.timers.pending()
+        msr = self.msr
+        if wdt and msr & Msr.CE:
+            ivor, name = 12, "watchdog"
+        elif dec and msr & Msr.EE:
+            ivor, name = Ivor.DECREMENTER, "decrementer"
+        elif fit and msr & Msr.EE:
+            ivor, name = 11, "fit"
+        else:
+            return False
+        self.deliver(ivor, self.pc)
+        self.async_delivered[name] += 1
+        route = self.model.route(Event.TIMER)
+        self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"
+        self.count(Event.TIMER.value, self._last_level)
+        return True
+
+    def read_word(self, vaddr: int) -> int:
+        """The instruction word at guest virtual address `vaddr` (0 where nothing maps it)."""
+        pa = self.engine.translate(vaddr, 0)
+        return int(self.words[pa >> 2]) if pa is not None and 0 <= pa < self.engine.ram_size else 0
+
+    def physical(self, vaddr: int) -> int | None:
+        return self.engine.translate(vaddr, 0)
 
     @property
     def msr(self) -> int:
@@ -94,6 +189,7 @@ class Core:
         if self.host_debug and self.dep:   # MSRP[DEP]: the guest cannot change MSR[DE] while the host debugs
             value = (value & ~Msr.DE) | (int(self._msr[0]) & Msr.DE)
         self._msr[0] = value & 0xFFFFFFFF
+        self._sync_context()
 
     @property
     def host_debug(self) -> bool:
@@ -105,6 +201,8 @@ class Core:
         return not self.dep and not self.msr & Msr.DE and self.host_debug
 
     def word_at(self, addr: int) -> int:
+        if self.mmu is not None:
+            return self.read_word(addr)
         return int(self.words[addr >> 2]) if 0 <= addr < self.engine.ram_size else 0
 
     def save_regs(self) -> None:
@@ -150,6 +248,7 @@ class Core:
             self.spr[S["ESR"]] = esr
         self._msr[0] = new_msr if not (self.host_debug and self.dep) else (new_msr & ~Msr.DE) | (msr & Msr.DE)
         self.pc = interrupt_vector(int(self.spr[S["IVPR"]]), int(self.spr[IVOR_SPR[ivor]]))
+        self._sync_context()
         self.apply_debug()
 
     # --- privileged instructions --------------------------------------------------------------------
@@ -171,6 +270,19 @@ class Core:
             eng.set_gpr(d.reg, self.read_spr(d.spr))
         elif k is Kind.MTSPR:
             self.write_spr(d.spr, eng.gpr(d.reg))
+        elif k in MMU_KINDS:
+            ea = ((eng.gpr(d.ra) if d.ra else 0) + eng.gpr(d.rb)) & 0xFFFFFFFF
+            mmu = self.mmu
+            if k is Kind.TLBWE:
+                mmu.tlbwe()
+            elif k is Kind.TLBRE:
+                mmu.tlbre()
+            elif k is Kind.TLBSX:
+                mmu.tlbsx(ea)
+            elif k is Kind.TLBIVAX:
+                mmu.tlbivax(ea)
+            else:
+                mmu.tlbilx(d.reg & 3, ea)
         elif k in (Kind.RFI, Kind.RFCI, Kind.RFDI, Kind.RFMCI):
             pair = {Kind.RFI: ("SRR0", "SRR1"), Kind.RFCI: ("CSRR0", "CSRR1"),
                     Kind.RFDI: ("DSRR0", "DSRR1"), Kind.RFMCI: ("MCSRR0", "MCSRR1")}[k]
@@ -191,6 +303,9 @@ class Core:
             acc[1] += int(self.page["instructions"]) - start
 
     def read_spr(self, spr: int) -> int:
+        hook = self._spr_read.get(spr & 0x3FF)
+        if hook is not None:
+            return hook()
         value = int(self.spr[spr & 0x3FF])
         if spr == S["DBCR0"] and self.host_debug:
             value |= Dbcr0.EDM
@@ -210,6 +325,10 @@ class Core:
                 value &= ~(Dbcr0.RST | Dbcr0.EDM)   # never reset the core; EDM is read-only
             self.spr[spr] = value
             self.apply_debug()
+            return
+        hook = self._spr_write.get(spr)
+        if hook is not None:
+            hook(value)
             return
         self.spr[spr] = value
 
@@ -255,7 +374,14 @@ class Core:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
+        engine = self.engine
         while True:
+            if engine.deadline_due:
+                fault = self.timer_tick()
+                if fault is not None:
+                    return fault
+            if self.timers.dec_value or int(self.spr[S["TSR"]]):
+                self.take_async()
             if self.pc == self.until:        # (reached by a step or a resume; the engine's hook
                 return Until(self.pc)        # stops a free run there)
             if self.step_due:
@@ -288,6 +414,8 @@ class Core:
         if kind is StopKind.STEP:
             self.pc = stop.pc
             return self._step_event(stop.pc) if self.step else None
+        if kind is StopKind.MMU:
+            return self._storage(stop)
         if kind in (StopKind.IAC, StopKind.DAC) and self.host_gated:
             return self._gated(stop)
         if kind is StopKind.IAC:
@@ -315,6 +443,34 @@ class Core:
             return None
         return self.on_stop(nxt)
 
+    def _storage(self, stop: Stop) -> Fault | None:
+        """The guest TLB refused an access: a TLB miss (MAS registers preloaded) or a storage
+        interrupt, delivered to the guest's own vector (DEAR and ESR[ST] for data)."""
+        self.pc = stop.pc
+        self._exit_stepping = self.step
+        if self.mmu is None:
+            return Fault(stop.pc, f"an access at {stop.addr:#010x} refused by a TLB on a machine without one")
+        fetch = stop.access == "fetch"
+        msr = self.msr
+        ts = 1 if msr & (Msr.IS if fetch else Msr.DS) else 0
+        if stop.error == "tlb":
+            self.mmu.on_miss(stop.addr, 0 if fetch else (2 if stop.write else 1), int(self.spr[S["PID"]]), ts)
+            ivor, event = (Ivor.ITLB_MISS if fetch else Ivor.DTLB_MISS), Event.TLB_MISS
+        else:
+            self.mmu.misses["isi" if fetch else "dsi"] += 1
+            ivor, event = (Ivor.ISI if fetch else Ivor.DSI), Event.STORAGE
+        if not int(self.spr[IVOR_SPR[ivor]]) and not int(self.spr[S["IVPR"]]):
+            return Fault(stop.pc, f"{event.value} at {stop.addr:#010x} ({stop.access}, pc {stop.pc:#010x}) "
+                                  f"with no interrupt vector set (IVPR and IVOR{ivor} are 0)")
+        if not fetch:
+            self.spr[S["DEAR"]] = stop.addr
+        self.deliver(ivor, stop.pc, None if fetch else (Esr.ST if stop.write else 0))
+        self.completed()
+        route = self.model.route(event)
+        self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"
+        self.count(event.value, self._last_level)
+        return None
+
     def _step_event(self, next_pc: int) -> Exit:
         return self._debug_event(next_pc, Dbsr.IC, next_pc, DebugStatus.SOFTWARE, addr=next_pc)
 
@@ -341,12 +497,13 @@ class Core:
             self._retried = pc
             return None                      # run the word that is really there now
         self._retried = None
-        if from_ram and self.pristine.get(pc, word) != word:
+        ppc = pc if self.mmu is None else self.physical(pc)
+        if from_ram and self.pristine.get(ppc, word) != word:
             self.planted[pc] = self.planted.get(pc, 0) + 1
         if stop.intno not in (6, 8, 96):
             return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
         if k in PRIVILEGED_KINDS:
-            if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER:
+            if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER and (self.mmu is not None or k not in MMU_KINDS):
                 route = self.model.route(Event.PRIV)
                 if route in (Route.NATIVE, Route.LOCAL):
                     self.emulate(d)

@@ -27,12 +27,14 @@ hook there and force the slow path again), and `UNTIL` sits on a mapped page tha
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+import re
+import struct
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
 
-from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_CTL_TB_REMOVE_CACHE, UC_CTL_TLB_FLUSH, UC_HOOK_BLOCK,
+from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_ERR_EXCEPTION, UC_CTL_TB_REMOVE_CACHE, UC_CTL_TLB_FLUSH, UC_HOOK_BLOCK,
                      UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_READ, UC_HOOK_MEM_UNMAPPED, UC_HOOK_MEM_WRITE,
                      UC_HOOK_TLB_FILL, UC_MODE_BIG_ENDIAN,
                      UC_MODE_PPC32, UC_PROT_ALL, UC_TLB_VIRTUAL, Uc, UcError)
@@ -51,8 +53,16 @@ UNTIL = SCRATCH + 0x1FFC    # its own mapped page, never executed: emu_start run
 RESERVED = (SCRATCH, SCRATCH + 0x1000)   # the step page: the TLB refuses it to the guest (the UNTIL
                                          # page cannot be refused: emu_start translates it once)
 PAGE_BITS = 12
-TLB_HEADER = 40             # cosim_tlb_state in _icount.c: five uint64 before the per-page bytes
+TLB_HEADER = 256            # cosim_tlb_state in _icount.c: 32 uint64 before the per-page bytes
+# cosim_tlb_state's header words
+(H_RAM, H_FILLS, H_RES_LO, H_RES_HI, H_RES_OPEN, H_MMU, H_TLB, H_TLB1_N, H_TLB0_SETS, H_TLB0_WAYS, H_PID,
+ H_MSR, H_MISS_VADDR, H_MISS_TYPE, H_MISS_REASON, H_MMIO_BASE, H_MMIO_SLOTS, H_MMIO_USED,
+ H_SLOT_PAGES) = range(19)
+MISS_REASONS = {1: "tlb", 2: "permission", 3: "reserved", 4: "fetch-io", 5: "mmio-full"}
+MMIO_BASE = 0xE0000000      # the engine-physical window where non-RAM guest pages are folded
+MMIO_SLOTS = 4096           # distinct guest-physical MMIO pages (16 MiB of window)
 MSR_PR = 0x4000
+CONTEXT_MSR = 0x4030        # the MSR bits a translation depends on: PR, IS, DS
 
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
 REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC_REG_CTR,
@@ -80,6 +90,8 @@ class StopKind(str, Enum):
     DAC = "dac"              # data address compare matched at access `addr` by instruction `pc`
     STEP = "step"            # one instruction completed in step mode; pc = next instruction
     KICK = "kick"            # stopped from outside (`stop`, or the budget): pc = next block to run
+    MMU = "mmu"              # the guest TLB refused an access of `pc`: `addr`, `access` (fetch/read/
+                             # write), `error` = why ("tlb": no entry, "permission")
     UNTIL = "until"          # reached the scenario's `guest.until` address (before executing it)
     FAULT = "fault"          # the core could not continue (unmapped memory, ...)
 
@@ -93,17 +105,25 @@ class Stop:
     addr: int = 0
     write: bool = False
     error: str = ""
+    access: str = ""
 
 
 class Engine:
     """One unicorn instance mapped over guest RAM at physical address 0."""
 
     def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None,
-                 budget: bool = False):
+                 budget: bool = False, guest_tlb=None, mmio=None):
+        """`guest_tlb`: (entries array of this vCPU, TlbGeometry) for a board with the Book E MMU, None
+        for the bare identity-mapped machine. `mmio(paddr, size, is_write, value) -> int` serves
+        accesses to guest-physical addresses outside RAM (an MMIO exit)."""
         self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
         self.uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)   # before anything creates the CPU
         self.ram_size = ram_size
         self._tlb_fill_hook(ram_size)
+        self.mmio = mmio
+        self._guest_tlb = None
+        if guest_tlb is not None:
+            self._enable_mmu(*guest_tlb)
         self.uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
         self.uc.mem_map(SCRATCH, 0x2000, UC_PROT_ALL)    # the step page and the UNTIL page
         self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
@@ -119,6 +139,7 @@ class Engine:
         self._scratch_probe: int | None = None   # the word last written on the step page
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
+        self._env_spr = _find_env_spr(self)      # unicorn's SPR array: the time base the guest reads
         self._gate: _Gate | None = None   # the C block hook's state: count, budget, kick
         self._budget: _Gate | None = None
         self._budget_hit = False          # run stopped before a block that would pass the budget
@@ -127,9 +148,8 @@ class Engine:
         if icount_address is not None and _icount is not None:
             handle = uc_hook_h()
             self._gate = _Gate(ctypes.c_void_p(icount_address), 2**64 - 1, 2**64 - 1, SCRATCH, 0,
-                               ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p), 0, 0)
-            if budget:   # deterministic schedules: stop before a block that would pass the budget
-                self._budget = self._gate
+                               ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p), 0, 0, None, 0)
+            self._budget = self._gate    # budgets (deterministic schedules, limits) and timer deadlines
             err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK,
                                     ctypes.c_void_p(_icount.block_hook_address()),
                                     ctypes.c_void_p(ctypes.addressof(self._gate)),
@@ -137,6 +157,90 @@ class Engine:
             if err:
                 raise UcError(err)
         self.counting = icount_address is not None and _icount is not None
+        if self._gate is not None and self._env_spr:
+            self._gate.tb = self._env_spr + 4 * 268
+        self._user_budget = 2**64 - 1
+        self._deadline = 2**64 - 1
+
+    # --- the guest MMU (a Book E board) -------------------------------------------------------------
+    def _enable_mmu(self, entries: np.ndarray, geometry) -> None:
+        h = self._tlb_header
+        self._guest_tlb = entries                     # (kept alive: the C walk reads it)
+        self._slot_pages = np.zeros(MMIO_SLOTS, np.uint64)
+        h[H_MMU] = 1
+        h[H_TLB] = entries.ctypes.data
+        h[H_TLB1_N] = geometry.tlb1_entries
+        h[H_TLB0_SETS] = geometry.tlb0_sets
+        h[H_TLB0_WAYS] = geometry.tlb0_ways
+        h[H_MMIO_BASE] = MMIO_BASE
+        h[H_MMIO_SLOTS] = MMIO_SLOTS
+        h[H_SLOT_PAGES] = self._slot_pages.ctypes.data
+        h[H_MSR] = 0
+        self.uc.mmio_map(MMIO_BASE, MMIO_SLOTS << PAGE_BITS, self._mmio_read, None, self._mmio_write, None)
+
+    @property
+    def has_mmu(self) -> bool:
+        return self._guest_tlb is not None
+
+    def translate(self, vaddr: int, access: int = 0) -> int | None:
+        """Guest-physical address of `vaddr` in the current context (access 0 fetch, 1 read, 2 write),
+        None when the guest TLB has no entry: identity on the bare machine."""
+        if self._guest_tlb is None:
+            return vaddr & 0xFFFFFFFF
+        pa = _icount.translate(self._tlb_state.ctypes.data, vaddr, access)
+        return None if pa < 0 else pa
+
+    def set_context(self, msr: int, pid: int) -> None:
+        """The architected context translations depend on (MSR[PR,IS,DS], PID): host translations made
+        under another context are dropped."""
+        h = self._tlb_header
+        msr &= CONTEXT_MSR
+        if int(h[H_MSR]) != msr or int(h[H_PID]) != pid:
+            h[H_MSR] = msr
+            h[H_PID] = pid
+            if self._guest_tlb is not None:
+                self.flush_tlb()
+
+    def flush_tlb(self) -> None:
+        """Drop every host translation (a guest TLB entry that may have been used was invalidated or
+        replaced; unicorn has no per-page flush in its API)."""
+        self.tlb_flushes += 1
+        uclib.uc_ctl(self.uc._uch, _CTL_TLB_FLUSH)
+
+    tlb_flushes = 0
+
+    def _mmio_paddr(self, offset: int) -> int:
+        return (int(self._slot_pages[offset >> PAGE_BITS]) << PAGE_BITS) | (offset & 0xFFF)
+
+    def _mmio_read(self, uc, offset, size, _ud):
+        return self.mmio(self._mmio_paddr(offset), size, False, 0) if self.mmio else 0
+
+    def _mmio_write(self, uc, offset, size, value, _ud):
+        if self.mmio:
+            self.mmio(self._mmio_paddr(offset), size, True, value)
+
+    # --- unicorn's own SPRs that the guest reads natively -------------------------------------------
+    def set_native_spr(self, spr: int, value: int) -> None:
+        """Set what a problem-state `mfspr` of `spr` reads inside unicorn (USPRG0, SPRG3-7 through
+        their user numbers: unicorn reads them from its SPR array without an exit)."""
+        if self._env_spr:
+            ctypes.c_uint32.from_address(self._env_spr + 4 * (spr & 0x3FF)).value = value & 0xFFFFFFFF
+
+    def set_timebase(self, tb: int) -> None:
+        """The time base reads `tb` now and advances one tick per guest instruction."""
+        if self._gate is not None:
+            self._gate.tb_offset = (tb - self.instructions) & (2**64 - 1)
+            _set_tb_now(self)
+
+    @property
+    def timebase(self) -> int:
+        return (self.instructions + (self._gate.tb_offset if self._gate is not None else 0)) & (2**64 - 1)
+
+    @property
+    def instructions(self) -> int:
+        if self._gate is None:
+            return 0
+        return ctypes.c_uint64.from_address(self._gate.count).value
 
     def _tlb_fill_hook(self, ram_size: int) -> None:
         """UC_TLB_VIRTUAL with the C fill callback (see the module docstring). Its state is a buffer
@@ -162,7 +266,7 @@ class Engine:
         vaddr &= 0xFFFFFFFF
         executed = self._tlb_state[TLB_HEADER:]
         entry.paddr = vaddr & ~((1 << PAGE_BITS) - 1)
-        if RESERVED[0] <= vaddr < RESERVED[1] and not self._tlb_header[4]:
+        if RESERVED[0] <= vaddr < RESERVED[1] and not self._tlb_header[H_RES_OPEN]:
             return False
         if vaddr >= self.ram_size:
             entry.perms = 7
@@ -309,10 +413,11 @@ class Engine:
         self._event = None
         self._fault = None
         stops = self._budget.stops if self._budget is not None else 0
+        self._tlb_header[H_MISS_REASON] = 0
         try:
             self.uc.emu_start(pc, UNTIL, count=0)
         except UcError as e:
-            return self._fault_stop(str(e))
+            return self._refused(e)
         if self._budget is not None and self._budget.stops != stops:
             self._budget_hit = True
         if self._event is not None:
@@ -329,6 +434,24 @@ class Engine:
             if addr == pc:
                 return Stop(StopKind.IAC, pc, slot=slot)
         return self.displaced(pc, word, suppress_dac=False)
+
+    def _refused(self, e: UcError) -> Stop:
+        """A UcError out of emu_start: the guest TLB refused an access (an MMU stop, PC = the faulting
+        instruction, restored by unicorn before the fill callback), or a fault."""
+        h = self._tlb_header
+        reason = MISS_REASONS.get(int(h[H_MISS_REASON]))
+        if e.errno == UC_ERR_EXCEPTION and reason in ("tlb", "permission"):
+            access = {18: "fetch", 17: "write"}.get(int(h[H_MISS_TYPE]), "read")
+            addr = int(h[H_MISS_VADDR])
+            return Stop(StopKind.MMU, addr if access == "fetch" else self.pc, addr=addr,
+                        write=access == "write", error=reason, access=access)
+        if reason == "fetch-io":
+            addr = int(h[H_MISS_VADDR])
+            return Stop(StopKind.FAULT, addr, error=f"instruction fetch at {addr:#010x} from a guest-physical "
+                                                    f"address that is not RAM (no execution from devices)")
+        if reason == "mmio-full":
+            return Stop(StopKind.FAULT, self.pc, error=f"more than {MMIO_SLOTS} distinct device pages touched")
+        return self._fault_stop(str(e))
 
     def _fault_stop(self, error: str) -> Stop:
         pc = self.pc
@@ -372,7 +495,8 @@ class Engine:
             self._remove_cache(SCRATCH, SCRATCH + 12)
             self._scratch_probe = probe
         self._dac_suppressed = suppress_dac
-        self._tlb_header[4] = 1                 # the engine's own page: open for this one instruction
+        self._tlb_header[H_RES_OPEN] = 1        # the engine's own page: open for this one instruction
+        self._tlb_header[H_MISS_REASON] = 0
         try:
             for _ in range(DISPLACED_TRIES):
                 self._event = None
@@ -385,11 +509,11 @@ class Engine:
                 return Stop(StopKind.FAULT, pc, error=f"the instruction at {pc:#010x} could not be run "
                                                       f"out of line ({DISPLACED_TRIES} kicks in a row)")
         except UcError as e:
-            stop = self._fault_stop(str(e))   # the faulting instruction is the one at `pc`
-            return Stop(stop.kind, pc if SCRATCH <= stop.pc < SCRATCH + 12 else stop.pc, error=stop.error)
+            stop = self._refused(e)           # the faulting instruction is the one at `pc`
+            return replace(stop, pc=pc if SCRATCH <= stop.pc < SCRATCH + 12 else stop.pc)
         finally:
             self._dac_suppressed = False
-            self._tlb_header[4] = 0
+            self._tlb_header[H_RES_OPEN] = 0
             uclib.uc_ctl(self.uc._uch, _CTL_TLB_FLUSH)   # closed again: a guest jump there faults
         ev = self._event
         if self._dac_undo is not None:
@@ -445,23 +569,38 @@ class Engine:
         return self._gate.kicks if self._gate is not None else 0
 
     def set_budget(self, total: int, exact: bool = True) -> None:
-        """(Engines made with budget=True.) `run` stops before any block that would take the
-        instruction count past `total`; it returns a KICK stop there. Exact: the caller finishes with
-        `step` (one instruction each, never stopped by the budget) up to exactly `total` (see
-        `budget_due`). Not exact: the budget is done at that block boundary, unless no instruction ran
-        since this call (a block larger than what was left), when it is finished by steps as well."""
-        self._budget.budget = total
-        _icount.reset_limit(ctypes.addressof(self._budget))
+        """`run` stops before any block that would take the instruction count past `total`; it returns
+        a KICK stop there. Exact: the caller finishes with `step` (one instruction each, never stopped
+        by the budget) up to exactly `total` (see `budget_due`). Not exact: the budget is done at that
+        block boundary, unless no instruction ran since this call (a block larger than what was left),
+        when it is finished by steps as well."""
+        self._user_budget = total
         self._budget_hit = False
         self._budget_exact = exact
         self._budget_start = self._count()
+        self._apply_budget()
+
+    def set_deadline(self, count: int | None) -> None:
+        """A timer event due when the instruction count reaches `count` (None: none): `run` stops
+        exactly there (as an exact budget), and `deadline_due` tells the caller."""
+        self._deadline = 2**64 - 1 if count is None else count
+        self._apply_budget()
+
+    def _apply_budget(self) -> None:
+        if self._budget is not None:
+            self._budget.budget = min(self._user_budget, self._deadline)
+            _icount.reset_limit(ctypes.addressof(self._budget))
 
     def _count(self) -> int:
-        return ctypes.c_uint64.from_address(self._budget.count).value
+        return ctypes.c_uint64.from_address(self._budget.count).value if self._budget is not None else 0
 
     @property
     def has_budget(self) -> bool:
         return self._budget is not None
+
+    @property
+    def deadline_due(self) -> bool:
+        return self._budget is not None and self._count() >= self._deadline
 
     @property
     def budget_done(self) -> bool:
@@ -469,14 +608,19 @@ class Engine:
         if self._budget is None:
             return False
         n = self._count()
-        return n >= self._budget.budget or (self._budget_hit and not self._budget_exact
-                                            and n > self._budget_start)
+        return n >= self._user_budget or (self._budget_hit and not self._budget_exact and n > self._budget_start
+                                          and self._user_budget <= self._deadline)
 
     @property
     def budget_due(self) -> bool:
-        """True after `run` stopped short of the budget, until single steps have reached it: the
-        caller steps instead of running while this holds."""
-        return self._budget_hit and not self.budget_done
+        """True after `run` stopped short of its target (the budget or a timer deadline), until single
+        steps have reached it: the caller steps instead of running while this holds."""
+        if not self._budget_hit or self._budget is None:
+            return False
+        n = self._count()
+        if self._deadline <= self._user_budget:
+            return n < self._deadline
+        return not self.budget_done
 
     @property
     def budget_stops(self) -> int:
@@ -487,7 +631,8 @@ class _Gate(ctypes.Structure):
     """cosim_gate of _icount.c."""
     _fields_ = [("count", ctypes.c_void_p), ("limit", ctypes.c_uint64), ("budget", ctypes.c_uint64),
                 ("exempt_from", ctypes.c_uint64), ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
-                ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64)]
+                ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64), ("tb", ctypes.c_void_p),
+                ("tb_offset", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:
@@ -498,3 +643,78 @@ def _branch_target(pc: int, word: int, bits: int) -> int:
     if word & 2:   # AA: absolute
         return disp & 0xFFFFFFFF
     return (pc + disp) & 0xFFFFFFFF
+
+
+_MAGIC = (0x5AC3E1F0, 0x6BD4F201, 0x7CE50312, 0x8DF61423)
+
+
+def _find_env_spr(engine: Engine) -> int:
+    """Address of unicorn's SPR array (CPUPPCState.spr, 1024 x uint32) inside this process, or 0.
+
+    The time base is read natively by the guest (`mfspr rD,268` is not privileged, and unicorn 2.1.4
+    implements it as a plain load from that array, which nothing updates), so the engine writes the
+    array itself. Unicorn's API offers no SPR access, so the array is found as QEMU's own gdbstub would
+    not need to: SPRG0-3 are set to four magic words by `mtspr` run in supervisor state on the engine's
+    scratch page, the private writable mappings of the process are searched for them, and the
+    candidate whose [268] a problem-state `mfspr 268` then reads back is the array (measured: two
+    copies of SPRG0-3 exist, only one is read by the translated code). 0 when nothing verified (the
+    time base then reads 0, as before)."""
+    uc = engine.uc
+    h = engine._tlb_header
+    code = b"".join(struct.pack(">I", 0x7C0003A6 | (3 + i) << 21 | ((272 + i) & 0x1F) << 16
+                                | ((272 + i) >> 5) << 11) for i in range(4))
+    mfspr268 = struct.pack(">I", 0x7C0002A6 | 3 << 21 | (268 & 0x1F) << 16 | (268 >> 5) << 11)
+    saved = [uc.reg_read(GPR_IDS[3 + i]) for i in range(4)]
+    h[H_RES_OPEN] = 1
+    try:
+        uc.mem_write(SCRATCH, code)
+        for i, m in enumerate(_MAGIC):
+            uc.reg_write(GPR_IDS[3 + i], m)
+        uc.reg_write(P.UC_PPC_REG_MSR, 0)
+        uc.emu_start(SCRATCH, SCRATCH + 16)
+        uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
+        pattern = struct.pack("<4I", *_MAGIC)
+        candidates = []
+        with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+            for line in maps:
+                m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line)
+                if m is None or m[3] != "rw-p":
+                    continue
+                lo, hi = int(m[1], 16), int(m[2], 16)
+                try:
+                    mem.seek(lo)
+                    buf = mem.read(hi - lo)
+                except (OSError, OverflowError, ValueError):
+                    continue
+                i = buf.find(pattern)
+                while i >= 0:
+                    if i % 4 == 0:
+                        candidates.append(lo + i - 4 * 272)
+                    i = buf.find(pattern, i + 1)
+        uc.mem_write(SCRATCH, mfspr268)
+        engine._remove_cache(SCRATCH, SCRATCH + 16)
+        for base in candidates:
+            cell = ctypes.c_uint32.from_address(base + 4 * 268)
+            old = cell.value
+            cell.value = 0x1234ABCD
+            uc.emu_start(SCRATCH, SCRATCH + 4)
+            if uc.reg_read(GPR_IDS[3]) & 0xFFFFFFFF == 0x1234ABCD:
+                cell.value = 0
+                return base
+            cell.value = old
+        return 0
+    finally:
+        h[H_RES_OPEN] = 0
+        uc.mem_write(SCRATCH, bytes(16))
+        engine._remove_cache(SCRATCH, SCRATCH + 16)
+        uclib.uc_ctl(uc._uch, _CTL_TLB_FLUSH)
+        for i, v in enumerate(saved):
+            uc.reg_write(GPR_IDS[3 + i], v)
+
+
+def _set_tb_now(engine: Engine) -> None:
+    """Write the time base into unicorn at once (the block hook refreshes it before every block)."""
+    if engine._env_spr:
+        tb = engine.timebase
+        ctypes.c_uint32.from_address(engine._env_spr + 4 * 268).value = tb & 0xFFFFFFFF
+        ctypes.c_uint32.from_address(engine._env_spr + 4 * 269).value = tb >> 32

@@ -28,7 +28,9 @@ from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
 from ..vmexit import Exit, Fault, Until
 from .core import Core
+from ..machine.guest_tlb import GuestTlb, TlbGeometry
 from .engine import Engine, reserved
+from .mmu import Mmu
 from .runpage import RunPages, State
 
 LATENCY_SAMPLES = 50_000
@@ -57,9 +59,19 @@ class VcpuProcess:
         self.model = cpu_model(spec["cpu"])
         self.max_instructions = spec.get("max_instructions", 0)
         self.gate = vcpu_gate(spec, self)   # free-running, or the deterministic schedule's (lockstep.py)
+        self.guest_tlb = None
+        tlb_spec = None
+        if spec.get("tlb_name"):             # a board with the Book E MMU: the shared guest TLB
+            geometry = TlbGeometry(spec["tlb1_entries"])
+            self.guest_tlb = GuestTlb.attach(spec["tlb_name"], geometry, spec["vcpus"])
+            tlb_spec = (self.guest_tlb.tlb(self.index), geometry)
+        self.deferred: list = []             # messages that came while an MMIO exit waited
+        self.mmio_seq = 0
+        self.mmio_ns: list[int] = []
         self.engine = Engine(self.ram.address, self.ram.size,
                              self.pages.address_of(self.index, "instructions"),
-                             budget=bool(self.max_instructions) or self.gate.deterministic)
+                             budget=bool(self.max_instructions) or self.gate.deterministic,
+                             guest_tlb=tlb_spec, mmio=self.mmio_exit)
         if self.max_instructions and self.engine.has_budget:   # exact: the engine stops there itself
             self.engine.set_budget(self.max_instructions)
         if self.gate.deterministic and not self.engine.has_budget:
@@ -70,9 +82,18 @@ class VcpuProcess:
         for base, data in image.code_bytes():
             words = np.frombuffer(data[:len(data) & ~3], ">u4")
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
+        mmu = None
+        if tlb_spec is not None:
+            mmu = Mmu(tlb_spec[0], tlb_spec[1], rec["spr"][0], self.engine.flush_tlb)
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine,
-                         rate=ExitRate(spec.get("start_ns")))   # bins from the run's start
+                         rate=ExitRate(spec.get("start_ns")), mmu=mmu)   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
+        boot = (spec.get("boot") or [None] * (self.index + 1))[self.index]
+        if boot is not None:                 # the board's boot state (registers; its TLB is in place)
+            for n, v in enumerate(boot["gprs"]):
+                self.engine.set_gpr(n, v)
+            self.core.pc = boot["pc"]
+            self.core.msr = boot["msr"]
         self.core.until = spec.get("until")
         self.core.dep = spec.get("msrp_dep", True)
         self.engine.set_until(self.core.until)
@@ -120,7 +141,7 @@ class VcpuProcess:
                     self.kick_pending = False
                     self.drain(wait_ms=50 if self.kicked_without_message() else 0)
                 else:
-                    r = self.ep.recv(200)
+                    r = self._recv(200)
                     if r is not None:
                         self.handle(r)
                     self.kick_pending = False
@@ -186,10 +207,42 @@ class VcpuProcess:
             self.halt(0, "instruction limit", self.core.pc, State.HALTED)
 
     def drain(self, wait_ms: int):
-        r = self.ep.recv(wait_ms)
+        r = self._recv(wait_ms)
         while r is not None:
             self.handle(r)
-            r = self.ep.recv(0)
+            r = self._recv(0)
+
+    def _recv(self, wait_ms: int):
+        if self.deferred:
+            return self.deferred.pop(0)
+        return self.ep.recv(wait_ms)
+
+    # --- MMIO exits ----------------------------------------------------------------------------------
+    def mmio_exit(self, paddr: int, size: int, write: bool, value: int) -> int:
+        """A load or store to no memory slot (called by the engine inside guest code): KVM decides
+        that on the vCPU's thread, so it goes straight to userspace, and the vCPU waits for the device
+        model's answer; other messages that arrive meanwhile are kept for the main loop."""
+        self.mmio_seq += 1
+        seq = self.mmio_seq
+        t0 = time.perf_counter_ns()
+        self.ep.send("userspace", wire.MmioExit(self.index, seq, paddr, size, write, value & 0xFFFFFFFF))
+        while not self.stopping:
+            r = self.ep.recv(200)
+            if r is None:
+                if not process_alive(self.supervisor_pid):
+                    self.stopping = True
+                continue
+            if r.error is None and isinstance(r.msg, wire.MmioDone) and r.msg.seq == seq:
+                if len(self.mmio_ns) < LATENCY_SAMPLES:
+                    self.mmio_ns.append(time.perf_counter_ns() - t0)
+                self.core.count("mmio", "userspace")
+                return r.msg.value
+            if r.error is None and isinstance(r.msg, wire.Shutdown):
+                self.stopping = True
+                self.engine.stop()
+            self.deferred.append(r)
+        self.engine.stop()
+        return 0
 
     # --- exits -------------------------------------------------------------------------------------
     def exit_to_kernel(self, ex: Exit):
@@ -325,6 +378,9 @@ class VcpuProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
+        elif isinstance(m, wire.PowerOff):
+            if not self.halted:
+                self.halt(m.code, m.reason, self.core.pc, State.HALTED)
         elif isinstance(m, wire.Error):
             self.log("warn", f"{r.sender} rejected our {m.tag}: {m.reason}")
         else:
@@ -373,9 +429,20 @@ class VcpuProcess:
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
+            "mmio_ns": self.mmio_ns,
+            "mmu": self._mmu_stats(),
+            "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
+                       "timebase": self.engine.timebase},
             "messages": dict(self.ep.sent),
             "transport": self.ep.counters(),
         }
+
+    def _mmu_stats(self) -> dict:
+        mmu = self.core.mmu
+        if mmu is None:
+            return {}
+        return {"tlb_writes": mmu.writes, "misses": mmu.misses, "host_tlb_flushes": self.engine.tlb_flushes,
+                "host_tlb_fills": self.engine.tlb_fills}
 
     def log(self, level: str, text: str):
         try:
@@ -394,6 +461,8 @@ class VcpuProcess:
         self.page = None
         self.pages.close()
         self.ram.close()
+        if self.guest_tlb is not None:
+            self.guest_tlb.close()
         self.ep.close()
 
 
