@@ -1,5 +1,5 @@
-"""Command line: `cosim run CONFIG` (same as `python run.py CONFIG`), `cosim compare`, `cosim list`,
-`cosim sweep`, `cosim cleanup`.
+"""kvmppc-cosim: software-breakpoint strategies for KVM on PowerPC Book E, run as an experiment. Commands:
+run (one scenario; the same as `python run.py CONFIG`), compare, list, sweep, hunt, replay, cleanup.
 
 Exit status: 0 when every invariant holds (a predicted finding is not a failure), 1 when one fails,
 2 for a bad config or bad arguments (one line naming the file, the key and the problem).
@@ -55,6 +55,10 @@ class Progress:
             self.err.file.flush()
 
 
+DEFAULT_GDB = "127.0.0.1:1234"
+"""`--gdb` without a port: QEMU's `-s` (tcp::1234)."""
+
+
 def parse_gdb(value: str) -> str:
     host, _, port = value.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
@@ -84,17 +88,30 @@ def check_gdb_bind(addr: str) -> str | None:
     return None
 
 
+def with_overrides(cfg, sets: list[str]):
+    """`cfg` whose description says which `--set` overrides it runs with (the report's header would
+    otherwise describe the file's scenario), unless an override set the description itself."""
+    if not sets or any(s.split("=", 1)[0].strip() == "description" for s in sets):
+        return cfg
+    import dataclasses
+    return dataclasses.replace(cfg, description=(cfg.description + " " if cfg.description else "")
+                               + f"(with --set {', '.join(sets)})")
+
+
 def cmd_run(args) -> int:
     overrides = list(args.set)
     if args.seed is not None:         # a seed means the deterministic schedule
         overrides += ['machine.schedule="deterministic"', f"machine.seed={args.seed}"]
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = with_overrides(load_config(args.config, overrides), args.set)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         preflight.check_output(args.junit, "--junit")
         preflight.check_output(args.trace, "--trace")
         if args.record is not None:   # a directory, made at the end if its parent exists
+            if os.path.exists(args.record) and not os.path.isdir(args.record):
+                raise ConfigError("--record", None, f"{args.record!r} exists and is not a directory (the record "
+                                  "is a directory: name a new one or an existing directory)")
             preflight.check_output(os.path.join(args.record, "record.json") if os.path.isdir(args.record)
                                    else args.record, "--record")
         _check_plot(args.plot)
@@ -180,7 +197,7 @@ def cmd_hunt(args) -> int:
         print("error: --jobs: must be >= 1", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = with_overrides(load_config(args.config, args.set), args.set)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
         if args.record is not None:
@@ -228,6 +245,9 @@ def cmd_replay(args) -> int:
 
     from . import record
     from .config import parse_config
+    if args.runs < 1:
+        print(f"error: --runs: {args.runs}: must be >= 1", file=sys.stderr)
+        return 2
     try:
         rec = record.load(args.rundir)
         cfg = parse_config(rec["config"], rec["source"])
@@ -308,11 +328,27 @@ def _run_cell(cfg_dict: dict) -> dict:
     return build_report(run_config(parse_config(cfg_dict, "<compare>")))
 
 
-def cmd_compare(args) -> int:
+def compare_program_problem(program: str) -> str | None:
+    """Why `cosim compare` cannot run `program` (one line), or None: it must be a guest image and have
+    what every compare cell sets and breaks on (cfg_iterations, bp_target or bp_target_a/b)."""
     try:
-        guest_path(args.program)
-    except Exception as e:
-        print(f"error: --program: {e}", file=sys.stderr)
+        image = GuestImage.load(guest_path(program))
+    except ImageError as e:
+        return str(e)
+    missing = [s for s in ("cfg_iterations",) if s not in image]
+    if not any(s in image for s in ("bp_target", "bp_target_a", "bp_target_b")):
+        missing.append("bp_target (or bp_target_a/bp_target_b)")
+    if missing:
+        return (f"{image.path.name} lacks the symbols every compare run uses: {', '.join(missing)}; judge a "
+                "guest of your own with a config of its own ([guest] program, [[debug.breakpoints]], "
+                "[expect]: see configs/foreign.toml)")
+    return None
+
+
+def cmd_compare(args) -> int:
+    problem = compare_program_problem(args.program)
+    if problem:
+        print(f"error: --program {args.program}: {problem}", file=sys.stderr)
         return 2
     for name in ("iterations", "vcpus"):
         lo, hi = (1, WORD_MAX) if name == "iterations" else (1, VCPUS_MAX)
@@ -349,6 +385,8 @@ def cmd_compare(args) -> int:
             err.print(f"[{n}/{len(runs)}] {s} on {c}" + (" MSRP[DEP]=0" if d is False else "")
                       + (f" (repeat {k + 1})" if args.repeat > 1 else "")
                       + f": {'ok' if report['ok'] else 'FAIL'}", highlight=False)
+        if args.repeat > 1:
+            report["repeat"] = k + 1          # (JUnit names each repeat's cases apart)
         by_cell[(s, c, d)].append(report)
     if args.jobs > 1:
         pool.shutdown()
@@ -386,15 +424,26 @@ def cmd_list(args) -> int:
         except ImageError as e:
             print(f"error: {args.program}: {e}", file=sys.stderr)
             return 2
-        print(f"{image.path.name}: entry {image.entry:#010x}, {len(image.symbols)} symbols")
+        kinds = {name: image.symbol_kind(name) for name in image.symbols}
+        consts = sorted((n for n, k in kinds.items() if k == "const"), key=lambda n: (image.symbols[n], n))
+        print(f"{image.path.name}: entry {image.entry:#010x}, {len(image.symbols) - len(consts)} symbols"
+              + (f" and {len(consts)} assembler constants" if consts else ""))
+        print(f"  {'address':10s}  {'size':>5s}  {'kind':4s}  name")
         for name, addr in sorted(image.symbols.items(), key=lambda kv: (kv[1], kv[0])):
-            print(f"  {addr:#010x}  {image.symbol_sizes.get(name, 0):5d}  {name}")
+            if kinds[name] != "const":
+                print(f"  {addr:#010x}  {image.symbol_sizes.get(name, 0):5d}  {kinds[name]:4s}  {name}")
+        if consts:
+            print("assembler constants (values, not addresses):")
+            for name in consts:
+                print(f"  {image.symbols[name]:#010x}  {name}")
         return 0
     print("strategies (debug.strategy):")
     for s in STRATEGY_TABLE.values():
         print(f"  {s.name:12s} {s.summary}")
     print("CPU models (machine.cpu): " + ", ".join(CPUS))
     print(f"guest programs (guest.program, in {GUESTS_DIR}): " + ", ".join(list_guests()))
+    from .bundled import CONFIGS_DIR, list_configs
+    print(f"example configs (cosim run NAME, in {CONFIGS_DIR}): " + ", ".join(list_configs()))
     print("findings ([expect] findings):")
     for fid, what in FINDINGS.items():
         print(f"  {fid:26s} {what}")
@@ -405,6 +454,7 @@ def cmd_list(args) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
     try:
+        sweep.check_workers(args.n, args.tx)
         spec = sweep.load_spec(args.spec)
         matrix = sweep.cells(spec)
         for path, key in ((args.json, "--json"), (args.junit, "--junit")):
@@ -431,13 +481,7 @@ def cmd_sweep(args) -> int:
         write_junit(args.junit, reports)
     if args.plot and rows:
         from . import plot
-        several = len({(r["vcpus"], r["program"]) for r in rows}) > 1
-        shown = [{**r, "strategy": f"{r['strategy']} x{r['vcpus']} {r['program']}" if several else r["strategy"]}
-                 for r in rows]
-        shown_reports = [{**rep, "scenario": {**rep["scenario"], "strategy": (
-            f"{rep['scenario']['strategy']} x{rep['scenario']['vcpus']} {rep['scenario']['program']}"
-            if several else rep["scenario"]["strategy"])}} for rep in reports]
-        plot.save(plot.compare_figure(shown, shown_reports), args.plot)
+        plot.save(plot.sweep_figure(rows, reports), args.plot)
     if not args.quiet:
         render_sweep(rows, Console(stderr=True) if args.json == "-" else None)
     for name, text in errors.items():
@@ -446,7 +490,7 @@ def cmd_sweep(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="cosim", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="cosim", description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--version", action="version", version=f"cosim {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="strategies, CPU models, guest programs, findings; or a program's symbols")
@@ -459,9 +503,9 @@ def main(argv=None) -> int:
     r.add_argument("--json", metavar="PATH", help="also write the report as JSON (- for stdout)")
     r.add_argument("--junit", metavar="PATH", help="also write JUnit XML: a testcase per invariant and finding")
     r.add_argument("--plot", metavar="PATH", help="also draw exits per vCPU and round trips (.png or .svg)")
-    r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb,
-                   help="serve the GDB remote protocol, start stopped (QEMU's -s -S; port 0: pick a "
-                        "free port)")
+    r.add_argument("--gdb", metavar="[HOST:]PORT", type=parse_gdb, nargs="?", const=DEFAULT_GDB,
+                   help="serve the GDB remote protocol, start stopped (QEMU's -s -S; without a port: "
+                        "127.0.0.1:1234 as QEMU's -s; port 0: pick a free port)")
     r.add_argument("--running", action="store_true",
                    help="with --gdb: start running, a gdb that attaches stops every vCPU (QEMU's -s)")
     r.add_argument("--trace", metavar="PATH",

@@ -299,17 +299,20 @@ def _plain(value: Any) -> Any:
 def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read and validate one scenario file, after applying `overrides` (`key=value` strings, see
     `apply_overrides`). Raises ConfigError (one line, naming file and key)."""
+    from . import bundled
     file = os.fspath(path)
     try:
-        raw = Path(file).read_bytes()
+        raw = (bundled.find(file) or Path(file)).read_bytes()    # (or a shipped example, by name)
     except FileNotFoundError:
-        raise ConfigError(file, None, "no such file") from None
+        near = bundled.near(file)
+        raise ConfigError(file, None, "no such file" + (f" (shipped configs: did you mean {', '.join(near)}?)"
+                                                         if near else "")) from None
     except IsADirectoryError:
         raise ConfigError(file, None, "is a directory, not a TOML file") from None
     except OSError as e:
         raise ConfigError(file, None, f"cannot read: {e.strerror or e}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")       # (a byte-order mark, as some editors write, is skipped)
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError(file, None, "not valid UTF-8", line=line) from None

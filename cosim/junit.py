@@ -8,11 +8,14 @@ import xml.etree.ElementTree as ET
 
 def suite(report: dict) -> ET.Element:
     sc = report["scenario"]
-    name = f"{sc['name']} ({sc['strategy']} on {sc['cpu']} x{sc['vcpus']}, {sc['program']})"
+    # one of `compare --repeat N`'s runs: its index in the suite and class names, so every case is distinct
+    rep = f" repeat {report['repeat']}" if report.get("repeat") else ""
+    cls = sc["name"] + (f".repeat{report['repeat']}" if report.get("repeat") else "")
+    name = f"{sc['name']}{rep} ({sc['strategy']} on {sc['cpu']} x{sc['vcpus']}, {sc['program']})"
     ts = ET.Element("testsuite", name=name, time=f"{report['seconds']:.3f}")
     failures = 0
     for inv, e in report["invariants"].items():
-        tc = ET.SubElement(ts, "testcase", classname=f"{sc['name']}.invariants", name=inv, time="0")
+        tc = ET.SubElement(ts, "testcase", classname=f"{cls}.invariants", name=inv, time="0")
         if e["ok"] is False and not e.get("excused_by_finding"):
             failures += 1
             ET.SubElement(tc, "failure", message=e["detail"], type="invariant").text = e["detail"]
@@ -22,7 +25,7 @@ def suite(report: dict) -> ET.Element:
             out = e["detail"] + ("  (excused by a predicted finding)" if e.get("excused_by_finding") else "")
             ET.SubElement(tc, "system-out").text = out
     for f in report["findings"]:
-        tc = ET.SubElement(ts, "testcase", classname=f"{sc['name']}.findings", name=f["id"], time="0")
+        tc = ET.SubElement(ts, "testcase", classname=f"{cls}.findings", name=f["id"], time="0")
         props = ET.SubElement(tc, "properties")
         ET.SubElement(props, "property", name="predicted", value="yes" if f["predicted"] else "no")
         ET.SubElement(tc, "system-out").text = f["detail"]

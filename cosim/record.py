@@ -118,7 +118,8 @@ def compare(a_dir: str, b_dir: str) -> str | None:
         ea, eb = read_exits(a_dir, i), read_exits(b_dir, i)
         for k, (x, y) in enumerate(zip(ea, eb, strict=False)):
             if x != y:
-                what = ", ".join(f"{f} {p!r} vs {q!r}" for f, p, q in zip(FIELDS, x, y, strict=False) if p != q)
+                what = ", ".join(f"{f} {_field(f, p)} vs {_field(f, q)}"
+                                 for f, p, q in zip(FIELDS, x, y, strict=False) if p != q)
                 cand = (min(x[3], y[3]), i, f"vcpu{i} exit #{k + 1} at instruction {x[3]:,}: {what}")
                 break
         else:
@@ -137,6 +138,11 @@ def compare(a_dir: str, b_dir: str) -> str | None:
         if json.dumps(da.get(key), sort_keys=True) != json.dumps(db.get(key), sort_keys=True):
             return f"{key} differs: {_short(da.get(key))} vs {_short(db.get(key))}"
     return "schedules differ"
+
+
+def _field(name: str, value) -> str:
+    """An exit's field as a person reads it: PCs in hex (as everywhere else), the rest as they are."""
+    return f"{value:#010x}" if name == "pc" and isinstance(value, int) else repr(value)
 
 
 def _short(v) -> str:

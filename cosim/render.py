@@ -1,6 +1,7 @@
 """Text rendering of reports (rich): what a person reads at the end of a run or a comparison."""
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -63,7 +64,9 @@ def render_run(report: dict, console: Console | None = None) -> None:
                              else "")))
 
     dh = report["debugger_hits"]
-    bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']})",
+    owners = dh.get("by_owner", {})
+    split = (f"; scenario {owners.get('script', 0)}, gdb {owners['gdb']}" if owners.get("gdb") else "")
+    bt = Table(title=f"debugger hits: {dh['total']} (stale {dh['stale']}, single-steps {dh['steps']}{split})",
                title_justify="left", show_edge=False, pad_edge=False)
     for col in ("breakpoint", "address", "executed", "hits", "stale"):
         bt.add_column(col, justify="right" if col not in ("breakpoint",) else "left")
@@ -233,24 +236,36 @@ def _cell(r) -> Text:
     return lines
 
 
+def _rt(p50: dict) -> str:
+    """A cell's round-trip p50 (us), with its [min-max] over the cell's runs when there are several."""
+    return _num(p50["mid"]) + (f" [{_num(p50['lo'])}-{_num(p50['hi'])}]" if p50["n"] > 1 else "")
+
+
 def render_sweep(rows: list[dict], console: Console | None = None) -> None:
     """One line per cell of a sweep (seeds of a cell are its repeats)."""
     console = console or Console()
     console.print(Text("sweep: correctness and cost per debugger hit and per guest WARN", style="bold"))
-    t = Table()
-    for col in ("cell", "runs", "verdict", "per hit", "per WARN", "hit RT p50 us", "findings"):
-        t.add_column(col, justify="right" if col in ("runs", "hit RT p50 us") else "left",
-                     no_wrap=col in ("cell", "verdict"))
-    for r in rows:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    # nothing is ever cut short: text columns fold at spaces, numbers keep their width (80 columns
+    # included); a cell's findings go under its verdict
+    rts = [_rt(r["user_latency_us"]["p50"]) for r in rows]
+    t.add_column("cell", overflow="fold")
+    t.add_column("runs", justify="right", no_wrap=True)
+    t.add_column("verdict, findings", overflow="fold", min_width=len("FINDING"))
+    t.add_column("per hit", overflow="fold")
+    t.add_column("per WARN", overflow="fold")
+    t.add_column("hit RT p50 us", justify="right", no_wrap=True, min_width=max([len(x) + 2 for x in rts] + [6]))
+    for r, rt in zip(rows, rts):
         style = "green" if r["verdict"] == "ok" else ("yellow" if r["verdict"] == "finding" else "red")
         p50 = r["user_latency_us"]["p50"]
-        rt = _num(p50["mid"]) + (f" [{_num(p50['lo'])}-{_num(p50['hi'])}]" if p50["n"] > 1 else "")
         rt_text = Text(rt)
         if p50["n"] > 1 and p50["wide"]:
             rt_text.append(" ~", style="bold yellow")
-        t.add_row(f"{r['strategy']} {r['cpu']} x{r['vcpus']} {r['program']}", str(r["repeats"]),
-                  Text(r["verdict"].upper(), style=f"bold {style}"), _events(r["per_hit"]), _events(r["per_warn"]),
-                  rt_text, Text(", ".join(r["findings"]), style="yellow"))
+        verdict = Text(r["verdict"].upper(), style=f"bold {style}")
+        for f in r["findings"]:
+            verdict.append("\n" + f, style="yellow")
+        t.add_row(f"{r['strategy']} {r['cpu']} x{r['vcpus']} {r['program']}", str(r["repeats"]), verdict,
+                  _events(r["per_hit"]), _events(r["per_warn"]), rt_text)
     console.print(t)
     console.print(Text("per hit / per WARN: exits by level (v = vCPU, k = kernel, u = userspace), process hops and "
                        "messages: these counts transfer to hardware. hit RT: host round trips between Linux "

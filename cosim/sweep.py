@@ -37,7 +37,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 def load_spec(path: str) -> dict:
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(path, None, "no such file") from None
     except tomllib.TOMLDecodeError as e:
@@ -57,6 +57,32 @@ def load_spec(path: str) -> dict:
         if k in sw and (not isinstance(sw[k], list) or not sw[k]):
             raise ConfigError(path, f"sweep.{k}", "expected a non-empty array")
     return {"source": os.path.abspath(path), "sweep": sw, "base": data.get("base", {})}
+
+
+TX_GATEWAYS = ("popen", "ssh", "socket", "vagrant_ssh")
+
+
+def check_workers(n: str | None, tx: list[str]) -> None:
+    """`-n` and `--tx` as pytest-xdist will read them (ConfigError naming the option): -n a count, `auto`
+    or `logical`; each --tx an execnet spec naming its gateway (popen, ssh=HOST, socket=HOST:PORT,
+    vagrant_ssh=HOST), with `//key=value` options."""
+    if n is not None and n not in ("auto", "logical") and not (n.isdigit() and int(n) >= 0):
+        raise ConfigError("-n", None, f"{n!r}: expected a number of workers, auto or logical")
+    for spec in tx:
+        parts = spec.split("//")
+        gateway = parts[0].split("=", 1)[0]
+        mult, star, rest = gateway.partition("*")      # 3*popen: three workers
+        if star:
+            if not mult.isdigit():
+                raise ConfigError("--tx", None, f"{spec!r}: {mult!r} is not a count (N*popen)")
+            gateway = rest
+        if gateway not in TX_GATEWAYS:
+            raise ConfigError("--tx", None, f"{spec!r}: expected popen, ssh=HOST, socket=HOST:PORT or "
+                              "vagrant_ssh=HOST first, then //python=PATH, //chdir=DIR, ... "
+                              "(execnet's XSpec)")
+        for opt in parts[1:]:
+            if not opt:
+                raise ConfigError("--tx", None, f"{spec!r}: an empty //option")
 
 
 def cells(spec: dict) -> list[tuple[str, dict]]:

@@ -109,3 +109,24 @@ def test_trap_condition(word, regs, taken):
     for r, v in regs.items():
         gprs[r] = v
     assert trap_taken(word, gprs) is taken
+
+
+def test_a_watch_longer_than_4_bytes_is_the_two_dacs_as_one_range():
+    from cosim.vcpu.runpage import DAC_RANGE
+    st = DebugState(debug_inst=0x00DDDD00)
+    st.insert_hw("watch", 0x1000, 8)
+    assert st.dac[0] is st.dac[1] and st.dac[0].length == 8
+    # DAC1 = start, DAC2 = end (DBCR2[DAC12M] range: DAC1 <= EA < DAC2), the mode on slot 0
+    assert st.guest_debug_fields()[2:] == ((0x1000, 0x1008), (2 | DAC_RANGE, 0))
+    assert st.verdict(0x1004, DebugStatus.WATCH_WRITE, 0, 0, False, "debug") is Verdict.HW
+    assert st.verdict(0x1008, DebugStatus.WATCH_WRITE, 0, 0, False, "debug") is Verdict.STALE
+    with pytest.raises(BreakpointError, match=r"no free data \(DAC\) slot .* 0x1000 \(8 bytes, both slots\)"):
+        st.insert_hw("watch", 0x2000, 4)
+    st.insert_hw("watch", 0x1000, 8)                     # the same range again: a use count
+    st.remove_hw("watch", 0x1000)
+    assert st.dac[0] is not None
+    st.remove_hw("watch", 0x1000)
+    assert st.dac == [None, None] and st.guest_debug_fields()[2:] == ((0, 0), (0, 0))
+    st.insert_hw("watch", 0x2000, 4)
+    with pytest.raises(BreakpointError, match="needs both DAC slots as one range"):
+        st.insert_hw("rwatch", 0x3000, 64)

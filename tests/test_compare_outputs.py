@@ -36,6 +36,11 @@ def test_compare_repeat_jobs_json_and_junit(tmp_path, capsys):
     for suite, report in zip(suites, doc["reports"]):
         names = [tc.get("name") for tc in suite.findall("testcase")]
         assert names == list(report["invariants"]) + [f["id"] for f in report["findings"]]
+    # every repeat's cases are named apart (issue 23: 95 distinct of 475 before)
+    cases = [(tc.get("classname"), tc.get("name")) for s in suites for tc in s.findall("testcase")]
+    assert len(set(cases)) == len(cases), cases
+    assert len({s.get("name") for s in suites}) == 4
+    assert sorted(r["repeat"] for r in doc["reports"]) == [1, 1, 2, 2]
     sc = next(s for s in suites if "sc64" in s.get("name"))
     tc = next(t for t in sc.findall("testcase") if t.get("name") == "sc64-lost-hits")
     assert tc.find("properties/property").get("value") == "yes"
@@ -51,3 +56,12 @@ def test_run_junit_failure_is_a_failure(tmp_path):
     failed = [t for t in suite.findall("testcase") if t.find("failure") is not None]
     assert [t.get("name") for t in failed] == ["expect-debugger-hits"]
     assert "expected 3" in failed[0].find("failure").get("message")
+
+
+def test_set_is_said_in_the_description(tmp_path):
+    js = tmp_path / "r.json"
+    assert cli.main(["run", "demo", "--quiet", "--json", str(js), "--set", "machine.vcpus=1",
+                     "--set", "guest.iterations=10"]) == 0
+    sc = json.loads(js.read_text())["scenario"]
+    assert sc["description"].endswith("(with --set machine.vcpus=1, guest.iterations=10)"), sc["description"]
+    assert sc["vcpus"] == 1

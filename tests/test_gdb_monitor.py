@@ -212,6 +212,20 @@ class Source:
                  "host_iac": [0x10730, None], "host_dac": [(0x20000, 2), None], "dbcr0": Dbcr0.IDM,
                  "dbcr1": 0, "dbcr2": 0, "dbsr": 0, "iac1": 0x500, "iac2": 0, "dac1": 0, "dac2": 0}]
 
+    def gdb_points(self):
+        return None                      # no gdb holds the world stopped
+
+    def refused(self):
+        return []
+
+
+class StoppedByGdb(Source):
+    def __init__(self, in_place, lifted):
+        self.points = {"in_place": in_place, "lifted": lifted}
+
+    def gdb_points(self):
+        return self.points
+
 
 def test_help_lists_every_command():
     text = monitor.run("help", Source())
@@ -252,5 +266,157 @@ def test_info_debug_shows_host_points_and_guest_registers():
 
 
 def test_unknown_command_says_so():
-    assert monitor.run("info tlb", Source()) == "unknown command: 'info tlb'; try 'monitor help'\n"
+    assert monitor.run("info nonsense", Source()) == "unknown command: 'info nonsense'; try 'monitor help'\n"
     assert "unknown command" in monitor.run("", Source())
+
+
+@pytest.mark.parametrize("command", ["info breakpoints", "info debug"])
+def test_a_stop_with_gdbs_points_lifted_says_so_and_how_to_keep_them(command):
+    plain = monitor.run(command, Source())
+    assert "always-inserted" not in plain
+    assert monitor.run(command, StoppedByGdb(in_place=1, lifted=0)) == plain     # always-inserted on
+    lifted = monitor.run(command, StoppedByGdb(in_place=0, lifted=2))
+    assert lifted.startswith(plain)
+    note = lifted[len(plain):]
+    assert note.startswith("note: gdb lifted its 2 breakpoint(s)/watchpoint(s) at this stop")
+    assert "set breakpoint always-inserted on" in note and note.count("\n") == 1
+    assert "none of gdb's breakpoints is in place" in monitor.run(command, StoppedByGdb(0, 0))
+
+
+
+# --- QEMU's HMP commands (cosim/gdb/monitor_qemu.py) -----------------------------------------------------
+class Qemu(Source):
+    """Source plus what the HMP commands read: 2 vCPUs, 64 KiB of RAM."""
+
+    def __init__(self, tlb=None):
+        self.cpu = 0
+        self.ram = bytearray(0x10000)
+        self.ram[0x100:0x108] = bytes.fromhex("38000000 00dddd00")
+        self.ram[0x200:0x204] = b"Hi!\n"
+        self.tlb_rows = tlb
+        self.resets = 0
+        self.refused_list: list[str] = []
+
+    def cpu_count(self):
+        return 2
+
+    def current_cpu(self):
+        return self.cpu
+
+    def set_current_cpu(self, index):
+        self.cpu = index
+
+    def cpu_registers(self, index):
+        regs = {f"r{i}": i + 0x100 * index for i in range(32)}
+        regs.update(pc=0x100 + 4 * index, msr=0x1000, cr=0x48000002, lr=0x104, ctr=7, xer=0,
+                    srr0=0x10, srr1=0x20, pvr=0x80230020, pir=index, dbcr0=0x80000000)
+        return regs
+
+    def read_memory(self, address, length, physical, cpu):
+        if address + length > len(self.ram):
+            raise ValueError(f"{address:#x} is outside guest RAM")
+        return bytes(self.ram[address:address + length])
+
+    def resolve(self, name):
+        return {"bp_target": 0x100, "msg": 0x200}.get(name)
+
+    def status(self):
+        return "paused (debug)"
+
+    def system_reset(self):
+        self.resets += 1
+        return ""
+
+    def memory_map(self):
+        return [{"start": 0, "end": 0xFFFF, "kind": "ram", "name": "cosim.guest-ram"}]
+
+    def roms(self):
+        return [{"address": 0x100, "size": 0x10, "name": "x.elf segment 0"}]
+
+    def tlb(self):
+        return self.tlb_rows
+
+    def refused(self):
+        return self.refused_list
+
+
+def test_info_registers_as_qemu_prints_them():
+    src = Qemu()
+    lines = monitor.run("info registers", src).splitlines()
+    assert lines[0] == "NIP 00000100   LR 00000104 CTR 00000007 XER 00000000 CPU#0"
+    assert lines[1] == "MSR 00001000"
+    assert lines[2] == "GPR00 " + " ".join(f"{i:08x}" for i in range(8))
+    assert lines[5].startswith("GPR24 00000018")
+    assert lines[6] == "CR 48000002  [ G  L  -  -  -  -  -  E  ]"
+    assert any(x.split()[:4] == ["SRR0", "00000010", "SRR1", "00000020"] for x in lines)
+    assert monitor.run("info reg", src) == monitor.run("info registers", src)          # alias
+    both = monitor.run("info registers -a", src)
+    assert "CPU#0" in both and "CPU#1" in both
+    assert monitor.run("cpu 1", src) == "" and src.cpu == 1
+    assert "CPU#1" in monitor.run("info registers", src)
+    assert monitor.run("cpu 2", src).startswith("usage: cpu N") and src.cpu == 1
+    assert monitor.run("info registers x", src).startswith("usage: info registers")
+
+
+@pytest.mark.parametrize("command,want", [
+    ("x /2xw 0x100", "00000100: 0x38000000 0x00dddd00\n"),
+    ("x/2xw bp_target", "00000100: 0x38000000 0x00dddd00\n"),
+    ("x /2x $pc", "00000100: 0x38000000 0x00dddd00\n"),
+    ("x /4xb bp_target+4", "00000104: 0x00 0xdd 0xdd 0x00\n"),
+    ("x /2dh 0x104", "00000104: 221 -8960\n"),
+    ("x /1uw 0x104", "00000104: 14540032\n"),
+    ("x /4c msg", "00000200: 'H' 'i' '!' '\\x0a'\n"),
+    ("xp /1xw 0x100", "0000000000000100: 0x38000000\n"),
+    ("xp/1xg 0x100", "0000000000000100: 0x3800000000dddd00\n"),
+    ("x 0x100", "00000100: 0x38000000\n"),
+])
+def test_x_and_xp_as_qemu_prints_them(command, want):
+    assert monitor.run(command, Qemu()) == want
+
+
+def test_x_needs_a_format_an_address_and_memory():
+    src = Qemu()
+    assert monitor.run("x", src).startswith("usage: x /fmt addr")
+    assert monitor.run("x /2q 0x100", src).startswith("usage: x /fmt addr")
+    assert monitor.run("x /2xw nowhere", src) == "x: 'nowhere' is neither a number, a $register nor a guest symbol\n"
+    assert monitor.run("xp /4xw 0xfffc", src).startswith("xp: ")
+    assert monitor.run("x /1xw 0xfffc", src) == "0000fffc: 0x00000000\n"            # the last word
+
+
+def test_x_i_disassembles():
+    pytest.importorskip("capstone")
+    assert monitor.run("x /2i 0x100", Qemu()) == ("0x00000100:  38000000  li r0, 0\n"
+                                                  "0x00000104:  00dddd00  .long 0x00dddd00\n")
+
+
+def test_machine_commands_and_maps():
+    src = Qemu()
+    assert monitor.run("stop", src) == "VM status: paused (debug)\n"
+    assert monitor.run("info status", src) == "VM status: paused (debug)\n"
+    cont = monitor.run("cont", src)
+    assert "gdb's own 'continue'" in cont and monitor.run("c", src) == cont
+    assert monitor.run("system_reset", src) == "" and src.resets == 1
+    assert monitor.run("info mtree", src) == ("address-space: memory\n"
+                                              "  0000000000000000-000000000000ffff (prio 0, ram): cosim.guest-ram\n")
+    assert monitor.run("info roms", src) == 'addr=0000000000000100 size=0x000010 mem=ram name="x.elf segment 0"\n'
+
+
+def test_info_tlb_is_the_mmus_hook():
+    assert "no guest MMU is modelled yet" in monitor.run("info tlb", Qemu())
+    assert monitor.run("info tlb", Qemu(tlb=[])) == "No valid TLB entries.\n"
+    rows = monitor.run("info tlb", Qemu(tlb=[{"tlb": 1, "index": 0, "valid": 1, "tid": 0, "ts": 0,
+                                               "epn": 0xC0000000, "rpn": 0, "size": 0x10000000,
+                                               "perms": "SR SW SX"}])).splitlines()
+    assert rows[0].split()[:3] == ["TLB", "Idx", "V"]
+    assert rows[1].split() == ["1", "0", "1", "0", "0", "00000000c0000000", "0000000000000000", "0x10000000",
+                               "SR", "SW", "SX"]
+
+
+def test_help_names_every_alias_and_refusals_are_explained():
+    src = Qemu()
+    text = monitor.run("help", src)
+    for alias in ("? = help", "info cpus = info vcpus", "info break = info breakpoints", "c = cont"):
+        assert alias in text
+    src.refused_list = ["watch 0x2000 (64 bytes): needs both DAC slots"] * 2
+    out = monitor.run("info breakpoints", src)
+    assert out.count("needs both DAC slots") == 1 and "too many hardware breakpoints" in out

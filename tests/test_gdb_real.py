@@ -363,7 +363,9 @@ def test_raw_malformed_packets_keep_the_stub_serving(cosim_gdb_server):
         assert c.cmd(b"Z0,10731,4").startswith(b"E")       # not word-aligned
         assert c.cmd(b"Z0,7ffffff0,4").startswith(b"E")    # outside guest RAM
         assert c.cmd(b"Z9,10730,4") == b""                 # unknown kind
-        assert c.cmd(b"Z2,12400,8").startswith(b"E")       # a DAC watches up to 4 bytes
+        assert c.cmd(b"Z2,12400,0").startswith(b"E")       # a watchpoint of no bytes
+        assert c.cmd(b"Z2,12400,8") == b"OK"               # 8 bytes: both DACs as one range (issue 23)
+        assert c.cmd(b"z2,12400,8") == b"OK"
         assert c.cmd(b"vCont;x") == b"E01"
         assert c.cmd(b"Hgp1.9") == b"E02"                  # no such thread
         assert c.cmd(b"qNoSuchThing") == b""

@@ -30,6 +30,19 @@ CASES = {
     "compare-vcpus": (["compare", "--vcpus", "0"], ["--vcpus", "0 out of range (1..16)"]),
     "compare-program": (["compare", "--program", "warn_strom"], ["--program", "did you mean warn_storm"]),
     "compare-json-dir": (["compare", "--json", "/nonexistent-dir/c.json"], ["--json", "does not exist"]),
+    # issue 23: the holes a new user found
+    "compare-x86-elf": (["compare", "--program", "TMP/x86.elf"], ["--program", "machine EM_X86_64"]),
+    "compare-little-endian-elf": (["compare", "--program", "TMP/le.elf"], ["--program", "little-endian"]),
+    "compare-directory": (["compare", "--program", "TMP/dir.elf"], ["--program", "Is a directory"]),
+    "compare-foreign-guest": (["compare", "--program", "foreign_traps"],
+                              ["--program foreign_traps", "cfg_iterations", "bp_target", "configs/foreign.toml"]),
+    "sweep-n": (["sweep", "TMP/spec.toml", "-n", "lots"], ["-n: 'lots'", "auto"]),
+    "sweep-tx": (["sweep", "TMP/spec.toml", "--tx", "foo"], ["--tx: 'foo'", "popen"]),
+    "record-existing-file": (["run", DEMO, "--record", "TMP/file"], ["--record", "exists and is not a directory"]),
+    "replay-runs-0": (["replay", "TMP", "--runs", "0"], ["--runs", "must be >= 1"]),
+    "byte-order-mark": (["run", "TMP/bom.toml"], ["bom.toml", "machine.vcpus", "out of range"]),
+    "program-dot-elf": (["run", DEMO, "--set", "guest.program=loop.elf"],
+                        ["guest.program", "named without .elf: did you mean loop?"]),
 }
 
 
@@ -39,6 +52,14 @@ def test_bad_input_exit_2_one_line_before_start(case, monkeypatch, capsys, tmp_p
     x86 = shutil.which("true") or "/bin/true"
     (tmp_path / "x86.elf").write_bytes(Path(x86).read_bytes())
     argv = [a.replace("guest.program=X86", f"guest.program={tmp_path / 'x86.elf'}") for a in argv]
+    le = bytearray((REPO / "guests" / "loop.elf").read_bytes())
+    le[5] = 1                                                       # EI_DATA: ELFDATA2LSB
+    (tmp_path / "le.elf").write_bytes(bytes(le))
+    (tmp_path / "dir.elf").mkdir()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "spec.toml").write_text("[sweep]\n")
+    (tmp_path / "bom.toml").write_bytes("\ufeff".encode() + Path(DEMO).read_bytes().replace(b"vcpus = ", b"vcpus = 0 #"))
+    argv = [a.replace("TMP", str(tmp_path)) for a in argv]
 
     def boom(*a, **k):
         raise AssertionError("a process was started for bad input")

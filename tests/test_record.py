@@ -67,7 +67,7 @@ def test_compare_names_the_first_divergence(tmp_path):
     _fake(tmp_path / "a", a, tag="a")
     _fake(tmp_path / "b", b, tag="b")
     diff = record.compare(str(tmp_path / "a"), str(tmp_path / "b"))
-    assert diff == "vcpu0 exit #2 at instruction 90: pc 512 vs 516, instructions 90 vs 91"
+    assert diff == "vcpu0 exit #2 at instruction 90: pc 0x00000200 vs 0x00000204, instructions 90 vs 91"
     _fake(tmp_path / "c", a[:1], tag="c")
     assert record.compare(str(tmp_path / "c"), str(tmp_path / "a")) == \
         "vcpu0: 1 vs 2 exits; exit #2 at instruction 90 (program at 0x00000200) only in one"

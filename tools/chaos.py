@@ -193,7 +193,7 @@ def summary(runs: list[dict]) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("-n", type=int, default=40, help="runs (default 40)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", metavar="PATH")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""QEMU as the oracle (issue 10): run each guest without a debugger under
+"""QEMU as the oracle: run each guest without a debugger under
 `qemu-system-ppc -M ppce500 -cpu e500mc -nographic -nodefaults` (TCG, bare metal, the ELF loaded with
 -kernel, stopped through QEMU's gdbstub) and in the harness (one e500mc vCPU, no breakpoint), and
 compare what the guest can see: its writable memory (every writable PT_LOAD segment, .data and .bss)

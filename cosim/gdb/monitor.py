@@ -7,14 +7,17 @@ Unknown commands answer with a line naming the command and pointing at `help` (a
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..isa import Dbcr0, GuestDebug, Msr
+from . import monitor_qemu
+from .monitor_qemu import QemuSource
 
 
-class MonitorSource(Protocol):
+class MonitorSource(QemuSource, Protocol):
     """What the commands read (implemented by cosim/gdb/vm_info.py over a live scenario)."""
 
     def strategy(self) -> dict:
@@ -39,7 +42,19 @@ class MonitorSource(Protocol):
     def debug(self) -> list[dict]:
         """One per vCPU: index, control (KVM_SET_GUEST_DEBUG flags as set for it), host_iac
         (list of address or None), host_dac (list of (address, rw) or None), msr, and the guest's
-        debug SPRs: dbcr0, dbcr1, dbcr2, dbsr, iac1, iac2, dac1, dac2."""
+        debug SPRs: dbcr0, dbcr1, dbcr2, dbsr, iac1, iac2, dac1, dac2. host_dac_range: (start, end)
+        when the two DACs watch one range (DBCR2[DAC12M]: start <= EA < end), else None."""
+        ...
+
+    def refused(self) -> list[str]:
+        """gdb's breakpoint/watchpoint insertions refused in this run, each with the reason (gdb itself
+        only says "too many hardware breakpoints/watchpoints")."""
+        ...
+
+    def gdb_points(self) -> dict | None:
+        """gdb's own breakpoints and watchpoints during a stop: in_place (planted now), lifted (in place
+        when the world last stopped, gone now: a stock gdb removes them at every stop and plants them
+        again when it resumes). None while no gdb holds the world stopped."""
         ...
 
 
@@ -84,7 +99,8 @@ _HOW = {
 # --- commands ---------------------------------------------------------------------------------------
 def cmd_help(src: MonitorSource, args: str) -> str:
     width = max(len(c.prefix) for c in COMMANDS)
-    return "".join(f"{c.prefix.ljust(width)} -- {c.help}\n" for c in COMMANDS)
+    aliases = ", ".join(f"{a} = {t}" for a, t in ALIASES.items())
+    return "".join(f"{c.prefix.ljust(width)} -- {c.help}\n" for c in COMMANDS) + f"aliases: {aliases}\n"
 
 
 def cmd_strategy(src: MonitorSource, args: str) -> str:
@@ -99,16 +115,39 @@ def cmd_strategy(src: MonitorSource, args: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _lifted_note(src: MonitorSource) -> str:
+    """Said whenever none of gdb's points is in place during a stop: what the monitor shows (and what
+    $dbcr0 reads) is then the guest's state without gdb, not what runs once gdb resumes."""
+    g = src.gdb_points()
+    if g is None or g["in_place"]:
+        return ""
+    lifted = (f"gdb lifted its {g['lifted']} breakpoint(s)/watchpoint(s) at this stop" if g["lifted"]
+              else "none of gdb's breakpoints is in place during this stop")
+    return (f"note: {lifted}: a stock gdb plants its breakpoints only when it resumes and removes them at "
+            "every stop, so they are not shown here and the host does not debug for them now; to keep "
+            "them in while stopped: set breakpoint always-inserted on\n")
+
+
 def cmd_breakpoints(src: MonitorSource, args: str) -> str:
     bps = src.breakpoints()
     if not bps:
-        return "No breakpoints or watchpoints.\n"
+        return "No breakpoints or watchpoints.\n" + _lifted_note(src) + _refused(src)
     rows = []
     for k, b in enumerate(sorted(bps, key=lambda b: (b["address"], b["kind"])), 1):
         where = _hex(b["address"]) + (f" <{b['symbol']}>" if b.get("symbol") else "")
         rows.append([str(k), b["kind"], where, str(b.get("length", 4)), _hex(b.get("saved")),
                      _hex(b.get("in_ram")), ",".join(b["owners"]) or "-", str(b["hits"])])
-    return _table(["Num", "Type", "Address", "Len", "Saved", "In RAM", "Owner", "Hits"], rows)
+    return (_table(["Num", "Type", "Address", "Len", "Saved", "In RAM", "Owner", "Hits"], rows) + _lifted_note(src)
+            + _refused(src))
+
+
+def _refused(src: MonitorSource) -> str:
+    """gdb's refused insertions, newest last (gdb's own message gives no reason)."""
+    seen = list(dict.fromkeys(src.refused()))
+    if not seen:
+        return ""
+    return "refused (gdb said only 'too many hardware breakpoints/watchpoints'):\n" + "".join(
+        f"  {x}\n" for x in seen[-5:])
 
 
 def cmd_vcpus(src: MonitorSource, args: str) -> str:
@@ -140,6 +179,9 @@ def cmd_debug(src: MonitorSource, args: str) -> str:
         dacs = "  ".join(f"DAC{k + 1}=" + ("-" if p is None else f"{_hex(p[0])}/{_RW.get(p[1], '?')}")
                          for k, p in enumerate(d["host_dac"]))
         out.append(f"  host points:  {iacs}  {dacs}")
+        if d.get("host_dac_range"):
+            lo, hi = d["host_dac_range"]
+            out.append(f"                DAC1-DAC2 as one range (DBCR2[DAC12M] = 0b10): {_hex(lo)} <= EA < {_hex(hi)}")
         dbcr0 = d["dbcr0"] | (Dbcr0.EDM if host else 0)
         out.append(f"  guest SPRs:   DBCR0={_hex(dbcr0)} DBCR1={_hex(d['dbcr1'])} "
                    f"DBCR2={_hex(d['dbcr2'])} DBSR={_hex(d['dbsr'])}")
@@ -148,7 +190,7 @@ def cmd_debug(src: MonitorSource, args: str) -> str:
         owner = ("host (DBCR0[EDM]: guest writes to debug SPRs are ignored, MSR[DE] frozen)" if host
                  else "guest (DBCR0[IDM] and MSR[DE])")
         out.append(f"  debug facility owned by: {owner}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + _lifted_note(src)
 
 
 def _level_order(level: str) -> tuple[int, str]:
@@ -166,13 +208,15 @@ COMMANDS: tuple[MonitorCommand, ...] = (
     MonitorCommand("info exits", cmd_exits, "exits by event and by the level that handled them"),
     MonitorCommand("info debug", cmd_debug, "per vCPU: KVM_SET_GUEST_DEBUG, host points and the "
                    "guest's debug registers"),
+    *(MonitorCommand(p, h, text) for p, h, text in monitor_qemu.COMMANDS),
 )
-ALIASES = {"?": "help", "info cpus": "info vcpus", "info break": "info breakpoints"}
+ALIASES = {"?": "help", "info cpus": "info vcpus", "info break": "info breakpoints", **monitor_qemu.ALIASES}
 
 
 def lookup(command: str) -> tuple[MonitorCommand | None, str]:
     """The row for `command` (whitespace-normalised, aliases resolved) and its remaining arguments."""
     words = " ".join(command.split())
+    words = re.sub(r"^(xp?)/", r"\1 /", words)          # HMP takes x/10x as x /10x
     for alias, target in ALIASES.items():
         if words == alias or words.startswith(alias + " "):
             words = target + words[len(alias):]

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from ..isa import SPR
 from ..vcpu.runpage import EVENTS, LEVELS
+from .target import REGISTER_NAMES
+
+MEMORY_DUMP_MAX = 64 * 1024
+"""The most `x`/`xp` reads at once (bytes)."""
 
 _DEBUG_SPRS = ("dbcr0", "dbcr1", "dbcr2", "dbsr", "iac1", "iac2", "dac1", "dac2")
 
@@ -43,9 +47,7 @@ class VmInfo:
             rows.append({"kind": "sw", "address": a, "length": 4, "symbol": self._symbol(a),
                          "saved": bp.saved, "in_ram": t.vm.ram.read_word(a), "owners": owners,
                          "hits": hits.get(a, 0)})
-        for p in [*st.iac, *st.dac]:
-            if p is None:
-                continue
+        for p in {id(p): p for p in [*st.iac, *st.dac] if p is not None}.values():   # (a range: both DACs)
             owners = (["gdb"] if (p.kind, p.address) in t.hw else [])
             if p.kind == "iac" and p.address in planned:
                 owners.append("script")
@@ -92,7 +94,77 @@ class VmInfo:
             control = st.control(singlestep=i in t.vm.singlestep)
             row = {"index": i, "control": control, "msr": int(page["msr"]),
                    "host_iac": [p.address if p is not None else None for p in st.iac],
-                   "host_dac": [(p.address, p.dac_rw) if p is not None else None for p in st.dac]}
+                   "host_dac": [(p.address, p.dac_rw) if p is not None else None for p in st.dac],
+                   # (a range: DAC2 holds its end)
+                   "host_dac_range": ((st.dac[0].address, st.dac[0].address + st.dac[0].length)
+                                      if st.dac and st.dac[0] is not None and st.dac[0].length > 4 else None)}
+            if row["host_dac_range"] is not None:
+                row["host_dac"] = [(row["host_dac_range"][0], st.dac[0].dac_rw), (row["host_dac_range"][1], st.dac[0].dac_rw)]
             row.update({n: int(spr[SPR[n.upper()]]) for n in _DEBUG_SPRS})
             rows.append(row)
         return rows
+
+    def gdb_points(self) -> dict | None:
+        t = self.t
+        if not t.attached or t.running:
+            return None
+        now = t.points()
+        return {"in_place": len(now), "lifted": len(t.points_at_stop - now)}
+
+    def refused(self) -> list[str]:
+        return list(self.t.refused)
+
+    # --- QEMU's HMP commands (cosim/gdb/monitor_qemu.py) --------------------------------------------
+    def cpu_count(self) -> int:
+        return self.t.n
+
+    def current_cpu(self) -> int:
+        return self.t.monitor_cpu
+
+    def set_current_cpu(self, index: int) -> None:
+        self.t.monitor_cpu = index
+
+    def cpu_registers(self, index: int) -> dict[str, int]:
+        t = self.t
+        regs = dict(zip(REGISTER_NAMES, t.vm.registers(index)))
+        for k, (name, _) in enumerate(t.sprs):
+            regs[name] = t.read_register(index + 1, len(REGISTER_NAMES) + k)
+        return regs
+
+    def translate(self, cpu: int, address: int) -> int:
+        """Guest virtual -> physical for `cpu`: the hook of the guest MMU (TLB0/TLB1, address spaces),
+        which comes with the machine a real guest boots on; until then guest addresses are physical."""
+        return address
+
+    def read_memory(self, address: int, length: int, physical: bool, cpu: int) -> bytes:
+        if length > MEMORY_DUMP_MAX:
+            raise ValueError(f"{length} bytes: at most {MEMORY_DUMP_MAX} at once")
+        phys = address if physical else self.translate(cpu, address)
+        size = self.t.vm.ram.size
+        if not (0 <= phys and phys + length <= size):
+            raise ValueError(f"{address:#x}..{address + length - 1:#x} is outside guest RAM (0..{size - 1:#x})")
+        return bytes(self.t.vm.ram.read(phys, length))
+
+    def resolve(self, name: str) -> int | None:
+        image = self.t.us.image
+        return image.symbol(name) if name in image else None
+
+    def status(self) -> str:
+        t = self.t
+        halted = f"; halted: vCPU {', '.join(str(i) for i in sorted(t.halted))}" if t.halted else ""
+        return ("running" if t.running else "paused (debug): gdb holds every vCPU stopped") + halted
+
+    def system_reset(self) -> str:
+        return self.t.system_reset()
+
+    def memory_map(self) -> list[dict]:
+        # (the board's devices join this map with the machine a real guest boots on)
+        return [{"start": 0, "end": self.t.vm.ram.size - 1, "kind": "ram", "name": "cosim.guest-ram"}]
+
+    def roms(self) -> list[dict]:
+        image = self.t.us.image
+        return [{"address": s.addr, "size": s.memsz, "name": f"{image.path.name} segment {k}"}
+                for k, s in enumerate(image.segments)]
+
+    def tlb(self) -> list[dict] | None:
+        return None          # no guest MMU yet: cosim/gdb/monitor_qemu.py's `info tlb` says so

@@ -31,11 +31,11 @@ left to do per stop and per resume comes after the reply or the message that gdb
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import holdtime, wire
 from ..holdtime import HoldClock
-from ..isa import DebugStatus, Esr, Ivor, trap_taken
+from ..isa import SPR, DebugStatus, Esr, Ivor, trap_taken
 from ..machine.guest_ram import GuestMemoryError
 from ..userspace.breakpoints import BreakpointError, Verdict
 from ..userspace.debugger import Stop
@@ -82,6 +82,10 @@ class VmTarget:
         self.flush_all: set[int] = set()
         self.sw: set[int] = set()
         self.hw: set[tuple[str, int]] = set()
+        self.points_at_stop: set[tuple[str, int]] = set()   # gdb's points when the world last stopped
+        self.refused: list[str] = []           # gdb's insertions refused, why (gdb shows no reason)
+        self.monitor_cpu = 0                   # the monitor's current vCPU (HMP's `cpu N`)
+        self.resets = 0                        # monitor system_reset
         self.interrupt_requested = False
         self.hold = HoldClock()                    # gdb's hold on the world, for the supervisor
         self.detaches = 0
@@ -133,6 +137,7 @@ class VmTarget:
 
     def _report(self, event, stop: Stop | None = None) -> None:
         self.running = False
+        self.points_at_stop = self.points()
         self._held(True)
         self.outbox.append(event)
         self.notify()
@@ -168,6 +173,10 @@ class VmTarget:
             # stopped) stays pending until gdb resumes that thread; reporting it now would make gdb
             # see a thread stop that it believes is stopped already (infrun's trap_expected assertion)
             self.pending.append(stop)
+
+    def points(self) -> set[tuple[str, int]]:
+        """gdb's breakpoints and watchpoints in place now, as (kind, address)."""
+        return {("sw", a) for a in self.sw} | set(self.hw)
 
     def _owns(self, stop: Stop) -> bool:
         if stop.verdict is Verdict.STEP:
@@ -300,6 +309,50 @@ class VmTarget:
             self.trap_due[i] = site
         return self.keep_guest_traps
 
+    def system_reset(self) -> str:
+        """`monitor system_reset` (gdb holds the world): the image loaded into guest RAM again (the
+        configured cfg_iterations kept), gdb's and the scenario's breakpoints planted again over it,
+        every vCPU's registers and SPRs at reset (PC at the entry, MSR 0, PIR/PVR kept), its
+        translations flushed; each vCPU starts there when gdb resumes it. What the vCPUs counted so far
+        (instructions, exits) stays in the report."""
+        if self.us.spec.get("board"):
+            return ("system_reset: not yet on a board: the board's boot state (device tree, the boot "
+                    "TLB1 entries, the spin table) and its devices are not reset here; restart the run\n")
+        if self.halted:
+            return (f"system_reset: vCPU {', '.join(str(i) for i in sorted(self.halted))} already halted "
+                    "(its run is over): the machine cannot be reset\n")
+        image, ram, st = self.us.image, self.vm.ram, self.dbg.state
+        iterations = ram.read_word(image.symbol("cfg_iterations")) if "cfg_iterations" in image else None
+        image.load_into(ram)
+        if iterations is not None:
+            ram.write_word(image.symbol("cfg_iterations"), iterations)
+        led = self.vm.ledger
+        owners = {e["address"]: e["owner"] for e in led.entries()} if led is not None else {}
+        for a, bp in st.sw.items():
+            bp.saved = ram.read_word(a)
+            if led is not None:
+                led.record(a, bp.saved, st.debug_inst, owners.get(a, "userspace"))
+            ram.write_word(a, st.debug_inst)
+        entry = self.us.spec["entry"]
+        for i in range(self.n):
+            for regno in range(NUM_REGISTERS):
+                self.vm.set_register(i, regno, entry if regno == PC else 0)
+            spr = self.vm.pages[i]["spr"]
+            keep = {n: int(spr[SPR[n]]) for n in ("PIR", "PVR")}
+            spr[:] = 0
+            for n, v in keep.items():
+                spr[SPR[n]] = v
+            self.dirty.add(i)
+            self.flush_all.add(i)
+            stop = self.held.get(i)
+            if stop is not None:          # its instruction is done with: never stepped over at the entry
+                self.held[i] = replace(stop, pc=-1)
+        self.pending = []
+        self.trap_due.clear()
+        self.resets += 1
+        self.us.log("warn", f"gdb: monitor system_reset #{self.resets}: every vCPU restarted at {entry:#x}")
+        return ""
+
     def monitor(self, command: str) -> str:
         """gdb's `monitor` (qRcmd): cosim/gdb/monitor.py over this scenario."""
         return _monitor.run(command, VmInfo(self))
@@ -353,18 +406,23 @@ class VmTarget:
                     self.sw.add(addr)
             elif kind == BreakpointKind.HARDWARE:
                 if ("iac", addr) not in self.hw:
-                    self.dbg.insert_hw("iac", addr)
+                    self.dbg.insert_hw("iac", addr, owner="gdb")
                     self.hw.add(("iac", addr))
             elif kind in WATCH_KINDS:
                 what = WATCH_KINDS[kind]
-                if not 1 <= length <= 4:
-                    raise TargetError(errno.EINVAL, f"a DAC watches up to 4 bytes, not {length}")
+                if length < 1:
+                    raise BreakpointError(f"a watchpoint of {length} bytes at {addr:#x}")
                 if (what, addr) not in self.hw:
-                    self.dbg.insert_hw(what, addr, length)
+                    self.dbg.insert_hw(what, addr, length, owner="gdb")
                     self.hw.add((what, addr))
             else:
                 raise NotSupported
         except BreakpointError as e:
+            # gdb shows only "too many hardware breakpoints/watchpoints": the reason is kept for
+            # `monitor info breakpoints` and logged to the run's terminal
+            self.refused.append(f"{WATCH_KINDS.get(kind, 'hbreak' if kind == BreakpointKind.HARDWARE else 'break')} "
+                                f"{addr:#x} ({length} bytes): {e}")
+            self.us.log("warn", f"gdb's request refused: {self.refused[-1]}")
             raise TargetError(errno.ENOSPC, str(e)) from None
         except GuestMemoryError as e:
             raise TargetError(errno.EFAULT, str(e)) from None
@@ -374,16 +432,16 @@ class VmTarget:
             if kind == BreakpointKind.SOFTWARE:
                 if addr in self.sw:
                     self.sw.discard(addr)
-                    self.dbg.remove(addr)
+                    self.dbg.remove(addr, owner="gdb")
             elif kind == BreakpointKind.HARDWARE:
                 if ("iac", addr) in self.hw:
                     self.hw.discard(("iac", addr))
-                    self.dbg.remove_hw("iac", addr)
+                    self.dbg.remove_hw("iac", addr, owner="gdb")
             elif kind in WATCH_KINDS:
                 what = WATCH_KINDS[kind]
                 if (what, addr) in self.hw:
                     self.hw.discard((what, addr))
-                    self.dbg.remove_hw(what, addr)
+                    self.dbg.remove_hw(what, addr, owner="gdb")
             else:
                 raise NotSupported
         except BreakpointError as e:
@@ -450,8 +508,29 @@ class VmTarget:
                                                     srr0=site, esr=Esr.PTR, go=go))
         elif stop is not None:
             pc = self.vm.pc(i)
-            self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
-                                                    held=True, go=go))
+            word = self._taken_under_other(stop, pc)
+            if word is not None:
+                self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "step_over", "userspace", pc=pc,
+                                                        word=word, held=True, go=go))
+            else:
+                self.vm.ep.send(f"vcpu{i}", wire.Resume(i, stop.seq, "continue", "userspace", pc=pc,
+                                                        held=True, go=go))
+
+    def _taken_under_other(self, stop: Stop, pc: int) -> int | None:
+        """gdb resumes a vCPU at the breakpoint it stopped on, gdb's own breakpoint lifted (as gdb does
+        to step over it) but the scenario's still there: this execution's hit was taken (and counted)
+        already, so the original instruction runs out of line instead of hitting again. Returns that
+        word, or None (resume in place)."""
+        if pc != stop.pc or stop.verdict not in (Verdict.SW, Verdict.HW) or pc in self.sw:
+            return None
+        st = self.dbg.state
+        saved = st.saved_word(pc)
+        if saved is not None and self.vm.ram.read_word(pc) == st.debug_inst:
+            return saved
+        if (stop.status == DebugStatus.BREAKPOINT and ("iac", pc) not in self.hw
+                and any(p is not None and p.address == pc for p in st.iac)):
+            return self.vm.ram.read_word(pc)
+        return None
 
     def _continue(self, i: int, send: bool = True) -> list:
         """vCPU i's Continue (flushes, registers, debug registers): sent, or returned as a Resume's `go`."""
@@ -483,13 +562,13 @@ class VmTarget:
         for addr in sorted(self.sw):
             before = self.vm.ram.read_word(addr)
             try:
-                self.dbg.remove(addr)
+                self.dbg.remove(addr, owner="gdb")
             except BreakpointError:
                 continue
             restored += self.vm.ram.read_word(addr) != before
         for kind, addr in sorted(self.hw):
             try:
-                self.dbg.remove_hw(kind, addr)
+                self.dbg.remove_hw(kind, addr, owner="gdb")
             except BreakpointError:
                 pass
         self.sw.clear()

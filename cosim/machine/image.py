@@ -124,7 +124,10 @@ def guest_path(name: str | Path) -> Path:
         return fw
     if p.suffix == ".elf" or len(p.parts) > 1:
         if not p.exists():
-            raise ImageError(f"guest image {str(p)!r} does not exist")
+            near = difflib.get_close_matches(p.stem, list_guests(), n=3) if p.suffix == ".elf" else []
+            hint = (f"; a guest program is named without .elf: did you mean {' or '.join(near)}?" if near
+                    else "")
+            raise ImageError(f"guest image {str(p)!r} does not exist{hint}")
         return p
     candidate = GUESTS_DIR / f"{name}.elf"
     if not candidate.exists():
@@ -140,8 +143,9 @@ class GuestImage:
     """A loaded guest ELF: entry, PT_LOAD segments, symbols, bug table."""
 
     def __init__(self, path: Path, entry: int, segments: list[Segment], symbols: dict[str, int],
-                 symbol_sizes: dict[str, int]):
+                 symbol_sizes: dict[str, int], constants: frozenset[str] = frozenset()):
         self.path = path
+        self.constants = constants      # absolute symbols (SHN_ABS): assembler constants, not addresses
         self.entry = entry
         self.segments = tuple(segments)
         self.symbols = dict(symbols)
@@ -197,6 +201,7 @@ class GuestImage:
         symbols: dict[str, int] = {}
         sizes: dict[str, int] = {}
         globals_: set[str] = set()
+        constants: set[str] = set()
         symtab = elf.get_section_by_name(".symtab")
         if isinstance(symtab, SymbolTableSection):
             for sym in symtab.iter_symbols():
@@ -209,11 +214,21 @@ class GuestImage:
                     continue  # a global wins over a local of the same name; first local wins
                 symbols[name] = sym["st_value"]
                 sizes[name] = sym["st_size"]
+                (constants.add if sym["st_shndx"] == "SHN_ABS" else constants.discard)(name)
                 if is_global:
                     globals_.add(name)
-        return cls(path, elf["e_entry"], segments, symbols, sizes)
+        return cls(path, elf["e_entry"], segments, symbols, sizes, frozenset(constants))
 
     # -- symbols ----------------------------------------------------------------------------------
+
+    def symbol_kind(self, name: str) -> str:
+        """`code` (in an executable segment), `data` (in another), `const` (an absolute assembler
+        constant) or `other` (an address outside every segment)."""
+        if name in self.constants:
+            return "const"
+        addr = self.symbols[name]
+        seg = next((s for s in self.segments if s.addr <= addr < max(s.end, s.addr + 1)), None)
+        return "other" if seg is None else "code" if seg.executable else "data"
 
     def symbol(self, name: str) -> int:
         try:

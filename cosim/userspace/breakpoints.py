@@ -12,6 +12,7 @@ from enum import Enum
 
 from ..isa import DebugStatus, GuestDebug
 from ..mutation import active
+from ..vcpu.runpage import DAC_RANGE
 
 NO_STALE_CHECK = active("no-stale-check")   # test-only (cosim/mutation.py)
 
@@ -98,19 +99,34 @@ class DebugState:
 
     # --- hardware points ---------------------------------------------------------------------------
     def insert_hw(self, kind: str, address: int, length: int = 4) -> None:
+        """An IAC, or a watchpoint: up to 4 bytes in one DAC slot; longer, the two DACs as one range
+        (DBCR2[DAC12M] range mode, DAC1 <= EA < DAC2), which needs both slots free."""
         slots = self.iac if kind == "iac" else self.dac
         for p in slots:
-            if p is not None and p.kind == kind and p.address == address:
+            if p is not None and p.kind == kind and p.address == address and (kind == "iac" or p.length == length):
                 p.uses += 1
                 return
+        if kind != "iac" and length > 4:
+            if any(slots):
+                raise BreakpointError(
+                    f"a {length}-byte watchpoint at {address:#x} needs both DAC slots as one range "
+                    f"(DBCR2[DAC12M], DAC1 <= EA < DAC2): in use at " + self._in_use(slots))
+            p = HwPoint(kind, address, length)
+            slots[0] = slots[1] = p            # one point in both slots
+            return
         for i, p in enumerate(slots):
             if p is None:
                 slots[i] = HwPoint(kind, address, length)
                 return
         what = "instruction (IAC)" if kind == "iac" else "data (DAC)"
         raise BreakpointError(
-            f"no free {what} slot for {address:#x}: e500 has {len(slots)}, in use at "
-            + ", ".join(f"{p.address:#x}" for p in slots if p))
+            f"no free {what} slot for {address:#x}: e500 has {len(slots)}, in use at " + self._in_use(slots))
+
+    @staticmethod
+    def _in_use(slots) -> str:
+        points = list({id(p): p for p in slots if p is not None}.values())
+        return ", ".join(f"{p.address:#x}" + (f" ({p.length} bytes, both slots)" if p.length > 4 else "")
+                         for p in points)
 
     def remove_hw(self, kind: str, address: int) -> None:
         slots = self.iac if kind == "iac" else self.dac
@@ -118,7 +134,9 @@ class DebugState:
             if p is not None and p.kind == kind and p.address == address:
                 p.uses -= 1
                 if p.uses <= 0:
-                    slots[i] = None
+                    for j, q in enumerate(slots):     # (a range holds both slots)
+                        if q is p:
+                            slots[j] = None
                 return
         raise BreakpointError(f"no {kind} point at {address:#x}")
 
@@ -137,8 +155,13 @@ class DebugState:
         """KVM_SET_GUEST_DEBUG's hardware points: (IAC addresses, IAC enables, DAC addresses, DAC
         read/write bits), one entry per slot (also the key userspace compares settings by)."""
         iac, dac = self.iac, self.dac
-        return (tuple(p.address if p else 0 for p in iac), tuple(int(p is not None) for p in iac),
-                tuple(p.address if p else 0 for p in dac), tuple(p.dac_rw if p else 0 for p in dac))
+        if len(dac) == 2 and dac[0] is not None and dac[0] is dac[1]:      # DBCR2[DAC12M] range
+            p = dac[0]
+            dac_fields: tuple[tuple[int, ...], tuple[int, ...]] = (
+                (p.address, (p.address + p.length) & 0xFFFFFFFF), (p.dac_rw | DAC_RANGE, 0))
+        else:
+            dac_fields = (tuple(p.address if p else 0 for p in dac), tuple(p.dac_rw if p else 0 for p in dac))
+        return (tuple(p.address if p else 0 for p in iac), tuple(int(p is not None) for p in iac), *dac_fields)
 
     def snapshot(self) -> "DebugState":
         """A copy whose breakpoint tables can change independently (the records themselves are

@@ -21,6 +21,9 @@ from .vm import Vm, VmError
 class Counters:
     hits: dict[int, int] = field(default_factory=dict)            # address -> debugger hits
     hits_by_vcpu: dict[int, int] = field(default_factory=dict)
+    # front end ("script", "gdb") -> address -> hits of that front end's breakpoints: one execution of
+    # an address two front ends break on is one hit of each (and one in `hits`)
+    hits_by_owner: dict[str, dict[int, int]] = field(default_factory=dict)
     stale: dict[int, int] = field(default_factory=dict)           # address -> stale exits retried
     reinjected: dict[str, int] = field(default_factory=dict)      # event -> exits given back
     steps: int = 0
@@ -61,6 +64,21 @@ class Debugger:
         self.pending_flush: set[int] = set()
         self.pending_flush_all = False
         self.deferred: list[wire.Resume] = []  # resumes decided while a front end held the world
+        # (kind, address) -> front end -> uses: who asked for each breakpoint/point ("sw", "iac", or a
+        # watch kind), so a hit is credited to the front ends that asked for it
+        self.owners: dict[tuple[str, int], dict[str, int]] = {}
+
+    def _own(self, kind: str, address: int, owner: str, delta: int) -> None:
+        by = self.owners.setdefault((kind, address), {})
+        by[owner] = by.get(owner, 0) + delta
+        if by[owner] <= 0:
+            del by[owner]
+        if not by:
+            del self.owners[(kind, address)]
+
+    def owners_at(self, address: int) -> list[str]:
+        """The front ends with an instruction breakpoint (planted word or IAC) at `address`."""
+        return sorted(set(self.owners.get(("sw", address), {})) | set(self.owners.get(("iac", address), {})))
 
     # --- the world stopped -------------------------------------------------------------------------
     @contextmanager
@@ -102,7 +120,7 @@ class Debugger:
         """A breakpoint by the strategy: a planted word, or an IAC slot for `hw`. `owner` (the front
         end) goes into the breakpoint ledger."""
         if self.strategy.match is Match.IAC:
-            self.insert_hw("iac", address)
+            self.insert_hw("iac", address, owner=owner)
             return
         with self.stopped():
             patch = self.state.insert_sw(address, self.vm.ram.read_word(address))
@@ -116,11 +134,12 @@ class Debugger:
                 self.vm.update_table(insert=[address])
                 self.vm.set_guest_debug(self.state)
                 self.counters.patched[address] = patch.word
+            self._own("sw", address, owner, +1)
             self.counters.inserts += 1
 
-    def remove(self, address: int) -> None:
+    def remove(self, address: int, owner: str = "script") -> None:
         if self.strategy.match is Match.IAC:
-            self.remove_hw("iac", address)
+            self.remove_hw("iac", address, owner=owner)
             return
         with self.stopped():
             current = self.vm.ram.read_word(address)
@@ -134,9 +153,10 @@ class Debugger:
             if address not in self.state.sw:
                 self.vm.update_table(remove=[address])
                 self.vm.set_guest_debug(self.state)
+            self._own("sw", address, owner, -1)
             self.counters.removes += 1
 
-    def insert_hw(self, kind: str, address: int, length: int = 4) -> None:
+    def insert_hw(self, kind: str, address: int, length: int = 4, owner: str = "script") -> None:
         try:
             self.state.insert_hw(kind, address, length)
         except BreakpointError as e:
@@ -144,10 +164,12 @@ class Debugger:
             raise
         with self.stopped():
             self.vm.set_guest_debug(self.state)
+            self._own(kind, address, owner, +1)
             self.counters.inserts += 1
 
-    def remove_hw(self, kind: str, address: int) -> None:
+    def remove_hw(self, kind: str, address: int, owner: str = "script") -> None:
         self.state.remove_hw(kind, address)
+        self._own(kind, address, owner, -1)
         with self.stopped():
             self.vm.set_guest_debug(self.state)
             self.counters.removes += 1
@@ -169,6 +191,7 @@ class Debugger:
                 self.vm.update_table(remove=[address])
             self.state.iac = [None] * len(self.state.iac)
             self.state.dac = [None] * len(self.state.dac)
+            self.owners.clear()
             self.vm.singlestep.clear()
             self.vm.set_guest_debug(self.state)
             self.pending_flush_all = True
@@ -202,6 +225,9 @@ class Debugger:
         else:
             c.hits[m.address] = c.hits.get(m.address, 0) + 1
             c.hits_by_vcpu[m.vcpu] = c.hits_by_vcpu.get(m.vcpu, 0) + 1
+            for owner in self.owners_at(m.address):
+                by = c.hits_by_owner.setdefault(owner, {})
+                by[m.address] = by.get(m.address, 0) + 1
         self.on_stop(Stop(m.vcpu, m.seq, verdict, m.address, m.status, m.pc))
 
     # --- leaving a stop -----------------------------------------------------------------------------

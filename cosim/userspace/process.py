@@ -221,6 +221,8 @@ class UserspaceProcess:
         return {
             "hits": {f"{a:#x}": n for a, n in (c.hits.items() if c else ())},
             "hits_by_vcpu": {str(v): n for v, n in (c.hits_by_vcpu.items() if c else ())},
+            "hits_by_owner": {o: {f"{a:#x}": n for a, n in by.items()}
+                              for o, by in (c.hits_by_owner.items() if c else ())},
             "stale": {f"{a:#x}": n for a, n in (c.stale.items() if c else ())},
             "reinjected": dict(c.reinjected) if c else {},
             "watch": {f"{a:#x}": n for a, n in (c.watch.items() if c else ())},

@@ -25,7 +25,7 @@ from ..strategies import STRATEGIES
 from ..vmexit import Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
 from .mmu import Mmu
-from .runpage import EVENTS, LEVELS
+from .runpage import DAC_RANGE, EVENTS, LEVELS
 from .timers import Timers
 
 S = SPR
@@ -356,6 +356,8 @@ class Core:
                 iac_a, iac_on, dac_a, dac_rw = (v.tolist() for v in self._dbg)
                 iac = tuple(a if on else None for a, on in zip(iac_a, iac_on))
                 dac = tuple((a, bool(rw & 1), bool(rw & 2)) if rw else None for a, rw in zip(dac_a, dac_rw))
+                if dac_rw[0] & DAC_RANGE:    # DBCR2[DAC12M] range: DAC1 <= EA < DAC2
+                    dac = ((dac_a[0], bool(dac_rw[0] & 1), bool(dac_rw[0] & 2), dac_a[1] - dac_a[0]), None)
             else:
                 iac = dac = (None, None)
             step = bool(control & GuestDebug.SINGLESTEP)

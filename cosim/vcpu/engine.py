@@ -415,8 +415,9 @@ class Engine:
             self.atomics.set_skip([*addresses, self._until_addr])
         self.uc.ctl_flush_tb()
 
-    def set_dac(self, points: tuple[tuple[int, bool, bool] | None, ...]) -> None:
-        """Arm data-address compares: per slot (address, on_read, on_write) or None."""
+    def set_dac(self, points: tuple[tuple[int, bool, bool] | tuple[int, bool, bool, int] | None, ...]) -> None:
+        """Arm data-address compares: per slot (address, on_read, on_write[, length in bytes, default 4:
+        DBCR2[DAC12M]'s range mode is one slot of that length]) or None."""
         points = tuple(points)
         if points == self._dac:
             return
@@ -426,11 +427,12 @@ class Engine:
         for slot, p in enumerate(points):
             if p is None:
                 continue
-            addr, on_read, on_write = p
+            addr, on_read, on_write = p[:3]
+            length = p[3] if len(p) > 3 else 4
             kinds = (UC_HOOK_MEM_READ if on_read else 0) | (UC_HOOK_MEM_WRITE if on_write else 0)
             if kinds:
                 self._dac_hooks.append(self.uc.hook_add(kinds, self._on_dac, slot, begin=addr,
-                                                        end=addr + 3))
+                                                        end=addr + max(1, length) - 1))
         self._dac = points
         if self.atomics is not None:       # issue 20: a lwarx/stwcx. on a DAC is left to unicorn
             self.atomics.set_dac([p[0] for p in points if p is not None])

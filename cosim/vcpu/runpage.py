@@ -17,6 +17,9 @@ from ..machine.shm import SharedBlock
 LEVELS = ("vcpu", "kernel", "userspace")
 EVENTS = tuple(e.value for e in Event) + ("halt", "fault")
 
+DAC_RANGE = 0x4
+"""dbg_dac_rw[0] bit: the two DACs watch one range, DAC1 <= EA < DAC2 (DBCR2[DAC12M] = 0b10, range inclusive)."""
+
 RUNPAGE = np.dtype([
     ("gpr", "<u4", 32), ("pc", "<u4"), ("msr", "<u4"), ("cr", "<u4"), ("lr", "<u4"), ("ctr", "<u4"),
     ("xer", "<u4"),
@@ -25,7 +28,8 @@ RUNPAGE = np.dtype([
                                              # userspace writes it while the vCPU is stopped; it takes
                                              # effect with the next Continue/Resume, like KVM_RUN)
     ("dbg_iac", "<u4", 2), ("dbg_iac_on", "<u4", 2),   # host hardware breakpoints
-    ("dbg_dac", "<u4", 2), ("dbg_dac_rw", "<u4", 2),   # host watchpoints: bit0 read, bit1 write
+    ("dbg_dac", "<u4", 2), ("dbg_dac_rw", "<u4", 2),   # host watchpoints: bit0 read, bit1 write; bit2
+                                             # (DAC_RANGE) of slot 0: DAC1 <= EA < DAC2, one range
     ("dbg_table_gen", "<u4"),                # generation of the patched-address table (the ledger) that
                                              # trap-kernel's exit handler reads: bumped by userspace
     ("dbg_active", "<u4"), ("dbg_table_gen_active", "<u4"),   # the two above as the vCPU last loaded
