@@ -94,7 +94,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "serial.send[]": ("after", "text"),
     "guest": ("program", "entry", "iterations", "until"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps"),
-    "debug.breakpoints[]": ("at", "action", "hits", "steps"),
+    "debug.breakpoints[]": ("at", "action", "hits", "steps", "arm_on"),
     "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
     "debug.race": ("at", "after_hits"),
     "limits": ("wall_seconds", "instructions"),
@@ -177,6 +177,8 @@ class BreakpointConfig:
     action: str = "count"
     hits: int | None = None
     steps: int | None = None
+    arm_on: str | None = None      # planted once the serial console shows this text (a board's guest
+                                   # that loads or relocates its code first: U-Boot), else at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +412,9 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     limits = _limits(root.table("limits"))
     expect = _expect(root.table("expect"))
     serial = _serial(root.table("serial"))
+    if machine.board == "bare" and any(bp.arm_on for bp in debug.breakpoints):
+        raise ConfigError(source, "debug.breakpoints", "arm_on waits for serial output: it needs a board with "
+                                                       "a UART ([machine] board = 'ppce500')")
     if machine.board == "bare" and (serial != SerialConfig() or expect.serial is not None):
         raise ConfigError(source, "serial", "a serial console needs a board with a UART "
                                             "([machine] board = 'ppce500')")
@@ -518,7 +523,10 @@ def _breakpoint(t: _Table) -> BreakpointConfig:
             extra[key] = t.integer(key, required=True, lo=1, hi=COUNT_MAX)
         elif t.has(key):
             raise t.error(key, f"only valid with action = {needs!r} (action is {action!r})")
-    return BreakpointConfig(at=at, action=action, **extra)
+    arm_on = t.string("arm_on")
+    if arm_on is not None and not arm_on:
+        raise t.error("arm_on", "must not be empty")
+    return BreakpointConfig(at=at, action=action, arm_on=arm_on, **extra)
 
 
 def _stress(t: _Table | None, known: tuple[Location, ...]) -> StressConfig | None:

@@ -56,6 +56,8 @@ class UserspaceProcess:
             from .board_host import BoardHost
             self.board = BoardHost(spec)
         self.powered_off = False
+        if self.board is not None:
+            self.vm.serve_now = self._serve_now
         self.barrier = Barrier(self.ep, idle=lambda: not self.vm.backlog, at_instant=self._at_instant,
                                next_due=self._next_due)
 
@@ -170,13 +172,21 @@ class UserspaceProcess:
         else:
             self.ep.send(sender, wire.Error(m.TAG, f"userspace does not take {m.TAG}"))
 
-    def on_mmio(self, sender, m: wire.MmioExit) -> None:
+    def _serve_now(self, sender, m) -> bool:
+        if isinstance(m, wire.MmioExit):
+            self.on_mmio(sender, m, arm=False)
+            return True
+        return False
+
+    def on_mmio(self, sender, m: wire.MmioExit, arm: bool = True) -> None:
         board = self.board
         if board is None or sender != f"vcpu{m.vcpu}":
             self.ep.send(sender, wire.Error(m.TAG, "no board: nothing serves MMIO"))
             return
         value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
         self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
+        if arm and self.script is not None and self.script.waiting_to_arm:
+            self.script.arm(board.console.text())
         if not self.powered_off and board.ended is not None:
             self.powered_off = True
             for i in range(self.spec["vcpus"]):

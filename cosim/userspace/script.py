@@ -23,6 +23,7 @@ class Planned:
     hits: int | None = None
     steps: int | None = None
     inserted: bool = False
+    arm_on: str | None = None
 
 
 class ScriptedDebugger:
@@ -39,7 +40,7 @@ class ScriptedDebugger:
         for bp in debug_cfg.get("breakpoints", []):
             addr = resolve(bp["at"])
             self.plan[addr] = Planned(str(bp["at"]), addr, bp.get("action", "count"), bp.get("hits"),
-                                      bp.get("steps"))
+                                      bp.get("steps"), arm_on=bp.get("arm_on"))
         stress = debug_cfg.get("stress") or None
         self.toggle_addrs = [resolve(a) for a in stress["toggle"]] if stress else []
         self.toggles_left = stress["toggles"] if stress else 0
@@ -60,6 +61,8 @@ class ScriptedDebugger:
     def start(self) -> None:
         with self.dbg.stopped():
             for p in self.plan.values():
+                if p.arm_on is not None:
+                    continue                  # planted when the console shows its text (`arm`)
                 try:
                     self.dbg.insert(p.address)
                     p.inserted = True
@@ -67,6 +70,23 @@ class ScriptedDebugger:
                     pass   # recorded in counters.refused, reported as a finding
         if self.toggle_addrs:
             self._schedule()
+
+    @property
+    def waiting_to_arm(self) -> bool:
+        return any(p.arm_on is not None and not p.inserted for p in self.plan.values())
+
+    def arm(self, transcript: str) -> None:
+        """Plant the breakpoints whose `arm_on` text the serial console has shown."""
+        ready = [p for p in self.plan.values() if p.arm_on is not None and not p.inserted and p.arm_on in transcript]
+        if not ready:
+            return
+        with self.dbg.stopped():
+            for p in ready:
+                try:
+                    self.dbg.insert(p.address)
+                    p.inserted = True
+                except BreakpointError:
+                    p.arm_on = None           # refused (recorded in counters.refused): not tried again
 
     def _schedule(self) -> None:
         lo, hi = self.interval

@@ -68,6 +68,8 @@ class Vm:
         self._views: dict[int, tuple] = {}
         self._debug_views: dict[int, tuple] = {}
         self.trace = NULL                    # the process's timeline tracer (cosim/trace.py)
+        self.serve_now = None                # (sender, msg) -> bool: served while waiting (MMIO exits:
+                                             # a vCPU waiting for a device would never pause otherwise)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -89,6 +91,8 @@ class Vm:
                 continue
             if r.msg is not None and match(r.msg):
                 got.append(r.msg)
+            elif self.serve_now is not None and r.msg is not None and self.serve_now(r.sender, r.msg):
+                pass
             elif isinstance(r.msg, wire.Shutdown):   # the run is over (a peer may be dead): stop waiting
                 self.backlog.appendleft(r)
                 raise VmError(f"shut down while waiting for {what} ({len(got)}/{count})")
