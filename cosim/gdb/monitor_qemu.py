@@ -58,6 +58,10 @@ class QemuSource(Protocol):
         """What was loaded into guest memory: rows of address, size, name (QEMU's `info roms`)."""
         ...
 
+    def mmio(self) -> dict | None:
+        """The board's MMIO statistics (userspace's BoardHost.stats()), None without a board."""
+        ...
+
     def tlb(self) -> list[dict] | None:
         """The guest MMU's TLB entries, or None when no guest MMU is modelled. Rows: tlb (0/1), index,
         valid, tid, ts, epn (effective page), rpn (real page), size (bytes), perms (e.g. "SR SW SX")."""
@@ -241,15 +245,26 @@ def cmd_roms(src: QemuSource, args: str) -> str:
 def cmd_tlb(src: QemuSource, args: str) -> str:
     entries = src.tlb()
     if entries is None:
-        return ("info tlb: no guest MMU is modelled yet: guest addresses are physical (the engine's own "
-                "TLB is not the guest's). TLB0/TLB1 and the MAS registers come with the machine a real "
-                "guest boots on (docs/DESIGN.md); this command will then list them as QEMU's does.\n")
+        return ("info tlb: this machine has no guest MMU (board 'bare': guest addresses are physical); "
+                "a board with one ([machine] board = 'ppce500') lists TLB0/TLB1 here as QEMU does.\n")
     if not entries:
         return "No valid TLB entries.\n"
     lines = ["TLB Idx  V TID TS EPN              RPN              Size       Perms"]
     for e in entries:
         lines.append(f"{e['tlb']:>3} {e['index']:>4}  {int(bool(e['valid']))} {e['tid']:>3} {e['ts']:>2} "
                      f"{e['epn']:016x} {e['rpn']:016x} {e['size']:#010x} {e['perms']}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_mmio(src: QemuSource, args: str) -> str:
+    stats = src.mmio()
+    if stats is None:
+        return "info mmio: the bare machine has no devices (no MMIO exits).\n"
+    lines = [f"{stats['mmio_exits']} MMIO exit(s)"]
+    lines += [f"  {name:<12} {n}" for name, n in sorted(stats["mmio_by_device"].items(), key=lambda kv: -kv[1])]
+    un = stats["board"].get("unassigned", [])
+    lines.append(f"unmodelled: {len(un)} address(es)")
+    lines += [f"  {u['paddr']:#011x} {u['size']}B {'write' if u['write'] else 'read'} x{u['count']}" for u in un[:40]]
     return "\n".join(lines) + "\n"
 
 
@@ -264,6 +279,7 @@ COMMANDS = (
     ("system_reset", cmd_system_reset, "every vCPU back to its entry, the image loaded again"),
     ("info mtree", cmd_mtree, "the guest physical address space"),
     ("info roms", cmd_roms, "what was loaded into guest memory"),
-    ("info tlb", cmd_tlb, "the guest MMU's TLBs (not modelled yet: says so)"),
+    ("info tlb", cmd_tlb, "the guest MMU's TLBs (a board with one; the bare machine has none: says so)"),
+    ("info mmio", cmd_mmio, "the board's MMIO exits by device and the accesses nothing models"),
 )
 ALIASES = {"c": "cont", "info reg": "info registers"}

@@ -158,8 +158,17 @@ class VmInfo:
         return self.t.system_reset()
 
     def memory_map(self) -> list[dict]:
-        # (the board's devices join this map with the machine a real guest boots on)
-        return [{"start": 0, "end": self.t.vm.ram.size - 1, "kind": "ram", "name": "cosim.guest-ram"}]
+        rows = [{"start": 0, "end": self.t.vm.ram.size - 1, "kind": "ram", "name": "cosim.guest-ram"}]
+        board = self.t.us.board
+        if board is not None:                 # the board's devices, as its bus maps them
+            for m in board.board.bus.mappings:
+                rows.append({"start": m.base, "end": m.end - 1, "kind": "i/o", "name": m.device.name})
+        return rows
+
+    def mmio(self) -> dict | None:
+        """The board's MMIO exits so far: by device, and the accesses nothing models (by address)."""
+        board = self.t.us.board
+        return None if board is None else board.stats()
 
     def roms(self) -> list[dict]:
         image = self.t.us.image
@@ -167,4 +176,18 @@ class VmInfo:
                 for k, s in enumerate(image.segments)]
 
     def tlb(self) -> list[dict] | None:
-        return None          # no guest MMU yet: cosim/gdb/monitor_qemu.py's `info tlb` says so
+        """The current vCPU's guest TLB entries (None on the bare machine: it has no guest MMU)."""
+        tlb = self.t.us.guest_tlb
+        if tlb is None:
+            return None
+        from ..machine.guest_tlb import MAS1_TS, UR, UW, UX, SR, SW, SX, page_size
+        rows = []
+        for index, n, mas1, mas2, mas3, mas7 in tlb.valid_entries(self.current_cpu()):
+            size = page_size(mas1)
+            perms = " ".join(name for name, bit in (("SR", SR), ("SW", SW), ("SX", SX), ("UR", UR), ("UW", UW),
+                                                    ("UX", UX)) if mas3 & bit)
+            rows.append({"tlb": n, "index": index, "valid": True, "tid": (mas1 >> 16) & 0x3FFF,
+                         "ts": 1 if mas1 & MAS1_TS else 0, "epn": mas2 & ~(size - 1) & 0xFFFFFFFF,
+                         "rpn": ((mas7 & 0xF) << 32 | (mas3 & 0xFFFFF000)) & ~(size - 1), "size": size,
+                         "perms": perms})
+        return rows

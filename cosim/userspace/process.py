@@ -52,9 +52,12 @@ class UserspaceProcess:
         self.deterministic = spec.get("schedule", {}).get("mode") == "deterministic"
         self.vtime = 0                          # the deterministic schedule's virtual instant
         self.board = None
+        self.guest_tlb = None                   # the guest's TLBs, shared by the vCPUs (KVM_CAP_SW_TLB)
         if spec.get("board"):
+            from ..machine.guest_tlb import GuestTlb, TlbGeometry
             from .board_host import BoardHost
             self.board = BoardHost(spec)
+            self.guest_tlb = GuestTlb.attach(spec["tlb_name"], TlbGeometry(spec["tlb1_entries"]), spec["vcpus"])
         self.powered_off = False
         if self.board is not None:
             self.vm.serve_now = self._serve_now
@@ -274,6 +277,8 @@ class UserspaceProcess:
             self.ledger.close()
         self.ram.close()
         self.pages.close()
+        if self.guest_tlb is not None:
+            self.guest_tlb.close()
         self.ep.close()
 
 
