@@ -422,6 +422,16 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
                   debug=debug, limits=limits, expect=expect, serial=serial)
 
 
+def _expect_serial(t: _Table) -> tuple[str, ...] | None:
+    """[[expect.serial]] line = "..." tables, or (a Config's to_dict()) a plain list of lines."""
+    raw = t.get("serial", False)
+    if raw is None:
+        return None
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return tuple(raw)
+    return tuple(x.string("line", required=True) for x in t.tables("serial"))
+
+
 def _serial(t: _Table | None) -> SerialConfig:
     if t is None:
         return SerialConfig()
@@ -628,8 +638,7 @@ def _expect(t: _Table | None) -> ExpectConfig:
         exit_code=t.integer("exit_code", lo=-2**31, hi=2**32 - 1),
         memory=memory,
         interrupts=interrupts,
-        serial=None if t.get("serial", False) is None else tuple(
-            x.string("line", required=True) for x in t.tables("serial")),
+        serial=_expect_serial(t),
     )
 
 

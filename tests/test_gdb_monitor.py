@@ -67,6 +67,9 @@ class _NoEngine:
     def set_iac(self, iac):
         pass
 
+    def set_native_spr(self, spr, value):
+        pass
+
     def set_dac(self, dac):
         pass
 
@@ -402,7 +405,7 @@ def test_machine_commands_and_maps():
 
 
 def test_info_tlb_is_the_mmus_hook():
-    assert "no guest MMU is modelled yet" in monitor.run("info tlb", Qemu())
+    assert "has no guest MMU" in monitor.run("info tlb", Qemu())
     assert monitor.run("info tlb", Qemu(tlb=[])) == "No valid TLB entries.\n"
     rows = monitor.run("info tlb", Qemu(tlb=[{"tlb": 1, "index": 0, "valid": 1, "tid": 0, "ts": 0,
                                                "epn": 0xC0000000, "rpn": 0, "size": 0x10000000,

@@ -86,7 +86,7 @@ class Core:
         self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
         self.mmu = mmu                     # the Book E MMU (a board with one), None: identity-mapped
         self.timers = Timers(self.spr, lambda: engine.instructions, lambda: engine.timebase,
-                             engine.set_timebase)
+                             lambda tb: engine.set_timebase(tb))
         t = self.timers
         self._spr_read = {S["DEC"]: t.read_dec, S["TSR"]: t.read_tsr,
                           S["TBL_R"]: lambda: engine.timebase & 0xFFFFFFFF,
