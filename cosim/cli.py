@@ -273,15 +273,24 @@ def cmd_replay(args) -> int:
     return worst
 
 
+# breakpoint sites of the stand-alone guests that `compare` knows (issue 20): own_code's word it reads
+# and the instruction it rewrites; spe's evaddw that runs with MSR[SPE] = 1
+COMPARE_TARGETS = ("read_spot", "patch_site", "spe_on")
+
+
 def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus: int,
                    msrp_dep: bool | None = None) -> dict:
     image = GuestImage.load(guest_path(program))
-    targets = [s for s in ("bp_target_a", "bp_target_b") if s in image] or ["bp_target"]
+    targets = ([s for s in ("bp_target_a", "bp_target_b") if s in image]
+               or [s for s in COMPARE_TARGETS if s in image] or ["bp_target"])
     dep = "" if msrp_dep is None else f"-dep{int(msrp_dep)}"
+    # a stand-alone guest (no cfg_iterations) runs to its parking symbol `done`
+    guest = ({"program": program, "iterations": iterations} if "cfg_iterations" in image
+             else {"program": program, "until": "done"})
     return {
         "name": f"{strategy}-{cpu}{dep}", "description": f"compare: {strategy} on {cpu}{dep}, {program}",
         "machine": {"cpu": cpu, "vcpus": vcpus, "msrp_dep": msrp_dep},
-        "guest": {"program": program, "iterations": iterations},
+        "guest": guest,
         "debug": {"strategy": strategy, "breakpoints": [{"at": t} for t in targets]},
         "limits": {"wall_seconds": 120.0},
     }

@@ -28,7 +28,8 @@ Schema (defaults in parentheses, see configs/demo.toml for a complete example):
                 address), iterations (None; 1..2**32-1; the ELF must define cfg_iterations),
                 until (None; symbol or address: a vCPU that reaches it, before executing it, is done
                 (exit code 0); the run ends when every vCPU is done, also while gdb is attached)
-    [debug]     strategy ("illegal"), detach_at_end (true), keep_guest_traps (true)
+    [debug]     strategy ("illegal"), detach_at_end (true), keep_guest_traps (true),
+                count_planted_reads (true: count guest loads of planted words; costs the fast load path)
     [[debug.breakpoints]]  at (required), action ("count"), hits (remove-after only, required there),
                 steps (single-step only, required there)
     [debug.stress]  toggle (required, names breakpoints), interval_ms ([1.0, 5.0]), seed (1), toggles (200)
@@ -93,7 +94,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "serial": ("echo", "send", "end_on"),
     "serial.send[]": ("after", "text"),
     "guest": ("program", "entry", "iterations", "until"),
-    "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps"),
+    "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps",
+              "count_planted_reads"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps", "arm_on"),
     "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
     "debug.race": ("at", "after_hits"),
@@ -208,6 +210,7 @@ class DebugConfig:
     stress: StressConfig | None = None
     race: RaceConfig | None = None
     keep_guest_traps: bool = True     # gdb stub: deliver a guest trap gdb would skip (README)
+    count_planted_reads: bool = True  # vCPUs count guest loads of planted words (issue 20; README)
 
     def breakpoint_at(self, at: Location) -> BreakpointConfig | None:
         return next((bp for bp in self.breakpoints if bp.at == at), None)
@@ -505,6 +508,7 @@ def _debug(t: _Table | None) -> DebugConfig:
     strategy = t.choice("strategy", STRATEGIES, "strategy", default="illegal")
     detach_at_end = t.boolean("detach_at_end", default=True)
     keep_guest_traps = t.boolean("keep_guest_traps", default=True)
+    count_planted_reads = t.boolean("count_planted_reads", default=True)
     breakpoints: list[BreakpointConfig] = []
     seen: dict[Location, str] = {}
     for bt in t.tables("breakpoints"):
@@ -521,6 +525,7 @@ def _debug(t: _Table | None) -> DebugConfig:
         stress=_stress(t.table("stress"), known),
         race=_race(t.table("race"), breakpoints),
         keep_guest_traps=keep_guest_traps,
+        count_planted_reads=count_planted_reads,
     )
 
 

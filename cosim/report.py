@@ -156,8 +156,13 @@ def build_report(data) -> dict:
             findings.append(Finding("guest-debug-lost", "guest-debug-lost" in predicted,
                                     f"the guest's own debug events: {got} of {expected_dbg} delivered "
                                     "(the host owns the debug facility while it debugs)"))
+    planted_reads = _sum_maps(v.get("planted_reads", {}) for v in vstats)
+    if planted_reads:      # counted by the silicon for any guest (issue 20); KVM shows them too
+        findings.append(Finding("patched-code-visible", True,
+                                f"the guest read planted breakpoint words {sum(planted_reads.values())} time(s) "
+                                f"(it sees the breakpoint word, as under KVM): {_by_site(planted_reads, sym)}"))
     seen_at_boot = _patched_at_boot(data.image, guest.get("boot_checksum", []))
-    if sum(guest.get("cnt_mismatch", [0])) or seen_at_boot:
+    if (sum(guest.get("cnt_mismatch", [0])) or seen_at_boot) and not planted_reads:
         findings.append(Finding("patched-code-visible", "patched-code-visible" in predicted,
                                 f"the guest saw its own code modified: {sum(guest.get('cnt_mismatch', [0]))} "
                                 f"checksum mismatch(es) while running, {seen_at_boot} vCPU(s) checksummed "
@@ -180,12 +185,14 @@ def build_report(data) -> dict:
                                 f"{sum(delivered.values())} time(s) gdb moved PC past a firing guest trap; the "
                                 f"guest's program interrupt was delivered instead: {_by_site(delivered, sym)}"))
     overwritten = user.get("overwritten", {})
-    if overwritten:
+    over_exec = _sum_maps(v.get("overwritten_exec", {}) for v in vstats)
+    if overwritten or over_exec:
         findings.append(Finding("breakpoint-overwritten", False,
-                                f"{len(overwritten)} planted breakpoint(s) overwritten by the guest before "
-                                "removal (the debugger left its word there, as QEMU does): "
+                                f"{len(set(overwritten) | set(over_exec))} planted breakpoint(s) overwritten by "
+                                "the guest (the debugger leaves its word there, as QEMU does): "
                                 + ", ".join(f"{sym(int(a, 16)) or a} now {w:#010x}" for a, w in overwritten.items())
-                                + "; the guest's executions of its own word there never reached the debugger"))
+                                + f"; {sum(over_exec.values())} execution(s) of the guest's word there never "
+                                f"reached the debugger" + (f" ({_by_site(over_exec, sym)})" if over_exec else "")))
     excused = {inv for f in findings if f.predicted for inv in f.excuses}
 
     # --- invariants --------------------------------------------------------------------------------
@@ -430,6 +437,8 @@ def _interrupts(image, addr: int) -> bool:
     if d.kind is Kind.MFSPR or d.kind is Kind.MTSPR:
         return d.spr not in USER_SPRS
     if d.kind is not Kind.ILLEGAL:
+        return True
+    if word >> 26 == 4:   # SPE (and AltiVec): unavailable, or illegal on a core without it (e500mc)
         return True
     try:          # isa.classify calls every ordinary instruction ILLEGAL: ask a disassembler
         import capstone

@@ -60,6 +60,8 @@ def test_breakpoint_the_guest_overwrote_is_a_finding_and_not_accounted_for():
     found = {f["id"]: f["detail"] for f in r["findings"]}
     assert "breakpoint-overwritten" in found              # ... but named, never silence
     assert "patch_site now 0x38000002" in found["breakpoint-overwritten"]
+    assert ("20 execution(s) of the guest's word there never reached the debugger (patch_site: 20)"
+            in found["breakpoint-overwritten"])                # counted by the vCPU, as lost
     assert "every execution" not in r["invariants"]["debugger-hits-exactly-once"]["detail"] or \
         "overwritten" in r["invariants"]["debugger-hits-exactly-once"]["detail"]
     assert r["invariants"]["code-restored-after-detach"]["ok"]   # the guest's word stays: its own write
@@ -138,3 +140,36 @@ def test_guest_debug_events_lost_to_the_host_are_a_finding_for_any_guest(tmp_pat
     assert found["guest-debug-lost"].startswith("20 of the guest's own debug event(s) did not reach it")
     assert "bp_target: 20" in found["guest-debug-lost"]
     assert "wrote DBCR0 = 0x40800000 and reads back DBCR0 = 0x80000000" in found["guest-debug-lost"]
+
+
+def test_compare_runs_the_issue_20_guests():
+    """`cosim compare --program` takes the new guests: atomics like the project's counted guests,
+    own_code and spe (stand-alone, no cfg_iterations) to their parking symbol with breakpoints on
+    their sites (before: guest.iterations was refused and bp_target did not exist)."""
+    from cosim.cli import compare_config
+    own = compare_config("illegal", "e500mc", "own_code", 50, 2)
+    assert own["guest"] == {"program": "own_code", "until": "done"}
+    assert own["debug"]["breakpoints"] == [{"at": "read_spot"}, {"at": "patch_site"}]
+    assert compare_config("hw", "e500v2", "spe", 50, 1)["debug"]["breakpoints"] == [{"at": "spe_on"}]
+    at = compare_config("illegal", "e500mc", "atomics", 50, 4)
+    assert at["guest"] == {"program": "atomics", "iterations": 50}
+    assert at["debug"]["breakpoints"] == [{"at": "bp_target"}]
+    for cfg in (own, at):
+        preflight_check(parse_config(cfg, "compare"))
+
+
+@pytest.mark.parametrize("cpu, strategy", [("e500mc", "illegal"), ("e500v2", "trap-kernel")])
+def test_guest_loads_of_a_planted_word_are_counted(cpu, strategy):
+    """own_code reads its own code at read_spot 20 times; with a breakpoint planted there it reads the
+    breakpoint word (as under KVM: modelled), and the report says so with the count (silence before)."""
+    planted = 0x00DDDD00 if strategy == "illegal" else 0x7FE00008
+    r = own_code(cpu, strategy, "read_spot", words=[3 * ITER, ITER, planted, ITER, ITER, 0, 0x600D])
+    assert r["ok"], r["failed"]
+    found = {f["id"]: f["detail"] for f in r["findings"]}
+    assert "read planted breakpoint words 20 time(s)" in found["patched-code-visible"]
+    assert "read_spot: 20" in found["patched-code-visible"]
+    d = {"machine": {"cpu": cpu, "vcpus": 1}, "guest": {"program": "own_code", "until": "done"},
+         "debug": {"strategy": strategy, "count_planted_reads": False, "breakpoints": [{"at": "read_spot"}]},
+         "limits": {"wall_seconds": 60.0}}
+    r = build_report(run_config(parse_config(d, "own_code.toml")))      # opted out: loads keep their fast path
+    assert r["ok"] and "patched-code-visible" not in {f["id"] for f in r["findings"]}

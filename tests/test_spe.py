@@ -26,3 +26,16 @@ def test_spe_instruction_is_the_guests_interrupt(cpu):
     r = build_report(run_config(parse_config(d, "spe.toml")))
     assert r["ok"], (r["failed"], {k: r["invariants"][k]["detail"] for k in r["failed"]})
     assert r["outcome"] == "completed" and r["invariants"]["expect-interrupts"]["ok"]
+
+
+@pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
+def test_breakpoint_on_an_spe_instruction(cpu):
+    """A breakpoint on the evaddw that runs with MSR[SPE] = 1: hit once per vCPU, and the guest sees
+    what it sees without one (e500mc: the illegal-instruction interrupt of the displaced evaddw is the
+    guest's own, not a breakpoint delivered to it)."""
+    words, interrupts = EXPECTED[cpu]
+    d = {"machine": {"cpu": cpu, "vcpus": 1}, "guest": {"program": "spe", "until": "done"},
+         "debug": {"strategy": "illegal", "breakpoints": [{"at": "spe_on"}]}, "limits": {"wall_seconds": 60.0},
+         "expect": {"memory": [{"at": "counts", "words": words}], "debugger_hits": 1}}
+    r = build_report(run_config(parse_config(d, "spe.toml")))
+    assert r["ok"], (r["failed"], {k: r["invariants"][k]["detail"] for k in r["failed"]})

@@ -275,6 +275,42 @@ class Engine:
         finally:
             self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
 
+    def watch_exec(self, addresses, on_exec) -> None:
+        """Call `on_exec(address)` before each instruction run at one of `addresses` (planted words:
+        a code hook at an address costs nothing elsewhere; only the new addresses' translations are
+        dropped, and a deleted hook is skipped by the translations that still call it)."""
+        addresses = tuple(sorted(set(addresses)))
+        old = getattr(self, "_exec_watch", ())
+        if addresses == old:
+            return
+        for h in getattr(self, "_exec_hooks", ()):
+            self.uc.hook_del(h)
+        self._exec_hooks = [self.uc.hook_add(UC_HOOK_CODE, lambda uc, addr, size, a: on_exec(a), a,
+                                             begin=a, end=a) for a in addresses]
+        self._exec_watch = addresses
+        for a in set(addresses) - set(old):
+            self._remove_cache(a, a + 4)
+
+    def watch_reads(self, addresses, on_read) -> None:
+        """Call `on_read(address)` when a guest load touches a word at one of `addresses` (planted
+        breakpoint words: patched-code-visible). Any read hook sends every load to unicorn's slow
+        path (2-4x on the loop benchmark), so hooks exist only while there are addresses."""
+        addresses = tuple(sorted(set(addresses)))
+        old = getattr(self, "_read_watch", ())
+        if addresses == old:
+            return
+        for h in getattr(self, "_read_hooks", ()):
+            self.uc.hook_del(h)
+
+        def hook(uc, access, addr, size, value, word):
+            if addr < word + 4 and addr + size > word:
+                on_read(word)
+        self._read_hooks = [self.uc.hook_add(UC_HOOK_MEM_READ, hook, a, begin=max(a - 3, 0), end=a + 3)
+                            for a in addresses]
+        self._read_watch = addresses
+        if bool(old) != bool(addresses):   # loads are translated for the slow path or not: all of them
+            self.uc.ctl_flush_tb()         # (between two watched sets the hooks' ranges apply as they run)
+
     def lose_reservation(self) -> None:
         """An interrupt was delivered to the guest: its lwarx reservation is gone."""
         if self.atomics is not None:

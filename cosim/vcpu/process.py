@@ -100,6 +100,10 @@ class VcpuProcess:
         # issue 20: the breakpoint ledger tells a planted word from the guest's own copy of it
         self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
         self.core.planted_at = self.ledger.planted_at if self.ledger is not None else None
+        self.count_reads = bool(spec.get("debug", {}).get("count_planted_reads", True))
+        self.planted_reads: dict[int, int] = {}   # addr -> guest loads of the planted word there
+        self._watched: dict[int, int] = {}        # addr -> planted word, as the ledger last said
+        self.overwritten_exec: dict[int, int] = {}   # addr -> executions of the guest's word over a planted one
         self.engine.set_until(self.core.until)
         self.started = False
         self.paused = False
@@ -397,6 +401,8 @@ class VcpuProcess:
             self.engine.flush()
         elif m.flush:
             self.engine.flush(m.flush)
+        if (m.flush_all or m.flush) and self.ledger is not None:
+            self._watch_planted()
         if m.reload_regs:
             self.core.load_regs()
         if m.reload_debug:
@@ -417,6 +423,24 @@ class VcpuProcess:
         control, table_gen, active, table_gen_active = self._dbg_views
         active[0], table_gen_active[0] = control[0], table_gen[0]
 
+    def _watch_planted(self) -> None:
+        """issue 20: the ledger's planted words, watched by the engine while there are any: guest
+        loads of them (patched-code-visible; a read hook costs every load the slow path, so only with
+        debug.count_planted_reads) and executions of a word the guest wrote over one
+        (breakpoint-overwritten)."""
+        self._watched = {e["address"]: e["planted"] for e in self.ledger.entries()}
+        if self.count_reads:
+            self.engine.watch_reads(self._watched, self._planted_read)
+        self.engine.watch_exec(self._watched, self._planted_exec)
+
+    def _planted_exec(self, addr: int) -> None:
+        if self.core.word_at(addr) != self._watched.get(addr):     # the guest wrote over the planted word
+            self.overwritten_exec[addr] = self.overwritten_exec.get(addr, 0) + 1
+
+    def _planted_read(self, addr: int) -> None:
+        if self.core.word_at(addr) == self._watched.get(addr):
+            self.planted_reads[addr] = self.planted_reads.get(addr, 0) + 1
+
     def stats(self) -> dict:
         return {
             "instructions": int(self.page["instructions"]),
@@ -432,6 +456,8 @@ class VcpuProcess:
             "interrupts": _by_kind(self.core.delivered),
             "guest_debug_lost": {f"{k:#x}": v for k, v in self.core.guest_debug_lost.items()},
             "guest_debug_armed": self.core.guest_armed,
+            "planted_reads": {f"{k:#x}": v for k, v in self.planted_reads.items()},
+            "overwritten_exec": {f"{k:#x}": v for k, v in self.overwritten_exec.items()},
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
