@@ -88,6 +88,26 @@ def check_gdb_bind(addr: str) -> str | None:
     return None
 
 
+def parse_serial(value: str) -> str:
+    if value == "stdio":
+        return value
+    if value.startswith("tcp:"):
+        host, _, port = value[4:].rpartition(":")
+        if port.isdigit() and int(port) <= 65535:
+            return f"tcp:{host or '127.0.0.1'}:{int(port)}"
+    raise argparse.ArgumentTypeError(f"--serial {value!r}: expected stdio or tcp:[HOST]:PORT")
+
+
+def check_serial_bind(value: str) -> str | None:
+    """Can userspace serve the UART on `tcp:HOST:PORT`? (One line, exit 2, before anything starts.)"""
+    host, _, port = value[4:].rpartition(":")
+    try:
+        socket.create_server((host, int(port))).close()
+    except OSError as e:
+        return f"--serial {value}: cannot listen there: {str(e.strerror or e).split(' (while attempting')[0]}"
+    return None
+
+
 def with_overrides(cfg, sets: list[str]):
     """`cfg` whose description says which `--set` overrides it runs with (the report's header would
     otherwise describe the file's scenario), unless an override set the description itself."""
@@ -128,6 +148,12 @@ def cmd_run(args) -> int:
     if args.gdb is not None and (problem := check_gdb_bind(args.gdb)):
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.serial is not None and cfg.machine.board == "bare":
+        print("error: --serial needs a board with a UART ([machine] board = \"ppce500\")", file=sys.stderr)
+        return 2
+    if args.serial is not None and args.serial.startswith("tcp:") and (problem := check_serial_bind(args.serial)):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:                              # open files, /dev/shm: known before anything starts
         resources.check(cfg.machine.vcpus, cfg.machine.ram)
     except resources.ResourceShortage as e:
@@ -151,7 +177,7 @@ def cmd_run(args) -> int:
                   f"runpages={shm['runpages']} vcpus={shm['vcpus']}", file=sys.stderr, flush=True)
 
     data = run_config(cfg, progress=progress, gdb=args.gdb, on_gdb_ready=gdb_ready,
-                      gdb_running=args.running, trace=args.trace, record_dir=args.record)
+                      gdb_running=args.running, trace=args.trace, record_dir=args.record, serial=args.serial)
     progress.done()
     report = build_report(data)
     unwritten = report["outputs_unwritten"]       # (the trace's and the record's, from the run)
@@ -524,6 +550,8 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=_seed, metavar="N",
                    help="run the deterministic schedule with seed N (machine.schedule and machine.seed): "
                         "the same seed replays the same interleaving")
+    r.add_argument("--serial", type=parse_serial, metavar="stdio|tcp:[HOST]:PORT",
+                   help="the board's console: typed on this terminal, or served on a TCP port (as QEMU's -serial)")
     r.add_argument("--quiet", action="store_true", help="no progress, no text report")
     r.set_defaults(func=cmd_run)
     h = sub.add_parser("hunt", help="run a scenario under the deterministic schedule over many seeds; "

@@ -134,7 +134,7 @@ class RunData:
 class Supervisor:
     def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
                  curve: bool = True, gdb_running: bool = False, trace: str | None = None,
-                 record_dir: str | None = None):
+                 record_dir: str | None = None, serial: str | None = None):
         """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
         self.cfg = config
         self.curve = curve
@@ -142,6 +142,9 @@ class Supervisor:
         self.data: RunData | None = None
         self.trace_path = trace           # --trace: merge the processes' timelines there
         self.record_dir = record_dir      # --record: keep the run's record there
+        self.serial = serial              # --serial: "stdio" (this terminal types into the UART) or
+                                          # "tcp:HOST:PORT" (userspace serves the UART there), or None
+        self._stdin: int | None = None
         self.progress = progress          # callable(dict) for a progress display, or None
         self.gdb = gdb
         self.gdb_running = gdb_running    # --running: start running, stop the world when gdb attaches
@@ -304,8 +307,10 @@ class Supervisor:
             boot.append({"pc": st.pc, "msr": st.msr, "gprs": [st.gpr(n) for n in range(32)], "halted": st.halted})
         return {"board": cfg.machine.board, "tlb_name": self.guest_tlb.name, "tlb1_entries": geometry.tlb1_entries,
                 "boot": boot, "dt_address": fb.dt_address,
-                "serial": {"echo": cfg.serial.echo, "sends": [(x.after, x.text) for x in cfg.serial.send],
-                           "end_on": cfg.serial.end_on}}
+                "serial": {"echo": cfg.serial.echo or self.serial == "stdio",
+                           "sends": [(x.after, x.text) for x in cfg.serial.send],
+                           "end_on": cfg.serial.end_on,
+                           "tcp": self.serial[4:] if self.serial and self.serial.startswith("tcp:") else None}}
 
     def _build(self, image: GuestImage) -> None:
         cfg = self.cfg
@@ -426,7 +431,12 @@ class Supervisor:
         """Take one message (or time out): halts and the others recorded; a death, gdb's kill or the
         wall limit raise _RunOver. Returns the message, for the lockstep driver's replies."""
         cfg = self.cfg
-        r = self.ep.recv(wait_ms, self._sentinels)   # a child's death wakes this at once
+        if self.serial == "stdio" and self._stdin is None and not getattr(self, "_stdin_done", False):
+            self._stdin = sys.stdin.fileno()
+        fds = self._sentinels + ((self._stdin,) if self._stdin is not None else ())
+        r = self.ep.recv(wait_ms, fds)   # a child's death wakes this at once
+        if self._stdin is not None and self._stdin in self.ep.ready_fds:
+            self._forward_stdin()
         m = None
         if r is not None:
             m = r.msg
@@ -452,6 +462,17 @@ class Supervisor:
             self._last_progress = now
             self.progress(self._progress(now - t0 - self.held(now), halted))
         return m
+
+    def _forward_stdin(self) -> None:
+        """--serial stdio: what the terminal typed goes to the board's UART (userspace)."""
+        try:
+            data = os.read(self._stdin, 4096)
+        except OSError:
+            data = b""
+        if not data:                     # end of input: stop watching it
+            self._stdin, self._stdin_done = None, True
+            return
+        self.ep.send("userspace", wire.SerialIn(data))
 
     def held(self, now: float) -> float:
         """Seconds gdb has held the world stopped so far: the wall limit does not count them."""
@@ -788,9 +809,10 @@ def _status(pid: int | None) -> str | None:
 
 
 def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
-               gdb_running: bool = False, trace: str | None = None, record_dir: str | None = None) -> RunData:
+               gdb_running: bool = False, trace: str | None = None, record_dir: str | None = None,
+               serial: str | None = None) -> RunData:
     return Supervisor(config, progress, gdb, on_gdb_ready, gdb_running=gdb_running, trace=trace,
-                      record_dir=record_dir).run()
+                      record_dir=record_dir, serial=serial).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

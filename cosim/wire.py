@@ -53,7 +53,7 @@ def _expr(tp, x: str) -> str:
         return "(" + " or ".join(_expr(a, x) for a in typing.get_args(tp)) + ")"
     if tp is type(None):
         return f"{x} is None"
-    if tp in (bool, int, str, dict):
+    if tp in (bool, int, str, dict, bytes):
         return f"type({x}) is {tp.__name__}"
     if tp is float:
         return f"type({x}) in (int, float)"
@@ -322,6 +322,12 @@ class MmioDone(NamedTuple):
     """Userspace -> vCPU: the value a load reads (0 for a store)."""
     seq: int
     value: int = 0
+
+
+@message("serial_in")
+class SerialIn(NamedTuple):
+    """Supervisor -> userspace: bytes typed on the terminal (`--serial stdio`) for the board's UART."""
+    data: bytes
 
 
 @message("power_off")

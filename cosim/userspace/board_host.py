@@ -8,6 +8,7 @@ The userspace process calls `mmio(m)` for every `wire.MmioExit` and sends back w
 """
 from __future__ import annotations
 
+import socket
 import sys
 from collections import Counter
 
@@ -25,14 +26,65 @@ class BoardHost:
         self.exits = 0
         self.by_device: Counter = Counter()
         self.reset_requested = False
+        self.listener: socket.socket | None = None   # --serial tcp:HOST:PORT (as QEMU's -serial tcp::P,server)
+        self.client: socket.socket | None = None
+        self.clients = 0
+        if serial.get("tcp"):
+            host, _, port = serial["tcp"].rpartition(":")
+            self.listener = socket.create_server((host, int(port)))
+            self.listener.setblocking(False)
 
     def _tx(self, port: int, data: bytes) -> None:
         if self.echo:
             sys.stdout.write(data.decode("latin-1"))
             sys.stdout.flush()
+        if self.client is not None:
+            try:
+                self.client.sendall(data)
+            except OSError:
+                self._drop_client()
         typed = self.console.output(data)
         if typed:
             self.board.uart(0).push_rx(typed)
+
+    def type_in(self, data: bytes) -> None:
+        """Bytes from the terminal or the TCP client: into the UART's receive side."""
+        self.board.uart(0).push_rx(data)
+
+    def fds(self) -> tuple[int, ...]:
+        return tuple(s.fileno() for s in (self.listener, self.client) if s is not None)
+
+    def poll(self, ready) -> None:
+        """Serve the TCP console: accept one client at a time (a second waits), read what it types."""
+        if self.listener is not None and self.listener.fileno() in ready and self.client is None:
+            try:
+                self.client, _ = self.listener.accept()
+                self.client.setblocking(False)
+                self.clients += 1
+            except OSError:
+                pass
+        if self.client is not None and self.client.fileno() in ready:
+            try:
+                data = self.client.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                self.type_in(data)
+            else:
+                self._drop_client()
+
+    def _drop_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def close(self) -> None:
+        self._drop_client()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
     def _reset(self) -> None:
         self.reset_requested = True
@@ -55,5 +107,5 @@ class BoardHost:
     def stats(self) -> dict:
         return {"mmio_exits": self.exits, "mmio_by_device": dict(self.by_device),
                 "board": self.board.report(), "transcript": self.console.text(),
-                "serial_typed": self.console.typed, "serial_sends": len(self.console.sends),
+                "serial_typed": self.console.typed, "serial_tcp_clients": self.clients, "serial_sends": len(self.console.sends),
                 "serial_done": self.console.done, "serial_dropped": self.console.dropped}

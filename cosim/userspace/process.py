@@ -72,7 +72,8 @@ class UserspaceProcess:
                 if self.vm.backlog:
                     self.handle(self.vm.backlog.popleft())
                     continue
-                r = self.ep.recv(self._timeout_ms(), self.gdb.fds() if self.gdb is not None else ())
+                r = self.ep.recv(self._timeout_ms(), (self.gdb.fds() if self.gdb is not None else ())
+                                 + (self.board.fds() if self.board is not None else ()))
                 if r is not None:
                     self.handle(r)
                 elif not self.ep.ready_fds and not process_alive(self.supervisor_pid):
@@ -118,6 +119,8 @@ class UserspaceProcess:
                 self.script.tick()
             if self.gdb is not None:
                 self.gdb.poll(self.ep.ready_fds)
+            if self.board is not None and self.ep.ready_fds:
+                self.board.poll(self.ep.ready_fds)
         except (VmError, wire.WireError) as e:
             self.error(str(e))
 
@@ -137,6 +140,8 @@ class UserspaceProcess:
     def dispatch(self, sender, m):
         if isinstance(m, wire.MmioExit):
             self.on_mmio(sender, m)
+        elif isinstance(m, wire.SerialIn) and self.board is not None and sender == "supervisor":
+            self.board.type_in(m.data)
         elif isinstance(m, wire.DebugExit):
             self.trace.receive(self._page[m.vcpu])    # (deterministic traces: after the last hop)
             t0 = self.trace.now()
@@ -279,6 +284,8 @@ class UserspaceProcess:
         self.pages.close()
         if self.guest_tlb is not None:
             self.guest_tlb.close()
+        if self.board is not None:
+            self.board.close()
         self.ep.close()
 
 
