@@ -456,9 +456,6 @@ def _machine(t: _Table) -> MachineConfig:
     if board == "ppce500":
         if ram % (64 * MiB):
             raise t.error("ram", f"{ram} bytes: the ppce500 board needs a multiple of 64 MiB (as QEMU's)")
-        if t.get("vcpus", False) not in (None, 1):
-            raise t.error("vcpus", "the ppce500 board runs 1 vCPU for now (the spin-table release of "
-                                   "secondary vCPUs is not wired yet)")
     return MachineConfig(
         board=board,
         cpu=t.choice("cpu", CPUS, "cpu", required=True),

@@ -330,6 +330,16 @@ class SerialIn(NamedTuple):
     data: bytes
 
 
+@message("release_vcpu")
+class ReleaseVcpu(NamedTuple):
+    """Userspace -> a held secondary vCPU: the spin table released it (QEMU's spin_kick, run on that
+    vCPU's own thread): registers `gprs` (index -> value), `pc`, MSR 0, and the TLB1 entries to write
+    as MAS0, MAS1, MAS2, MAS3, MAS7 lists; then it runs."""
+    pc: int
+    gprs: dict
+    tlb1: list
+
+
 @message("power_off")
 class PowerOff(NamedTuple):
     """Userspace -> vCPU: the board is switched off (the serial console saw its end text, or the

@@ -22,7 +22,8 @@ class BoardHost:
         self.echo = bool(serial.get("echo"))
         self.console = Console([tuple(x) for x in serial.get("sends", [])], serial.get("end_on"))
         self.board = Ppce500(spec["ram_size"], spec["vcpus"], spec["cpu"], on_tx=self._tx,
-                             on_reset=self._reset)
+                             on_reset=self._reset, on_release=self._release)
+        self.releases: list = []             # spin-table releases, sent by the userspace process (`take_releases`)
         self.exits = 0
         self.by_device: Counter = Counter()
         self.reset_requested = False
@@ -85,6 +86,13 @@ class BoardHost:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+
+    def _release(self, release) -> None:
+        self.releases.append(release)
+
+    def take_releases(self) -> list:
+        out, self.releases = self.releases, []
+        return out
 
     def _reset(self) -> None:
         self.reset_requested = True

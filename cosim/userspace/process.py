@@ -193,6 +193,11 @@ class UserspaceProcess:
             return
         value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
         self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
+        for rel in board.take_releases():       # the spin table let a secondary vCPU go
+            e = rel.tlb1
+            self.ep.send(f"vcpu{rel.cpu}", wire.ReleaseVcpu(rel.pc, {str(k): v for k, v in rel.gprs.items()},
+                                                            [[e.mas0, e.mas1, e.mas2, e.mas3, e.mas7]]))
+            self.ep.kick(f"vcpu{rel.cpu}")
         if arm and self.script is not None and self.script.waiting_to_arm:
             self.script.arm(board.console.text())
         if not self.powered_off and board.ended is not None:

@@ -90,6 +90,7 @@ class VcpuProcess:
                          rate=ExitRate(spec.get("start_ns")), mmu=mmu)   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
         boot = (spec.get("boot") or [None] * (self.index + 1))[self.index]
+        self.held = bool(boot and boot.get("halted"))   # a secondary waiting in the spin table
         if boot is not None:                 # the board's boot state (registers; its TLB is in place)
             for n, v in enumerate(boot["gprs"]):
                 self.engine.set_gpr(n, v)
@@ -162,7 +163,7 @@ class VcpuProcess:
 
     def runnable(self) -> bool:
         return (self.started and not self.paused and self.pending is None and not self.halted
-                and self.gate.may_run())
+                and not self.held and self.gate.may_run())
 
     def kicked_without_message(self) -> bool:
         return self._kicked and not self.ep.pending()
@@ -224,6 +225,24 @@ class VcpuProcess:
         if self.deferred:
             return self.deferred.pop(0)
         return self.ep.recv(wait_ms)
+
+    def release(self, m: wire.ReleaseVcpu) -> None:
+        """The spin table let this held secondary go: its TLB1 entries, registers and PC, then run
+        (QEMU's spin_kick does the same on the target vCPU's thread)."""
+        if not self.held or self.guest_tlb is None:
+            self.log("warn", "release of a vCPU that is not held in the spin table: ignored")
+            return
+        tlb = self.guest_tlb.tlb(self.index)
+        for mas0, mas1, mas2, mas3, mas7 in m.tlb1:
+            i = ((mas0 >> 16) & 0xFFF) % self.guest_tlb.geometry.tlb1_entries
+            tlb[i]["mas1"], tlb[i]["mas2"], tlb[i]["mas3"], tlb[i]["mas7"] = mas1, mas2, mas3, mas7
+        self.engine.flush_tlb()
+        for n, v in m.gprs.items():
+            self.engine.set_gpr(int(n), v)
+        self.core.msr = 0
+        self.core.pc = m.pc
+        self.held = False
+        self.log("info", f"released by the spin table at {m.pc:#010x}")
 
     # --- MMIO exits ----------------------------------------------------------------------------------
     def mmio_exit(self, paddr: int, size: int, write: bool, value: int) -> int:
@@ -386,6 +405,8 @@ class VcpuProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
+        elif isinstance(m, wire.ReleaseVcpu) and r.sender == "userspace":
+            self.release(m)
         elif isinstance(m, wire.PowerOff):
             if not self.halted:
                 self.halt(m.code, m.reason, self.core.pc, State.HALTED)
