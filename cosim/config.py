@@ -90,7 +90,8 @@ Location = int | str            # an address (int) or a symbol name (str)
 # Keys allowed in each table; drives unknown-key detection and its "belongs in [x]" hints.
 _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "description", "machine", "guest", "debug", "limits", "expect", "serial"),
-    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep", "schedule", "seed", "quantum", "board"),
+    "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep", "schedule", "seed", "quantum", "board",
+                "coalesced_mmio"),
     "serial": ("echo", "send", "end_on"),
     "serial.send[]": ("after", "text"),
     "guest": ("program", "entry", "iterations", "until"),
@@ -140,6 +141,8 @@ class MachineConfig:
     (min, max) `quantum` in guest instructions for "deterministic" (cosim/schedule.py)."""
     cpu: str
     board: str = "bare"
+    coalesced_mmio: bool = True       # the board's UART stores go without an answer (KVM's coalesced MMIO;
+                                      # tools/bench_uboot.py: U-Boot's boot 0.83x the wall time without)
     vcpus: int = 1
     ram: int = DEFAULT_RAM
     transport: str = "ipc"
@@ -458,6 +461,7 @@ def _machine(t: _Table) -> MachineConfig:
             raise t.error("ram", f"{ram} bytes: the ppce500 board needs a multiple of 64 MiB (as QEMU's)")
     return MachineConfig(
         board=board,
+        coalesced_mmio=t.boolean("coalesced_mmio", default=True),
         cpu=t.choice("cpu", CPUS, "cpu", required=True),
         vcpus=t.integer("vcpus", default=1, lo=1, hi=VCPUS_MAX),
         ram=ram,

@@ -305,7 +305,10 @@ class Supervisor:
                 i = (e.mas0 >> 16) & 0xFFF
                 tlb[i]["mas1"], tlb[i]["mas2"], tlb[i]["mas3"], tlb[i]["mas7"] = e.mas1, e.mas2, e.mas3, e.mas7
             boot.append({"pc": st.pc, "msr": st.msr, "gprs": [st.gpr(n) for n in range(32)], "halted": st.halted})
-        return {"board": cfg.machine.board, "tlb_name": self.guest_tlb.name, "tlb1_entries": geometry.tlb1_entries,
+        # KVM_REGISTER_COALESCED_MMIO for the UART (stores only): measured by tools/bench_uboot.py
+        coalesced = [[b.base, b.base + b.device.size] for b in board.bus.mappings
+                      if b.device.name.startswith("serial")] if cfg.machine.coalesced_mmio else []
+        return {"board": cfg.machine.board, "tlb_name": self.guest_tlb.name, "coalesced_mmio": coalesced, "tlb1_entries": geometry.tlb1_entries,
                 "boot": boot, "dt_address": fb.dt_address,
                 "serial": {"echo": cfg.serial.echo or self.serial == "stdio",
                            "sends": [(x.after, x.text) for x in cfg.serial.send],

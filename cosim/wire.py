@@ -315,6 +315,8 @@ class MmioExit(NamedTuple):
     size: int
     write: bool
     value: int = 0
+    posted: bool = False      # a store in a coalesced range: no answer, the vCPU goes on (KVM's
+                              # coalesced MMIO ring; ZeroMQ keeps its order with what follows)
 
 
 @message("mmio_done")

@@ -192,7 +192,8 @@ class UserspaceProcess:
             self.ep.send(sender, wire.Error(m.TAG, "no board: nothing serves MMIO"))
             return
         value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
-        self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
+        if not m.posted:
+            self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
         for rel in board.take_releases():       # the spin table let a secondary vCPU go
             e = rel.tlb1
             self.ep.send(f"vcpu{rel.cpu}", wire.ReleaseVcpu(rel.pc, {str(k): v for k, v in rel.gprs.items()},

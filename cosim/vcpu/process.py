@@ -69,6 +69,8 @@ class VcpuProcess:
         self.deferred: list = []             # messages that came while an MMIO exit waited
         self.mmio_seq = 0
         self.mmio_ns: list[int] = []
+        self.mmio_posted = 0                 # stores sent without waiting (coalesced ranges)
+        self.coalesced = [tuple(r) for r in spec.get("coalesced_mmio", [])]
         self.engine = Engine(self.ram.address, self.ram.size,
                              self.pages.address_of(self.index, "instructions"),
                              budget=bool(self.max_instructions) or self.gate.deterministic,
@@ -251,6 +253,11 @@ class VcpuProcess:
         model's answer; other messages that arrive meanwhile are kept for the main loop."""
         self.mmio_seq += 1
         seq = self.mmio_seq
+        if write and any(lo <= paddr < hi for lo, hi in self.coalesced):
+            self.ep.send("userspace", wire.MmioExit(self.index, seq, paddr, size, write, value & 0xFFFFFFFF, True))
+            self.core.count("mmio", "userspace")
+            self.mmio_posted += 1
+            return 0
         t0 = time.perf_counter_ns()
         self.ep.send("userspace", wire.MmioExit(self.index, seq, paddr, size, write, value & 0xFFFFFFFF))
         while not self.stopping:
@@ -483,6 +490,7 @@ class VcpuProcess:
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
             "mmio_ns": self.mmio_ns,
+            "mmio_posted": self.mmio_posted,
             "mmu": self._mmu_stats(),
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "timebase": self.engine.timebase},
