@@ -139,6 +139,10 @@ def test_gdb_debugs_the_booting_uboot(tmp_path):
         assert "0000000000000000" in tlb and "SR SW SX" in tlb  # U-Boot's own map of RAM
         mmio = gdb.monitor("info mmio")
         assert "serial0" in mmio and "MMIO exit(s)" in mmio
+        # memory through the guest TLB: U-Boot maps CCSR at 0xE0000000 (a device: not read behind it)
+        with pytest.raises(RuntimeError, match="Cannot access memory"):
+            gdb.cmd("x/x 0xe0004500")
+        assert gdb.value(f"*(unsigned int *){target:#x}") == server.word(target) == 0x9421FF20   # stwu r1,-224(r1)
         step = gdb.resume("-exec-step-instruction")
         assert int(step["frame"]["addr"], 16) == target + 4
         gdb.cmd("delete")

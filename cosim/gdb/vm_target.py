@@ -358,12 +358,37 @@ class VmTarget:
         return _monitor.run(command, VmInfo(self))
 
     # --- Target: memory -----------------------------------------------------------------------------
+    def _translated(self, addr: int, length: int) -> int:
+        """A board with the guest MMU: the guest-physical address of [addr, addr + length) through the
+        guest TLB in the monitor vCPU's data context (MSR[DS], PID from its run page), as QEMU's stub
+        reads through the guest MMU; the range must stay in one page and map RAM (a device's registers
+        are not read behind the guest's back: `monitor info mmio`). The bare machine: `addr`."""
+        tlb = self.us.guest_tlb
+        if tlb is None:
+            return addr
+        from ..isa import SPR, Msr
+        cpu = self.monitor_cpu
+        page = self.vm.pages[cpu]
+        ts = 1 if int(page["msr"]) & Msr.DS else 0
+        pa = tlb.translate(cpu, addr, ts, int(page["spr"][SPR["PID"]]))
+        if pa is None:
+            raise TargetError(errno.EFAULT, f"{addr:#x}: no guest TLB entry maps it (vCPU {cpu}, AS {ts})")
+        if pa + length > self.vm.ram.size:
+            raise TargetError(errno.EFAULT, f"{addr:#x} maps {pa:#x}, a device, not RAM (see monitor info mmio)")
+        return pa
+
     def read_memory(self, addr: int, length: int) -> bytes:
         ram = self.vm.ram
+        if self.us.guest_tlb is not None and (addr & 0xFFF) + length > 0x1000:   # page by page
+            first = 0x1000 - (addr & 0xFFF)
+            return self.read_memory(addr, first) + self.read_memory(addr + first, length - first)
+        addr_v, addr = addr, self._translated(addr, length)
         try:
             data = bytearray(ram.read(addr, length))
         except GuestMemoryError as e:
             raise TargetError(errno.EFAULT, str(e)) from None
+        if addr != addr_v:
+            return bytes(data)              # (planted words are tracked by virtual address: 1:1 maps only)
         inst = self.dbg.state.debug_inst
         for a, bp in self.dbg.state.sw.items():
             if a + 4 > addr and a < addr + length and ram.read_word(a) == inst:
