@@ -173,3 +173,35 @@ def test_coalesced_uart_stores_keep_the_transcript():
     assert runs[True]["board"]["mmio_exits"] == runs[False]["board"]["mmio_exits"]
     waited = {on: r["board"]["mmio_round_trip_us"]["samples"] for on, r in runs.items()}
     assert waited[True] < waited[False] * 0.7
+
+
+@needs_uboot
+def test_sleep_takes_its_ticks_in_virtual_time_with_or_without_a_breakpoint():
+    """`sleep 1` under virtual time: the decrementer (DEC = 400,000 at the 400 MHz time base, one tick
+    per guest instruction) interrupts the guest once per millisecond, 1,000 times, each delivered once;
+    a breakpoint on do_sleep changes none of it, and the same run gives the same ticks."""
+    from cosim.machine.uboot import RELOC_OFF_256M, commands
+
+    def sleep_run(strategy=None):
+        doc = {"machine": {"cpu": "e500mc", "board": "ppce500"}, "guest": {"program": "u-boot"},
+               "serial": {"end_on": "=> ", "send": [{"after": "Hit any key to stop autoboot", "text": " "},
+                                                    {"after": "=> ", "text": "sleep 1\r"}]},
+               "limits": {"wall_seconds": 300}}
+        if strategy:
+            doc["debug"] = {"strategy": strategy, "breakpoints": [
+                {"at": commands(UBOOT)["sleep"] + RELOC_OFF_256M, "arm_on": "=> "}]}
+        r = build_report(run_config(parse_config(doc, "uboot-sleep.toml")))
+        assert r["ok"], r["failed"]
+        return r
+
+    plain, again, hit = sleep_run(), sleep_run(), sleep_run("illegal")
+    ticks = plain["board"]["timers"][0]
+    assert ticks["fired"]["dec"] == ticks["delivered"]["decrementer"]
+    assert 1000 <= ticks["delivered"]["decrementer"] <= 1002
+    # virtual time: the same ticks every run (the time base at the end differs by the few instructions
+    # the guest polls between the console's end text and the power-off reaching the vCPU)
+    assert {k: again["board"]["timers"][0][k] for k in ("fired", "delivered")} == \
+        {k: ticks[k] for k in ("fired", "delivered")}
+    assert hit["debugger_hits"]["total"] == 1
+    assert hit["board"]["timers"][0]["delivered"] == ticks["delivered"]
+    assert hit["board"]["transcript"] == plain["board"]["transcript"]

@@ -668,6 +668,7 @@ class Engine:
         """A timer event due when the instruction count reaches `count` (None: none): `run` stops
         exactly there (as an exact budget), and `deadline_due` tells the caller."""
         self._deadline = 2**64 - 1 if count is None else count
+        self._budget_hit = False      # a stop short of the old target is over: the next run stops again
         self._apply_budget()
 
     def _apply_budget(self) -> None:
