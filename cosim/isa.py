@@ -144,6 +144,17 @@ class GuestDebug:
     SINGLESTEP = 0x2
     USE_SW_BP = 0x10000
     USE_HW_BP = 0x20000
+    BLOCKIRQ = 0x100000        # a single step takes no asynchronous interrupt (x86 KVM_GUESTDBG_BLOCKIRQ;
+                               # QEMU's gdbstub SSTEP_NOIRQ): the interrupt waits for the next resume
+    NOTIMER = 0x200000         # ... and its timers do not fire during it (QEMU's SSTEP_NOTIMER)
+
+
+class SstepFlags:
+    """QEMU's gdbstub single-step flags (`maintenance packet qqemu.sstepbits`); default all three."""
+    ENABLE = 0x1
+    NOIRQ = 0x2
+    NOTIMER = 0x4
+    DEFAULT = 0x7
 
 
 class DebugStatus:

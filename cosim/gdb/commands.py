@@ -49,6 +49,7 @@ from cosim.gdb.target import (
     TargetError,
 )
 from cosim.gdb.target_xml import ANNEXES, read_chunk
+from cosim.isa import SstepFlags
 
 PACKET_SIZE = 0x4000
 """Advertised in qSupported (hex): the largest packet gdb may send us, and our cap on replies."""
@@ -532,6 +533,30 @@ class GdbSession:
     def _empty(self, text: bytes = b"") -> bytes:
         return b""
 
+    # -- QEMU's single-step flags (gdbstub.c: qqemu.sstepbits, qqemu.sstep, Qqemu.sstep) ----------------
+    def _sstep_bits(self) -> bytes:
+        return b"ENABLE=%x,NOIRQ=%x,NOTIMER=%x" % (SstepFlags.ENABLE, SstepFlags.NOIRQ, SstepFlags.NOTIMER)
+
+    def _sstep_get(self) -> bytes:
+        get = getattr(self.target, "sstep_flags", None)
+        if get is None:
+            raise NotSupported
+        return b"0x%x" % get()
+
+    def _sstep_set(self, text: bytes) -> bytes:
+        """`Qqemu.sstep=N`: N hex (0x optional); a bit QEMU's stub does not know answers E22 as QEMU's."""
+        setter = getattr(self.target, "set_sstep_flags", None)
+        if setter is None:
+            raise NotSupported
+        try:
+            value = int(text.decode("ascii"), 16)
+        except (UnicodeDecodeError, ValueError):
+            return b"E22"
+        if value & ~SstepFlags.DEFAULT:
+            return b"E22"
+        setter(value)
+        return OK
+
     def _start_no_ack(self) -> bytes:
         return OK
 
@@ -566,6 +591,8 @@ QUERIES: tuple[Command, ...] = (
     Command(b"qC", S._current_thread, exact=True),
     Command(b"qAttached", S._attached, "a"),
     Command(b"qRcmd,", S._monitor, "h"),
+    Command(b"qqemu.sstepbits", S._sstep_bits, exact=True),
+    Command(b"qqemu.sstep", S._sstep_get, exact=True),
     Command(b"qTStatus", S._empty, exact=True),
     Command(b"qOffsets", S._empty, exact=True),
     Command(b"qSymbol", S._empty, "a"),
@@ -574,6 +601,7 @@ QUERIES: tuple[Command, ...] = (
 
 SET_QUERIES: tuple[Command, ...] = (
     Command(b"QStartNoAckMode", S._start_no_ack, exact=True),
+    Command(b"Qqemu.sstep=", S._sstep_set, "a"),
 )
 """`Q` packets (general sets)."""
 

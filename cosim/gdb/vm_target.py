@@ -353,6 +353,15 @@ class VmTarget:
         self.us.log("warn", f"gdb: monitor system_reset #{self.resets}: every vCPU restarted at {entry:#x}")
         return ""
 
+    def sstep_flags(self) -> int:
+        """QEMU's gdbstub single-step flags in force (qqemu.sstep)."""
+        return self.vm.sstep_flags
+
+    def set_sstep_flags(self, flags: int) -> None:
+        """Qqemu.sstep=N: ENABLE|NOIRQ|NOTIMER for the next steps (the default holds interrupts and
+        timers off during a step, as QEMU's gdbstub and x86 KVM's KVM_GUESTDBG_BLOCKIRQ)."""
+        self.vm.sstep_flags = flags
+
     def monitor(self, command: str) -> str:
         """gdb's `monitor` (qRcmd): cosim/gdb/monitor.py over this scenario."""
         return _monitor.run(command, VmInfo(self))

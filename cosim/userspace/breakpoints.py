@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..isa import DebugStatus, GuestDebug
+from ..isa import DebugStatus, GuestDebug, SstepFlags
 from ..mutation import active
 from ..vcpu.runpage import DAC_RANGE
 
@@ -141,7 +141,8 @@ class DebugState:
         raise BreakpointError(f"no {kind} point at {address:#x}")
 
     # --- KVM_SET_GUEST_DEBUG -----------------------------------------------------------------------
-    def control(self, singlestep: bool = False) -> int:
+    def control(self, singlestep: bool = False, sstep: int = SstepFlags.DEFAULT) -> int:
+        """KVM_SET_GUEST_DEBUG's control word; a single step also carries `sstep`'s NOIRQ/NOTIMER."""
         flags = 0
         if self.sw:
             flags |= GuestDebug.USE_SW_BP
@@ -149,6 +150,10 @@ class DebugState:
             flags |= GuestDebug.USE_HW_BP
         if singlestep:
             flags |= GuestDebug.SINGLESTEP
+            if sstep & SstepFlags.NOIRQ:
+                flags |= GuestDebug.BLOCKIRQ
+            if sstep & SstepFlags.NOTIMER:
+                flags |= GuestDebug.NOTIMER
         return flags | GuestDebug.ENABLE if flags else 0
 
     def guest_debug_fields(self) -> tuple[tuple[int, ...], ...]:

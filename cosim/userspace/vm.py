@@ -33,6 +33,7 @@ import collections
 import time
 
 from .. import wire
+from ..isa import SstepFlags
 from ..machine.guest_ram import GuestRAM
 from ..machine.ledger import Ledger, LedgerFull
 from ..trace import NULL
@@ -60,6 +61,7 @@ class Vm:
         self.seq = 0
         self.gone: set[int] = set()          # vCPU processes that no longer answer (shut down)
         self.singlestep: set[int] = set()
+        self.sstep_flags = SstepFlags.DEFAULT           # gdb's Qqemu.sstep (QEMU's gdbstub default)
         self.guest_debug_sent: dict[int, tuple] = {}   # vCPU -> last KVM_SET_GUEST_DEBUG setting
         self.outstanding: set[int] = set()             # seqs of kernel requests not yet acked
         self.table_gen = 0                             # generation of trap-kernel's table (ledger)
@@ -180,7 +182,7 @@ class Vm:
         base = state.control()
         sent = self.guest_debug_sent
         for i in vcpus:
-            control = state.control(singlestep=True) if i in singlestep else base
+            control = state.control(singlestep=True, sstep=self.sstep_flags) if i in singlestep else base
             last = sent.get(i)
             if last == (control, fields):
                 continue

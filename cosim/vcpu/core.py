@@ -412,12 +412,16 @@ class Core:
         local = self.local_ns
         engine = self.engine
         while True:
-            if engine.deadline_due:
+            control = int(self._ctl[0])
+            stepping = self.step and control & GuestDebug.SINGLESTEP
+            if engine.deadline_due and not (stepping and control & GuestDebug.NOTIMER):
                 fault = self.timer_tick()
                 if fault is not None:
                     return fault
-            if self.timers.dec_value or int(self.spr[S["TSR"]]):
-                self.take_async()
+            if (self.timers.dec_value or int(self.spr[S["TSR"]])) and not (stepping and control & GuestDebug.BLOCKIRQ):
+                if self.take_async() and stepping:
+                    self.step_due = False    # the interrupt is the step's event: stop at the vector's
+                    return self._step_event(self.pc)   # first instruction (QEMU with Qqemu.sstep=0x1)
             if self.pc == self.until:        # (reached by a step or a resume; the engine's hook
                 return Until(self.pc)        # stops a free run there)
             if self.step_due:
