@@ -96,7 +96,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "serial.send[]": ("after", "text"),
     "guest": ("program", "entry", "iterations", "until"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps",
-              "count_planted_reads"),
+              "count_planted_reads", "step_interrupts"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps", "arm_on"),
     "debug.stress": ("toggle", "interval_ms", "seed", "toggles"),
     "debug.race": ("at", "after_hits"),
@@ -214,6 +214,9 @@ class DebugConfig:
     race: RaceConfig | None = None
     keep_guest_traps: bool = True     # gdb stub: deliver a guest trap gdb would skip (README)
     count_planted_reads: bool = True  # vCPUs count guest loads of planted words (issue 20; README)
+    step_interrupts: str = "held"     # a single step (scripted or gdb's): "held" = the guest's interrupts
+                                      # and timers wait for the next resume (QEMU's gdbstub default),
+                                      # "taken" = a pending one is the step (Qqemu.sstep=0x1)
 
     def breakpoint_at(self, at: Location) -> BreakpointConfig | None:
         return next((bp for bp in self.breakpoints if bp.at == at), None)
@@ -527,6 +530,7 @@ def _debug(t: _Table | None) -> DebugConfig:
         race=_race(t.table("race"), breakpoints),
         keep_guest_traps=keep_guest_traps,
         count_planted_reads=count_planted_reads,
+        step_interrupts=t.choice("step_interrupts", ("held", "taken"), "step_interrupts", default="held"),
     )
 
 

@@ -10,7 +10,7 @@ from cosim.config import parse_config
 from cosim.gdb.commands import GdbSession as Stub
 from cosim.machine.image import GuestImage, guest_path
 
-pytestmark = pytest.mark.skipif(shutil.which("gdb-multiarch") is None, reason="gdb-multiarch missing")
+needs_gdb = pytest.mark.skipif(shutil.which("gdb-multiarch") is None, reason="gdb-multiarch missing")
 IMAGE = GuestImage.load(guest_path("dec_step"))
 SYM = {n: IMAGE.symbol(n) for n in ("bp_site", "after_site", "on_dec", "done")}
 
@@ -23,6 +23,7 @@ def _session(tmp_path, cpu):
     return server, GdbSession(server)
 
 
+@needs_gdb
 @pytest.mark.parametrize("cpu", ["e500mc", "e500v2"])
 @pytest.mark.parametrize("flags, lands", [(None, "after_site"), ("0x1", "on_dec"), ("0x7", "after_site")])
 def test_a_step_over_a_pending_decrementer(tmp_path, cpu, flags, lands):
@@ -62,3 +63,19 @@ def test_unknown_step_flags_answer_e22_as_qemu():
     assert stub._sstep_set(b"zz") == b"E22"
     assert stub._sstep_set(b"0x1") == b"OK" and t.flags == 1
     assert stub._sstep_get() == b"0x1"
+
+
+@pytest.mark.parametrize("cpu", ["e500mc", "e500v2"])
+@pytest.mark.parametrize("mode, lands", [("held", "after_site"), ("taken", "on_dec")])
+def test_a_scripted_single_step_chooses_by_config(cpu, mode, lands):
+    from cosim.report import build_report
+    from cosim.supervisor import run_config
+    doc = {"machine": {"cpu": cpu}, "guest": {"program": "dec_step", "until": "done"},
+           "debug": {"strategy": "illegal", "step_interrupts": mode,
+                     "breakpoints": [{"at": "bp_site", "action": "single-step", "steps": 1}]},
+           "limits": {"wall_seconds": 120}}
+    r = build_report(run_config(parse_config(doc, "dec_step.toml")))
+    assert r["ok"], r["failed"]
+    steps = [e for e in r["register_log"] if e["what"] == "step"]
+    assert [e["pc"] for e in steps] == [SYM[lands]]
+    assert r["interrupts_delivered"]["total"] == {"decrementer": {f"{SYM['after_site']:#x}": 1}}

@@ -18,6 +18,7 @@ from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
 from ..vcpu.runpage import RunPages
 from .debugger import Debugger
+from ..isa import SstepFlags
 from .script import ScriptedDebugger
 from .vm import Vm, VmError
 
@@ -61,6 +62,8 @@ class UserspaceProcess:
         self.powered_off = False
         if self.board is not None:
             self.vm.serve_now = self._serve_now
+        if (spec.get("debug") or {}).get("step_interrupts") == "taken":
+            self.vm.sstep_flags = SstepFlags.ENABLE
         self.barrier = Barrier(self.ep, idle=lambda: not self.vm.backlog, at_instant=self._at_instant,
                                next_due=self._next_due)
 
