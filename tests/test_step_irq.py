@@ -79,3 +79,27 @@ def test_a_scripted_single_step_chooses_by_config(cpu, mode, lands):
     steps = [e for e in r["register_log"] if e["what"] == "step"]
     assert [e["pc"] for e in steps] == [SYM[lands]]
     assert r["interrupts_delivered"]["total"] == {"decrementer": {f"{SYM['after_site']:#x}": 1}}
+
+
+@needs_gdb
+def test_virtual_time_stands_still_while_gdb_holds_the_world(tmp_path):
+    """`monitor info clock`: the time base does not move for a stop of any length (virtual time);
+    host time does."""
+    import time
+    server, gdb = _session(tmp_path, "e500mc")
+    try:
+        gdb.cmd(f"break *{SYM['bp_site']:#x}")
+        gdb.resume()
+        first = gdb.monitor("info clock")
+        time.sleep(1.5)
+        second = gdb.monitor("info clock")
+        tb = [line.split("time base ")[1].split(" =")[0] for line in (first, second) for line in line.splitlines()
+              if "time base" in line]
+        assert len(tb) == 2 and tb[0] == tb[1] and tb[0] != "0"
+        host = [float(x.split("host: ")[1].split(" s")[0]) for x in (first, second)]
+        assert host[1] - host[0] >= 1.4
+        gdb.cmd("delete")
+        gdb.finish()
+    finally:
+        gdb.close()
+        server.close()

@@ -58,6 +58,10 @@ class QemuSource(Protocol):
         """What was loaded into guest memory: rows of address, size, name (QEMU's `info roms`)."""
         ...
 
+    def clock(self) -> dict:
+        """host_seconds, held_seconds, timebase_hz, vcpus: rows of vcpu, timebase, seconds, instructions."""
+        ...
+
     def mmio(self) -> dict | None:
         """The board's MMIO statistics (userspace's BoardHost.stats()), None without a board."""
         ...
@@ -214,6 +218,17 @@ def cmd_cont(src: QemuSource, args: str) -> str:
             "on without gdb).\n")
 
 
+def cmd_clock(src: QemuSource, args: str) -> str:
+    c = src.clock()
+    lines = [f"host: {c['host_seconds']:.3f} s since the run started, {c['held_seconds']:.3f} s of it with the "
+             f"world stopped by gdb",
+             "virtual time (one time-base tick per guest instruction; it stands still while a vCPU is stopped):"]
+    for row in c["vcpus"]:
+        lines.append(f"  vCPU {row['vcpu']}: time base {row['timebase']:,} = {row['seconds']:.6f} s at "
+                     f"{c['timebase_hz'] / 1e6:g} MHz, {row['instructions']:,} instructions")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_status(src: QemuSource, args: str) -> str:
     return f"VM status: {src.status()}\n"
 
@@ -276,6 +291,7 @@ COMMANDS = (
     ("stop", cmd_stop, "the VM's state (gdb already holds it stopped)"),
     ("cont", cmd_cont, "resume: use gdb's 'continue' (the monitor cannot run the guest behind gdb)"),
     ("info status", cmd_status, "running or paused, and why"),
+    ("info clock", cmd_clock, "virtual time (per vCPU time base) beside host time"),
     ("system_reset", cmd_system_reset, "every vCPU back to its entry, the image loaded again"),
     ("info mtree", cmd_mtree, "the guest physical address space"),
     ("info roms", cmd_roms, "what was loaded into guest memory"),

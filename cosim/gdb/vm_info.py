@@ -165,6 +165,21 @@ class VmInfo:
                 rows.append({"start": m.base, "end": m.end - 1, "kind": "i/o", "name": m.device.name})
         return rows
 
+    def clock(self) -> dict:
+        import time
+        from ..isa import SPR
+        hz = 400_000_000                       # the board's timebase-frequency (QEMU's ppce500)
+        rows = []
+        for i in range(self.t.vm.vcpus):
+            p = self.t.vm.pages[i]
+            tb = int(p["spr"][SPR["TBU_R"]]) << 32 | int(p["spr"][SPR["TBL_R"]])
+            rows.append({"vcpu": i, "timebase": tb, "seconds": tb / hz, "instructions": int(p["instructions"])})
+        start = self.t.us.spec.get("start_ns") or time.monotonic_ns()
+        hold = self.t.hold
+        held = hold.total + (time.monotonic() - hold.since if hold.since is not None else 0.0)
+        return {"host_seconds": (time.monotonic_ns() - start) / 1e9, "held_seconds": held, "timebase_hz": hz,
+                "vcpus": rows}
+
     def mmio(self) -> dict | None:
         """The board's MMIO exits so far: by device, and the accesses nothing models (by address)."""
         board = self.t.us.board

@@ -220,6 +220,9 @@ class Core:
         regs[32] = self.pc
         for view, value in zip(self._scalars, regs[32:]):
             view[0] = value
+        tb = self.engine.timebase                   # the time base as the guest would read it now
+        self.spr[S["TBL_R"]] = tb & 0xFFFFFFFF
+        self.spr[S["TBU_R"]] = tb >> 32
 
     def load_regs(self) -> None:
         """Take registers from the run page (after kernel/userspace wrote them, KVM_SET_REGS)."""
