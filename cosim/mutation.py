@@ -7,12 +7,15 @@ so in its report's schedule and its record.
   no-stale-check   the stale-exit check is gone: an exit whose breakpoint was removed while the exit
                    was in flight is taken for the guest's own trap (kernel: reflected; userspace:
                    re-injected), the bug the 2010 thread warned about.
+  lose-timer-irq   a decrementer interrupt due while a single step runs is dropped (TSR[DIS] cleared
+                   behind the guest's back): the loss the async-interrupts-delivered-once invariant
+                   must name.
 """
 from __future__ import annotations
 
 import os
 
-KNOWN = ("no-stale-check",)
+KNOWN = ("no-stale-check", "lose-timer-irq")
 ACTIVE = frozenset(n for n in os.environ.get("COSIM_MUTATION", "").split(",") if n)
 
 

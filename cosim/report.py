@@ -338,6 +338,22 @@ def build_report(data) -> dict:
              "over_time": {**exit_rate.align([v.get("exits_over_time") for v in vstats]),
                            "vcpus_started_seconds": getattr(data, "started_seconds", None)}}
     board = _board(user.get("board"), vstats)
+    # asynchronous interrupts (decrementer, FIT, watchdog): each expiry the guest enabled reaches it
+    # exactly once (judged from what the vCPU core delivered; one still pending at the end is counted)
+    timer_rows = [(i, v["timers"]) for i, v in enumerate(vstats) if v.get("timers")]
+    if any(sum(t["fired"].values()) for _, t in timer_rows):
+        bad = []
+        for i, t in timer_rows:      # (FIT and watchdog status bits are brought up to date lazily)
+            fired, got = t["fired"].get("dec", 0), t["delivered"].get("decrementer", 0)
+            merged = t.get("merged", {}).get("dec", 0)
+            pending = 1 if t.get("pending", {}).get("dec") else 0
+            if fired != got + merged + pending:
+                bad.append(f"vCPU {i} decrementer: {fired} expired with TCR[DIE], {got} delivered, {merged} "
+                           f"merged into a pending one, {pending} pending at the end")
+        check("async-interrupts-delivered-once", not bad,
+              "every timer expiry the guest enabled was delivered once: " + ", ".join(
+                  f"vCPU {i} {t['delivered'].get('decrementer', 0)} decrementer" for i, t in timer_rows)
+              if not bad else "; ".join(bad))
     if cfg.expect.serial is not None:
         missing = [line for line in cfg.expect.serial if line not in (board or {}).get("transcript", "")]
         check("expect-serial", not missing,

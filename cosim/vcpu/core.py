@@ -17,6 +17,7 @@ from time import perf_counter_ns
 
 import numpy as np
 
+from .. import mutation
 from ..cpu_models import CpuModel, Event, Route
 from ..exit_rate import ExitRate
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
@@ -40,6 +41,7 @@ EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
 PLANTED_WORDS = frozenset(s.word for s in STRATEGIES.values() if s.word is not None)
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 LOCAL_SAMPLES = 50_000
+_LOSE_TIMER_IRQ = mutation.active("lose-timer-irq")
 
 
 class GuestFault(Exception):
@@ -417,6 +419,8 @@ class Core:
         while True:
             control = int(self._ctl[0])
             stepping = self.step and control & GuestDebug.SINGLESTEP
+            if stepping and _LOSE_TIMER_IRQ and int(self.spr[S["TSR"]]) & 0x08000000:
+                self.spr[S["TSR"]] = int(self.spr[S["TSR"]]) & ~0x08000000    # (test-only mutation)
             if engine.deadline_due and not (stepping and control & GuestDebug.NOTIMER):
                 fault = self.timer_tick()
                 if fault is not None:

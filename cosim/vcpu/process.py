@@ -493,6 +493,8 @@ class VcpuProcess:
             "mmio_posted": self.mmio_posted,
             "mmu": self._mmu_stats(),
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
+                       "merged": self.core.timers.merged,
+                       "pending": dict(zip(("dec", "fit", "wdt"), self.core.timers.pending())),
                        "timebase": self.engine.timebase},
             "messages": dict(self.ep.sent),
             "transport": self.ep.counters(),

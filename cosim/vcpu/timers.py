@@ -52,6 +52,8 @@ class Timers:
         self.dec_start = 0           # clock when DEC was last written (or reloaded)
         self.dec_value = 0           # what it was written to
         self.fired = {"dec": 0, "fit": 0, "wdt": 0}
+        self.merged = {"dec": 0}     # expiries while the last one was still pending (one interrupt for both:
+                                     # the guest kept MSR[EE] off that long; not a loss)
         self._fit_seen = 0           # time base when FIT/watchdog status was last brought up to date
         self._wdt_seen = 0
 
@@ -108,8 +110,11 @@ class Timers:
         """Called when the clock reached the deadline: apply what happened (status bits, auto-reload).
         Returns "reset" when the watchdog asks for a reset, else None."""
         if self.dec_value and self.read_dec() == 0 and self.dec_start + self.dec_value <= self.clock():
+            if int(self.spr[TCR]) & TCR_DIE:          # an expiry the guest will take as an interrupt
+                self.fired["dec"] += 1
+                if int(self.spr[TSR]) & TSR_DIS:
+                    self.merged["dec"] += 1
             self.spr[TSR] = int(self.spr[TSR]) | TSR_DIS
-            self.fired["dec"] += 1
             end = self.dec_start + self.dec_value
             if int(self.spr[TCR]) & TCR_ARE and int(self.spr[DECAR]):
                 self.dec_value = int(self.spr[DECAR])
