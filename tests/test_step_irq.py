@@ -151,3 +151,11 @@ def test_breakpoints_on_the_timer_handler_and_on_the_interrupted_instruction(cpu
     assert {v["symbol"]: v["hits"] for v in hits.values()} == {"on_dec": 1, "after_site": 1}
     assert r["interrupts_delivered"]["total"] == {"decrementer": {f"{SYM['after_site']:#x}": 1}}
     assert r["invariants"]["async-interrupts-delivered-once"]["ok"]
+
+
+def test_compare_takes_the_timer_driven_guest():
+    from cosim.cli import compare_config, compare_program_problem
+    assert compare_program_problem("dec_step") is None
+    cfg = compare_config("illegal", "e500mc", "dec_step", 10, 1)
+    assert [b["at"] for b in cfg["debug"]["breakpoints"]] == ["on_dec", "after_site"]
+    assert cfg["guest"] == {"program": "dec_step", "until": "done"}
