@@ -402,7 +402,7 @@ def test_machine_commands_and_maps():
 
 
 def test_info_tlb_is_the_mmus_hook():
-    assert "no guest MMU is modelled yet" in monitor.run("info tlb", Qemu())
+    assert "does not read the guest TLB yet" in monitor.run("info tlb", Qemu())
     assert monitor.run("info tlb", Qemu(tlb=[])) == "No valid TLB entries.\n"
     rows = monitor.run("info tlb", Qemu(tlb=[{"tlb": 1, "index": 0, "valid": 1, "tid": 0, "ts": 0,
                                                "epn": 0xC0000000, "rpn": 0, "size": 0x10000000,

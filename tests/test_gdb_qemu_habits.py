@@ -62,7 +62,7 @@ def test_hmp_commands_on_a_live_scenario_and_system_reset(cosim_gdb):
     # x shows memory as the guest reads it: the planted word; gdb's own x shows the saved one
     assert gdb.monitor("x /2xw bp_target") == f"{BP:08x}: 0x00dddd00 0x{IMAGE.read_word(BP + 4):08x}\n"
     assert gdb.monitor(f"xp /1xw {CNT_ITER:#x}") == f"{CNT_ITER:016x}: 0x00000002\n"
-    assert "no guest MMU is modelled yet" in gdb.monitor("info tlb")
+    assert "does not read the guest TLB yet" in gdb.monitor("info tlb")
     assert "(prio 0, ram): cosim.guest-ram" in gdb.monitor("info mtree")
     assert gdb.monitor("info status").startswith("VM status: paused (debug)")
     # system_reset: the image again (counters back to 0, the breakpoint still planted), PC at the entry

@@ -6,8 +6,8 @@ what its `QemuSource` returns.
 Invariants: nothing here touches a process or a socket; a command with bad arguments answers one line
 saying what was expected (as HMP does) and changes nothing. `x` and `xp` show guest memory as the
 guest reads it, planted breakpoint words included (gdb's own `x` shows the saved words instead).
-`info tlb` is the hook for the guest MMU: until one is modelled the source answers None and the
-command says so.
+`info tlb` is the hook for the guest MMU: until the monitor reads the guest TLB the source answers
+None and the command says so.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class QemuSource(Protocol):
         ...
 
     def tlb(self) -> list[dict] | None:
-        """The guest MMU's TLB entries, or None when no guest MMU is modelled. Rows: tlb (0/1), index,
+        """The guest MMU's TLB entries, or None while the monitor does not read them. Rows: tlb (0/1), index,
         valid, tid, ts, epn (effective page), rpn (real page), size (bytes), perms (e.g. "SR SW SX")."""
         ...
 
@@ -241,9 +241,9 @@ def cmd_roms(src: QemuSource, args: str) -> str:
 def cmd_tlb(src: QemuSource, args: str) -> str:
     entries = src.tlb()
     if entries is None:
-        return ("info tlb: no guest MMU is modelled yet: guest addresses are physical (the engine's own "
-                "TLB is not the guest's). TLB0/TLB1 and the MAS registers come with the machine a real "
-                "guest boots on (docs/DESIGN.md); this command will then list them as QEMU's does.\n")
+        return ("info tlb: the monitor does not read the guest TLB yet (x shows guest addresses as "
+                "physical); TLB0/TLB1 come here with the machine a real guest boots on (docs/DESIGN.md), "
+                "listed as QEMU's info tlb lists them.\n")
     if not entries:
         return "No valid TLB entries.\n"
     lines = ["TLB Idx  V TID TS EPN              RPN              Size       Perms"]
@@ -264,6 +264,6 @@ COMMANDS = (
     ("system_reset", cmd_system_reset, "every vCPU back to its entry, the image loaded again"),
     ("info mtree", cmd_mtree, "the guest physical address space"),
     ("info roms", cmd_roms, "what was loaded into guest memory"),
-    ("info tlb", cmd_tlb, "the guest MMU's TLBs (not modelled yet: says so)"),
+    ("info tlb", cmd_tlb, "the guest MMU's TLBs (not read yet: says so)"),
 )
 ALIASES = {"c": "cont", "info reg": "info registers"}
