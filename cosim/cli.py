@@ -15,7 +15,7 @@ import time
 from rich.console import Console
 
 from .cleanup import reclaim
-from . import __version__, costs, preflight
+from . import __version__, costs, preflight, resources
 from .config import CPUS, STRATEGIES, VCPUS_MAX, WORD_MAX, ConfigError, load_config, parse_config
 from .findings import FINDINGS
 from .jsonout import write_json
@@ -128,6 +128,11 @@ def cmd_run(args) -> int:
     if args.gdb is not None and (problem := check_gdb_bind(args.gdb)):
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    try:                              # open files, /dev/shm: known before anything starts
+        resources.check(cfg.machine.vcpus, cfg.machine.ram)
+    except resources.ResourceShortage as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     progress = Progress(cfg.name, args.quiet)
     if args.gdb is not None:
         from .gdb.stub import parse_address, wildcard_warning
@@ -149,18 +154,32 @@ def cmd_run(args) -> int:
                       gdb_running=args.running, trace=args.trace, record_dir=args.record)
     progress.done()
     report = build_report(data)
+    unwritten = report["outputs_unwritten"]       # (the trace's and the record's, from the run)
+
+    def output(option: str, write) -> None:
+        """A full disk, a read-only file, /dev/full: the output is lost, the report goes on (exit 2)."""
+        try:
+            write()
+        except OSError as e:           # outfile.OutputError: `PATH: could not write: REASON`
+            unwritten.append(f"{option} {e}")
+
     if args.json:
-        write_json(args.json, "run", report)
+        output("--json", lambda: write_json(args.json, "run", report))
     if args.junit:
-        write_junit(args.junit, [report])
+        output("--junit", lambda: write_junit(args.junit, [report]))
     if args.plot:
         from . import plot
-        plot.save(plot.run_figure(report), args.plot)
+        output("--plot", lambda: plot.save(plot.run_figure(report), args.plot))
     if not args.quiet:
         render_run(report, Console(stderr=True) if args.json == "-" else None)
-        if args.record is not None and data.record is not None:
+        if args.record is not None and data.record is not None and not any(
+                u.startswith("--record") for u in unwritten):
             print(f"record: {args.record} (digest {data.record['digest_hash']}); "
                   f"replay with: cosim replay {args.record}", file=sys.stderr)
+    for u in unwritten:
+        print(f"error: {u}", file=sys.stderr)
+    if unwritten:
+        return 2
     return 0 if report["ok"] else 1
 
 

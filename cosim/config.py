@@ -320,7 +320,27 @@ def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] | list[
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _syntax_error(file, text, e) from None
+    except RecursionError:        # (tomllib recurses per nesting level: a = [[[[...]]]] 1000 deep)
+        raise ConfigError(file, None, f"arrays or inline tables nested too deeply (more than {MAX_DEPTH} "
+                                      "levels)") from None
     return parse_config(apply_overrides(data, overrides, file), file)
+
+
+MAX_DEPTH = 32      # a scenario needs 4; deeper is a mistake (and Python's recursion limit is near 1000)
+
+
+def _check_depth(value: Any, source: str, key: str | None = None) -> None:
+    """Refuse a value nested more than MAX_DEPTH levels (without recursing: any depth is safe)."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(source, key, f"arrays or inline tables nested too deeply (more than "
+                                           f"{MAX_DEPTH} levels)")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
 
 
 _OVERRIDE_KEY_RE = re.compile(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?")
@@ -340,6 +360,10 @@ def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...] | list[str]
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
+        except RecursionError:
+            raise ConfigError(source, key, f"--set: value nested too deeply (more than {MAX_DEPTH} "
+                                           "levels)") from None
+        _check_depth(value, source, key)
         node: Any = data
         for i, part in enumerate(parts):
             m = _OVERRIDE_KEY_RE.fullmatch(part)
@@ -370,6 +394,7 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     source = os.fspath(source)
     if not isinstance(data, dict):
         raise ConfigError(source, None, f"expected a table at the top level, got {_kind(data)}")
+    _check_depth(data, source)
     root = _Table(source, "", "", data)
     name = root.string("name", default=Path(source).stem)
     if not name.strip():
@@ -396,7 +421,7 @@ def _serial(t: _Table | None) -> SerialConfig:
     if t is None:
         return SerialConfig()
     sends = []
-    for i, x in enumerate(t.tables("send") if t.get("send", False) is not None else ()):
+    for x in (t.tables("send") if t.get("send", False) is not None else ()):
         after, text = x.string("after", required=True), x.string("text", required=True)
         sends.append(SerialSend(after, text.replace("\\r", "\r").replace("\\n", "\n")))
     end_on = t.string("end_on")

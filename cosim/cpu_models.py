@@ -47,6 +47,8 @@ class CpuModel:
     debug_rfi: str            # the return instruction kind for debug interrupts ("rfci" / "rfdi")
     routes: dict[Event, Route] = field(hash=False)
     iac_slots: int = 2        # KVMPPC_BOOKE_IAC_NUM
+    has_spe: bool = False     # SPE (e500v2): an SPE instruction with MSR[SPE] = 0 takes IVOR32; without
+                              # SPE (e500mc) it is an illegal instruction
     dac_slots: int = 2
     tlb1_entries: int = 16    # TLB1CFG[NENTRY] (QEMU's values); TLB0 is 512 entries, 4-way on both
     l1cfg: int = 0x3820       # L1CFG0/L1CFG1: 8 ways, 32 KiB (e500mc: 64-byte lines)
@@ -56,7 +58,7 @@ class CpuModel:
 
 
 E500V2 = CpuModel(
-    name="e500v2", pvr=0x80210030, has_ehpriv=False,
+    name="e500v2", pvr=0x80210030, has_ehpriv=False, has_spe=True,
     debug_srr=(SPR["CSRR0"], SPR["CSRR1"]), debug_rfi="rfci",
     routes={
         Event.PRIV: Route.LOCAL, Event.PRIV_FAULT: Route.KERNEL, Event.TRAP: Route.KERNEL,

@@ -14,6 +14,8 @@ FINDINGS: dict[str, str] = {
                                "rule): the guest lost its trap",
     "gdb-trap-skips-delivered": "gdb moved PC past a firing guest trap; debug.keep_guest_traps delivered the "
                                 "guest's program interrupt instead",
+    "breakpoint-overwritten": "the guest wrote over a planted breakpoint before it was removed: its executions of "
+                              "its own word there never reached the debugger",
     "guest-disabled-host-debug": "MSRP[DEP] = 0 (machine.msrp_dep = false): the guest's MSR[DE] = 0 switched off "
                                  "the host's debug events (hardware breakpoints, watchpoints, single-steps missed)",
 }

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-from . import SCHEMA_VERSION, __version__
+from . import SCHEMA_VERSION, __version__, outfile
 
 
 def stamped(kind: str, doc: dict) -> dict:
@@ -21,4 +20,4 @@ def write_json(path: str, kind: str, doc: dict) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        Path(path).write_text(text)
+        outfile.write(path, text)      # whole or not at all; OutputError (one line) on failure

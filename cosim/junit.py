@@ -4,7 +4,6 @@ invariant is a <failure>; one excused by a predicted finding passes and says so)
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 
 def suite(report: dict) -> ET.Element:
@@ -53,4 +52,5 @@ def write_junit(path: str, reports: list[dict]) -> None:
         import sys
         sys.stdout.write(ET.tostring(tree.getroot(), encoding="unicode") + "\n")
     else:
-        tree.write(Path(path), encoding="utf-8", xml_declaration=True)
+        from . import outfile
+        outfile.write(path, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))

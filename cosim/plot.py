@@ -36,8 +36,16 @@ def check_path(path: str) -> str | None:
 
 
 def save(fig: Figure, path: str) -> None:
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Raises outfile.OutputError (one line) when the file cannot be written."""
+    import io
+
+    from . import outfile
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format=Path(path).suffix.lower().lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    outfile.write(path, buf.getvalue())
 
 
 def _wrap(label: str) -> str:

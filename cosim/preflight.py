@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import Config, ConfigError
 from .machine.image import GuestImage, ImageError, guest_path
+from .strategies import strategy as get_strategy
 
 
 def load_image(cfg: Config) -> GuestImage:
@@ -27,6 +28,10 @@ def check(cfg: Config) -> GuestImage:
     """Everything a run needs from the image, checked; returns the loaded image."""
     image = load_image(cfg)
     ram = cfg.machine.ram
+    if cfg.debug.race is not None and not get_strategy(cfg.debug.strategy).patches_code:
+        raise ConfigError(cfg.source, "debug.race",
+                          f"strategy {cfg.debug.strategy} plants no breakpoint word, so the stale-exit race "
+                          "(a planted word removed while its exit is in flight) cannot be forced")
     for seg in image.segments:
         if seg.end > ram:
             raise ConfigError(cfg.source, "machine.ram",

@@ -18,16 +18,19 @@ import shutil
 
 import msgpack
 
+from .outfile import Spill, lost
+
 RECORD = "record.json"
 EXITS = "record-{}.msgpack"
 FIELDS = ("seq", "event", "pc", "instructions", "level", "how")
 
 
 class ExitLog:
-    """One vCPU's exits (buffered; flushed at close)."""
+    """One vCPU's exits (buffered; flushed at close). A full disk loses the list, never the vCPU
+    (outfile.Spill): `write` then says so in the record."""
 
     def __init__(self, spec: dict, name: str):
-        self._f = open(os.path.join(spec["run_dir"], EXITS.format(name)), "wb", buffering=1 << 16)
+        self._f = Spill(os.path.join(spec["run_dir"], EXITS.format(name)))
         self._pack = msgpack.Packer().pack
         self._open: list | None = None
 
@@ -43,10 +46,7 @@ class ExitLog:
         if self._open is not None:              # the run ended with this exit unanswered
             self._f.write(self._pack(self._open + [None, None]))
             self._open = None
-        try:
-            self._f.close()
-        except OSError:
-            pass
+        self._f.close()
 
 
 def read_exits(directory: str, vcpu: int) -> list[list]:
@@ -73,7 +73,9 @@ def write(run_dir: str, data, ram_bytes, registers: list[list[int]], schedule: d
     vcpus = []
     for i, s in enumerate(data.vcpu_state):
         exits = read_exits(run_dir, i)
+        why = lost(os.path.join(run_dir, EXITS.format(f"vcpu{i}")))
         vcpus.append({"vcpu": i, "crossing_exits": len(exits), "exits_hash": _hash(exits),
+                      **({"exits_lost": why} if why else {}),
                       "instructions": s["instructions"], "pc": s["pc"], "state": s["state"],
                       "exits": s["exits"], "registers_hash": _hash(registers[i] if i < len(registers) else [])})
     digest = {

@@ -55,7 +55,9 @@ def render_run(report: dict, console: Console | None = None) -> None:
     g = report.get("gdb")
     if g:
         parts.append(Text(f"gdb: {g['address']}, {g['connections']} connection(s), "
-                          f"stopped {g['stopped_seconds']:.2f} s (not counted by the wall limit)"
+                          + (f"{g['dropped_not_reading']} dropped for not reading its replies, "
+                             if g.get("dropped_not_reading") else "")
+                          + f"stopped {g['stopped_seconds']:.2f} s (not counted by the wall limit)"
                           + (", ended by gdb's kill" if g["killed"] else "")
                           + f"; scripted breakpoints: {g['script_breakpoints']}"
                           + (f"; not judged after kill: {', '.join(g['not_judged'])}" if g["not_judged"]
@@ -143,6 +145,8 @@ def render_run(report: dict, console: Console | None = None) -> None:
                           f"; refused connections: {per(tr['refused']) or 'none'}", style="yellow"))
     for p in report["problems"]:
         parts.append(Text(f"problem: {p}", style="red"))
+    for u in report.get("outputs_unwritten", ()):
+        parts.append(Text(f"not written: {u}", style="red"))
     console.print(Panel(Group(*parts), title="kvmppc-cosim", expand=False))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from . import holdtime, mutation, record, trace, wire
+from . import holdtime, mutation, record, resources, trace, wire
 from .cleanup import reclaim
 from .config import Config
 from .lockstep import Driver, Stuck
@@ -128,6 +128,7 @@ class RunData:
     data_segments: list[tuple[int, bytes]] = field(default_factory=list)  # writable segments at the end
     trace: dict | None = None           # --trace: where the timeline went (cosim/trace.py merge)
     record: dict | None = None          # schedule and digest (cosim/record.py)
+    unwritten: list[str] = field(default_factory=list)   # outputs that could not be written (not the run's fault)
 
 
 class Supervisor:
@@ -158,6 +159,8 @@ class Supervisor:
         self.killed = False               # gdb's k / vKill ends the run
         self.shut_down = False            # Shutdown sent to every child
         self._ending = False              # past the point where a signal may interrupt
+        self._hurry = False               # a second signal: every child killed, teardown waits no more
+        self._closed = False              # teardown done
         self._last_status = 0.0
         self._last_progress = 0.0
         self._sentinels: tuple = ()
@@ -172,49 +175,107 @@ class Supervisor:
         t0 = self.start_ns / 1e9
         saved = self._catch_signals()
         try:
-            reclaim()              # what a run killed with its whole process group left behind
-            if mutation.ACTIVE:
-                data.logs.append(("supervisor", "warn", "test-only mutation(s) active (COSIM_MUTATION): "
-                                                        + ", ".join(sorted(mutation.ACTIVE))))
-            self._build(image)
-            self._start(data)
-            self._watch(data)
-            self._finish(data)
-        except KeyboardInterrupt as e:
-            data.outcome = "interrupted"
-            data.problems.append(f"interrupted by {e.args[0] if e.args else 'SIGINT'}")
-        except Exception as e:  # the run reports it; teardown below still runs
-            data.outcome = "error"
-            data.problems.append(f"{type(e).__name__}: {e}")
-        finally:
-            self._ending = True
             try:
-                if not self.shut_down:
-                    self._shutdown(data, ENDING_TIMEOUT_S)
-            except Exception as e:
-                data.problems.append(f"shutdown: {type(e).__name__}: {e}")
-            data.seconds = time.monotonic() - t0
-            data.gdb_stopped_seconds = self.held(time.monotonic())
-            self._stop_children(data)
-            self._restore_code(data)
-            self._collect_guest(data, image)
-            self._write_trace(data)
-            self._write_record(data)
-            self._teardown(data)
+                reclaim()              # what a run killed with its whole process group left behind
+                if mutation.ACTIVE:
+                    data.logs.append(("supervisor", "warn", "test-only mutation(s) active (COSIM_MUTATION): "
+                                                            + ", ".join(sorted(mutation.ACTIVE))))
+                resources.check(cfg.machine.vcpus, cfg.machine.ram)
+                self._build(image)
+                self._start(data)
+                self._watch(data)
+                self._finish(data)
+            except KeyboardInterrupt as e:
+                data.outcome = "interrupted"
+                data.problems.append(f"interrupted by {e.args[0] if e.args else 'SIGINT'}")
+            except Exception as e:  # the run reports it; teardown below still runs
+                data.outcome = "error"
+                data.problems.append(f"{type(e).__name__}: {e}")
+            finally:
+                self._ending = True
+                self._end(data, image, t0)
+        finally:
+            self._closed = True
+            self._kill_children()      # whatever happened above, nothing of the run outlives it
             self._restore_signals(saved)
         return data
 
+    def _end(self, data: RunData, image: GuestImage, t0: float) -> None:
+        """Teardown, step by step: each step is tried whatever the previous one did, and a failure is
+        a problem in the report, never an exception out of the run. A signal during teardown (the
+        second of the run) kills what is left at once and abandons the step it interrupted."""
+        def shutdown(data: RunData) -> None:
+            if not self.shut_down and not self._hurry:
+                self._shutdown(data, ENDING_TIMEOUT_S)
+
+        def timing(data: RunData) -> None:
+            data.seconds = time.monotonic() - t0
+            data.gdb_stopped_seconds = self.held(time.monotonic())
+
+        steps = [("shutdown", shutdown), ("timing", timing), ("stopping the processes", self._stop_children),
+                 ("restoring guest code", self._restore_code),
+                 ("reading guest state", lambda d: self._collect_guest(d, image)),
+                 ("writing the trace", self._write_trace), ("writing the record", self._write_record),
+                 ("closing the transport", self._close_transport),
+                 ("removing shared memory", self._remove_shm), ("removing the run directory", self._remove_run_dir)]
+        i = 0
+        while i < len(steps):
+            name = steps[i][0]
+            try:
+                while i < len(steps):
+                    name, step = steps[i]
+                    i += 1
+                    try:
+                        step(data)
+                    except Interrupted as e:
+                        data.problems.append(f"teardown: {name} abandoned: {e.args[0] if e.args else 'signal'} "
+                                             "again; every process was killed")
+                    except Exception as e:
+                        data.problems.append(f"teardown: {name}: {type(e).__name__}: {e}")
+            except Interrupted as e:      # (between two steps)
+                data.problems.append(f"teardown: {e.args[0] if e.args else 'signal'} again during {name}; "
+                                     "every process was killed")
+
     def _catch_signals(self):
-        """SIGTERM and SIGINT raise Interrupted in the main thread (once; never during teardown)."""
+        """SIGTERM and SIGINT raise Interrupted in the main thread. The first ends the run (with a
+        report); one during the run's end (a second) kills every child at once and abandons the
+        teardown step it interrupts; after that the default action is back, so one more ends this
+        process whatever it is doing."""
         if threading.current_thread() is not threading.main_thread():
             return None
 
         def on_signal(signum, _frame):
+            name = signal.Signals(signum).name
+            if self._closed:              # the run is over: nothing left to abandon
+                self._kill_children()
+                return
             if not self._ending:
                 self._ending = True
-                raise Interrupted(signal.Signals(signum).name)
+                raise Interrupted(name)
+            if not self._hurry:
+                self._hurry = True
+                self._kill_children()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                raise Interrupted(name)
 
         return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _kill_children(self) -> None:
+        """SIGKILL every child still there (by pid: needs no file descriptor, works on stopped ones)."""
+        for p in list(self.procs.values()):
+            pid = p.pid
+            if pid is None:
+                continue
+            try:
+                if p.exitcode is not None:
+                    continue
+            except Exception:
+                pass
+            try:
+                os.kill(pid, signal.SIGKILL)   # (p.kill() does nothing once the forkserver is gone)
+            except OSError:
+                pass
 
     @staticmethod
     def _restore_signals(saved) -> None:
@@ -578,22 +639,22 @@ class Supervisor:
 
     def _stop_children(self, data: RunData) -> None:
         """Every child gone: those still there after a grace period (children ignore SIGTERM) are
-        killed, stopped ones included."""
-        deadline = time.monotonic() + KILL_GRACE_S
-        for p in self.procs.values():
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
-        for p in self.procs.values():
-            if _alive(p.pid):
-                try:
-                    os.kill(p.pid, signal.SIGKILL)   # (p.kill() does nothing once the forkserver is gone)
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 2
-        for p in self.procs.values():
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
-            while _alive(p.pid) and time.monotonic() < deadline:   # forkserver gone: not our child
-                time.sleep(0.01)
+        killed, stopped ones included. Needs no spare file descriptor (a run at its fd limit still
+        ends): a failed wait falls back to polling."""
+        self._wait_gone(0.0 if self._hurry else KILL_GRACE_S)
+        self._kill_children()
+        self._wait_gone(2.0)
         data.leftovers["processes"] = [n for n, p in self.procs.items() if _alive(p.pid)]
+
+    def _wait_gone(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for p in self.procs.values():
+            try:
+                p.join(timeout=max(0.0, deadline - time.monotonic()))
+            except (OSError, ValueError):
+                break                     # (no descriptor for the wait: poll below)
+        while time.monotonic() < deadline and any(_alive(p.pid) for p in self.procs.values()):
+            time.sleep(0.01)              # forkserver gone: not our children, poll their state
 
     def _restore_code(self, data: RunData) -> None:
         """With no child left, put back every word the ledger still holds (userspace died, or could not
@@ -621,8 +682,17 @@ class Supervisor:
             return
         try:
             data.trace = trace.merge(self.run_dir, self.trace_path)
+        except OSError as e:          # (outfile.OutputError: one line) a full disk costs the trace, not the run
+            data.unwritten.append(f"--trace {e}")
+            return
         except Exception as e:
             data.problems.append(f"could not write the trace to {self.trace_path}: {e}")
+            return
+        lost = data.trace.get("lost") or {}
+        if lost:
+            data.unwritten.append(f"--trace {self.trace_path}: incomplete: the events of "
+                                  + ", ".join(f"{n} ({why})" for n, why in sorted(lost.items()))
+                                  + " could not be written in the run directory")
 
     def schedule(self) -> dict:
         """What decides the interleaving: in free-running mode the OS scheduler (not recorded) and the
@@ -649,20 +719,47 @@ class Supervisor:
             data.record = record.write(self.run_dir, data, self.ram.bytes, regs, self.schedule())
             if self.record_dir is not None:
                 record.save(self.run_dir, self.record_dir)
+        except OSError as e:          # a full disk costs the record, not the run
+            self._unwritten(data, f"could not write: {e.strerror or e}")
+            return
         except Exception as e:
             data.problems.append(f"could not write the run's record: {type(e).__name__}: {e}")
+            return
+        lost = [f"vcpu{v['vcpu']} ({v['exits_lost']})" for v in data.record["digest"]["vcpus"]
+                if v.get("exits_lost")] if isinstance(data.record.get("digest"), dict) else []
+        if lost:
+            self._unwritten(data, "incomplete: the exit lists of " + ", ".join(lost)
+                            + " could not be written in the run directory")
 
-    def _teardown(self, data: RunData) -> None:
+    def _unwritten(self, data: RunData, what: str) -> None:
+        """The run's record could not be (wholly) written: the user's --record output is lost (exit 2);
+        without --record, only replay loses it (a warning)."""
+        if self.record_dir is not None:
+            data.unwritten.append(f"--record {self.record_dir}: {what}")
+        else:
+            data.logs.append(("supervisor", "warn", f"the run's record: {what}"))
+
+    def _close_transport(self, data: RunData) -> None:
         if self.ep is not None:
-            data.transport["supervisor"] = self.ep.counters()
-            self.ep.close()
-        names = []
+            ep, self.ep = self.ep, None
+            data.transport["supervisor"] = ep.counters()
+            ep.close()
+
+    def _remove_shm(self, data: RunData) -> None:
+        names, problems = [], []
         for block in (self.ledger, self.pages, self.ram, self.guest_tlb):
             if block is not None:
                 names.append(block.name)
-                block.close()
+                try:
+                    block.close()
+                except Exception as e:    # the next block is still removed
+                    problems.append(f"{block.name}: {type(e).__name__}: {e}")
         self.ledger = self.pages = self.ram = self.guest_tlb = None
         data.leftovers["shm"] = [n for n in names if os.path.exists(f"/dev/shm/{n}")]
+        if problems:
+            raise RuntimeError("; ".join(problems))
+
+    def _remove_run_dir(self, data: RunData) -> None:
         if self.run_dir is not None:
             remove_run_dir(self.run_dir)
             data.leftovers["sockets"] = [self.run_dir] if os.path.exists(self.run_dir) else []
@@ -680,6 +777,14 @@ def _status(pid: int | None) -> str | None:
         return psutil.Process(pid).status()
     except psutil.NoSuchProcess:
         return None
+    except (psutil.Error, OSError):   # /proc unreadable (e.g. no descriptor left): a signal-0 probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass
+        return psutil.STATUS_RUNNING
 
 
 def run_config(config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,

@@ -42,6 +42,8 @@ def load_spec(path: str) -> dict:
         raise ConfigError(path, None, "no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, None, f"invalid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(path, None, "arrays or inline tables nested too deeply") from None
     for k in data:
         if k not in ("sweep", "base"):
             raise ConfigError(path, k, "unknown table (expected [sweep] and [base])")

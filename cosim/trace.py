@@ -28,6 +28,9 @@ import time
 
 import msgpack
 
+from . import outfile
+from .outfile import Spill, lost
+
 PREFIX = "trace-"
 BUFFER = 1 << 16
 
@@ -126,7 +129,7 @@ class Tracer:
         self.now = self.clock.now
         self.see, self.follow = self.clock.see, self.clock.follow
         self.receive, self.handoff = self.clock.receive, self.clock.handoff
-        self._f = open(path, "wb", buffering=BUFFER)
+        self._f = Spill(path, BUFFER)        # a full disk loses this file, never the process
         self._pack = msgpack.Packer().pack
 
     def slice(self, name: str, t0: int, t1: int | None = None, flow_in: int | None = None,
@@ -142,10 +145,7 @@ class Tracer:
         self._f.write(self._pack((COUNTER, track or self.track, name, self.now(), value)))
 
     def close(self) -> None:
-        try:
-            self._f.close()
-        except OSError:
-            pass
+        self._f.close()
 
 
 def open_trace(spec: dict, name: str):
@@ -158,6 +158,16 @@ def open_trace(spec: dict, name: str):
 
 
 # --- merging (supervisor) -------------------------------------------------------------------------------
+def lost_files(run_dir: str) -> dict[str, str]:
+    """Processes whose event file was lost (a full disk), with the reason."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, f"{PREFIX}*.msgpack"))):
+        why = lost(path)
+        if why:
+            out[os.path.basename(path)[len(PREFIX):-len(".msgpack")]] = why
+    return out
+
+
 def read_events(run_dir: str) -> list[tuple]:
     """Every record of every process file (a process that died keeps what it had flushed)."""
     out = []
@@ -229,12 +239,9 @@ def merge(run_dir: str, out_path: str, unit: str = "ns") -> dict:
     """Merge the run's event files into `out_path`; returns a summary (events by kind)."""
     records = read_events(run_dir)
     trace = to_chrome(records, unit)
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(trace, f, separators=(",", ":"))
-    os.replace(tmp, out_path)
+    outfile.write(out_path, json.dumps(trace, separators=(",", ":")))   # OutputError (one line)
     return {"path": out_path, "events": len(records),
-            "slices": sum(1 for r in records if r[0] == SLICE)}
+            "slices": sum(1 for r in records if r[0] == SLICE), "lost": lost_files(run_dir)}
 
 
 # --- reading a trace back (tests, tools): the semantics ui.perfetto.dev applies -----------------------

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 GUESTS = Path(__file__).resolve().parent
-PROGRAMS = ("loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac")
-STANDALONE = ("irq_table", "foreign_traps", "foreign_debug")
+PROGRAMS = ("loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac", "atomics")
+STANDALONE = ("irq_table", "foreign_traps", "foreign_debug", "own_code", "spe")
 KERNEL = "kernel.S"
 LINKER_SCRIPT = "guest.ld"
 AS_FLAGS = ["-a32", "-mbig", "-me500mc", "-mregnames"]

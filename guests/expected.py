@@ -51,6 +51,6 @@ def counters(program: str, iterations: int = CFG_ITERATIONS_DEFAULT) -> dict[str
         base.update(cnt_warn=n)
     elif program == "guest_iac":
         base.update(cnt_debug=2 * n)
-    elif program not in ("loop", "selfcheck"):
+    elif program not in ("loop", "selfcheck", "atomics"):
         raise KeyError(f"unknown guest program {program!r}")
     return base

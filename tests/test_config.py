@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 GUEST_SYMBOLS = {
     "loop": {"bp_target"}, "warn_storm": {"bp_target_a", "bp_target_b"}, "smp_workers": {"bp_target"},
-    "selfcheck": {"bp_target"}, "guest_iac": {"bp_target"}, "foreign_traps": {"sc_site"},
+    "selfcheck": {"bp_target"}, "guest_iac": {"bp_target"}, "atomics": {"bp_target"}, "foreign_traps": {"sc_site"},
 }
 
 MINIMAL = '[machine]\ncpu = "e500mc"\n\n[guest]\nprogram = "warn_storm"\n'

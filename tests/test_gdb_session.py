@@ -167,6 +167,7 @@ def test_farewell_is_an_exit_when_every_vcpu_halted_and_a_kill_otherwise(exit_co
     try:
         stub = GdbStub.__new__(GdbStub)          # only the connection end: no listener, no VM
         stub.conn, stub.session, stub.target = a, GdbSession(FakeTarget()), FakeTarget()
+        stub.out, stub.stalled_since = bytearray(), None      # (the output buffer: empty)
         stub.session.running = True
         stub.farewell("run over: completed", exit_code)
         a.close()

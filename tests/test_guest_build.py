@@ -15,7 +15,7 @@ from cosim.machine.image import BugKind, GuestImage
 
 REPO = Path(__file__).resolve().parents[1]
 GUESTS = REPO / "guests"
-PROGRAMS = ["loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac"]
+PROGRAMS = ["loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac", "atomics"]
 STANDALONE = ["irq_table"]   # own vectors, no mini kernel: not bound by the kernel's symbol contract
 MAX_VCPUS = 16
 
@@ -31,9 +31,12 @@ SPECIFIC = {
     "selfcheck": ["bp_target", "check_begin", "check_end", "checksum", "boot_checksum",
                   "last_checksum"],
     "guest_iac": ["bp_target", "loop_body_start", "loop_body_end"],
+    "atomics": ["bp_target", "atomic_counter", "spin_lock", "guarded_a", "guarded_b", "atomic_inc_site",
+                "lock_site"],
 }
 BP_TARGETS = {"loop": ["bp_target"], "warn_storm": ["bp_target_a", "bp_target_b"],
-              "smp_workers": ["bp_target"], "selfcheck": ["bp_target"], "guest_iac": ["bp_target"]}
+              "smp_workers": ["bp_target"], "selfcheck": ["bp_target"], "guest_iac": ["bp_target"],
+              "atomics": ["bp_target"]}
 
 # SPRs the guests may touch (guests/README.md, "Privileged instructions")
 SPR_READ = {286, 287, 272, 274, 275, 26, 62, 58, 574, 304, 308}

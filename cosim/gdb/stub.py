@@ -11,18 +11,24 @@ Invariants:
   guest code under them restored, the scenario's scripted breakpoints kept, the scenario runs on);
   `k`/`vKill` asks the supervisor to end the run (outcome killed-by-debugger).
 - When the run ends while gdb waits for a stop, gdb is told why (`O` text) and `X09` before closing.
-- Replies are written with blocking `sendall` (they are small); reads never block.
+- No I/O blocks: reads take what is there; replies go to a bounded output buffer written as the
+  socket takes them. Past OUT_MAX buffered bytes nothing more is read from that client until it drains;
+  a client that takes nothing for WRITE_TIMEOUT_S while replies wait is disconnected as a lost one
+  (its breakpoints removed, the scenario goes on), so a gdb that stops reading never wedges the run.
 - Stop replies carry every register of the stopped thread (expedited), so gdb sends no `g` per stop.
 """
 from __future__ import annotations
 
 import socket
+import time
 
 from .commands import GdbSession
 from .target import StopEvent, TargetError
 from .vm_target import Exited, VmTarget
 
 READ_CHUNK = 1 << 16
+OUT_MAX = 1 << 20          # buffered reply bytes beyond which the client is not read until it drains
+WRITE_TIMEOUT_S = 5.0      # a client that takes none of its waiting replies this long is dropped
 DEFAULT_HOST = "127.0.0.1"
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", "*", "0"})
 _EXPEDITE = {}   # register count -> one format for every `NN:VVVVVVVV;` pair of a stop reply
@@ -57,23 +63,28 @@ class GdbStub:
         self.target = VmTarget(us, notify=self._drain)
         self.trace = us.trace                 # the timeline tracer (cosim/trace.py), track "gdb"
         self.connections = 0
+        self.stalled_drops = 0                # clients dropped for not reading their replies
+        self.out = bytearray()                # replies the socket has not taken yet
+        self.stalled_since: float | None = None   # replies waiting and none taken since (monotonic)
         self.closed = False
 
     # --- hooks of the userspace loop ------------------------------------------------------------------
     def fds(self) -> tuple[int, ...]:
         if self.closed:
             return ()
-        if self.conn is None:
+        if self.conn is None or len(self.out) > OUT_MAX:    # (a full buffer: read no more)
             return (self.listener.fileno(),)
         return (self.listener.fileno(), self.conn.fileno())
 
     def timeout(self) -> float:
         due = self.target.hold.due_in()
-        return 0.2 if due is None else min(0.2, due)
+        wait = 0.2 if due is None else min(0.2, due)
+        return min(wait, 0.01) if self.out else wait     # replies waiting: try again soon
 
     def take_control(self) -> None:
-        """The world is stopped at start and stays stopped until gdb resumes it."""
-        self.target.take_control()
+        """The world is stopped at start and stays stopped until gdb resumes it. Until a gdb connects
+        the wall limit counts that time (QEMU's -S waits forever; a scenario with a wall limit ends)."""
+        self.target.take_control(client=False)
 
     def on_halted(self, m) -> None:
         self.target.on_halted(m)
@@ -84,6 +95,8 @@ class GdbStub:
         `ready`: the fds (of `fds()`) a poll found readable, to try only those; None tries both."""
         if self.closed:
             return
+        if self.out:
+            self._flush()
         if self.conn is not None and (ready is None or self.conn.fileno() in ready):
             # an old session's EOF frees the slot before a new gdb is accepted; with `ready`, one
             # read (what is left makes the next poll return at once: no read that finds nothing)
@@ -108,11 +121,12 @@ class GdbStub:
             if self.conn is not None:
                 conn.close()              # one gdb at a time
                 continue
-            conn.setblocking(True)
+            conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conn = conn
             self.connections += 1
             self.target.take_control()
+            self.target.client_connected()
             self.session = self._new_session()
 
     def _new_session(self) -> GdbSession:
@@ -136,7 +150,7 @@ class GdbStub:
         return session
 
     def _read(self, once: bool = False) -> None:
-        while self.conn is not None:
+        while self.conn is not None and len(self.out) <= OUT_MAX:
             try:
                 data = self.conn.recv(READ_CHUNK, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -173,9 +187,34 @@ class GdbStub:
             s.internal_errors.clear()
 
     def _send(self, data: bytes) -> None:
-        try:
-            self.conn.sendall(data)
-        except OSError:
+        """Queue `data` and write what the socket takes now (never blocks)."""
+        if self.conn is None:
+            return
+        self.out += data
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.out and self.conn is not None:
+            try:
+                n = self.conn.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._lost()
+                return
+            del self.out[:n]
+            self.stalled_since = None
+        if not self.out:
+            self.stalled_since = None
+            return
+        now = time.monotonic()
+        if self.stalled_since is None:
+            self.stalled_since = now
+        elif now - self.stalled_since > WRITE_TIMEOUT_S:
+            self.stalled_drops += 1
+            self.target.us.log("warn", f"gdb client took none of {len(self.out):,} bytes of replies for "
+                                       f"{WRITE_TIMEOUT_S:g} s: disconnected (its breakpoints removed)")
+            self.out.clear()
             self._lost()
 
     def _drain(self) -> None:
@@ -201,6 +240,14 @@ class GdbStub:
 
     def _hang_up(self) -> None:
         if self.conn is not None:
+            if self.out:                  # (the answer to D or k, a farewell): a short last chance
+                try:
+                    self.conn.settimeout(0.5)
+                    self.conn.sendall(self.out)
+                except OSError:
+                    pass
+            self.out.clear()
+            self.stalled_since = None
             try:
                 self.conn.close()
             except OSError:
@@ -212,7 +259,8 @@ class GdbStub:
     def summary(self) -> dict:
         """For the report: how gdb used this scenario."""
         return {"address": self.address, "connections": self.connections,
-                "detaches": self.target.detaches, "killed": self.target.killed}
+                "detaches": self.target.detaches, "killed": self.target.killed,
+                "dropped_not_reading": self.stalled_drops}
 
     def farewell(self, reason: str, exit_code: int | None = None) -> None:
         """The run ends while gdb waits for a stop: tell it why (`O` console text), then that the

@@ -98,8 +98,10 @@ class VmTarget:
         self.annexes = annexes(cpu)
 
     # --- the world ----------------------------------------------------------------------------------
-    def take_control(self) -> None:
-        """Stop the world for a new gdb connection (a no-op if it is already ours)."""
+    def take_control(self, client: bool = True) -> None:
+        """Stop the world for a new gdb connection (a no-op if it is already ours). `client=False`: the
+        run starts stopped for a gdb that has not connected yet; until one does, the world is not gdb's
+        hold and the wall limit counts (a CI scenario whose debugger never comes still ends)."""
         if self.attached:
             return
         self.vm.pause_all()
@@ -107,7 +109,12 @@ class VmTarget:
         self.attached = True
         self.killed = False
         self.running = False
-        self._held(True)
+        self._held(client)
+
+    def client_connected(self) -> None:
+        """A gdb connected to a world stopped before it came: from now on that is its hold."""
+        if self.attached and not self.running:
+            self._held(True)
 
     def _held(self, stopped: bool) -> None:
         """Whether gdb holds the world stopped (the supervisor's wall limit pauses then): kept here,

@@ -32,7 +32,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from .shm import Block as _Block, release as _release, untracked_attach as _untracked_attach
+from .shm import Block as _Block, allocate as _allocate, release as _release, untracked_attach as _untracked_attach
 
 __all__ = ["GuestRAM", "GuestMemoryError", "PAGE_SIZE", "DEFAULT_RAM_SIZE"]
 
@@ -86,6 +86,7 @@ class GuestRAM:
                 continue
         else:  # pragma: no cover
             raise GuestMemoryError(f"could not find a free shared memory name for prefix {name_prefix!r}")
+        _allocate(shm, size)      # a filesystem too small is an error now, never a SIGBUS later
         return cls(shm, size, owner=True)
 
     @classmethod

@@ -90,6 +90,12 @@ class Ledger:
                  "owner": OWNERS[int(e["owner"])] if int(e["owner"]) < len(OWNERS) else "?"}
                 for e in self.table if e["state"] == ARMED]
 
+    def planted_at(self, address: int) -> int | None:
+        """The word planted at `address` while an entry holds it, else None (any process may ask: the
+        vCPU does, to tell a planted word from the same word in the guest's own code)."""
+        hit = np.flatnonzero((self._address == address) & (self._state == ARMED))
+        return int(self._planted[hit[0]]) if len(hit) else None
+
     def restore(self, ram) -> list[dict]:
         """Put every saved word back where its planted word still is (nobody may run guest code);
         returns the entries restored. Every entry is cleared."""

@@ -40,6 +40,30 @@ def untracked_attach(name: str) -> shared_memory.SharedMemory:
             resource_tracker.register = original
 
 
+class ShmSpaceError(OSError):
+    """The shared-memory filesystem has no room for a block (one line: how much, where)."""
+
+
+def allocate(shm: shared_memory.SharedMemory, size: int) -> None:
+    """Give a freshly created block its pages now (posix_fallocate): a filesystem too small for it is an
+    error here, not a SIGBUS at the first write past the room left. On failure the block is closed and
+    unlinked, and ShmSpaceError raised."""
+    fd = getattr(shm, "_fd", -1)
+    try:
+        if fd >= 0:
+            os.posix_fallocate(fd, 0, size)
+        return
+    except OSError as e:
+        err = e
+    release(shm)
+    try:
+        shm.unlink()
+    except FileNotFoundError:
+        pass
+    raise ShmSpaceError(err.errno, f"shared memory: cannot allocate {size / (1 << 20):.1f} MiB for "
+                                   f"/dev/shm/{shm.name}: {err.strerror or err}") from None
+
+
 def release(shm: shared_memory.SharedMemory) -> bool:
     """Close our mapping of *shm*.  Returns False if views were still exported (then the mapping is
     dropped from *shm* and unmapped automatically when the last view is garbage-collected)."""
@@ -104,7 +128,9 @@ class SharedBlock:
     @classmethod
     def create(cls, size: int, prefix: str = "cosim") -> "SharedBlock":
         name = f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
-        return cls(shared_memory.SharedMemory(name=name, create=True, size=size), owner=True)
+        seg = shared_memory.SharedMemory(name=name, create=True, size=size)
+        allocate(seg, size)
+        return cls(seg, owner=True)
 
     @classmethod
     def attach(cls, name: str) -> "SharedBlock":

@@ -35,6 +35,10 @@ class Counters:
     # permanent-breakpoint skip): the guest's trap went missing, or was delivered instead (gdb stub)
     traps_skipped: dict[int, int] = field(default_factory=dict)      # address -> count
     traps_delivered: dict[int, int] = field(default_factory=dict)    # address -> count
+    # issue 20: every address a word was planted at (-> that word), and planted words the guest wrote
+    # over before they were removed (-> the guest's word found there)
+    patched: dict[int, int] = field(default_factory=dict)
+    overwritten: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class Debugger:
                 self.pending_flush.add(address)
                 self.vm.update_table(insert=[address])
                 self.vm.set_guest_debug(self.state)
+                self.counters.patched[address] = patch.word
             self._own("sw", address, owner, +1)
             self.counters.inserts += 1
 
@@ -137,12 +142,14 @@ class Debugger:
             self.remove_hw("iac", address, owner=owner)
             return
         with self.stopped():
-            patch = self.state.remove_sw(address, self.vm.ram.read_word(address))
+            current = self.vm.ram.read_word(address)
+            patch = self.state.remove_sw(address, current)
             if patch is not None:
                 self.vm.apply([patch])
                 self.pending_flush.add(address)
             elif address not in self.state.sw:
                 self.vm.forget(address)
+                self.counters.overwritten[address] = current
             if address not in self.state.sw:
                 self.vm.update_table(remove=[address])
                 self.vm.set_guest_debug(self.state)
@@ -173,12 +180,14 @@ class Debugger:
         with self.stopped():
             for address in list(self.state.sw):
                 self.state.sw[address].uses = 1
-                patch = self.state.remove_sw(address, self.vm.ram.read_word(address))
+                current = self.vm.ram.read_word(address)
+                patch = self.state.remove_sw(address, current)
                 if patch is not None:
                     self.vm.apply([patch])
                     restored += 1
                 else:
                     self.vm.forget(address)
+                    self.counters.overwritten[address] = current
                 self.vm.update_table(remove=[address])
             self.state.iac = [None] * len(self.state.iac)
             self.state.dac = [None] * len(self.state.dac)

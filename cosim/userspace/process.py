@@ -232,6 +232,8 @@ class UserspaceProcess:
             "removes": c.removes if c else 0,
             "traps_skipped": {f"{a:#x}": n for a, n in (c.traps_skipped.items() if c else ())},
             "traps_delivered": {f"{a:#x}": n for a, n in (c.traps_delivered.items() if c else ())},
+            "patched": {f"{a:#x}": w for a, w in (c.patched.items() if c else ())},
+            "overwritten": {f"{a:#x}": w for a, w in (c.overwritten.items() if c else ())},
             "debug_inst": self.dbg.state.debug_inst if self.dbg else None,
             "script": self.script.stats() if self.script else {},
             "gdb": self.gdb.summary() if self.gdb is not None else self.gdb_summary,

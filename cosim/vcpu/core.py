@@ -21,6 +21,7 @@ from ..cpu_models import CpuModel, Event, Route
 from ..exit_rate import ExitRate
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
+from ..strategies import STRATEGIES
 from ..vmexit import Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
 from .mmu import Mmu
@@ -36,6 +37,7 @@ MMU_KINDS = frozenset({Kind.TLBWE, Kind.TLBRE, Kind.TLBSX, Kind.TLBIVAX, Kind.TL
 DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"], S["IAC2"],
                         S["IAC3"], S["IAC4"], S["DAC1"], S["DAC2"]})
 EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
+PLANTED_WORDS = frozenset(s.word for s in STRATEGIES.values() if s.word is not None)
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 LOCAL_SAMPLES = 50_000
 
@@ -98,6 +100,12 @@ class Core:
         for n in NATIVE_SPRS:
             self._spr_write[n] = self._native(n)
         self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0}
+        self.planted_at = None             # the breakpoint ledger's planted_at (word planted at an address)
+        # issue 20: the guest's own debug set-up while the host owns the facility (its writes do not
+        # reach the registers) and the events it would have taken: addr -> count (guest-debug-lost)
+        self.guest_shadow: dict[int, int] = {}
+        self.guest_debug_lost: dict[int, int] = {}
+        self.guest_armed: tuple[int, int] | None = None   # (DBCR0 written with IDM, DBCR0 read then)
 
     # --- state -------------------------------------------------------------------------------------
     def reset(self, entry: int, pir: int) -> None:
@@ -227,6 +235,7 @@ class Core:
         """Book E interrupt delivery: save PC/MSR in the class's save/restore pair, new MSR, vector."""
         key = (ivor, srr0 & 0xFFFFFFFF)
         self.delivered[key] = self.delivered.get(key, 0) + 1
+        self.engine.lose_reservation()     # an interrupt clears the lwarx reservation (issue 20)
         msr = self.msr
         if ivor == Ivor.DEBUG:
             save0, save1 = self.model.debug_srr
@@ -316,8 +325,14 @@ class Core:
         if spr in READ_ONLY_SPRS:
             return
         if spr in DEBUG_SPRS:
-            if self.host_debug:
-                return                              # the external debugger owns the facility
+            if self.host_debug:                     # the external debugger owns the facility: the write
+                if spr == S["DBCR0"]:               # is lost, kept aside only to count what the guest
+                    value &= ~(Dbcr0.RST | Dbcr0.EDM)   # loses by it (guest-debug-lost)
+                    if value & Dbcr0.IDM:           # and what it reads back instead, for the report
+                        self.guest_armed = (value, self.read_spr(spr))
+                self.guest_shadow[spr] = value
+                self.apply_debug()
+                return
             if spr == S["DBSR"]:                    # write one to clear
                 self.spr[spr] &= ~value & 0xFFFFFFFF
                 return
@@ -347,6 +362,7 @@ class Core:
                 iac = dac = (None, None)
             step = bool(control & GuestDebug.SINGLESTEP)
             gated = self.host_gated          # MSRP[DEP]=0, MSR[DE]=0: a host step never happens
+            iac = tuple(iac) + self._lost_iac()   # slots past the CPU's: the guest's own, only counted
             key = ("host", iac, dac, step, gated)
             if step and gated:
                 if key != self._dbg_key:     # counted once per step request that goes missing
@@ -368,6 +384,26 @@ class Core:
         self.engine.set_iac(tuple(a for a in iac))
         self.engine.set_dac(dac)
         self.step = step
+
+    def _lost_iac(self) -> tuple[int | None, ...]:
+        """IACs the guest armed for itself (DBCR0[IDM] and its IACn bits) while the host owns the
+        facility: watched in engine slots after the CPU's own, to count the events it does not get."""
+        sh = self.guest_shadow
+        dbcr0 = sh.get(S["DBCR0"], 0)
+        if not dbcr0 & Dbcr0.IDM:
+            return ()
+        return tuple(sh.get(S["IAC1"] + i) if dbcr0 & IAC_BITS[i] else None for i in range(self.model.iac_slots))
+
+    def _guest_event_lost(self, stop: Stop) -> Exit | Fault | Until | None:
+        """The guest's own IAC matched while the host owns the debug facility: it does not happen
+        (KVM's model); count it and run the instruction as if nothing matched."""
+        self.guest_debug_lost[stop.pc] = self.guest_debug_lost.get(stop.pc, 0) + 1
+        self.pc = stop.pc
+        nxt = self.engine.displaced(stop.pc, self.word_at(stop.pc), suppress_dac=True)
+        if nxt.kind is StopKind.STEP and not self.step:
+            self.pc = nxt.pc
+            return None
+        return self.on_stop(nxt)
 
     # --- running ------------------------------------------------------------------------------------
     def run(self, kicked=lambda: False) -> Exit | Fault | Until | None:
@@ -416,6 +452,8 @@ class Core:
             return self._step_event(stop.pc) if self.step else None
         if kind is StopKind.MMU:
             return self._storage(stop)
+        if kind is StopKind.IAC and stop.slot >= self.model.iac_slots:
+            return self._guest_event_lost(stop)
         if kind in (StopKind.IAC, StopKind.DAC) and self.host_gated:
             return self._gated(stop)
         if kind is StopKind.IAC:
@@ -498,9 +536,13 @@ class Core:
             return None                      # run the word that is really there now
         self._retried = None
         ppc = pc if self.mmu is None else self.physical(pc)
-        if from_ram and self.pristine.get(ppc, word) != word:
+        if from_ram and (self.pristine.get(ppc, word) != word or self._planted_over_itself(pc, word)):
             self.planted[pc] = self.planted.get(pc, 0) + 1
-        if stop.intno not in (6, 8, 96):
+        if stop.intno == 32:                 # SPE unavailable: unicorn's own MSR[SPE] is always 0
+            spe = self._spe(pc, word, from_ram)
+            if spe is not True:
+                return spe
+        elif stop.intno not in (6, 8, 96):
             return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
         if k in PRIVILEGED_KINDS:
             if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER and (self.mmu is not None or k not in MMU_KINDS):
@@ -533,6 +575,27 @@ class Core:
             self.count(ev.event.value, "vcpu")
             return None
         return ev
+
+    def _spe(self, pc: int, word: int, from_ram: bool) -> Exit | Fault | None | bool:
+        """An SPE instruction (issue 20). e500v2: with the guest's MSR[SPE] = 0 it takes the SPE
+        unavailable interrupt (IVOR32, ESR[SPV]); with MSR[SPE] = 1 it runs. e500mc has no SPE: True,
+        handled as the illegal instruction it is there (a program interrupt, ESR[PIL])."""
+        if not self.model.has_spe:
+            return True
+        if not self.msr & Msr.SPE:
+            self.deliver(Ivor.SPE_UNAVAILABLE, pc, Esr.SPV)
+            self.completed()
+            return None
+        stop = self.engine.run_spe(pc, word)
+        if stop.kind is StopKind.STEP and not self.step:
+            self.pc = stop.pc
+            return None
+        return self.on_stop(stop) if stop.kind is not StopKind.INTERRUPT else self._exception(stop, word)
+
+    def _planted_over_itself(self, pc: int, word: int) -> bool:
+        """A breakpoint planted over the guest's own copy of the planted word (issue 20: the guest's
+        own 0x00dddd00 under `illegal`): the ledger says a breakpoint holds `pc`."""
+        return word in PLANTED_WORDS and self.planted_at is not None and self.planted_at(pc) == word
 
     def _stale_translation(self, pc: int, intno: int, word: int, kind: Kind) -> bool:
         """Did unicorn raise this for an instruction that is no longer in RAM (patched without a

@@ -41,6 +41,8 @@ from unicorn import (UC_ARCH_PPC, UC_CTL_IO_WRITE, UC_ERR_EXCEPTION, UC_CTL_TB_R
 from unicorn import ppc_const as P
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
+from .atomics import Atomics, is_atomic
+
 try:
     from . import _icount
 except ImportError:  # pragma: no cover - the extension is built by `pip install -e .`
@@ -63,6 +65,7 @@ MMIO_BASE = 0xE0000000      # the engine-physical window where non-RAM guest pag
 MMIO_SLOTS = 4096           # distinct guest-physical MMIO pages (16 MiB of window)
 MSR_PR = 0x4000
 CONTEXT_MSR = 0x4030        # the MSR bits a translation depends on: PR, IS, DS
+MSR_SPE = 0x02000000
 
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
 REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC_REG_CTR,
@@ -119,6 +122,7 @@ class Engine:
         self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
         self.uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)   # before anything creates the CPU
         self.ram_size = ram_size
+        self.atomics = self._atomics_hook(ram_address, ram_size)   # (before the TLB fill hook)
         self._tlb_fill_hook(ram_size)
         self.mmio = mmio
         self._guest_tlb = None
@@ -241,6 +245,41 @@ class Engine:
         if self._gate is None:
             return 0
         return ctypes.c_uint64.from_address(self._gate.count).value
+
+    # --- issue 20: lwarx/stwcx. as host atomics on shared RAM (cosim/vcpu/atomics.py, _atomics.c) -----
+    def _atomics_hook(self, ram_address: int, ram_size: int) -> Atomics | None:
+        """Its TLB-fill callback finds the lwarx/stwcx. sites of each page first fetched and hooks
+        them; it never maps (returns false), so it is registered before the engine's own fill."""
+        if not Atomics.available:
+            return None         # pragma: no cover - without the C module: unicorn's own (not SMP-safe)
+        fn = {k: ctypes.cast(getattr(uclib, f"uc_{k}"), ctypes.c_void_p).value
+              for k in ("reg_read", "reg_write", "hook_add")}
+        atomics = Atomics(self.uc._uch, ram_address, ram_size, fn,
+                          {"gpr0": P.UC_PPC_REG_0, "pc": P.UC_PPC_REG_PC, "cr": P.UC_PPC_REG_CR,
+                           "xer": P.UC_PPC_REG_XER})
+        handle = uc_hook_h()
+        err = uclib.uc_hook_add(self.uc._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL,
+                                ctypes.c_void_p(atomics.fill_address), ctypes.c_void_p(atomics.user_data),
+                                ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if err:
+            raise UcError(err)
+        self._until_addr: int | None = None
+        return atomics
+
+    def run_spe(self, pc: int, word: int) -> Stop:
+        """An SPE instruction the guest may run (its MSR[SPE] = 1): out of line, with unicorn's own
+        MSR[SPE] set for that one instruction (it is otherwise 0, so every SPE instruction stops)."""
+        self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR | MSR_SPE)
+        try:
+            return self.displaced(pc, word)
+        finally:
+            self.uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
+
+    def lose_reservation(self) -> None:
+        """An interrupt was delivered to the guest: its lwarx reservation is gone."""
+        if self.atomics is not None:
+            self.atomics.lose()
+    # --- end of issue 20's block -------------------------------------------------------------------
 
     def _tlb_fill_hook(self, ram_size: int) -> None:
         """UC_TLB_VIRTUAL with the C fill callback (see the module docstring). Its state is a buffer
@@ -372,6 +411,8 @@ class Engine:
         self._iac_hooks = [self.uc.hook_add(UC_HOOK_CODE, self._on_iac, slot, begin=a, end=a)
                            for slot, a in enumerate(addresses) if a is not None]
         self._iac = addresses
+        if self.atomics is not None:       # issue 20: an IAC stops before a lwarx/stwcx. there
+            self.atomics.set_skip([*addresses, self._until_addr])
         self.uc.ctl_flush_tb()
 
     def set_dac(self, points: tuple[tuple[int, bool, bool] | tuple[int, bool, bool, int] | None, ...]) -> None:
@@ -393,12 +434,17 @@ class Engine:
                 self._dac_hooks.append(self.uc.hook_add(kinds, self._on_dac, slot, begin=addr,
                                                         end=addr + max(1, length) - 1))
         self._dac = points
+        if self.atomics is not None:       # issue 20: a lwarx/stwcx. on a DAC is left to unicorn
+            self.atomics.set_dac([p[0] for p in points if p is not None])
         self.uc.ctl_flush_tb()
 
     def set_until(self, addr: int | None) -> None:
         """Stop before the instruction at `addr` (the scenario's end address); None = no such stop.
         Set before the guest runs (a hook added after translation needs a flush: done here)."""
         if addr is not None:
+            if self.atomics is not None:   # issue 20: stop before a lwarx/stwcx. there
+                self._until_addr = addr
+                self.atomics.set_skip([*self._iac, addr])
             self.uc.hook_add(UC_HOOK_CODE, self._on_until, begin=addr, end=addr)
             self.uc.ctl_flush_tb()
 
@@ -472,6 +518,8 @@ class Engine:
         """Execute `word` as if it sat at `pc` (the original instruction under a breakpoint), out of
         line on the private scratch page. PC-relative branches are re-targeted. Returns the stop as if
         the instruction had run in place: STEP with the next pc, or the event it raised at `pc`."""
+        if self.atomics is not None and is_atomic(word) and self.atomics.execute(pc, word):
+            return Stop(StopKind.STEP, pc + 4)       # issue 20: lwarx/stwcx. on shared RAM
         op = word >> 26
         restore = None
         if op == 18:   # b/bl/ba: reached through a branch to scratch+8

@@ -23,6 +23,7 @@ from ..isa import IVOR_NAME
 from ..lockstep import vcpu_gate
 from ..machine.guest_ram import GuestRAM
 from ..machine.image import GuestImage
+from ..machine.ledger import Ledger
 from ..record import ExitLog
 from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
@@ -96,6 +97,9 @@ class VcpuProcess:
             self.core.msr = boot["msr"]
         self.core.until = spec.get("until")
         self.core.dep = spec.get("msrp_dep", True)
+        # issue 20: the breakpoint ledger tells a planted word from the guest's own copy of it
+        self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
+        self.core.planted_at = self.ledger.planted_at if self.ledger is not None else None
         self.engine.set_until(self.core.until)
         self.started = False
         self.paused = False
@@ -426,6 +430,8 @@ class VcpuProcess:
             "host_debug_missed": {kind: {f"{k:#x}": v for k, v in m.items()}
                                   for kind, m in self.core.missed.items()},
             "interrupts": _by_kind(self.core.delivered),
+            "guest_debug_lost": {f"{k:#x}": v for k, v in self.core.guest_debug_lost.items()},
+            "guest_debug_armed": self.core.guest_armed,
             "state": int(self.state[0]),
             "exit_code": int(np.int32(np.uint32(self.page["exit_code"]))),
             "pc": self.core.pc,
@@ -463,6 +469,8 @@ class VcpuProcess:
         self.ram.close()
         if self.guest_tlb is not None:
             self.guest_tlb.close()
+        if getattr(self, "ledger", None) is not None:
+            self.ledger.close()
         self.ep.close()
 
 

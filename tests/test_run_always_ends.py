@@ -1,0 +1,367 @@
+"""A run always ends, with a report, and nothing is left behind (issue 24): host resources checked
+before anything starts (open files, /dev/shm), a teardown that goes on whatever one of its steps does,
+and a second signal that always ends the run. Real processes throughout; limits are set in a child
+(`resource.setrlimit`), a small /dev/shm through the free-space probe or, as root, a private tmpfs."""
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cosim import cli, resources
+from cosim.config import parse_config
+from cosim.supervisor import Supervisor
+
+ROOT = Path(__file__).resolve().parent.parent
+HANG_S = 120
+
+SHORT = """
+[machine]
+cpu = "e500mc"
+vcpus = {vcpus}
+[guest]
+program = "warn_storm"
+iterations = {iterations}
+[debug]
+strategy = "illegal"
+[[debug.breakpoints]]
+at = "bp_target_a"
+[limits]
+wall_seconds = 120
+"""
+
+
+def write_config(tmp_path, vcpus=2, iterations=50) -> Path:
+    p = tmp_path / "run.toml"
+    p.write_text(SHORT.format(vcpus=vcpus, iterations=iterations))
+    return p
+
+
+def small_config(vcpus=2, iterations=50):
+    return parse_config({"machine": {"cpu": "e500mc", "vcpus": vcpus},
+                         "guest": {"program": "warn_storm", "iterations": iterations},
+                         "debug": {"strategy": "illegal", "breakpoints": [{"at": "bp_target_a"}]},
+                         "limits": {"wall_seconds": 120.0}}, "<test>")
+
+
+class Child:
+    """run.py (or a script) in its own session and TMPDIR; killed with its whole group at the end."""
+
+    def __init__(self, argv, nofile=None):
+        self.tmp = tempfile.mkdtemp(prefix="ce-")     # short: ipc socket paths are limited to 107 bytes
+
+        def limits():
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+        self.proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, preexec_fn=limits,
+                                     env={**os.environ, "TMPDIR": self.tmp}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.family: list[psutil.Process] = []
+
+    def wait_line(self, text: str, timeout=HANG_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select.select([self.proc.stdout], [], [], 1.0)[0]:
+                line = self.proc.stdout.readline()
+                if text in line:
+                    return
+                if not line:
+                    break
+        raise AssertionError(f"never printed {text!r}")
+
+    def snapshot(self) -> None:
+        self.family = psutil.Process(self.proc.pid).children(recursive=True)
+
+    def communicate(self, timeout=HANG_S):
+        return self.proc.communicate(timeout=timeout)
+
+    def close(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for p in self.family:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        self.proc.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def alive_family(self):
+        psutil.wait_procs(self.family, timeout=10)
+        return [p for p in self.family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def owned_shm(pid):
+    return sorted(n for n in os.listdir("/dev/shm") if f"-{pid}-" in n or f"_{pid}_" in n)
+
+
+# --- item 1: open files ----------------------------------------------------------------------------
+def test_fd_limit_too_low_exits_2_with_one_line_naming_what_is_needed(tmp_path):
+    """`ulimit -n 64` (soft and hard) with 8 vCPUs: hung forever in teardown (or libzmq aborted at 32)."""
+    cfg = write_config(tmp_path, vcpus=8)
+    c = Child([str(ROOT / "run.py"), str(cfg)], nofile=(64, 64))
+    try:
+        out, err = c.communicate()
+    finally:
+        c.close()
+    assert c.proc.returncode == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "open files" in lines[0] and "128" in lines[0] and "64" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_a_low_soft_fd_limit_is_raised_to_the_hard_limit(tmp_path):
+    cfg = write_config(tmp_path, vcpus=8)
+    c = Child([str(ROOT / "run.py"), str(cfg)], nofile=(48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    try:
+        out, err = c.communicate()
+    finally:
+        c.close()
+    assert c.proc.returncode == 0, (out[-2000:], err[-2000:])
+    assert "Traceback" not in err
+
+
+def test_ensure_fds_raises_the_soft_limit_or_names_the_need():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, hard))
+        assert resources.ensure_fds(16) == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert resources.fds_needed(16) > 146 and resources.fds_needed(8) > 82   # the measured peaks
+
+
+# --- item 1: teardown ----------------------------------------------------------------------------------
+def test_teardown_goes_on_when_its_steps_fail_and_leaves_nothing(monkeypatch):
+    """psutil out of descriptors during teardown (as at `ulimit -n 64`) and a step that raises: the run
+    still returns its data, every child is gone, the blocks are unlinked, the problems are reported."""
+    seen: dict = {}
+
+    class Failing(Supervisor):
+        def _finish(self, data):
+            super()._finish(data)
+            seen["pids"] = [p.pid for p in self.procs.values()]
+            seen["shm"] = [self.ram.name, self.pages.name, self.ledger.name]
+            seen["run_dir"] = self.run_dir
+
+            def no_fd(*_a, **_k):
+                raise OSError(errno.EMFILE, "Too many open files")
+            monkeypatch.setattr(psutil, "Process", no_fd)
+
+        def _restore_code(self, data):
+            raise RuntimeError("restore step failed")
+
+    data = Failing(small_config()).run()
+    monkeypatch.undo()
+    assert any("teardown: restoring guest code: RuntimeError" in p for p in data.problems), data.problems
+    deadline = time.monotonic() + 30
+    for pid in seen["pids"]:
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, f"child {pid} outlived the run"
+            time.sleep(0.05)
+    assert not [n for n in seen["shm"] if os.path.exists(f"/dev/shm/{n}")]
+    assert not os.path.exists(seen["run_dir"])
+    assert data.leftovers["processes"] == []
+
+
+SLOW_TEARDOWN = textwrap.dedent("""
+    import sys, time
+    from cosim.config import load_config
+    from cosim.supervisor import Supervisor
+
+    def stuck(self, data):
+        print("TEARDOWN", flush=True)
+        time.sleep(3600)
+
+    if __name__ == "__main__":
+        Supervisor._write_record = stuck      # a teardown step that never ends
+        sup = Supervisor(load_config(sys.argv[1]), progress=lambda p: print("RUNNING", flush=True))
+        data = sup.run()
+        print("OUTCOME", data.outcome, "|", " | ".join(data.problems), "|", data.leftovers, flush=True)
+""")
+
+
+def test_a_second_signal_ends_a_run_whose_teardown_is_stuck(tmp_path):
+    cfg = write_config(tmp_path, vcpus=2, iterations=100_000_000)
+    script = tmp_path / "slow_teardown.py"
+    script.write_text(SLOW_TEARDOWN)
+    c = Child([str(script), str(cfg)])
+    try:
+        c.wait_line("RUNNING")
+        c.snapshot()
+        os.kill(c.proc.pid, signal.SIGTERM)          # the first: ends the run, teardown starts...
+        c.wait_line("TEARDOWN")                      # ...and gets stuck
+        os.kill(c.proc.pid, signal.SIGTERM)          # the second must end it
+        out, err = c.communicate()
+        alive = c.alive_family()
+        left_shm = owned_shm(c.proc.pid)
+    finally:
+        c.close()
+    assert c.proc.returncode == 0, (out, err)
+    assert "OUTCOME interrupted" in out and "interrupted by SIGTERM" in out, out
+    assert "writing the record abandoned: SIGTERM again" in out, out
+    assert "Traceback" not in err, err
+    assert not alive and not left_shm
+
+
+# --- item 2: shared memory ---------------------------------------------------------------------------
+def test_too_little_shared_memory_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    cfg = write_config(tmp_path)
+    monkeypatch.setattr(resources, "shm_free", lambda path=resources.SHM_DIR: 8 << 20)
+    assert cli.main(["run", str(cfg), "--set", 'machine.ram="128M"']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/dev/shm" in err[0] and "129 MiB" in err[0] and "8 MiB" in err[0], err
+
+
+def test_a_run_short_of_shared_memory_reports_instead_of_starting(monkeypatch):
+    monkeypatch.setattr(resources, "shm_free", lambda path=resources.SHM_DIR: 8 << 20)
+    data = Supervisor(small_config()).run()
+    assert data.outcome == "error" and "shared memory" in data.problems[0], data.problems
+    assert not data.pids
+
+
+SMALL_SHM = textwrap.dedent("""
+    set -e
+    mount -t tmpfs -o size=8m tmpfs /dev/shm
+    exec "$@"
+""")
+
+TOUCH_ALL = textwrap.dedent("""
+    import sys
+    from cosim.machine.guest_ram import GuestRAM
+    try:
+        ram = GuestRAM.create(32 << 20)
+    except OSError as e:
+        print("ERROR", e)
+        sys.exit(2)
+    ram.bytes[:] = 1           # every page: past 8 MiB this is a SIGBUS unless it failed above
+    print("TOUCHED")
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a private tmpfs")
+def test_guest_ram_larger_than_dev_shm_fails_at_creation_not_with_sigbus():
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", SMALL_SHM, "sh",
+                        sys.executable, "-c", TOUCH_ALL], capture_output=True, text=True, timeout=HANG_S)
+    if "mount" in p.stderr and p.returncode not in (2, -signal.SIGBUS):
+        pytest.skip(f"cannot mount a private tmpfs here: {p.stderr.strip()}")
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert "ERROR" in p.stdout and "cannot allocate 32.0 MiB" in p.stdout and "/dev/shm/" in p.stdout
+
+
+# --- item 5: output that cannot be written -----------------------------------------------------------
+def test_json_to_a_full_device_costs_the_output_not_the_run(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    junit = tmp_path / "ok.xml"
+    assert cli.main(["run", str(cfg), "--json", "/dev/full", "--junit", str(junit)]) == 2
+    out, err = capsys.readouterr()
+    assert "kvmppc-cosim" in out and "not written: --json /dev/full: could not write" in out, out[-3000:]
+    assert "error: --json /dev/full: could not write: No space left on device" in err, err
+    assert "Traceback" not in err
+    assert junit.read_text().startswith("<?xml")     # the other outputs are still written
+
+
+def test_an_output_is_written_whole_or_not_at_all(tmp_path):
+    from cosim import outfile
+    with pytest.raises(outfile.OutputError) as e:
+        outfile.write("/dev/full", "x" * 10000)
+    assert str(e.value) == "/dev/full: could not write: No space left on device"
+    target = tmp_path / "keep.json"
+    target.write_text("old")
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from cosim import outfile
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            outfile.write({str(target)!r}, "y" * 100000)
+        except outfile.OutputError as e:
+            print("ERR", e)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    assert "ERR" in p.stdout and "File too large" in p.stdout, (p.stdout, p.stderr)
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["keep.json"]    # no temporary file left
+
+
+def test_a_spill_file_past_a_size_limit_is_lost_not_the_writer(tmp_path):
+    """What a vCPU's trace or exit list does on a full disk (here: a file-size limit, EFBIG)."""
+    path = tmp_path / "events.msgpack"
+    code = textwrap.dedent(f"""
+        import resource
+        from cosim.outfile import Spill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+        s = Spill({str(path)!r}, 4096)
+        for _ in range(100000):
+            s.write(b"z" * 50)
+        s.close()
+        print("ALIVE", s.reason)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 0 and "ALIVE File too large" in p.stdout, (p.stdout, p.stderr)
+    from cosim.outfile import lost
+    assert lost(str(path)) == "File too large" and path.stat().st_size == 0
+
+
+TIGHT_TMP = textwrap.dedent("""
+    set -e
+    mount -t tmpfs -o size=256k tmpfs "$TMPDIR"
+    exec "$@"
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a private tmpfs")
+def test_trace_with_a_full_tmpdir_completes_the_run_and_says_what_was_lost(tmp_path):
+    """The run directory (in TMPDIR) fills up with trace events: a vCPU crashed on ENOSPC before."""
+    cfg = write_config(tmp_path, vcpus=2, iterations=3000)
+    tight = Path(tempfile.mkdtemp(prefix="ct-"))
+    out_trace = tmp_path / "run.json"
+    try:
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", TIGHT_TMP, "sh",
+                            sys.executable, str(ROOT / "run.py"), str(cfg), "--trace", str(out_trace)],
+                           capture_output=True, text=True, timeout=HANG_S, cwd=ROOT,
+                           env={**os.environ, "TMPDIR": str(tight)})
+    finally:
+        shutil.rmtree(tight, ignore_errors=True)
+    if "mount:" in p.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here: {p.stderr.strip()}")
+    assert "crashed" not in p.stderr and "child-died" not in p.stdout, p.stderr[-3000:]
+    assert p.returncode == 2, (p.stdout[-3000:], p.stderr[-3000:])
+    assert "outcome completed" in p.stdout and "no-leftovers" in p.stdout
+    assert f"error: --trace {out_trace}: incomplete: the events of" in p.stderr, p.stderr[-2000:]
+    assert "No space left on device" in p.stderr
+    assert out_trace.exists()                        # what could be written, merged
+
+
+# --- item 6: deeply nested TOML ------------------------------------------------------------------------
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize("text,override", [
+    (f"a = {DEEP}\n", None),                                                   # an array in the file
+    ('[machine]\ncpu = "e500mc"\nx = ' + "{a=" * 1000 + "1" + "}" * 1000 + "\n", None),   # inline tables
+    (f"a = {'[' * 100 + ']' * 100}\n", None),            # within Python's recursion limit, still refused
+    (SHORT.format(vcpus=1, iterations=10), f"guest.iterations={DEEP}"),       # through --set
+])
+def test_deeply_nested_toml_is_one_line_and_exit_2(tmp_path, capsys, text, override):
+    cfg = tmp_path / "deep.toml"
+    cfg.write_text(text)
+    argv = ["run", str(cfg)] + (["--set", override] if override else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nested too deeply" in err[0] and str(cfg) in err[0], err
