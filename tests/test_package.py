@@ -100,3 +100,19 @@ def test_help_is_whole_sentences_for_a_new_user(argv):
     description = r.stdout.split("\n\n")[1]
     assert " ".join(description.split()).endswith("."), description
     assert "issue" not in r.stdout.lower(), r.stdout
+
+
+def test_the_design_document_is_in_the_repository_and_names_real_files():
+    """(issue 23) A clone has its design document: the README points into the repository, and every
+    module path docs/DESIGN.md names exists."""
+    import re
+    readme = (REPO / "README.md").read_text()
+    assert "../shared" not in readme and "docs/DESIGN.md" in readme
+    design = (REPO / "docs" / "DESIGN.md").read_text()
+    for heading in ("## Processes", "## Messages", "## Invariants", "To add a strategy", "To add a CPU model",
+                    "## The machine a real guest boots on (in progress)"):
+        assert heading in design, heading
+    paths = set(re.findall(r"\b((?:cosim|tools|tests|configs|guests)/[\w/]+\.(?:py|c|toml|md))\b", design))
+    assert len(paths) > 20
+    missing = sorted(p for p in paths if not (REPO / p).exists())
+    assert not missing, missing

@@ -2,6 +2,7 @@
 workers standing in for remote hosts (reports travel back as test properties), aggregated into one
 JSON, table and plot; a bad spec exits 2 before anything runs."""
 import json
+import os
 import subprocess
 import sys
 
@@ -23,7 +24,8 @@ def sweep(tmp_path, *args, spec=SPEC):
     (tmp_path / "spec.toml").write_text(spec)
     return subprocess.run([sys.executable, "-m", "cosim", "sweep", str(tmp_path / "spec.toml"), *args,
                            "--json", str(tmp_path / "out.json"), "--plot", str(tmp_path / "out.png")],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "160"})   # (80 columns: tests/test_plot.py)
 
 
 @pytest.mark.parametrize("workers", [["-n", "2"], ["--tx", "popen", "--tx", "popen"]], ids=["n2", "tx-popen"])

@@ -6,8 +6,8 @@ what its `QemuSource` returns.
 Invariants: nothing here touches a process or a socket; a command with bad arguments answers one line
 saying what was expected (as HMP does) and changes nothing. `x` and `xp` show guest memory as the
 guest reads it, planted breakpoint words included (gdb's own `x` shows the saved words instead).
-`info tlb` is the hook for the guest MMU: until one is modelled the source answers None and the
-command says so.
+`info tlb` is the hook for the guest MMU: until the monitor reads the guest TLB the source answers
+None and the command says so.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class QemuSource(Protocol):
         ...
 
     def tlb(self) -> list[dict] | None:
-        """The guest MMU's TLB entries, or None when no guest MMU is modelled. Rows: tlb (0/1), index,
+        """The guest MMU's TLB entries, or None while the monitor does not read them. Rows: tlb (0/1), index,
         valid, tid, ts, epn (effective page), rpn (real page), size (bytes), perms (e.g. "SR SW SX")."""
         ...
 

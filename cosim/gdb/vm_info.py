@@ -132,8 +132,8 @@ class VmInfo:
         return regs
 
     def translate(self, cpu: int, address: int) -> int:
-        """Guest virtual -> physical for `cpu`: the hook of the guest MMU (TLB0/TLB1, address spaces),
-        which comes with the machine a real guest boots on; until then guest addresses are physical."""
+        """Guest virtual -> physical for `cpu`: the hook of the guest MMU (TLB0/TLB1, address spaces:
+        cosim/machine/guest_tlb.py's `translate`); until the monitor reads it, addresses are physical."""
         return address
 
     def read_memory(self, address: int, length: int, physical: bool, cpu: int) -> bytes:

@@ -136,6 +136,9 @@ class VmTarget:
         self._report(event, stop)
 
     def _report(self, event, stop: Stop | None = None) -> None:
+        if (stop is not None and "gdb" not in stop.credited and (
+                stop.verdict is Verdict.SW or (stop.verdict is Verdict.HW and stop.status == DebugStatus.BREAKPOINT))):
+            self.dbg.credit("gdb", stop.address)      # (its breakpoint was lifted when the exit came)
         self.running = False
         self.points_at_stop = self.points()
         self._held(True)
@@ -158,12 +161,8 @@ class VmTarget:
     # --- stops from the debugger --------------------------------------------------------------------
     def on_stop(self, stop: Stop) -> None:
         """Debugger.on_stop: every debug exit the debugger owns."""
-        if not self.attached or not self._owns(stop):
-            script = self.us.script
-            if script is not None:
-                script.on_stop(stop)
-            else:
-                self.dbg.resume_over(stop)
+        if not self.attached or not (self._owns(stop) or self._lifted_at_stop(stop)):
+            self._not_gdbs(stop)
             return
         self.held[stop.vcpu] = stop
         if self.running and stop.vcpu in self.resumed:
@@ -177,6 +176,25 @@ class VmTarget:
     def points(self) -> set[tuple[str, int]]:
         """gdb's breakpoints and watchpoints in place now, as (kind, address)."""
         return {("sw", a) for a in self.sw} | set(self.hw)
+
+    def _not_gdbs(self, stop: Stop) -> None:
+        """A stop gdb does not own: the scenario's scripted debugger decides (or it goes on past it)."""
+        script = self.us.script
+        if script is not None:
+            script.on_stop(stop)
+        else:
+            self.dbg.resume_over(stop)
+
+    def _lifted_at_stop(self, stop: Stop) -> bool:
+        """An exit that was in flight when the world stopped, of a vCPU gdb has not resumed since, on a
+        breakpoint gdb had in place then and has lifted since (a stock gdb lifts them at every stop and
+        plants them again before it resumes): gdb's, judged when gdb resumes that vCPU."""
+        if self.running and stop.vcpu in self.resumed:
+            return False
+        if stop.verdict is Verdict.SW:
+            return ("sw", stop.address) in self.points_at_stop
+        return (stop.status == DebugStatus.BREAKPOINT
+                and bool({("sw", stop.address), ("iac", stop.address)} & self.points_at_stop))
 
     def _owns(self, stop: Stop) -> bool:
         if stop.verdict is Verdict.STEP:
@@ -501,6 +519,9 @@ class VmTarget:
             if self._still_valid(stop, action):
                 self._report(self._event(stop), stop)
                 return
+            if stop.verdict is not Verdict.STEP and self.held.get(stop.vcpu) is stop:
+                del self.held[stop.vcpu]    # no longer gdb's: the scenario's (sent after its Continue)
+                self._not_gdbs(stop)
         live = [i for i in plan if i not in self.halted]
         if not live:
             if len(self.halted) == self.n:

@@ -50,6 +50,7 @@ class Stop:
     address: int
     status: int
     pc: int
+    credited: tuple[str, ...] = ()   # the front ends this hit was counted for (hits_by_owner)
 
 
 class Debugger:
@@ -218,6 +219,7 @@ class Debugger:
             c.reinjected[m.event] = c.reinjected.get(m.event, 0) + 1
             self.resume(m.vcpu, m.seq, "reflect")
             return
+        credited: tuple[str, ...] = ()      # (breakpoint hits only: not steps, not watchpoints)
         if verdict is Verdict.STEP:
             c.steps += 1
         elif verdict is Verdict.HW and m.status in (DebugStatus.WATCH_READ, DebugStatus.WATCH_WRITE):
@@ -225,10 +227,16 @@ class Debugger:
         else:
             c.hits[m.address] = c.hits.get(m.address, 0) + 1
             c.hits_by_vcpu[m.vcpu] = c.hits_by_vcpu.get(m.vcpu, 0) + 1
-            for owner in self.owners_at(m.address):
-                by = c.hits_by_owner.setdefault(owner, {})
-                by[m.address] = by.get(m.address, 0) + 1
-        self.on_stop(Stop(m.vcpu, m.seq, verdict, m.address, m.status, m.pc))
+            credited = tuple(self.owners_at(m.address))
+            for owner in credited:
+                self.credit(owner, m.address)
+        self.on_stop(Stop(m.vcpu, m.seq, verdict, m.address, m.status, m.pc, credited))
+
+    def credit(self, owner: str, address: int) -> None:
+        """One hit of `owner`'s breakpoint at `address` (a front end that takes a hit it did not have
+        in place at the exit, gdb's lifted at a stop, credits itself when it reports it)."""
+        by = self.counters.hits_by_owner.setdefault(owner, {})
+        by[address] = by.get(address, 0) + 1
 
     # --- leaving a stop -----------------------------------------------------------------------------
     def resume(self, vcpu: int, seq: int, how: str, **kw) -> None:
