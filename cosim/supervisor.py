@@ -77,6 +77,7 @@ def _child(role: str, spec: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _name_thread(f"cosim-vcpu{spec['index']}" if role == "vcpu" else f"cosim-{role}")
+    wire.set_vcpus(spec["vcpus"])     # a message naming a vCPU this run does not have is refused at decode
     try:
         if role == "vcpu":
             from .vcpu.process import main
@@ -281,6 +282,7 @@ class Supervisor:
 
     def _build(self, image: GuestImage) -> None:
         cfg = self.cfg
+        wire.set_vcpus(cfg.machine.vcpus)
         self.ram = GuestRAM.create(cfg.machine.ram)
         image.load_into(self.ram)
         if cfg.guest.iterations is not None:

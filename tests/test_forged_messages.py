@@ -1,0 +1,83 @@
+"""Correctly typed messages with out-of-range fields from a known peer (issue 24 item 4): every field is
+range-checked where it is decoded (cosim/wire.py), so no handler raises: each is answered with Error,
+counted as undecodable, and the run completes with every invariant holding. Real processes over ipc."""
+from __future__ import annotations
+
+import pytest
+from test_malformed_messages import ITERATIONS, _config, _introduce_tester
+
+from cosim import wire
+from cosim.report import build_report
+from cosim.supervisor import Supervisor
+
+BIG = 2**64 - 1
+
+FORGED = {
+    # the kernel: an hcall exit whose pc cannot be a guest address (its Resume could not be encoded)
+    "kernel": [wire.ExitMsg(0, 10**6, "hcall", BIG, 0x44000022, 8, BIG),
+               wire.ExitMsg(0, 10**6, "no-such-event", 0x100, 0, 8, 0x100),
+               wire.ExitMsg(-1, 10**6, "trap", 0x100, 0, 7, 0x100)],
+    # userspace: a debug exit of a vCPU this run does not have (IndexError/KeyError in the handler)
+    "userspace": [wire.DebugExit(99, 1, 0x100, 0, "debug", 0x100, 0, 15, 0x100),
+                  wire.DebugExit(-1, 1, 0x100, 0, "debug", 0x100, 0, 15, 0x100),
+                  wire.DebugExit(2, 1, 0x100, 0, "debug", 0x100, 0, 15, 0x100),
+                  wire.Halted(7, 0, "spoofed", 0)],
+    # a vCPU: translations to flush at addresses no guest has (UcError in the engine)
+    "vcpu0": [wire.Continue(10**6, [BIG, -1, 2**63]),
+              wire.Resume(0, 10**6, "explode", "kernel"),
+              wire.Resume(0, 10**6, "continue", "userspace", pc=BIG)],
+}
+
+
+@pytest.mark.parametrize("target", sorted(FORGED))
+def test_out_of_range_fields_are_refused_at_decode_and_answered(target):
+    sup = Supervisor(_config("ipc"))
+    got: list = []
+    done: list = []
+
+    def inject(_progress):
+        if done:
+            return
+        done.append(True)
+        tester = _introduce_tester(sup, (target,))
+        try:
+            for m in FORGED[target]:
+                tester.send(target, m)
+            while len(got) < len(FORGED[target]):
+                r = tester.recv(10_000)
+                assert r is not None, f"no Error after {len(got)}"
+                got.append(r.msg)
+        finally:
+            tester.close()
+
+    sup.progress = inject
+    data = sup.run()
+    report = build_report(data)
+    assert done
+    assert data.outcome == "completed", data.problems
+    assert all(isinstance(m, wire.Error) for m in got), got
+    assert [m.tag for m in got] == [m.TAG for m in FORGED[target]], got
+    assert report["ok"], (report["failed"], report["problems"])
+    assert report["debugger_hits"]["total"] == 2 * ITERATIONS
+    assert report["transport"]["dropped"][target]["undecodable"] == len(FORGED[target])
+
+
+@pytest.mark.parametrize("field,value", [("pc", 2**32), ("pc", -1), ("seq", 2**63), ("vcpu", 16),
+                                         ("event", "reboot"), ("ivor", 64)])
+def test_wire_decode_names_the_out_of_range_field(field, value):
+    good = wire.ExitMsg(0, 1, "hcall", 0x100, 0x44000022, 8, 0x100)
+    wire.decode(wire.encode(good))
+    with pytest.raises(wire.WireError, match=f"exit.{field}: bad value"):
+        wire.decode(wire.encode(good._replace(**{field: value})))
+
+
+def test_the_vcpu_range_is_the_runs():
+    m = wire.encode(wire.Paused(3, 1, 2, 0x100))
+    try:
+        wire.set_vcpus(4)
+        assert wire.decode(m).vcpu == 3
+        wire.set_vcpus(2)
+        with pytest.raises(wire.WireError, match="paused.vcpu"):
+            wire.decode(m)
+    finally:
+        wire.set_vcpus(16)
