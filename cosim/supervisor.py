@@ -131,12 +131,16 @@ class RunData:
 
 
 class Supervisor:
+    EXTRA_IDENTITIES: tuple[str, ...] = ()   # more names the run's keyring holds (tests: a peer they add)
+
     def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
                  curve: bool = True, gdb_running: bool = False, trace: str | None = None,
-                 record_dir: str | None = None):
-        """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
+                 record_dir: str | None = None, ipc_auth: str = "token"):
+        """`curve=False` runs without per-run secrets (tcp: no CURVE; ipc: the uid check only), and
+        `ipc_auth` chooses ipc's ("token" or "curve"): only to measure what they cost."""
         self.cfg = config
         self.curve = curve
+        self.ipc_auth = ipc_auth
         self.keyring: Keyring | None = None
         self.data: RunData | None = None
         self.trace_path = trace           # --trace: merge the processes' timelines there
@@ -294,7 +298,10 @@ class Supervisor:
         if cfg.machine.transport == "tcp" and self.curve:
             if not curve_available():
                 raise RuntimeError("transport tcp needs libzmq with CURVE (libsodium); use ipc")
-            self.keyring = Keyring(["supervisor", *names])
+            self.keyring = Keyring(["supervisor", *names, *self.EXTRA_IDENTITIES])
+        elif cfg.machine.transport == "ipc" and self.curve:
+            # per-run secrets on ipc too: a process of our uid that is not of this run is refused
+            self.keyring = Keyring(["supervisor", *names, *self.EXTRA_IDENTITIES], self.ipc_auth)
         self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir,
                            credentials=self._credentials("supervisor"), on_notice=self._notice)
         self.ep.admit(names)

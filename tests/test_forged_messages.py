@@ -4,11 +4,10 @@ counted as undecodable, and the run completes with every invariant holding. Real
 from __future__ import annotations
 
 import pytest
-from test_malformed_messages import ITERATIONS, _config, _introduce_tester
+from test_malformed_messages import ITERATIONS, Supervisor, _config, _introduce_tester
 
 from cosim import wire
 from cosim.report import build_report
-from cosim.supervisor import Supervisor
 
 BIG = 2**64 - 1
 
@@ -81,3 +80,47 @@ def test_the_vcpu_range_is_the_runs():
             wire.decode(m)
     finally:
         wire.set_vcpus(16)
+
+
+# --- per-run authentication on ipc --------------------------------------------------------------------
+def test_a_process_of_our_uid_without_the_runs_token_is_refused():
+    """A same-user process that knows the socket paths and names itself "supervisor": a Detach to
+    userspace would silently remove the breakpoints (1,470 hits of ~12,000 in issue 24), a Halted
+    would end the run early, a Pause stall it. Without the run's token its connections never complete."""
+    import tempfile
+
+    from cosim.transport import Endpoint, remove_run_dir
+
+    sup = Supervisor(_config("ipc"))
+    done: list = []
+
+    def inject(_progress):
+        if done:
+            return
+        done.append(True)
+        d = tempfile.mkdtemp(prefix="ci-")
+        intruder = Endpoint("supervisor", "ipc", d)         # our uid, no token
+        try:
+            intruder.set_peers({n: sup.ep.inboxes[n] for n in ("userspace", "vcpu0", "kernel")}
+                               | {"supervisor": sup.ep.inbox_addr})
+            intruder.send("userspace", wire.Detach(1))
+            intruder.send("supervisor", wire.Halted(0, 0, "guest halted", 0))
+            intruder.send("vcpu0", wire.Pause(1))
+            intruder.send("kernel", wire.ExitMsg(0, 1, "hcall", 0x100, 0x44000022, 8, 0x100))
+            time.sleep(1.0)
+        finally:
+            intruder.close()
+            remove_run_dir(d)
+
+    import time
+    sup.progress = inject
+    data = sup.run()
+    report = build_report(data)
+    assert done
+    assert report["ok"], (report["failed"], report["problems"])
+    assert report["debugger_hits"]["total"] == 2 * ITERATIONS     # no Detach took effect
+    assert data.outcome == "completed" and len(data.halts) == 2
+    refused = report["transport"]["refused"]
+    assert {n for n, c in refused.items() if c.get("no-curve")} == {"userspace", "supervisor", "vcpu0",
+                                                                     "kernel"}, refused
+    assert report["transport"]["auth"] == "ipc-0700+uid+token"
