@@ -11,6 +11,7 @@ both (the supervisor shuts them down).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -52,6 +53,33 @@ def mp_context():
     return _ctx
 
 
+@contextlib.contextmanager
+def _signals_blocked():
+    """SIGINT and SIGTERM blocked in this thread: what it spawns meanwhile inherits the mask."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def start_helpers() -> None:
+    """Start multiprocessing's resource tracker and forkserver with SIGINT and SIGTERM blocked. They
+    inherit the mask, so a Ctrl-C to the process group while they start (the forkserver preloads numpy
+    and unicorn: about a second on a loaded machine) cannot interrupt their imports and print a
+    traceback; once running, both ignore these signals anyway and end when this process closes their
+    pipes, and the forkserver's children (our processes) ignore them too. A signal meanwhile waits
+    until the mask is restored, then reaches this process's handler."""
+    from multiprocessing import forkserver, resource_tracker
+    mp_context()
+    resource_tracker.ensure_running()   # (first, outside: it unblocks both signals after its own spawn)
+    with _signals_blocked():
+        forkserver.ensure_running()
+
+
 class _RunOver(Exception):
     """The run must end now (a death, gdb's kill, the wall limit): RunData already says why."""
 
@@ -87,6 +115,8 @@ def _child(role: str, spec: dict) -> None:
             from .userspace.process import main
         main(spec)
     except BaseException:
+        if not os.path.isdir(spec["run_dir"]):
+            raise SystemExit(1) from None   # the run ended while this process started: nothing to say
         import traceback
         name = f"vcpu{spec['index']}" if role == "vcpu" else role
         text = traceback.format_exc()
@@ -163,6 +193,8 @@ class Supervisor:
         self._ending = False              # past the point where a signal may interrupt
         self._hurry = False               # a second signal: every child killed, teardown waits no more
         self._closed = False              # teardown done
+        self._defer = False               # signals noted, not raised (while children start)
+        self._pending_signal: str | None = None
         self._last_status = 0.0
         self._last_progress = 0.0
         self._sentinels: tuple = ()
@@ -251,6 +283,9 @@ class Supervisor:
             if self._closed:              # the run is over: nothing left to abandon
                 self._kill_children()
                 return
+            if self._defer and not self._ending:
+                self._pending_signal = name
+                return
             if not self._ending:
                 self._ending = True
                 raise Interrupted(name)
@@ -262,6 +297,19 @@ class Supervisor:
                 raise Interrupted(name)
 
         return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @contextlib.contextmanager
+    def _signals_deferred(self):
+        """A SIGINT/SIGTERM meanwhile is noted by the handler (whichever thread the kernel gave it to)
+        and ends the run when the block is over, not inside it."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+        if self._pending_signal is not None and not self._ending:
+            self._ending = True
+            raise Interrupted(self._pending_signal)
 
     def _kill_children(self) -> None:
         """SIGKILL every child still there (by pid: needs no file descriptor, works on stopped ones)."""
@@ -287,6 +335,8 @@ class Supervisor:
     def _build(self, image: GuestImage) -> None:
         cfg = self.cfg
         wire.set_vcpus(cfg.machine.vcpus)
+        with self._signals_deferred():
+            start_helpers()
         self.ram = GuestRAM.create(cfg.machine.ram)
         image.load_into(self.ram)
         if cfg.guest.iterations is not None:
@@ -325,11 +375,15 @@ class Supervisor:
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
         roles.append(("userspace", "userspace", {}))
-        for role, name, extra in roles:
-            extra = {**extra, "credentials": self._credentials(name)}
-            p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}", daemon=True)
-            p.start()
-            self.procs[name] = p
+        # a signal while a child starts would leave it forked but not recorded (never killed, holding the
+        # forkserver alive): signals wait until every child is recorded, then end the run as usual
+        with self._signals_deferred():
+            for role, name, extra in roles:
+                extra = {**extra, "credentials": self._credentials(name)}
+                p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}",
+                                daemon=True)
+                p.start()
+                self.procs[name] = p
         self._sentinels = tuple(p.sentinel for p in self.procs.values())
 
     def _credentials(self, name: str):
@@ -491,14 +545,19 @@ class Supervisor:
                 if starting:
                     raise RuntimeError(data.problems[-1])
                 return False
+        self._note_stopped(data)
+        return True
+
+    def _note_stopped(self, data: RunData) -> None:
+        """A stopped child (SIGSTOP) is not dead: say so once. Checked every 0.5 s while watching and
+        while the run ends (detach, shutdown), so a stop late in the run is named too."""
         now = time.monotonic()
-        if now - self._last_status > 0.5:     # a stopped child (SIGSTOP) is not dead: say so once
+        if now - self._last_status > 0.5:
             self._last_status = now
             for name, p in self.procs.items():
                 if name not in data.stopped and _status(p.pid) == psutil.STATUS_STOPPED:
                     data.stopped.append(name)
                     data.logs.append(("supervisor", "warn", f"process {name} (pid {p.pid}) is stopped"))
-        return True
 
     def _doing(self, name: str) -> str:
         """What a process was doing, from the shared state it leaves behind (run pages, ledger)."""
@@ -547,6 +606,7 @@ class Supervisor:
                     break
                 if r is not None:
                     self._other(data, r)
+                self._note_stopped(data)
                 if self.procs["userspace"].exitcode is not None:
                     break
             else:
@@ -570,6 +630,7 @@ class Supervisor:
             r = self.ep.recv(100)
             if r is not None:
                 self._other(data, r)
+            self._note_stopped(data)
             now = time.monotonic()
             for n in alive - set(data.stats):
                 if not _alive(self.procs[n].pid):
