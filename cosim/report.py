@@ -208,7 +208,10 @@ def build_report(data) -> dict:
           f"{n_stale} stale exit(s) retried at the same PC, {bad_prog + sum(bogus.values())} bogus trap(s) "
           "delivered to the guest"
           + (f", race forced {forced} time(s)" if race else ""))
-    if cfg.debug.detach_at_end:
+    if cfg.debug.detach_at_end and not data.pids:
+        not_judged("code-restored-after-detach", "the run never started (no process came up): no guest "
+                                                 "code was loaded or patched")
+    elif cfg.debug.detach_at_end:
         check("code-restored-after-detach", not data.code_diff and data.detached is not None,
               f"{len(data.code_diff)} word(s) differ, first at {data.code_diff[0][0]:#x}" if data.code_diff
               else "the debugger never detached (no restore to check)" if data.detached is None

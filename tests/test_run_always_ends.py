@@ -485,3 +485,32 @@ def test_a_process_stopped_while_the_run_ends_is_named():
     data = StopAtFinish(small_config()).run()
     assert "userspace" in data.stopped, (data.stopped, data.logs)
     assert any("process userspace" in text and "is stopped" in text for _n, _l, text in data.logs)
+
+
+# --- item 8: a run that never started -------------------------------------------------------------------
+def test_a_file_size_limit_below_guest_ram_exits_2_with_one_line(tmp_path):
+    """`ulimit -f` below guest RAM: the block could not be created (EFBIG, a resource-tracker KeyError
+    traceback) and code-restored-after-detach failed for a run that never started."""
+    cfg = write_config(tmp_path)
+    code = textwrap.dedent(f"""
+        import resource, runpy, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        sys.argv = ["run.py", {str(cfg)!r}]
+        runpy.run_path({str(ROOT / "run.py")!r}, run_name="__main__")
+    """)
+    c = Child(["-c", code])
+    try:
+        out, err = c.communicate()
+    finally:
+        c.close()
+    assert c.proc.returncode == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "file size" in lines[0] and "1 MiB" in lines[0], err
+
+
+def test_code_restored_is_not_judged_for_a_run_that_never_started(monkeypatch):
+    from cosim.report import build_report
+    monkeypatch.setattr(resources, "shm_free", lambda path=resources.SHM_DIR: 0)
+    report = build_report(Supervisor(small_config()).run())
+    inv = report["invariants"]["code-restored-after-detach"]
+    assert inv["ok"] is None and "never started" in inv["detail"], inv
