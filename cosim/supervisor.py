@@ -208,6 +208,7 @@ class Supervisor:
         self.start_ns = time.monotonic_ns()
         t0 = self.start_ns / 1e9
         saved = self._catch_signals()
+        vcpus_before = wire.LIMITS["vcpus"]    # (set for this run in _build; this process may run others)
         try:
             try:
                 reclaim()              # what a run killed with its whole process group left behind
@@ -232,6 +233,7 @@ class Supervisor:
             self._closed = True
             self._kill_children()      # whatever happened above, nothing of the run outlives it
             self._restore_signals(saved)
+            wire.set_vcpus(vcpus_before)
         return data
 
     def _end(self, data: RunData, image: GuestImage, t0: float) -> None:

@@ -55,9 +55,9 @@ libzmq itself cuts a connection that sends more than 4x this in one message (ZMQ
 ZAP_DOMAIN = b"cosim"
 _SNDMORE = int(zmq.SNDMORE)
 
-DROPPED = ("unknown-sender", "spoofed-sender", "bad-frame-count", "undecodable", "oversized")
-"""Kinds of message the receiver did not act on (undecodable/oversized ones from a known peer are
-answered with Error)."""
+DROPPED = ("unknown-sender", "spoofed-sender", "bad-frame-count", "undecodable", "oversized", "wrong-sender")
+"""Kinds of message the receiver did not act on (undecodable/oversized ones from a known peer, and
+messages a known peer may not send, e.g. a Detach not from the supervisor, are answered with Error)."""
 REFUSED = ("wrong-key", "no-curve", "foreign-uid", "bad-mechanism")
 """Kinds of connection refused at the handshake: a CURVE key that is not the run's, a peer that does
 not speak CURVE (plain tcp), an ipc peer of another user, a mechanism we never use."""
@@ -440,10 +440,14 @@ class Endpoint:
             return Received(sender, error=f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}",
                             raw=raw[:64])
         try:
-            return Received(sender, wire.decode(raw))
+            msg = wire.decode(raw)
         except wire.WireError as e:
             self._drop("undecodable", f"from {sender}: {e}")
             return Received(sender, error=str(e), raw=raw)
+        if msg.SENDERS is not None and not wire.sender_ok(msg, sender):
+            self._drop("wrong-sender", f"{msg.TAG} from {sender}")
+            return Received(sender, error=f"{msg.TAG} is not accepted from {sender}", raw=raw)
+        return Received(sender, msg)
 
     def _drop(self, kind: str, detail: str) -> None:
         self.dropped[kind] += 1

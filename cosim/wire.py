@@ -13,6 +13,12 @@ ones to come included: `U32` (a guest address, word or register), `U63` (sequenc
 closed set of names. A handler may then index by a vCPU, hand an address to the engine or a name to
 an enum without checking again: nothing out of range gets past `decode`.
 
+Who may send a message is declared with it too (`@message(tag, senders=...)`): a process name, or
+SELF_VCPU for "the vCPU the message names" (its `vcpu` field). `sender_ok` says whether an
+authenticated sender (the transport names each peer after its key or token) may send it; the
+transport refuses the others in one place, as it refuses a malformed message. A message declares no
+senders when any peer may send it.
+
 Who sends what (vCPU i is "vcpu<i>"):
   any -> supervisor   Hello, Halted, Stats, Log
   supervisor -> any   Peers, Shutdown, Detach (userspace)
@@ -74,11 +80,16 @@ class WireError(ValueError):
 MESSAGES: dict[str, typing.Any] = {}   # tag -> message class (with TAG, FIELDS, REQUIRED, CHECK)
 
 
-def message(tag: str):
-    """Register a NamedTuple class as the message `tag`. NamedTuples are immutable records that build
-    and pack several times faster than frozen dataclasses: this is the exit path's hot loop."""
+SELF_VCPU = "vcpu<vcpu>"     # in `senders`: the vCPU named by the message's own `vcpu` field
+
+
+def message(tag: str, senders: tuple[str, ...] | None = None):
+    """Register a NamedTuple class as the message `tag`, sent only by `senders` (None: by anyone).
+    NamedTuples are immutable records that build and pack several times faster than frozen
+    dataclasses: this is the exit path's hot loop."""
     def register(cls):
         hints = typing.get_type_hints(cls, include_extras=True)
+        cls.SENDERS = None if senders is None else frozenset(senders)
         cls.TAG = tag
         cls.FIELDS = tuple(cls._fields)
         cls.REQUIRED = len(cls._fields) - len(cls._field_defaults)
@@ -127,6 +138,14 @@ def _compile_check(tag: str, fields) -> typing.Callable:
     ns: dict = {"LIMITS": LIMITS}
     exec("\n".join(lines), ns)
     return ns["check"]
+
+
+def sender_ok(msg, sender: str) -> bool:
+    """May `sender` (an authenticated peer name) send `msg`?"""
+    allowed = msg.SENDERS
+    if allowed is None or sender in allowed:
+        return True
+    return SELF_VCPU in allowed and sender == f"vcpu{msg.vcpu}"
 
 
 def encode(msg) -> bytes:
@@ -183,7 +202,7 @@ class Hello(NamedTuple):
     kick: str = ""
 
 
-@message("peers")
+@message("peers", senders=("supervisor",))
 class Peers(NamedTuple):
     """Supervisor -> all: every process's inbox and kick endpoint, by name."""
     inboxes: dict
@@ -196,7 +215,7 @@ class Start(NamedTuple):
     paused: bool = False
 
 
-@message("shutdown")
+@message("shutdown", senders=("supervisor",))
 class Shutdown(NamedTuple):
     """`exit_code`: set when every vCPU halted (the run completed): an attached gdb waiting for a stop
     is told the process exited with it (`W`), not that it was killed."""
@@ -226,7 +245,7 @@ class Error(NamedTuple):
 
 
 # --- the exit path ------------------------------------------------------------------------------------
-@message("exit")
+@message("exit", senders=(SELF_VCPU,))
 class ExitMsg(NamedTuple):
     """vCPU -> kernel: an event the silicon cannot handle; carries the interrupt it would deliver."""
     vcpu: VCPU
@@ -274,7 +293,7 @@ class Resume(NamedTuple):
     go: list | None = None    # Continue's fields after seq: [flush, flush_all, reload_regs, reload_debug]
 
 
-@message("debug_exit")
+@message("debug_exit", senders=("kernel",))
 class DebugExit(NamedTuple):
     """Kernel -> userspace: KVM_EXIT_DEBUG {address, status} with the exit it came from."""
     vcpu: VCPU
@@ -291,7 +310,7 @@ class DebugExit(NamedTuple):
 
 
 # --- userspace control of vCPUs ----------------------------------------------------------------------
-@message("pause")
+@message("pause", senders=("userspace",))
 class Pause(NamedTuple):
     """Userspace -> vCPU: stop running guest code and answer Paused (sent with a kick)."""
     seq: U63
@@ -305,7 +324,7 @@ class Paused(NamedTuple):
     pc: U32
 
 
-@message("continue")
+@message("continue", senders=("userspace",))
 class Continue(NamedTuple):
     """Userspace -> vCPU: flush translations of `flush` (all when flush_all), reload registers and/or
     debug registers from the run page, then run again (unless the vCPU is in an exit or halted)."""
@@ -356,7 +375,7 @@ class Ack(NamedTuple):
     of: str
 
 
-@message("halted")
+@message("halted", senders=(SELF_VCPU,))
 class Halted(NamedTuple):
     """vCPU -> supervisor and userspace: the vCPU stopped for good (guest halt or fault)."""
     vcpu: VCPU
@@ -365,7 +384,7 @@ class Halted(NamedTuple):
     pc: U32
 
 
-@message("detach")
+@message("detach", senders=("supervisor",))
 class Detach(NamedTuple):
     """Supervisor -> userspace: remove every breakpoint, restore guest code, report. `reason`: why
     the run ends (told to an attached gdb before its connection closes); `exit_code` as in Shutdown."""

@@ -1,6 +1,8 @@
 """Correctly typed messages with out-of-range fields from a known peer (issue 24 item 4): every field is
 range-checked where it is decoded (cosim/wire.py), so no handler raises: each is answered with Error,
-counted as undecodable, and the run completes with every invariant holding. Real processes over ipc."""
+counted as undecodable, and the run completes with every invariant holding. Messages a known peer may
+not send (a Detach not from the supervisor, a Halted not from its vCPU, a Pause not from userspace)
+are refused the same way (wrong-sender). Real processes over ipc."""
 from __future__ import annotations
 
 import pytest
@@ -20,11 +22,14 @@ FORGED = {
     "userspace": [wire.DebugExit(99, 1, 0x100, 0, "debug", 0x100, 0, 15, 0x100),
                   wire.DebugExit(-1, 1, 0x100, 0, "debug", 0x100, 0, 15, 0x100),
                   wire.DebugExit(2, 1, 0x100, 0, "debug", 0x100, 0, 15, 0x100),
-                  wire.Halted(7, 0, "spoofed", 0)],
+                  wire.Halted(7, 0, "spoofed", 0),
+                  # well-formed, from an authenticated peer that may not send them: refused the same way
+                  wire.Detach(1), wire.Halted(0, 0, "guest halted", 0)],
     # a vCPU: translations to flush at addresses no guest has (UcError in the engine)
     "vcpu0": [wire.Continue(10**6, [BIG, -1, 2**63]),
               wire.Resume(0, 10**6, "explode", "kernel"),
-              wire.Resume(0, 10**6, "continue", "userspace", pc=BIG)],
+              wire.Resume(0, 10**6, "continue", "userspace", pc=BIG),
+              wire.Pause(1)],
 }
 
 
@@ -58,7 +63,8 @@ def test_out_of_range_fields_are_refused_at_decode_and_answered(target):
     assert [m.tag for m in got] == [m.TAG for m in FORGED[target]], got
     assert report["ok"], (report["failed"], report["problems"])
     assert report["debugger_hits"]["total"] == 2 * ITERATIONS
-    assert report["transport"]["dropped"][target]["undecodable"] == len(FORGED[target])
+    dropped = report["transport"]["dropped"][target]
+    assert dropped.get("undecodable", 0) + dropped.get("wrong-sender", 0) == len(FORGED[target]), dropped
 
 
 @pytest.mark.parametrize("field,value", [("pc", 2**32), ("pc", -1), ("seq", 2**63), ("vcpu", 16),
@@ -68,6 +74,18 @@ def test_wire_decode_names_the_out_of_range_field(field, value):
     wire.decode(wire.encode(good))
     with pytest.raises(wire.WireError, match=f"exit.{field}: bad value"):
         wire.decode(wire.encode(good._replace(**{field: value})))
+
+
+@pytest.mark.parametrize("msg,sender,ok", [
+    (wire.Detach(1), "supervisor", True), (wire.Detach(1), "vcpu0", False), (wire.Detach(1), "kernel", False),
+    (wire.Halted(1, 0, "guest halted", 0), "vcpu1", True), (wire.Halted(1, 0, "guest halted", 0), "vcpu0", False),
+    (wire.Pause(3), "userspace", True), (wire.Pause(3), "supervisor", False),
+    (wire.ExitMsg(0, 1, "hcall", 0x100, 0, 8, 0x100), "vcpu0", True),
+    (wire.ExitMsg(0, 1, "hcall", 0x100, 0, 8, 0x100), "vcpu1", False),
+    (wire.Resume(0, 1, "reflect", "kernel"), "kernel", True), (wire.Stats("x", {}), "vcpu3", True),
+])
+def test_who_may_send_what_is_declared_with_the_message(msg, sender, ok):
+    assert wire.sender_ok(msg, sender) is ok
 
 
 def test_the_vcpu_range_is_the_runs():
