@@ -605,7 +605,11 @@ def main(argv=None) -> int:
     w.add_argument("--quiet", action="store_true", help="no progress, no table")
     w.set_defaults(func=cmd_sweep)
     args = ap.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:     # before a run owns the signals (a run ends with its report instead)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

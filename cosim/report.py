@@ -245,7 +245,10 @@ def build_report(data) -> dict:
           f"{n_stale} stale exit(s) retried at the same PC, {bad_prog + sum(bogus.values())} bogus trap(s) "
           "delivered to the guest"
           + (f", race forced {forced} time(s)" if race else ""))
-    if cfg.debug.detach_at_end:
+    if cfg.debug.detach_at_end and not data.pids:
+        not_judged("code-restored-after-detach", "the run never started (no process came up): no guest "
+                                                 "code was loaded or patched")
+    elif cfg.debug.detach_at_end:
         left, own = _not_restored(data.code_diff, user, strat)
         check("code-restored-after-detach", not left and data.detached is not None,
               f"{len(left)} planted word(s) left in guest code, first at {left[0][0]:#x}" if left

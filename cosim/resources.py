@@ -10,6 +10,7 @@ then and reported as one line naming what is needed (exit 2 from the command lin
   count. Measured peaks (supervisor, the largest): 40 at 1 vCPU, 46 at 2, 62 at 4, 82 at 8, 146 at 16;
   `fds_needed` leaves a margin over those. A soft limit below it is raised to the hard limit (children
   inherit it through the forkserver); a hard limit below it is an error.
+- File size: guest RAM is a file in /dev/shm, so `ulimit -f` applies to it (raised like the fds).
 - Shared memory: guest RAM, the run pages and the breakpoint ledger are blocks in /dev/shm. `check_shm`
   compares their size with the free space there (`shm_free`, the probe tests replace); the blocks are then
   allocated up front (cosim/machine/shm.py `allocate`), so a shortage that appears meanwhile is an error at
@@ -76,11 +77,32 @@ def check_shm(ram: int, path: str = SHM_DIR) -> None:
                                f"docker run --shm-size={-(-need // (1 << 20)) + 16}m, or lower machine.ram)")
 
 
+def ensure_file_size(ram: int) -> None:
+    """Guest RAM is a file in /dev/shm: the file-size limit (`ulimit -f`) must allow it. A soft limit
+    below is raised to the hard one; a hard limit below is a ResourceShortage. (Past it, creating the
+    block fails with EFBIG, and CPython's resource tracker prints a KeyError traceback.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY or soft >= ram:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= ram:
+        try:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+            return
+        except (ValueError, OSError):
+            pass
+    raise ResourceShortage(f"file size: guest RAM (machine.ram = {_mib(ram)}) is a file in {SHM_DIR}, the "
+                           f"file-size limit is {_mib(soft)} (hard limit {_mib(hard)}); raise it "
+                           f"(ulimit -f unlimited)")
+
+
 def check(vcpus: int, ram: int) -> None:
     """Everything a run of `vcpus` vCPUs and `ram` bytes of guest RAM needs from the host."""
     ensure_fds(vcpus)
+    ensure_file_size(ram)
     check_shm(ram)
 
 
 def _mib(n: int) -> str:
+    if n == resource.RLIM_INFINITY:
+        return "unlimited"
     return f"{n / (1 << 20):.0f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"

@@ -11,6 +11,7 @@ both (the supervisor shuts them down).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -54,6 +55,33 @@ def mp_context():
     return _ctx
 
 
+@contextlib.contextmanager
+def _signals_blocked():
+    """SIGINT and SIGTERM blocked in this thread: what it spawns meanwhile inherits the mask."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def start_helpers() -> None:
+    """Start multiprocessing's resource tracker and forkserver with SIGINT and SIGTERM blocked. They
+    inherit the mask, so a Ctrl-C to the process group while they start (the forkserver preloads numpy
+    and unicorn: about a second on a loaded machine) cannot interrupt their imports and print a
+    traceback; once running, both ignore these signals anyway and end when this process closes their
+    pipes, and the forkserver's children (our processes) ignore them too. A signal meanwhile waits
+    until the mask is restored, then reaches this process's handler."""
+    from multiprocessing import forkserver, resource_tracker
+    mp_context()
+    resource_tracker.ensure_running()   # (first, outside: it unblocks both signals after its own spawn)
+    with _signals_blocked():
+        forkserver.ensure_running()
+
+
 class _RunOver(Exception):
     """The run must end now (a death, gdb's kill, the wall limit): RunData already says why."""
 
@@ -79,6 +107,7 @@ def _child(role: str, spec: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _name_thread(f"cosim-vcpu{spec['index']}" if role == "vcpu" else f"cosim-{role}")
+    wire.set_vcpus(spec["vcpus"])     # a message naming a vCPU this run does not have is refused at decode
     try:
         if role == "vcpu":
             from .vcpu.process import main
@@ -88,6 +117,8 @@ def _child(role: str, spec: dict) -> None:
             from .userspace.process import main
         main(spec)
     except BaseException:
+        if not os.path.isdir(spec["run_dir"]):
+            raise SystemExit(1) from None   # the run ended while this process started: nothing to say
         import traceback
         name = f"vcpu{spec['index']}" if role == "vcpu" else role
         text = traceback.format_exc()
@@ -132,12 +163,16 @@ class RunData:
 
 
 class Supervisor:
+    EXTRA_IDENTITIES: tuple[str, ...] = ()   # more names the run's keyring holds (tests: a peer they add)
+
     def __init__(self, config: Config, progress=None, gdb: str | None = None, on_gdb_ready=None,
                  curve: bool = True, gdb_running: bool = False, trace: str | None = None,
-                 record_dir: str | None = None, serial: str | None = None):
-        """`curve=False` runs tcp without authentication (only to measure what CURVE costs)."""
+                 record_dir: str | None = None, serial: str | None = None, ipc_auth: str = "token"):
+        """`curve=False` runs without per-run secrets (tcp: no CURVE; ipc: the uid check only), and
+        `ipc_auth` chooses ipc's ("token" or "curve"): only to measure what they cost."""
         self.cfg = config
         self.curve = curve
+        self.ipc_auth = ipc_auth
         self.keyring: Keyring | None = None
         self.data: RunData | None = None
         self.trace_path = trace           # --trace: merge the processes' timelines there
@@ -164,6 +199,8 @@ class Supervisor:
         self._ending = False              # past the point where a signal may interrupt
         self._hurry = False               # a second signal: every child killed, teardown waits no more
         self._closed = False              # teardown done
+        self._defer = False               # signals noted, not raised (while children start)
+        self._pending_signal: str | None = None
         self._last_status = 0.0
         self._last_progress = 0.0
         self._sentinels: tuple = ()
@@ -177,6 +214,7 @@ class Supervisor:
         self.start_ns = time.monotonic_ns()
         t0 = self.start_ns / 1e9
         saved = self._catch_signals()
+        vcpus_before = wire.LIMITS["vcpus"]    # (set for this run in _build; this process may run others)
         try:
             try:
                 reclaim()              # what a run killed with its whole process group left behind
@@ -201,6 +239,7 @@ class Supervisor:
             self._closed = True
             self._kill_children()      # whatever happened above, nothing of the run outlives it
             self._restore_signals(saved)
+            wire.set_vcpus(vcpus_before)
         return data
 
     def _end(self, data: RunData, image: GuestImage, t0: float) -> None:
@@ -252,6 +291,9 @@ class Supervisor:
             if self._closed:              # the run is over: nothing left to abandon
                 self._kill_children()
                 return
+            if self._defer and not self._ending:
+                self._pending_signal = name
+                return
             if not self._ending:
                 self._ending = True
                 raise Interrupted(name)
@@ -263,6 +305,19 @@ class Supervisor:
                 raise Interrupted(name)
 
         return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @contextlib.contextmanager
+    def _signals_deferred(self):
+        """A SIGINT/SIGTERM meanwhile is noted by the handler (whichever thread the kernel gave it to)
+        and ends the run when the block is over, not inside it."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+        if self._pending_signal is not None and not self._ending:
+            self._ending = True
+            raise Interrupted(self._pending_signal)
 
     def _kill_children(self) -> None:
         """SIGKILL every child still there (by pid: needs no file descriptor, works on stopped ones)."""
@@ -317,6 +372,9 @@ class Supervisor:
 
     def _build(self, image: GuestImage) -> None:
         cfg = self.cfg
+        wire.set_vcpus(cfg.machine.vcpus)
+        with self._signals_deferred():
+            start_helpers()
         self.ram = GuestRAM.create(cfg.machine.ram)
         image.load_into(self.ram)
         board = self._board(image)
@@ -329,7 +387,10 @@ class Supervisor:
         if cfg.machine.transport == "tcp" and self.curve:
             if not curve_available():
                 raise RuntimeError("transport tcp needs libzmq with CURVE (libsodium); use ipc")
-            self.keyring = Keyring(["supervisor", *names])
+            self.keyring = Keyring(["supervisor", *names, *self.EXTRA_IDENTITIES])
+        elif cfg.machine.transport == "ipc" and self.curve:
+            # per-run secrets on ipc too: a process of our uid that is not of this run is refused
+            self.keyring = Keyring(["supervisor", *names, *self.EXTRA_IDENTITIES], self.ipc_auth)
         self.ep = Endpoint("supervisor", cfg.machine.transport, self.run_dir,
                            credentials=self._credentials("supervisor"), on_notice=self._notice)
         self.ep.admit(names)
@@ -353,11 +414,15 @@ class Supervisor:
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
         roles.append(("userspace", "userspace", {}))
-        for role, name, extra in roles:
-            extra = {**extra, "credentials": self._credentials(name)}
-            p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}", daemon=True)
-            p.start()
-            self.procs[name] = p
+        # a signal while a child starts would leave it forked but not recorded (never killed, holding the
+        # forkserver alive): signals wait until every child is recorded, then end the run as usual
+        with self._signals_deferred():
+            for role, name, extra in roles:
+                extra = {**extra, "credentials": self._credentials(name)}
+                p = ctx.Process(target=_child, args=(role, {**base, **extra}), name=f"cosim-{name}",
+                                daemon=True)
+                p.start()
+                self.procs[name] = p
         self._sentinels = tuple(p.sentinel for p in self.procs.values())
 
     def _credentials(self, name: str):
@@ -535,14 +600,19 @@ class Supervisor:
                 if starting:
                     raise RuntimeError(data.problems[-1])
                 return False
+        self._note_stopped(data)
+        return True
+
+    def _note_stopped(self, data: RunData) -> None:
+        """A stopped child (SIGSTOP) is not dead: say so once. Checked every 0.5 s while watching and
+        while the run ends (detach, shutdown), so a stop late in the run is named too."""
         now = time.monotonic()
-        if now - self._last_status > 0.5:     # a stopped child (SIGSTOP) is not dead: say so once
+        if now - self._last_status > 0.5:
             self._last_status = now
             for name, p in self.procs.items():
                 if name not in data.stopped and _status(p.pid) == psutil.STATUS_STOPPED:
                     data.stopped.append(name)
                     data.logs.append(("supervisor", "warn", f"process {name} (pid {p.pid}) is stopped"))
-        return True
 
     def _doing(self, name: str) -> str:
         """What a process was doing, from the shared state it leaves behind (run pages, ledger)."""
@@ -591,6 +661,7 @@ class Supervisor:
                     break
                 if r is not None:
                     self._other(data, r)
+                self._note_stopped(data)
                 if self.procs["userspace"].exitcode is not None:
                     break
             else:
@@ -614,6 +685,7 @@ class Supervisor:
             r = self.ep.recv(100)
             if r is not None:
                 self._other(data, r)
+            self._note_stopped(data)
             now = time.monotonic()
             for n in alive - set(data.stats):
                 if not _alive(self.procs[n].pid):

@@ -17,7 +17,12 @@ Who may connect (the threat model is in the README):
 - ipc: the socket files live in a 0700 directory, so only the same user (or root) can connect. libzmq
   passes the peer's SO_PEERCRED (`uid:gid:pid`) to ZAP as the address of an ipc peer on Linux; the ZAP
   handler refuses a peer whose uid is not ours (root included). Where the platform gives no
-  credentials, the directory's mode is the only check (`peer_credentials` says which).
+  credentials, the directory's mode is the only check (`peer_credentials` says which). With
+  credentials of mechanism "token" (what the supervisor hands out on ipc) each connection also
+  presents its process's per-run token in a PLAIN handshake; ZAP admits it only if the token's hash is
+  the one the run gave that name, and names the peer after it (User-Id), as CURVE does on tcp: a
+  process of our uid without the run's token never completes a handshake. ("curve" works on ipc too;
+  it costs more per message and buys nothing inside a 0700 directory: see the README.)
 
 Nothing that arrives raises (`Endpoint.recv`): a sender name that is not a known peer, a sender frame
 that disagrees with the peer's key, a frame count other than 2 and a message larger than
@@ -30,7 +35,10 @@ totals for the run's report.
 from __future__ import annotations
 
 import collections
+import hashlib
+import hmac
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -47,9 +55,9 @@ libzmq itself cuts a connection that sends more than 4x this in one message (ZMQ
 ZAP_DOMAIN = b"cosim"
 _SNDMORE = int(zmq.SNDMORE)
 
-DROPPED = ("unknown-sender", "spoofed-sender", "bad-frame-count", "undecodable", "oversized")
-"""Kinds of message the receiver did not act on (undecodable/oversized ones from a known peer are
-answered with Error)."""
+DROPPED = ("unknown-sender", "spoofed-sender", "bad-frame-count", "undecodable", "oversized", "wrong-sender")
+"""Kinds of message the receiver did not act on (undecodable/oversized ones from a known peer, and
+messages a known peer may not send, e.g. a Detach not from the supervisor, are answered with Error)."""
 REFUSED = ("wrong-key", "no-curve", "foreign-uid", "bad-mechanism")
 """Kinds of connection refused at the handshake: a CURVE key that is not the run's, a peer that does
 not speak CURVE (plain tcp), an ipc peer of another user, a mechanism we never use."""
@@ -81,24 +89,36 @@ def remove_run_dir(path: str) -> None:
 # --- keys -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Credentials:
-    """What one process needs for CURVE: its name and secret key, and every public key of the run by
-    process name (z85 text, as libzmq takes them)."""
+    """What one process needs to be authenticated: its name and secret, and every process's public
+    half by name. `mechanism` "curve": a CURVE key pair (z85 text, as libzmq takes them); "token": a
+    random token sent in a ZeroMQ PLAIN handshake (ipc only), whose public half is its hash."""
     name: str
     secret: bytes
     public: dict[str, bytes]
+    mechanism: str = "curve"
+
+
+def token_digest(token: bytes) -> bytes:
+    return hashlib.blake2b(token, digest_size=32).hexdigest().encode()
 
 
 class Keyring:
-    """One run's CURVE keys: a fresh key pair per process name (made by the supervisor)."""
+    """One run's secrets, one per process name (made by the supervisor, handed to each child through
+    the forkserver pipe): CURVE key pairs, or tokens (`mechanism="token"`)."""
 
-    def __init__(self, names):
+    def __init__(self, names, mechanism: str = "curve"):
+        self.mechanism = mechanism
         self.public: dict[str, bytes] = {}
         self._secret: dict[str, bytes] = {}
         for n in names:
-            self.public[n], self._secret[n] = zmq.curve_keypair()
+            if mechanism == "curve":
+                self.public[n], self._secret[n] = zmq.curve_keypair()
+            else:
+                self._secret[n] = secrets.token_hex(32).encode()
+                self.public[n] = token_digest(self._secret[n])
 
     def credentials(self, name: str) -> Credentials:
-        return Credentials(name, self._secret[name], dict(self.public))
+        return Credentials(name, self._secret[name], dict(self.public), self.mechanism)
 
 
 def curve_available() -> bool:
@@ -121,7 +141,9 @@ class _Guard(threading.Thread):
 
     def __init__(self, ctx: zmq.Context, credentials: Credentials | None):
         super().__init__(name="cosim-zap", daemon=True)
-        self.by_key = {k: n for n, k in credentials.public.items()} if credentials else {}
+        curve = credentials is not None and credentials.mechanism == "curve"
+        self.by_key = {k: n for n, k in credentials.public.items()} if curve else {}
+        self.tokens = dict(credentials.public) if credentials is not None and not curve else {}
         self.uid = os.getuid()
         self.refused: collections.Counter = collections.Counter()
         self.notices: collections.deque = collections.deque()
@@ -175,8 +197,8 @@ class _Guard(threading.Thread):
         except Exception:
             return
         self._refuse("no-curve", f"handshake failed on {ev['endpoint'].decode(errors='replace')} "
-                                 f"(protocol error {ev['value']:#x}: the peer does not speak CURVE "
-                                 "with the run's keys)")
+                                 f"(protocol error {ev['value']:#x}: the peer does not authenticate "
+                                 "with the run's keys or tokens)")
 
     def _answer(self, frames) -> None:
         if len(frames) < 6:
@@ -185,12 +207,29 @@ class _Guard(threading.Thread):
         status, user = b"400", b""
         if mechanism == b"CURVE" and len(frames) >= 7 and self.by_key:
             name = self.by_key.get(z85.encode(frames[6]))
-            if name is not None:
+            uid = _peer_uid(address)              # (ipc: SO_PEERCRED; tcp: None)
+            if uid is not None:
+                self.peer_credentials = True
+            if name is not None and uid is not None and uid != self.uid:
+                self._refuse("foreign-uid", f"an ipc peer of uid {uid} (we are {self.uid})")
+            elif name is not None:
                 status, user = b"200", name.encode()
             else:
                 self._refuse("wrong-key", f"a CURVE key that is not this run's, from "
                                           f"{address.decode(errors='replace')}")
-        elif mechanism == b"NULL" and not self.by_key:
+        elif mechanism == b"PLAIN" and len(frames) >= 8 and self.tokens:
+            name, token = frames[6].decode(errors="replace"), frames[7]
+            uid = _peer_uid(address)
+            self.peer_credentials = uid is not None
+            want = self.tokens.get(name)
+            if uid is not None and uid != self.uid:
+                self._refuse("foreign-uid", f"an ipc peer of uid {uid} (we are {self.uid})")
+            elif want is not None and hmac.compare_digest(token_digest(token), want):
+                status, user = b"200", name.encode()
+            else:
+                self._refuse("wrong-key", f"a token that is not this run's (as {name[:40]!r}), from "
+                                          f"{address.decode(errors='replace')}")
+        elif mechanism == b"NULL" and not self.by_key and not self.tokens:
             uid = _peer_uid(address)
             self.peer_credentials = uid is not None
             if uid is None or uid == self.uid:
@@ -234,7 +273,7 @@ class Endpoint:
         self.name = name
         self.kind = kind
         self.on_notice = on_notice          # callable(text): the first drop/refusal of each kind
-        self.curve = credentials if kind == "tcp" else None
+        self.curve = credentials            # CURVE (tcp, or ipc if asked) or a token (ipc)
         self.ctx = zmq.Context()
         self.guard = _Guard(self.ctx, self.curve) if kind == "ipc" or self.curve else None
         self.inbox = self._server_socket()
@@ -272,10 +311,12 @@ class Endpoint:
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * MAX_MESSAGE_BYTES)
         if self.guard is not None:
             sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
-        if self.curve is not None:
+        if self.curve is not None and self.curve.mechanism == "curve":
             sock.setsockopt(zmq.CURVE_SERVER, 1)
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.secret)
             sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.public[self.name])
+        elif self.curve is not None:
+            sock.setsockopt(zmq.PLAIN_SERVER, 1)
         return sock
 
     def _bind(self, sock, run_dir: str | None, suffix: str) -> str:
@@ -303,7 +344,10 @@ class Endpoint:
             sock = self.ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.IMMEDIATE, 0)
-            if self.curve is not None:
+            if self.curve is not None and self.curve.mechanism != "curve":
+                sock.setsockopt(zmq.PLAIN_USERNAME, self.name.encode())
+                sock.setsockopt(zmq.PLAIN_PASSWORD, self.curve.secret)
+            elif self.curve is not None:
                 server_key = self.curve.public.get(dest)
                 if server_key is None:
                     sock.close(0)
@@ -396,10 +440,14 @@ class Endpoint:
             return Received(sender, error=f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}",
                             raw=raw[:64])
         try:
-            return Received(sender, wire.decode(raw))
+            msg = wire.decode(raw)
         except wire.WireError as e:
             self._drop("undecodable", f"from {sender}: {e}")
             return Received(sender, error=str(e), raw=raw)
+        if msg.SENDERS is not None and not wire.sender_ok(msg, sender):
+            self._drop("wrong-sender", f"{msg.TAG} from {sender}")
+            return Received(sender, error=f"{msg.TAG} is not accepted from {sender}", raw=raw)
+        return Received(sender, msg)
 
     def _drop(self, kind: str, detail: str) -> None:
         self.dropped[kind] += 1
@@ -430,7 +478,9 @@ class Endpoint:
 
     def auth(self) -> str:
         if self.curve is not None:
-            return "curve"
+            kind = "curve" if self.curve.mechanism == "curve" else "token"
+            uid = "+uid" if self.guard is not None and self.guard.peer_credentials else ""
+            return kind if self.kind == "tcp" else f"ipc-0700{uid}+{kind}"
         if self.kind == "ipc":
             return "ipc-0700+uid" if self.guard and self.guard.peer_credentials else "ipc-0700"
         return "none"

@@ -2,8 +2,22 @@
 
 Messages are NamedTuples (immutable records). A message is encoded as the msgpack array
 [VERSION, tag, field1, field2, ...] in field order. `decode`
-validates the version, the tag, the arity and every field's type, and raises `WireError` naming what
-is wrong: a receiver answers a malformed message with `Error` and keeps running. Pure: no sockets.
+validates the version, the tag, the arity and every field's type and range, and raises `WireError`
+naming what is wrong: a receiver answers a malformed message with `Error` and keeps running. Pure: no
+sockets.
+
+Ranges are declared with the field, so they are checked in one place, here, for every message, the
+ones to come included: `U32` (a guest address, word or register), `U63` (sequence numbers, counts),
+`VCPU` (a vCPU index of this run: 0 <= v < LIMITS["vcpus"], set by each process at start with
+`set_vcpus`), `Annotated[int, Range(lo, hi)]` for any other range, `Annotated[str, OneOf(...)]` for a
+closed set of names. A handler may then index by a vCPU, hand an address to the engine or a name to
+an enum without checking again: nothing out of range gets past `decode`.
+
+Who may send a message is declared with it too (`@message(tag, senders=...)`): a process name, or
+SELF_VCPU for "the vCPU the message names" (its `vcpu` field). `sender_ok` says whether an
+authenticated sender (the transport names each peer after its key or token) may send it; the
+transport refuses the others in one place, as it refuses a malformed message. A message declares no
+senders when any peer may send it.
 
 Who sends what (vCPU i is "vcpu<i>"):
   any -> supervisor   Hello, Halted, Stats, Log
@@ -13,16 +27,54 @@ Who sends what (vCPU i is "vcpu<i>"):
   user -> kernel      GetOneReg (SetGuestDebug, TableUpdate: taken, but userspace writes the
                       debug-settings block and the ledger in shared memory instead)  kernel -> user  OneReg, Ack
   vcpu -> user        Paused, Halted            user -> supervisor Detached, Hit
+  vcpu -> user        MmioExit                  user -> vcpu       MmioDone, ReleaseVcpu, PowerOff
+  supervisor -> user  SerialIn
 """
 from __future__ import annotations
 
 import types
 import typing
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import msgpack
 
+from .cpu_models import Event
+
 VERSION = 1
+
+
+class Range(NamedTuple):
+    """An integer field's inclusive range (in `Annotated[int, Range(lo, hi)]`)."""
+    lo: int
+    hi: int
+
+
+class OneOf(tuple):
+    """A string field's closed set of values (in `Annotated[str, OneOf((...))]`)."""
+
+
+class _VcpuIndex:
+    """A vCPU index of this run: 0 <= v < LIMITS["vcpus"] (read at decode time)."""
+
+
+LIMITS = {"vcpus": 16}      # config.VCPUS_MAX until the process knows its run (`set_vcpus`)
+
+
+def set_vcpus(n: int) -> None:
+    """This process's run has `n` vCPUs: a message naming another index is refused at decode."""
+    LIMITS["vcpus"] = int(n)
+
+
+U32 = Annotated[int, Range(0, 0xFFFFFFFF)]
+U63 = Annotated[int, Range(0, (1 << 63) - 1)]
+U64 = Annotated[int, Range(0, (1 << 64) - 1)]             # an 8-byte MMIO value
+PADDR = Annotated[int, Range(0, (1 << 36) - 1)]           # a 36-bit guest-physical address
+S32U32 = Annotated[int, Range(-(1 << 31), 0xFFFFFFFF)]   # an exit code: the guest's r3, or -1 for a fault
+VCPU = Annotated[int, _VcpuIndex()]
+IVOR = Annotated[int, Range(0, 63)]
+EVENT = Annotated[str, OneOf(tuple(e.value for e in Event))]
+HOW = Annotated[str, OneOf(("reflect", "inject", "emulate", "continue", "step_over", "halt"))]
+LEVEL = Annotated[str, OneOf(("vcpu", "kernel", "userspace"))]
 
 
 class WireError(ValueError):
@@ -32,11 +84,16 @@ class WireError(ValueError):
 MESSAGES: dict[str, typing.Any] = {}   # tag -> message class (with TAG, FIELDS, REQUIRED, CHECK)
 
 
-def message(tag: str):
-    """Register a NamedTuple class as the message `tag`. NamedTuples are immutable records that build
-    and pack several times faster than frozen dataclasses: this is the exit path's hot loop."""
+SELF_VCPU = "vcpu<vcpu>"     # in `senders`: the vCPU named by the message's own `vcpu` field
+
+
+def message(tag: str, senders: tuple[str, ...] | None = None):
+    """Register a NamedTuple class as the message `tag`, sent only by `senders` (None: by anyone).
+    NamedTuples are immutable records that build and pack several times faster than frozen
+    dataclasses: this is the exit path's hot loop."""
     def register(cls):
-        hints = typing.get_type_hints(cls)
+        hints = typing.get_type_hints(cls, include_extras=True)
+        cls.SENDERS = None if senders is None else frozenset(senders)
         cls.TAG = tag
         cls.FIELDS = tuple(cls._fields)
         cls.REQUIRED = len(cls._fields) - len(cls._field_defaults)
@@ -49,6 +106,17 @@ def message(tag: str):
 def _expr(tp, x: str) -> str:
     """A Python expression true when `x` is a valid value of the annotated type."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *marks = typing.get_args(tp)
+        parts = [_expr(base, x)]
+        for m in marks:
+            if isinstance(m, Range):
+                parts.append(f"{m.lo} <= {x} <= {m.hi}")
+            elif isinstance(m, OneOf):
+                parts.append(f"{x} in {frozenset(m)!r}")
+            elif isinstance(m, _VcpuIndex):
+                parts.append(f"0 <= {x} < LIMITS['vcpus']")
+        return "(" + " and ".join(parts) + ")"
     if origin in (typing.Union, types.UnionType):
         return "(" + " or ".join(_expr(a, x) for a in typing.get_args(tp)) + ")"
     if tp is type(None):
@@ -71,9 +139,17 @@ def _compile_check(tag: str, fields) -> typing.Callable:
         lines.append(f"    if len(v) > {i} and not ({_expr(tp, f'v[{i}]')}):")
         lines.append(f"        return {name!r}")
     lines.append("    return None")
-    ns: dict = {}
+    ns: dict = {"LIMITS": LIMITS}
     exec("\n".join(lines), ns)
     return ns["check"]
+
+
+def sender_ok(msg, sender: str) -> bool:
+    """May `sender` (an authenticated peer name) send `msg`?"""
+    allowed = msg.SENDERS
+    if allowed is None or sender in allowed:
+        return True
+    return SELF_VCPU in allowed and sender == f"vcpu{msg.vcpu}"
 
 
 def encode(msg) -> bytes:
@@ -125,12 +201,12 @@ def error_for(data: bytes, reason: str):
 class Hello(NamedTuple):
     """A process is up: its role ("vcpu", "kernel", "userspace"), name, pid and bound endpoints."""
     name: str
-    pid: int
+    pid: Annotated[int, Range(1, (1 << 31) - 1)]
     inbox: str
     kick: str = ""
 
 
-@message("peers")
+@message("peers", senders=("supervisor",))
 class Peers(NamedTuple):
     """Supervisor -> all: every process's inbox and kick endpoint, by name."""
     inboxes: dict
@@ -143,12 +219,12 @@ class Start(NamedTuple):
     paused: bool = False
 
 
-@message("shutdown")
+@message("shutdown", senders=("supervisor",))
 class Shutdown(NamedTuple):
     """`exit_code`: set when every vCPU halted (the run completed): an attached gdb waiting for a stop
     is told the process exited with it (`W`), not that it was killed."""
     reason: str
-    exit_code: int | None = None
+    exit_code: Annotated[int, Range(0, 255)] | None = None
 
 
 @message("stats")
@@ -173,25 +249,25 @@ class Error(NamedTuple):
 
 
 # --- the exit path ------------------------------------------------------------------------------------
-@message("exit")
+@message("exit", senders=(SELF_VCPU,))
 class ExitMsg(NamedTuple):
     """vCPU -> kernel: an event the silicon cannot handle; carries the interrupt it would deliver."""
-    vcpu: int
-    seq: int
-    event: str
-    pc: int
-    word: int
-    ivor: int
-    srr0: int
-    esr: int = 0
-    lev: int = 0
-    oc: int = 0
-    dbsr: int = 0
-    addr: int = 0
+    vcpu: VCPU
+    seq: U63
+    event: EVENT
+    pc: U32
+    word: U32
+    ivor: IVOR
+    srr0: U32
+    esr: U32 = 0
+    lev: Annotated[int, Range(0, 127)] = 0
+    oc: U32 = 0
+    dbsr: U32 = 0
+    addr: U32 = 0
     host: bool = False
-    status: int = 0
-    r3: int = 0
-    r11: int = 0
+    status: U32 = 0
+    r3: U32 = 0
+    r11: U32 = 0
     displaced: bool = False   # raised by the original instruction under a breakpoint (step-over)
 
 
@@ -205,59 +281,59 @@ class Resume(NamedTuple):
     stopped while this exit waited, so its wait is not a handling latency.
     `go` (userspace only) carries a Continue
     with the Resume, applied first (flushes, registers, debug registers): one message, not two."""
-    vcpu: int
-    seq: int
-    how: str
-    level: str
-    pc: int = 0
-    r3: int | None = None
-    code: int = 0
-    word: int = 0
-    ivor: int = 0
-    esr: int = 0
-    srr0: int = 0
+    vcpu: VCPU
+    seq: U63
+    how: HOW
+    level: LEVEL
+    pc: U32 = 0
+    r3: U32 | None = None
+    code: U32 = 0
+    word: U32 = 0
+    ivor: IVOR = 0
+    esr: U32 = 0
+    srr0: U32 = 0
     stop: bool = False
     held: bool = False
     go: list | None = None    # Continue's fields after seq: [flush, flush_all, reload_regs, reload_debug]
 
 
-@message("debug_exit")
+@message("debug_exit", senders=("kernel",))
 class DebugExit(NamedTuple):
     """Kernel -> userspace: KVM_EXIT_DEBUG {address, status} with the exit it came from."""
-    vcpu: int
-    seq: int
-    address: int
-    status: int
-    event: str
-    pc: int
-    word: int
-    ivor: int
-    srr0: int
-    esr: int = 0
+    vcpu: VCPU
+    seq: U63
+    address: U32
+    status: U32
+    event: EVENT
+    pc: U32
+    word: U32
+    ivor: IVOR
+    srr0: U32
+    esr: U32 = 0
     displaced: bool = False   # raised by the original instruction under a breakpoint (step-over)
 
 
 # --- userspace control of vCPUs ----------------------------------------------------------------------
-@message("pause")
+@message("pause", senders=("userspace",))
 class Pause(NamedTuple):
     """Userspace -> vCPU: stop running guest code and answer Paused (sent with a kick)."""
-    seq: int
+    seq: U63
 
 
 @message("paused")
 class Paused(NamedTuple):
-    vcpu: int
-    seq: int
-    state: int
-    pc: int
+    vcpu: VCPU
+    seq: U63
+    state: Annotated[int, Range(0, 15)]
+    pc: U32
 
 
-@message("continue")
+@message("continue", senders=("userspace",))
 class Continue(NamedTuple):
     """Userspace -> vCPU: flush translations of `flush` (all when flush_all), reload registers and/or
     debug registers from the run page, then run again (unless the vCPU is in an exit or halted)."""
-    seq: int
-    flush: list[int] = ()  # type: ignore[assignment]  # () packs as [] and cannot be mutated
+    seq: U63
+    flush: list[U32] = ()  # type: ignore[assignment]  # () packs as [] and cannot be mutated
     flush_all: bool = False
     reload_regs: bool = False
     reload_debug: bool = False
@@ -267,111 +343,111 @@ class Continue(NamedTuple):
 @message("set_guest_debug")
 class SetGuestDebug(NamedTuple):
     """Userspace -> kernel: KVM_SET_GUEST_DEBUG for one vCPU (vcpu stopped)."""
-    vcpu: int
-    seq: int
-    control: int
-    iac: list[int]
+    vcpu: VCPU
+    seq: U63
+    control: U32
+    iac: list[U32]
     iac_on: list[bool]
-    dac: list[int]
-    dac_rw: list[int]
+    dac: list[U32]
+    dac_rw: list[U32]
 
 
 @message("table_update")
 class TableUpdate(NamedTuple):
     """Userspace -> kernel: addresses patched/unpatched (the in-kernel table of trap-kernel)."""
-    seq: int
-    insert: list[int]
-    remove: list[int]
+    seq: U63
+    insert: list[U32]
+    remove: list[U32]
 
 
 @message("get_one_reg")
 class GetOneReg(NamedTuple):
-    seq: int
+    seq: U63
     reg: str
 
 
 @message("one_reg")
 class OneReg(NamedTuple):
-    seq: int
+    seq: U63
     reg: str
-    value: int | None
+    value: Annotated[int, Range(0, (1 << 64) - 1)] | None
 
 
 @message("ack")
 class Ack(NamedTuple):
-    seq: int
+    seq: U63
     of: str
 
 
 # --- MMIO exits (KVM_EXIT_MMIO) and the board ---------------------------------------------------------
-@message("mmio")
+@message("mmio", senders=(SELF_VCPU,))
 class MmioExit(NamedTuple):
     """vCPU -> userspace: a load or store to a guest-physical address that is no memory slot (36-bit
     `paddr`, `size` bytes); the vCPU waits for the answer (a store's too: its order with the next
     access is kept)."""
-    vcpu: int
-    seq: int
-    paddr: int
-    size: int
+    vcpu: VCPU
+    seq: U63
+    paddr: PADDR
+    size: Annotated[int, Range(1, 8)]
     write: bool
-    value: int = 0
+    value: U64 = 0
     posted: bool = False      # a store in a coalesced range: no answer, the vCPU goes on (KVM's
                               # coalesced MMIO ring; ZeroMQ keeps its order with what follows)
 
 
-@message("mmio_done")
+@message("mmio_done", senders=("userspace",))
 class MmioDone(NamedTuple):
     """Userspace -> vCPU: the value a load reads (0 for a store)."""
-    seq: int
-    value: int = 0
+    seq: U63
+    value: U64 = 0
 
 
-@message("serial_in")
+@message("serial_in", senders=("supervisor",))
 class SerialIn(NamedTuple):
     """Supervisor -> userspace: bytes typed on the terminal (`--serial stdio`) for the board's UART."""
     data: bytes
 
 
-@message("release_vcpu")
+@message("release_vcpu", senders=("userspace",))
 class ReleaseVcpu(NamedTuple):
     """Userspace -> a held secondary vCPU: the spin table released it (QEMU's spin_kick, run on that
     vCPU's own thread): registers `gprs` (index -> value), `pc`, MSR 0, and the TLB1 entries to write
     as MAS0, MAS1, MAS2, MAS3, MAS7 lists; then it runs."""
-    pc: int
+    pc: U32
     gprs: dict
-    tlb1: list
+    tlb1: list[list[U32]]
 
 
-@message("power_off")
+@message("power_off", senders=("userspace",))
 class PowerOff(NamedTuple):
     """Userspace -> vCPU: the board is switched off (the serial console saw its end text, or the
     guest asked for a reset): the vCPU halts with `code`."""
-    code: int
+    code: S32U32
     reason: str
 
 
-@message("halted")
+@message("halted", senders=(SELF_VCPU,))
 class Halted(NamedTuple):
     """vCPU -> supervisor and userspace: the vCPU stopped for good (guest halt or fault)."""
-    vcpu: int
-    code: int
+    vcpu: VCPU
+    code: S32U32
     reason: str
-    pc: int
+    pc: U32
 
 
-@message("detach")
+@message("detach", senders=("supervisor",))
 class Detach(NamedTuple):
     """Supervisor -> userspace: remove every breakpoint, restore guest code, report. `reason`: why
     the run ends (told to an attached gdb before its connection closes); `exit_code` as in Shutdown."""
-    seq: int
+    seq: U63
     reason: str = ""
-    exit_code: int | None = None
+    exit_code: Annotated[int, Range(0, 255)] | None = None
 
 
 @message("detached")
 class Detached(NamedTuple):
-    seq: int
-    restored: int
+    seq: U63
+    restored: U63
 
 
 # --- the deterministic schedule (cosim/schedule.py, cosim/lockstep.py) --------------------------------
@@ -382,9 +458,9 @@ class Detached(NamedTuple):
 class Sync(NamedTuple):
     """Supervisor -> any: answer Synced once `after` is met and everything taken is handled. `vtime`:
     the virtual instant (guest instructions run, all vCPUs) at which userspace runs its due timers."""
-    seq: int
+    seq: U63
     after: dict
-    vtime: int = 0
+    vtime: U63 = 0
 
 
 @message("synced")
@@ -392,36 +468,36 @@ class Synced(NamedTuple):
     """Any -> supervisor: `sent`, messages this process has sent so far by destination; `next_due`:
     (userspace) the virtual instant its next timer is due, or None."""
     name: str
-    seq: int
+    seq: U63
     sent: dict
-    next_due: int | None = None
+    next_due: U63 | None = None
 
 
 @message("run_for")
 class RunFor(NamedTuple):
     """Supervisor -> vcpu: once `after` is met, run `instructions` guest instructions (fewer if the
     vCPU exits, halts or is paused), then answer Ran. An exit is held, not sent, until Deliver."""
-    seq: int
-    instructions: int
+    seq: U63
+    instructions: U63
     after: dict
-    vtime: int = 0
+    vtime: U63 = 0
 
 
 @message("deliver")
 class Deliver(NamedTuple):
     """Supervisor -> vcpu: once `after` is met, send the held exit to the kernel; answer Ran.
     (`vtime` in both: the virtual instant now, for the trace's clock.)"""
-    seq: int
+    seq: U63
     after: dict
-    vtime: int = 0
+    vtime: U63 = 0
 
 
 @message("ran")
 class Ran(NamedTuple):
     """Vcpu -> supervisor: how a RunFor or Deliver ended (`why`: budget | exit | halted | paused |
     in-exit | delivered | nothing), the vCPU's instruction count, and its sent-message counts."""
-    vcpu: int
-    seq: int
+    vcpu: VCPU
+    seq: U63
     why: str
-    instructions: int
+    instructions: U63
     sent: dict

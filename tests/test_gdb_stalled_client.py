@@ -103,3 +103,27 @@ def test_a_gdb_run_nobody_attaches_to_ends_at_the_wall_limit():
     assert data.outcome == "wall-limit", data.problems
     assert time.monotonic() - t0 < HANG_S
     assert data.gdb_stopped_seconds == 0.0
+
+
+def test_more_breakpoints_than_the_ledger_holds_is_a_clean_error(cosim_gdb_server):
+    """Past the ledger's 4,096 planted words, Z0 answered E05 with an 'internal error' log line per
+    request; it must be ENOSPC (E1c), and the run ends clean with every word restored."""
+    from test_gdb_real import IMAGE, scenario
+
+    from cosim.machine.ledger import SLOTS
+    sc = cosim_gdb_server(scenario(vcpus=1, iterations=100))
+    c = RspClient.connect(address(sc.address))      # (no-ack mode, TCP_NODELAY: 4,100 round trips)
+    base = 0x00800000                        # past the guest image, inside its 16 MiB of RAM
+    try:
+        replies = [c.request(b"Z0,%x,4" % (base + 4 * i)) for i in range(SLOTS + 2)]
+        assert replies[:SLOTS] == [b"OK"] * SLOTS
+        assert replies[SLOTS:] == [b"E1c", b"E1c"], replies[SLOTS:]
+        assert c.request(b"z0,%x,4" % base) == b"OK"             # one freed: one more fits
+        assert c.request(b"Z0,%x,4" % (base + 4 * SLOTS)) == b"OK"
+        c.send("k")
+    finally:
+        c.close()
+    report = sc.wait()
+    assert not [x for x in report["logs"] if x["level"] == "error"], report["logs"][:5]
+    assert IMAGE.code_diff(sc.ram) == []
+    assert all(w == 0 for w in sc.ram.read_u32s(base, SLOTS + 1))

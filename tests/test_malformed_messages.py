@@ -52,6 +52,16 @@ TARGETS = ["kernel", "userspace", "vcpu0", "vcpu1", "supervisor"]
 ITERATIONS = 400
 
 
+class Supervisor(Supervisor):      # noqa: F811 - the run's keyring also holds the tester's identity
+    EXTRA_IDENTITIES = ("tester",)
+
+
+def _tester(sup) -> Endpoint:
+    """The tester's endpoint: a peer of the run (with the run's token for it), once introduced."""
+    creds = sup.keyring.credentials("tester") if sup.keyring is not None else None
+    return Endpoint("tester", "ipc", sup.run_dir, credentials=creds)
+
+
 def _config(transport):
     return parse_config({
         "machine": {"cpu": "e500v2", "vcpus": 2, "transport": transport},
@@ -83,7 +93,7 @@ def test_every_process_survives_what_it_cannot_accept(transport):
         done.append(True)
         if transport == "ipc":
             # a peer the supervisor introduced: known to every process, so it is answered
-            tester = Endpoint("tester", "ipc", sup.run_dir)
+            tester = _tester(sup)
             name = "tester"
             for n in TARGETS[:-1]:
                 sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
@@ -114,7 +124,7 @@ def test_every_process_survives_what_it_cannot_accept(transport):
     assert report["ok"], (report["failed"], report["problems"])
     assert report["debugger_hits"]["total"] == 2 * ITERATIONS
     dropped = report["transport"]["dropped"]
-    sender_kind = "unknown-sender" if transport == "ipc" else "spoofed-sender"
+    sender_kind = "spoofed-sender"     # (both transports authenticate: the name must be the peer's own)
     for n in TARGETS:
         assert dropped[n] == {sender_kind: 2, "bad-frame-count": 2, "oversized": 1,
                               "undecodable": len(GARBAGE)}, (n, dropped)
@@ -129,7 +139,7 @@ def test_every_process_survives_what_it_cannot_accept(transport):
         reasons = {m.reason for _, m in replies}
         assert any("not msgpack" in r for r in reasons) and any("unknown message type" in r for r in reasons)
         assert any("exceeds" in r for r in reasons)
-        assert report["transport"]["auth"] == "ipc-0700+uid"
+        assert report["transport"]["auth"] == "ipc-0700+uid+token"
     else:
         assert report["transport"]["auth"] == "curve"
 
@@ -137,7 +147,7 @@ def test_every_process_survives_what_it_cannot_accept(transport):
 def _introduce_tester(sup: Supervisor, names) -> Endpoint:
     """An ipc endpoint "tester" that the supervisor introduces to `names` (a known peer there, so it is
     obeyed and answered), with their inboxes as its peers. The caller closes it."""
-    tester = Endpoint("tester", "ipc", sup.run_dir)
+    tester = _tester(sup)
     for n in names:
         sup.ep.send(n, wire.Peers({"tester": tester.inbox_addr}, {}))
     tester.set_peers({n: sup.ep.inboxes[n] for n in names})

@@ -59,7 +59,7 @@ def small_config(vcpus=2, iterations=50):
 class Child:
     """run.py (or a script) in its own session and TMPDIR; killed with its whole group at the end."""
 
-    def __init__(self, argv, nofile=None):
+    def __init__(self, argv, nofile=None, env=None):
         self.tmp = tempfile.mkdtemp(prefix="ce-")     # short: ipc socket paths are limited to 107 bytes
 
         def limits():
@@ -67,7 +67,8 @@ class Child:
                 resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
         self.proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, preexec_fn=limits,
-                                     env={**os.environ, "TMPDIR": self.tmp}, stdout=subprocess.PIPE,
+                                     env={**os.environ, "TMPDIR": self.tmp, **(env or {})},
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.family: list[psutil.Process] = []
 
@@ -365,3 +366,151 @@ def test_deeply_nested_toml_is_one_line_and_exit_2(tmp_path, capsys, text, overr
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nested too deeply" in err[0] and str(cfg) in err[0], err
+
+
+# --- item 7: signals during start-up, stops late in the run ---------------------------------------------
+SLOW_PRELOAD = textwrap.dedent("""
+    import os, time
+    open(os.environ["COSIM_TEST_MARK"], "w").close()     # the forkserver is importing its preloads now
+    time.sleep(3)
+""")
+
+START_WITH = textwrap.dedent("""
+    import sys
+    from cosim import supervisor
+    from cosim.config import load_config
+
+    if __name__ == "__main__":
+        ctx = supervisor.mp_context()
+        ctx.set_forkserver_preload(["slow_preload", "cosim.vcpu.process", "cosim.kernel.process",
+                                    "cosim.userspace.process"])
+        data = supervisor.Supervisor(load_config(sys.argv[1])).run()
+        print("OUTCOME", data.outcome, "|", " | ".join(data.problems), flush=True)
+""")
+
+
+def test_a_ctrl_c_while_the_forkserver_starts_prints_no_traceback(tmp_path):
+    """SIGINT to the process group while the forkserver imports its preloads (a second on a loaded
+    machine): the forkserver printed a KeyboardInterrupt traceback; the run must just end, reported."""
+    cfg = write_config(tmp_path, iterations=100_000_000)
+    (tmp_path / "slow_preload.py").write_text(SLOW_PRELOAD)
+    script = tmp_path / "start_with.py"
+    script.write_text(START_WITH)
+    mark = tmp_path / "mark"
+    # (the forkserver finds its preloads on its own sys.path: PYTHONPATH, not the parent's sys.path)
+    c = Child([str(script), str(cfg)], env={"COSIM_TEST_MARK": str(mark), "PYTHONPATH": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + HANG_S
+        while not mark.exists():
+            assert time.monotonic() < deadline and c.proc.poll() is None, "the forkserver never preloaded"
+            time.sleep(0.02)
+        c.snapshot()
+        os.killpg(c.proc.pid, signal.SIGINT)
+        out, err = c.communicate()
+        alive = c.alive_family()
+    finally:
+        c.close()
+    assert "OUTCOME interrupted" in out, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert not alive
+
+
+FORK_THEN_WAIT = textwrap.dedent("""
+    import multiprocessing.process, sys, time
+    from cosim.config import load_config
+    from cosim.supervisor import Supervisor
+
+    if __name__ == "__main__":
+        start = multiprocessing.process.BaseProcess.start
+
+        def slow_start(self):
+            start(self)
+            if self.name == "cosim-vcpu0":          # forked, not yet recorded by the supervisor
+                print("FORKED", self.pid, flush=True)
+                time.sleep(2)
+
+        multiprocessing.process.BaseProcess.start = slow_start
+        data = Supervisor(load_config(sys.argv[1])).run()
+        print("OUTCOME", data.outcome, flush=True)
+""")
+
+
+def test_a_signal_while_children_start_leaves_no_child_behind(tmp_path):
+    """SIGTERM between a child's fork and its being recorded: that child was never killed and kept
+    the forkserver (and the caller's pipes) alive for ever."""
+    cfg = write_config(tmp_path, iterations=100_000_000)
+    script = tmp_path / "fork_then_wait.py"
+    script.write_text(FORK_THEN_WAIT)
+    c = Child([str(script), str(cfg)])
+    try:
+        c.wait_line("FORKED")
+        c.snapshot()
+        forked = c.family
+        os.kill(c.proc.pid, signal.SIGTERM)             # the supervisor only, as `kill PID` does
+        out, err = c.communicate()
+        alive = [p for p in psutil.wait_procs(forked, timeout=10)[1] if p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        c.close()
+    assert "OUTCOME interrupted" in out, (out, err)
+    assert not alive, alive
+
+
+def test_a_child_that_starts_after_its_run_ended_says_nothing():
+    """A child whose run directory is gone (the run ended while it started) exits quietly: it printed
+    `cosim kernel crashed` and a ZMQError traceback."""
+    code = textwrap.dedent("""
+        from cosim.supervisor import _child
+        _child("kernel", {"run_dir": "/nonexistent/cosim-gone", "vcpus": 2, "transport": "ipc",
+                          "supervisor": "ipc:///nonexistent/cosim-gone/supervisor.in"})
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 1
+    assert p.stderr == "", p.stderr
+
+
+def test_a_process_stopped_while_the_run_ends_is_named():
+    """SIGSTOP of userspace as the run finishes (detach, shutdown): the stop was not mentioned."""
+    class StopAtFinish(Supervisor):
+        def _finish(self, data):
+            pid = self.procs["userspace"].pid
+            os.kill(pid, signal.SIGSTOP)
+
+            def cont():
+                time.sleep(2.0)
+                os.kill(pid, signal.SIGCONT)
+            import threading
+            threading.Thread(target=cont, daemon=True).start()
+            super()._finish(data)
+
+    data = StopAtFinish(small_config()).run()
+    assert "userspace" in data.stopped, (data.stopped, data.logs)
+    assert any("process userspace" in text and "is stopped" in text for _n, _l, text in data.logs)
+
+
+# --- item 8: a run that never started -------------------------------------------------------------------
+def test_a_file_size_limit_below_guest_ram_exits_2_with_one_line(tmp_path):
+    """`ulimit -f` below guest RAM: the block could not be created (EFBIG, a resource-tracker KeyError
+    traceback) and code-restored-after-detach failed for a run that never started."""
+    cfg = write_config(tmp_path)
+    code = textwrap.dedent(f"""
+        import resource, runpy, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        sys.argv = ["run.py", {str(cfg)!r}]
+        runpy.run_path({str(ROOT / "run.py")!r}, run_name="__main__")
+    """)
+    c = Child(["-c", code])
+    try:
+        out, err = c.communicate()
+    finally:
+        c.close()
+    assert c.proc.returncode == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "file size" in lines[0] and "1 MiB" in lines[0], err
+
+
+def test_code_restored_is_not_judged_for_a_run_that_never_started(monkeypatch):
+    from cosim.report import build_report
+    monkeypatch.setattr(resources, "shm_free", lambda path=resources.SHM_DIR: 0)
+    report = build_report(Supervisor(small_config()).run())
+    inv = report["invariants"]["code-restored-after-detach"]
+    assert inv["ok"] is None and "never started" in inv["detail"], inv

@@ -18,7 +18,7 @@ socketpairs, blocking reads: the transport without ZeroMQ's I/O threads).
 Targets: p50 within 1.2x of the pyzmq floor; MIPS at least 0.5x raw.
 
     .venv/bin/python tools/bench_cosim.py [--repeat 3] [--json PATH] [--transport ipc|tcp]
-    .venv/bin/python tools/bench_cosim.py --curve-cost [--repeat 3]   # tcp with and without CURVE
+    .venv/bin/python tools/bench_cosim.py --curve-cost [--repeat 3] [--transport tcp|ipc]   # with and without CURVE
 """
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def socket_ring(hops: int, n: int) -> list[int]:
 
 # --- the harness -------------------------------------------------------------------------------------
 def harness(strategy: str, breakpoints: list[str], iterations: int, transport: str,
-            program: str = "warn_storm", curve: bool = True) -> dict:
+            program: str = "warn_storm", curve: bool = True, ipc_auth: str = "token") -> dict:
     cfg = parse_config({
         "machine": {"cpu": "e500mc", "vcpus": 1, "transport": transport},
         "guest": {"program": program, "iterations": iterations},
@@ -177,7 +177,8 @@ def harness(strategy: str, breakpoints: list[str], iterations: int, transport: s
         "limits": {"wall_seconds": 300.0},
     }, "<bench>")
     samples = []
-    sup = Supervisor(cfg, progress=lambda p: samples.append((p["elapsed"], p["instructions"])), curve=curve)
+    sup = Supervisor(cfg, progress=lambda p: samples.append((p["elapsed"], p["instructions"])), curve=curve,
+                     ipc_auth=ipc_auth)
     data = sup.run()
     report = build_report(data)
     if not report["ok"]:
@@ -198,25 +199,32 @@ def steady_mips(progress: list[tuple[float, int]]) -> float:
 
 
 def curve_cost(args) -> int:
-    """Exit round trips over tcp with CURVE (the default) and without, alternating in one run."""
-    rows = {(c, lv): [] for c in (True, False) for lv in ("kernel", "userspace")}
+    """Exit round trips over --transport with each authentication and without, alternating in one run:
+    tcp: CURVE vs none; ipc: a per-run token (ZeroMQ PLAIN checked by ZAP: handshake only), CURVE
+    (every message encrypted) and the uid check alone."""
+    variants = {"curve": {"curve": True, "ipc_auth": "curve"}}
+    if args.transport == "ipc":
+        variants["token"] = {"curve": True, "ipc_auth": "token"}
+    variants["plain"] = {"curve": False}
+    rows: dict = {(v, lv): [] for v in variants for lv in ("kernel", "userspace")}
     for r in range(args.repeat):
         print(f"round {r + 1}/{args.repeat} ...", file=sys.stderr, flush=True)
-        for c in (True, False):
-            k = harness("illegal", [], args.iterations, "tcp", curve=c)["report"]
-            rows[(c, "kernel")].append(k["exits"]["latency_us"]["kernel"]["p50"])
-            u = harness("illegal", ["bp_target_a", "bp_target_b"], args.iterations, "tcp", curve=c)["report"]
-            rows[(c, "userspace")].append(u["exits"]["latency_us"]["userspace"]["p50"])
+        for v, kw in variants.items():
+            k = harness("illegal", [], args.iterations, args.transport, **kw)["report"]
+            rows[(v, "kernel")].append(k["exits"]["latency_us"]["kernel"]["p50"])
+            u = harness("illegal", ["bp_target_a", "bp_target_b"], args.iterations, args.transport,
+                        **kw)["report"]
+            rows[(v, "userspace")].append(u["exits"]["latency_us"]["userspace"]["p50"])
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"{'tcp exit round trip p50 (us)':<30}{'CURVE':>10}{'plain':>10}{'ratio':>8}")
+    print(f"{args.transport + ' exit round trip p50 (us)':<30}" + "".join(f"{v:>10}" for v in variants)
+          + "".join(f"{v + '/plain':>14}" for v in variants if v != "plain"))
     for lv in ("kernel", "userspace"):
-        print(f"{lv + '-handled':<30}{med[(True, lv)]:>10.1f}{med[(False, lv)]:>10.1f}"
-              f"{med[(True, lv)] / med[(False, lv)]:>8.2f}")
+        print(f"{lv + '-handled':<30}" + "".join(f"{med[(v, lv)]:>10.1f}" for v in variants)
+              + "".join(f"{med[(v, lv)] / med[('plain', lv)]:>14.2f}" for v in variants if v != "plain"))
     if args.json:
-        Path(args.json).write_text(json.dumps({f"{'curve' if c else 'plain'}_{lv}_p50_us": v
-                                               for (c, lv), v in med.items()}
-                                              | {"samples": {f"{'curve' if c else 'plain'}_{lv}": v
-                                                             for (c, lv), v in rows.items()}}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({f"{v}_{lv}_p50_us": x for (v, lv), x in med.items()}
+                                              | {"samples": {f"{v}_{lv}": x for (v, lv), x in rows.items()}},
+                                              indent=2) + "\n")
     return 0
 
 

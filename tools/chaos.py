@@ -6,7 +6,16 @@ the detection latency of deaths (p50/p99).
     python tools/chaos.py [-n 40] [--seed 1] [--json PATH]
 
 Targets: vcpu0, vcpu1, kernel, userspace, and a gdb client (a raw RSP client that plants a breakpoint
-with Z0, lets the guest run, and dies: its socket reset as the kernel does for a killed gdb).
+with Z0, lets the guest run, and dies: its socket reset as the kernel does for a killed gdb). Faults
+of the host and of peers (issue 24):
+  fd-limit     run.py with 8 vCPUs under RLIMIT_NOFILE 64 (hard: exit 2, one line, nothing started) or
+               a soft limit of 48 under a high hard one (raised: the run completes)
+  small-shm    /dev/shm reported with 8 MiB free (the free-space probe): the run reports an error
+               naming /dev/shm, starts nothing
+  stalled-gdb  a gdb client plants a breakpoint, then streams `m` packets and never reads a reply:
+               dropped by the stub (its breakpoint removed), the run completes
+  forged       a process of our uid without the run's token sends Detach, Halted, Pause and an exit
+               under the supervisor's name: refused at the handshake, the run completes with every hit
 Per run:
   survived  the run ended with a report; a killed process is named in it (outcome child-died), a
             stopped one changes nothing (the run completes, every invariant holds), a dead gdb client
@@ -38,7 +47,9 @@ from cosim.machine.image import GuestImage, guest_path  # noqa: E402
 from cosim.report import build_report  # noqa: E402
 from cosim.supervisor import Supervisor  # noqa: E402
 
-TARGETS = ("vcpu0", "vcpu1", "kernel", "userspace", "gdb")
+TARGETS = ("vcpu0", "vcpu1", "kernel", "userspace", "gdb", "fd-limit", "small-shm", "stalled-gdb", "forged")
+FAULTS = ("fd-limit", "small-shm", "stalled-gdb", "forged")
+ROOT = Path(__file__).resolve().parent.parent
 IMAGE = GuestImage.load(guest_path("warn_storm"))
 
 
@@ -86,6 +97,8 @@ def shm_of(pid: int) -> set[str]:
 
 def one_run(rng: random.Random, target: str | None = None, action: str | None = None) -> dict:
     target = target or rng.choice(TARGETS)
+    if target in FAULTS:
+        return FAULT_RUNS[target](rng)
     action = "kill" if target == "gdb" else (action or rng.choice(("kill", "stop")))
     moment = rng.uniform(0.0, 0.8)
     stop_for = rng.uniform(0.05, 0.6)
@@ -173,6 +186,186 @@ def one_run(rng: random.Random, target: str | None = None, action: str | None = 
     return ev
 
 
+
+# --- faults of the host and of peers (issue 24) ------------------------------------------------------
+def _leaks(pid: int, tmp: str | None = None) -> dict:
+    left = {}
+    if shm_of(pid):
+        left["shm(dev)"] = sorted(shm_of(pid))
+    if tmp is not None and os.listdir(tmp):
+        left["tmp"] = sorted(os.listdir(tmp))
+    return left
+
+
+def fd_limit_run(rng: random.Random) -> dict:
+    """run.py in a child under a low RLIMIT_NOFILE: hard 64 (must exit 2 naming the need) or soft 48
+    under the hard limit (must be raised and complete)."""
+    import resource
+    import shutil
+    import subprocess
+    import tempfile
+    hard_low = rng.random() < 0.5
+    ev: dict = {"target": "fd-limit", "action": "hard 64" if hard_low else "soft 48", "moment": 0.0}
+    tmp = tempfile.mkdtemp(prefix="cz-")
+    cfg = Path(tmp) / "fd.toml"
+    cfg.write_text('[machine]\ncpu = "e500mc"\nvcpus = 8\n[guest]\nprogram = "warn_storm"\n'
+                   'iterations = 50\n[debug]\nstrategy = "illegal"\n[[debug.breakpoints]]\n'
+                   'at = "bp_target_a"\n[limits]\nwall_seconds = 60\n')
+    run_tmp = tempfile.mkdtemp(prefix="cr-")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = (64, 64) if hard_low else (48, hard)
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, str(ROOT / "run.py"), str(cfg), "--json", str(Path(tmp) / "r.json")],
+                         cwd=ROOT, env={**os.environ, "TMPDIR": run_tmp}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
+    try:
+        out, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        ev["why"] = "hung"
+    ev["seconds"] = round(time.monotonic() - t0, 2)
+    if hard_low:
+        ev["survived"] = p.returncode == 2 and "open files" in err and "Traceback" not in err
+        ev["restored"] = True                 # nothing started: guest code never touched
+    else:
+        report = json.loads((Path(tmp) / "r.json").read_text()) if (Path(tmp) / "r.json").exists() else {}
+        ev["survived"] = p.returncode == 0 and report.get("ok", False)
+        ev["restored"] = report.get("invariants", {}).get("code-restored-after-detach", {}).get("ok", False)
+    ev["leaked"] = _leaks(p.pid, run_tmp)
+    ev["outcome"] = f"exit {p.returncode}"
+    if not ev["survived"]:
+        ev["why"] = {"rc": p.returncode, "stderr": err[-300:]}
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(run_tmp, ignore_errors=True)
+    return ev
+
+
+def small_shm_run(rng: random.Random) -> dict:
+    from cosim import resources
+    ev: dict = {"target": "small-shm", "action": "8 MiB free", "moment": 0.0}
+    original = resources.shm_free
+    resources.shm_free = lambda path=resources.SHM_DIR: 8 << 20
+    before = shm_of(os.getpid())
+    try:
+        data = Supervisor(config(False)).run()
+    finally:
+        resources.shm_free = original
+    ev["survived"] = data.outcome == "error" and any("/dev/shm" in p for p in data.problems) and not data.pids
+    ev["restored"] = True                     # nothing started
+    ev["leaked"] = {k: v for k, v in data.leftovers.items() if v}
+    if shm_of(os.getpid()) - before:
+        ev["leaked"]["shm(dev)"] = sorted(shm_of(os.getpid()) - before)
+    ev["outcome"] = data.outcome
+    ev["seconds"] = round(data.seconds, 2)
+    if not ev["survived"]:
+        ev["why"] = data.problems[:2]
+    return ev
+
+
+def stalled_gdb_run(rng: random.Random) -> dict:
+    """A gdb client that plants a breakpoint, then streams `m` requests and never reads a reply."""
+    from cosim.gdb.packets import encode
+    sup = Supervisor(config(True), gdb="127.0.0.1:0")
+    ev: dict = {"target": "stalled-gdb", "action": "stop reading", "moment": round(rng.uniform(0, 0.5), 3)}
+    bp = IMAGE.symbol("bp_target_a")
+    original = IMAGE.read_word(bp)
+
+    def ready(addr, _shm=None):
+        def client():
+            try:
+                c = RspClient(addr)
+                c.request("QStartNoAckMode")
+                ev["z0"] = c.request(f"Z0,{bp:x},4")
+                ev["planted"] = sup.ram.read_word(bp) != original
+                time.sleep(ev["moment"])
+                c.sock.settimeout(2.0)
+                ev["t_kill"] = time.monotonic()
+                flood = encode(b"m0,800") * 64
+                try:
+                    while time.monotonic() - ev["t_kill"] < 30:
+                        c.sock.sendall(flood)
+                except OSError:
+                    pass
+                while sup.ram is not None and time.monotonic() - ev["t_kill"] < 60:
+                    if sup.ram.read_word(bp) == original:
+                        ev["dropped_after"] = round(time.monotonic() - ev["t_kill"], 2)
+                        break
+                    time.sleep(0.01)
+                time.sleep(60)                # holds its socket, reads nothing, until the run is over
+            except Exception as e:
+                ev["client_error"] = f"{type(e).__name__}: {e}"
+        threading.Thread(target=client, daemon=True).start()
+
+    sup.on_gdb_ready = ready
+    return _finish_fault(ev, sup, lambda data, report: report["ok"] and ev.get("planted", False)
+                         and report["gdb"]["dropped_not_reading"] == 1)
+
+
+def forged_run(rng: random.Random) -> dict:
+    """A process of our uid, without the run's token, sends what a supervisor would."""
+    import tempfile
+
+    from cosim import wire
+    from cosim.transport import Endpoint, remove_run_dir
+    sup = Supervisor(config(False))
+    ev: dict = {"target": "forged", "action": "no token", "moment": round(rng.uniform(0, 0.5), 3)}
+    running = threading.Event()
+
+    def injector():
+        if not running.wait(60):
+            return
+        time.sleep(ev["moment"])
+        if sup.ep is None:
+            return
+        d = tempfile.mkdtemp(prefix="cf-")
+        intruder = Endpoint("supervisor", "ipc", d)
+        try:
+            intruder.set_peers({n: a for n, a in sup.ep.inboxes.items() if n != "supervisor"}
+                               | {"supervisor": sup.ep.inbox_addr})
+            ev["t_kill"] = time.monotonic()
+            intruder.send("userspace", wire.Detach(1))
+            intruder.send("supervisor", wire.Halted(0, 0, "guest halted", 0))
+            intruder.send("vcpu0", wire.Pause(1))
+            intruder.send("kernel", wire.ExitMsg(0, 1, "hcall", 0x100, 0x44000022, 8, 0x100))
+            time.sleep(0.5)
+        except Exception as e:
+            ev["client_error"] = f"{type(e).__name__}: {e}"
+        finally:
+            intruder.close()
+            remove_run_dir(d)
+
+    sup.progress = lambda _p: running.set()
+    threading.Thread(target=injector, daemon=True).start()
+    return _finish_fault(ev, sup, lambda data, report: report["ok"] and
+                         report["debugger_hits"]["total"] == 2 * 600 * 2 and
+                         sum(c.get("no-curve", 0) for c in report["transport"]["refused"].values()) > 0)
+
+
+def _finish_fault(ev: dict, sup: Supervisor, survived) -> dict:
+    before = shm_of(os.getpid())
+    data = sup.run()
+    report = build_report(data)
+    if "t_kill" not in ev:
+        ev["missed"] = True
+        return ev
+    ev["survived"] = bool(survived(data, report)) and data.outcome == "completed"
+    left = {k: v for k, v in data.leftovers.items() if v}
+    if shm_of(os.getpid()) - before:
+        left["shm(dev)"] = sorted(shm_of(os.getpid()) - before)
+    ev["leaked"] = left
+    ev["restored"] = report["invariants"].get("code-restored-after-detach", {}).get("ok", False)
+    ev["seconds"] = round(data.seconds, 2)
+    ev["outcome"] = data.outcome
+    if not ev["survived"]:
+        ev["why"] = {"failed": report["failed"], "problems": data.problems[:3], "client": ev.get("client_error")}
+    return ev
+
+
+FAULT_RUNS = {"fd-limit": fd_limit_run, "small-shm": small_shm_run, "stalled-gdb": stalled_gdb_run,
+              "forged": forged_run}
+
 def pct(values, q):
     if not values:
         return None
@@ -197,11 +390,15 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=40, help="runs (default 40)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--only", metavar="T,T", help=f"comma-separated targets (of {', '.join(TARGETS)})")
     args = ap.parse_args(argv)
+    only = tuple(args.only.split(",")) if args.only else TARGETS
+    if not set(only) <= set(TARGETS):
+        ap.error(f"--only: unknown target(s) {', '.join(sorted(set(only) - set(TARGETS)))}")
     rng = random.Random(args.seed)
     runs = []
     for k in range(args.n):
-        r = one_run(rng)
+        r = one_run(rng, rng.choice(only))
         runs.append(r)
         flag = "missed" if r.get("missed") else ("ok" if r["survived"] and not r["leaked"] and r["restored"]
                                                   else "BAD")

@@ -453,6 +453,10 @@ class VmTarget:
     def insert_breakpoint(self, kind: int, addr: int, length: int) -> None:
         try:
             if kind == BreakpointKind.SOFTWARE:
+                led = self.vm.ledger
+                if addr not in self.sw and led is not None and led.full() and not led.holds(addr):
+                    raise TargetError(errno.ENOSPC, f"too many breakpoints: {len(led.table)} planted words "
+                                                    "is the most the breakpoint ledger holds")
                 if addr not in self.sw:
                     self.dbg.insert(addr, owner="gdb")
                     self.sw.add(addr)

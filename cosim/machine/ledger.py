@@ -57,6 +57,10 @@ class Ledger:
     def holds(self, address: int) -> bool:
         return address in self._slot
 
+    def full(self) -> bool:
+        """No slot left for a new address (`record` would raise LedgerFull)."""
+        return not self._free_slots()
+
     def record(self, address: int, saved: int, planted: int, owner: str = "userspace") -> None:
         """Before planting `planted` over `saved` at `address`."""
         i = self._slot.get(address)

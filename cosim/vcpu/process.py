@@ -240,7 +240,8 @@ class VcpuProcess:
             tlb[i]["mas1"], tlb[i]["mas2"], tlb[i]["mas3"], tlb[i]["mas7"] = mas1, mas2, mas3, mas7
         self.engine.flush_tlb()
         for n, v in m.gprs.items():
-            self.engine.set_gpr(int(n), v)
+            if str(n).isdigit() and int(n) < 32 and type(v) is int and 0 <= v <= 0xFFFFFFFF:
+                self.engine.set_gpr(int(n), v)
         self.core.msr = 0
         self.core.pc = m.pc
         self.held = False
