@@ -170,7 +170,8 @@ def test_coalesced_uart_stores_keep_the_transcript():
         runs[on] = build_report(run_config(cfg))
         assert runs[on]["ok"], runs[on]["failed"]
     assert runs[True]["board"]["transcript"] == runs[False]["board"]["transcript"]
-    assert runs[True]["board"]["mmio_exits"] == runs[False]["board"]["mmio_exits"]
+    # (the same accesses, up to the few LSR polls between the end text and the power-off reaching the vCPU)
+    assert abs(runs[True]["board"]["mmio_exits"] - runs[False]["board"]["mmio_exits"]) <= 3
     waited = {on: r["board"]["mmio_round_trip_us"]["samples"] for on, r in runs.items()}
     assert waited[True] < waited[False] * 0.7
 

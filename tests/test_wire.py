@@ -29,6 +29,9 @@ CASES = [
     wire.Sync(1, {"vcpu0": 3, "kernel": 1}, 123_456), wire.Synced("userspace", 1, {"vcpu1": 7}, 200_000),
     wire.RunFor(2, 5000, {"userspace": 4}), wire.Deliver(3, {}),
     wire.Ran(1, 2, "exit", 987_654, {"kernel": 12, "supervisor": 3}),
+    wire.MmioExit(0, 1, 0xFE0004505, 1, False), wire.MmioExit(0, 2, 0xFE0004500, 1, True, 0x55, True),
+    wire.MmioDone(1, 0x60), wire.SerialIn(b"version\r"), wire.PowerOff(0, "serial console showed '=> '"),
+    wire.ReleaseVcpu(0x10000, {"3": 0x55, "7": 0x4000000}, [[0x10010000, 0x80000B00, 0x4, 0x3F, 0]]),
 ]
 
 
@@ -42,6 +45,13 @@ def test_round_trip(msg):
 
 def test_every_message_type_has_a_case():
     assert {m.TAG for m in CASES} == set(wire.MESSAGES)
+
+
+def test_board_messages_are_range_checked():
+    for bad, field in ((wire.MmioExit(0, 1, 1 << 36, 1, False), "paddr"), (wire.MmioExit(0, 1, 0, 9, False), "size"),
+                       (wire.ReleaseVcpu(0x10000, {}, [[1 << 32]]), "tlb1")):
+        with pytest.raises(wire.WireError, match=field):
+            wire.decode(wire.encode(bad))
 
 
 @pytest.mark.parametrize("data,problem", [

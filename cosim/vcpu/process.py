@@ -43,6 +43,7 @@ EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
 
 class VcpuProcess:
+    held = False              # a secondary vCPU of a board, waiting in the spin table until released
     def __init__(self, spec: dict):
         self.index = spec["index"]
         self.name = f"vcpu{self.index}"
