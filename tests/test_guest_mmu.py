@@ -128,3 +128,28 @@ def test_decrementer_fires_on_its_instruction_and_auto_reloads():
     assert t.deadline() == 1500                          # reloaded from DECAR
     t.write_tsr(TSR_DIS)                                 # write one to clear
     assert not t.pending()[0]
+
+
+def test_sprg4_7_written_in_supervisor_state_read_back_through_their_user_numbers():
+    """Issue 20 item 10: SPRG3-7 and USPRG0 written by mtspr (emulated: unicorn runs the guest in
+    problem state) are what a problem-state mfspr of 259-263 / 256 reads natively inside unicorn."""
+    from cosim.cpu_models import cpu_model
+    from cosim.vcpu.core import Core
+    from cosim.vcpu.runpage import RUNPAGE
+    ram = np.zeros(1 << 20, np.uint8)
+    count = np.zeros(1, np.uint64)
+    eng = Engine(ram.ctypes.data, ram.size, count.ctypes.data)
+    rec = np.zeros(1, RUNPAGE)
+    core = Core(eng, rec, cpu_model("e500mc"), ram.view(">u4"))
+    core.reset(0x100, 0)
+    for spr, value in ((275, 0x33333333), (276, 0x44444444), (277, 0x55555555), (278, 0x66666666),
+                       (279, 0x77777777), (256, 0x12345678)):
+        core.write_spr(spr, value)
+    # mfspr r3..r8, 259..263 and 256, then an illegal word to stop
+    words = [0x7C0002A6 | (3 + i) << 21 | (spr & 0x1F) << 16 | (spr >> 5) << 11
+             for i, spr in enumerate((259, 260, 261, 262, 263, 256))] + [0]
+    for i, w in enumerate(words):
+        ram[0x100 + 4 * i:0x104 + 4 * i] = np.frombuffer(w.to_bytes(4, "big"), np.uint8)
+    eng.run(0x100)
+    assert [eng.gpr(3 + i) for i in range(6)] == [0x33333333, 0x44444444, 0x55555555, 0x66666666, 0x77777777,
+                                                  0x12345678]
