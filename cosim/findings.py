@@ -7,6 +7,8 @@ from __future__ import annotations
 FINDINGS: dict[str, str] = {
     "sc64-lost-hits": "breakpoint hits taken by the guest's own syscall vector (E.HV never exits on sc)",
     "hw-slots-exhausted": "more hardware breakpoints asked for than the CPU has IAC slots",
+    "breakpoint-unmapped": "a breakpoint named a guest virtual address that no guest TLB entry mapped to RAM "
+                           "when it was to be planted: it was not planted",
     "guest-debug-lost": "the guest's own debug events are lost while the host owns the debug facility",
     "patched-code-visible": "the guest saw its own code modified by planted breakpoints",
     "guest-traps-via-userspace": "guest-owned traps made a userspace round trip before re-injection",

@@ -138,6 +138,8 @@ def build_report(data) -> dict:
     if user.get("refused"):
         findings.append(Finding("hw-slots-exhausted", "hw-slots-exhausted" in predicted,
                                 _counted(user["refused"])))
+    if user.get("unmapped"):
+        findings.append(Finding("breakpoint-unmapped", False, _counted(user["unmapped"])))
     # the guest's own IAC events while the host owned the debug facility, counted by the silicon for
     # any guest (issue 20), with what the guest wrote to DBCR0 and what it reads back
     dbg_lost = _sum_maps(v.get("guest_debug_lost", {}) for v in vstats)

@@ -31,9 +31,11 @@ from .userspace.console import Console
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "qemu_icount_plugin.c"
 UBOOT = Path(FIRMWARE["u-boot"][0])
-# the key goes in at "Net:", before the countdown polls for it: both sides then abort it at its first look
-# (typed at "Hit any key", QEMU sees it after a host-dependent number of polls: +-2% of the count)
-SENDS = [("Net:", " "), ("=> ", "version\r")]
+# the key goes in at "In:" (the console is up: U-Boot has set its UART up, which empties its FIFO),
+# well before the countdown polls for it: both sides abort the countdown at its first look (typed at
+# "Hit any key", QEMU saw it after a host-dependent number of polls, +-2% of the count; at "Net:", a
+# loaded host still missed the first look now and then: 6.72M instead of 6.39M)
+SENDS = [("In:", " "), ("=> ", "version\r")]
 QEMU_CPU = {"e500v2": "e500v2_v30"}    # the ppce500 default; `-cpu e500v2` is v2.2 (PVR 0x80210022)
 MASKED = (re.compile(r"^Hit any key to stop autoboot:"),)   # the countdown: wall time under QEMU
 

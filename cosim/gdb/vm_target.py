@@ -229,7 +229,7 @@ class VmTarget:
             return action == "s"
         if stop.verdict is Verdict.SW:
             return (stop.address in self.sw
-                    and self.vm.ram.read_word(stop.address) == self.dbg.state.debug_inst)
+                    and self.vm.read_code(stop.address) == self.dbg.state.debug_inst)
         return self._owns(stop)
 
     def on_halted(self, m: wire.Halted) -> None:
@@ -316,7 +316,7 @@ class VmTarget:
         if stop.pc != site or new_pc != (site + 4) & 0xFFFFFFFF:
             return False
         saved = self.dbg.state.saved_word(site)
-        word = saved if saved is not None else self.vm.ram.read_word(site)
+        word = saved if saved is not None else self.vm.read_code(site)
         if not trap_taken(word, regs[:32]):
             return False
         c = self.dbg.counters
@@ -409,16 +409,14 @@ class VmTarget:
         if self.us.guest_tlb is not None and (addr & 0xFFF) + length > 0x1000:   # page by page
             first = 0x1000 - (addr & 0xFFF)
             return self.read_memory(addr, first) + self.read_memory(addr + first, length - first)
-        addr_v, addr = addr, self._translated(addr, length)
+        pa = self._translated(addr, length)
         try:
-            data = bytearray(ram.read(addr, length))
+            data = bytearray(ram.read(pa, length))
         except GuestMemoryError as e:
             raise TargetError(errno.EFAULT, str(e)) from None
-        if addr != addr_v:
-            return bytes(data)              # (planted words are tracked by virtual address: 1:1 maps only)
         inst = self.dbg.state.debug_inst
-        for a, bp in self.dbg.state.sw.items():
-            if a + 4 > addr and a < addr + length and ram.read_word(a) == inst:
+        for a, bp in self.dbg.state.sw.items():       # (breakpoints by virtual address, as gdb set them)
+            if a + 4 > addr and a < addr + length and self.vm.read_code(a) == inst:
                 for k, byte in enumerate(bp.saved.to_bytes(4, "big")):
                     if addr <= a + k < addr + length:
                         data[a + k - addr] = byte
@@ -584,11 +582,11 @@ class VmTarget:
             return None
         st = self.dbg.state
         saved = st.saved_word(pc)
-        if saved is not None and self.vm.ram.read_word(pc) == st.debug_inst:
+        if saved is not None and self.vm.read_code(pc) == st.debug_inst:
             return saved
         if (stop.status == DebugStatus.BREAKPOINT and ("iac", pc) not in self.hw
                 and any(p is not None and p.address == pc for p in st.iac)):
-            return self.vm.ram.read_word(pc)
+            return self.vm.read_code(pc)
         return None
 
     def _continue(self, i: int, send: bool = True) -> list:
@@ -619,12 +617,12 @@ class VmTarget:
         self.dbg.hold = True                      # the world is stopped: no pause, no release
         restored = 0
         for addr in sorted(self.sw):
-            before = self.vm.ram.read_word(addr)
+            before = self.vm.read_code(addr)
             try:
                 self.dbg.remove(addr, owner="gdb")
             except BreakpointError:
                 continue
-            restored += self.vm.ram.read_word(addr) != before
+            restored += self.vm.read_code(addr) != before
         for kind, addr in sorted(self.hw):
             try:
                 self.dbg.remove_hw(kind, addr, owner="gdb")

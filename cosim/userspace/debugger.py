@@ -29,6 +29,7 @@ class Counters:
     steps: int = 0
     watch: dict[int, int] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)   # software breakpoints on addresses nothing maps
     inserts: int = 0
     removes: int = 0
     # a debugger client moved PC past a tw/twi it was stopped at whose condition held (gdb's
@@ -124,12 +125,14 @@ class Debugger:
             self.insert_hw("iac", address, owner=owner)
             return
         with self.stopped():
-            patch = self.state.insert_sw(address, self.vm.ram.read_word(address))
+            patch = self.state.insert_sw(address, self.vm.read_code(address))
             if patch is not None:
                 try:
                     self.vm.apply([patch], owner)
-                except VmError:
+                except VmError as e:
                     del self.state.sw[address]
+                    if "maps" in str(e):
+                        self.counters.unmapped.append(str(e))
                     raise
                 self.pending_flush.add(address)
                 self.vm.update_table(insert=[address])
@@ -143,7 +146,7 @@ class Debugger:
             self.remove_hw("iac", address, owner=owner)
             return
         with self.stopped():
-            current = self.vm.ram.read_word(address)
+            current = self.vm.read_code(address)
             patch = self.state.remove_sw(address, current)
             if patch is not None:
                 self.vm.apply([patch])
@@ -181,7 +184,7 @@ class Debugger:
         with self.stopped():
             for address in list(self.state.sw):
                 self.state.sw[address].uses = 1
-                current = self.vm.ram.read_word(address)
+                current = self.vm.read_code(address)
                 patch = self.state.remove_sw(address, current)
                 if patch is not None:
                     self.vm.apply([patch])
@@ -206,7 +209,7 @@ class Debugger:
 
     # --- KVM_EXIT_DEBUG -----------------------------------------------------------------------------
     def on_debug_exit(self, m: wire.DebugExit) -> None:
-        current = self.vm.ram.read_word(m.pc) if 0 <= m.pc < self.vm.ram.size else 0
+        current = self.vm.read_code(m.pc)
         verdict = self.state.verdict(m.address, m.status, m.word, current,
                                      stepping=m.vcpu in self.vm.singlestep, event=m.event,
                                      displaced=m.displaced)
@@ -252,9 +255,9 @@ class Debugger:
         """Go on past a stop: execute the original instruction under a breakpoint out of line (the
         planted word stays for the other vCPUs), or simply continue where nothing is planted."""
         saved = self.state.saved_word(stop.pc)
-        if saved is not None and self.vm.ram.read_word(stop.pc) == self.state.debug_inst:
+        if saved is not None and self.vm.read_code(stop.pc) == self.state.debug_inst:
             self.resume(stop.vcpu, stop.seq, "step_over", pc=stop.pc, word=saved)
         elif stop.verdict is Verdict.HW:   # IAC or DAC: the instruction must not trigger again
-            self.resume(stop.vcpu, stop.seq, "step_over", pc=stop.pc, word=self.vm.ram.read_word(stop.pc))
+            self.resume(stop.vcpu, stop.seq, "step_over", pc=stop.pc, word=self.vm.read_code(stop.pc))
         else:
             self.resume(stop.vcpu, stop.seq, "continue", pc=stop.pc)

@@ -59,6 +59,7 @@ class UserspaceProcess:
             from .board_host import BoardHost
             self.board = BoardHost(spec)
             self.guest_tlb = GuestTlb.attach(spec["tlb_name"], TlbGeometry(spec["tlb1_entries"]), spec["vcpus"])
+            self.vm.guest_tlb = self.guest_tlb
         self.powered_off = False
         if self.board is not None:
             self.vm.serve_now = self._serve_now
@@ -255,6 +256,7 @@ class UserspaceProcess:
             "watch": {f"{a:#x}": n for a, n in (c.watch.items() if c else ())},
             "steps": c.steps if c else 0,
             "refused": list(c.refused) if c else [],
+            "unmapped": list(c.unmapped) if c else [],
             "inserts": c.inserts if c else 0,
             "removes": c.removes if c else 0,
             "traps_skipped": {f"{a:#x}": n for a, n in (c.traps_skipped.items() if c else ())},

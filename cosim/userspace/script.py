@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..isa import DebugStatus
 from .breakpoints import BreakpointError, Verdict
 from .debugger import Debugger, Stop
+from .vm import VmError
 
 REGISTER_LOG_LIMIT = 200
 
@@ -66,8 +67,8 @@ class ScriptedDebugger:
                 try:
                     self.dbg.insert(p.address)
                     p.inserted = True
-                except BreakpointError:
-                    pass   # recorded in counters.refused, reported as a finding
+                except (BreakpointError, VmError):
+                    pass   # recorded in counters.refused / unmapped, reported as a finding
         if self.toggle_addrs:
             self._schedule()
 
@@ -85,7 +86,7 @@ class ScriptedDebugger:
                 try:
                     self.dbg.insert(p.address)
                     p.inserted = True
-                except BreakpointError:
+                except (BreakpointError, VmError):
                     p.arm_on = None           # refused (recorded in counters.refused): not tried again
 
     def _schedule(self) -> None:

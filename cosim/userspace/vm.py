@@ -70,6 +70,7 @@ class Vm:
         self._views: dict[int, tuple] = {}
         self._debug_views: dict[int, tuple] = {}
         self.trace = NULL                    # the process's timeline tracer (cosim/trace.py)
+        self.guest_tlb = None                # a board's guest TLB: breakpoints name virtual addresses
         self.serve_now = None                # (sender, msg) -> bool: served while waiting (MMIO exits:
                                              # a vCPU waiting for a device would never pause otherwise)
 
@@ -134,6 +135,31 @@ class Vm:
                                                reload_debug))
 
     # --- guest memory and debug registers (all vCPUs stopped) --------------------------------------
+    def phys(self, address: int) -> int:
+        """The guest-physical word a virtual `address` names now: through vCPU 0's guest TLB in its
+        current instruction context (MSR[IS], PID; every vCPU stopped), as QEMU+KVM plant through the
+        guest MMU; the same address on the bare machine. VmError when nothing maps it to RAM."""
+        if self.guest_tlb is None:
+            return address
+        from ..isa import SPR, Msr
+        page = self.pages[0]
+        ts = 1 if int(page["msr"]) & Msr.IS else 0
+        pa = self.guest_tlb.translate(0, address, ts, int(page["spr"][SPR["PID"]]))
+        if pa is None:
+            raise VmError(f"{address:#x}: no guest TLB entry maps it now (AS {ts}); a breakpoint can be "
+                          "planted once the guest maps it")
+        if pa + 4 > self.ram.size:
+            raise VmError(f"{address:#x} maps {pa:#x}, which is not RAM: no code to plant a breakpoint in")
+        return pa
+
+    def read_code(self, address: int) -> int:
+        """The instruction word at virtual `address` (0 where nothing maps it: the verdict then sees no
+        planted word)."""
+        try:
+            return self.ram.read_word(self.phys(address))
+        except (VmError, ValueError):
+            return 0
+
     def apply(self, patches: list[Patch], owner: str = "userspace") -> None:
         """Write code patches. A patch at an address the ledger holds restores its saved word (the entry
         is cleared after the write); any other plants a word (the entry is recorded before the write),
@@ -143,15 +169,17 @@ class Vm:
             if self.trace.enabled:
                 self.trace.instant("patch", {"address": f"{p.address:#010x}", "word": f"{p.word:#010x}"})
             if led is not None and led.holds(p.address):
-                self.ram.write_word(p.address, p.word)
+                # restored where it was planted, whatever the guest maps there now
+                self.ram.write_word(led.paddr_of(p.address), p.word)
                 led.clear(p.address)
                 continue
+            pa = self.phys(p.address)
             if led is not None:
                 try:
-                    led.record(p.address, self.ram.read_word(p.address), p.word, owner)
+                    led.record(p.address, self.ram.read_word(pa), p.word, owner, paddr=pa)
                 except LedgerFull as e:
                     raise VmError(str(e)) from None
-            self.ram.write_word(p.address, p.word)
+            self.ram.write_word(pa, p.word)
 
     def forget(self, address: int) -> None:
         """A planted word given up without writing (the guest rewrote it): drop its ledger entry."""
