@@ -86,6 +86,9 @@ class VcpuProcess:
         for base, data in image.code_bytes():
             words = np.frombuffer(data[:len(data) & ~3], ">u4")
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
+        self._time_warning = None if self.engine._env_spr else (
+            "unicorn's SPR array was not found: the guest reads its time base as 0 (cosim/vcpu/engine.py, "
+            "_find_env_spr)")
         mmu = None
         if tlb_spec is not None:
             mmu = Mmu(tlb_spec[0], tlb_spec[1], rec["spr"][0], self.engine.flush_tlb)
@@ -144,6 +147,8 @@ class VcpuProcess:
     # --- main loop ---------------------------------------------------------------------------------
     def serve(self):
         self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr, self.ep.kick_addr))
+        if self._time_warning:
+            self.log("warn", self._time_warning)
         kicker = threading.Thread(target=self.kick_loop, name=f"{self.name}-kick", daemon=True)
         kicker.start()
         try:
