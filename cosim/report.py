@@ -597,7 +597,8 @@ def _board(stats: dict | None, vstats: list[dict]) -> dict | None:
     def pct(q: float):
         return round(ns[min(len(ns) - 1, int(q * len(ns)))] / 1000, 1) if ns else None
     b = stats.get("board", {})
-    return {"mmio_exits": stats.get("mmio_exits", 0), "mmio_by_device": stats.get("mmio_by_device", {}),
+    return {"mmio_exits": stats.get("mmio_exits", 0), "mmio_exits_at_end": stats.get("mmio_exits_at_end"),
+            "mmio_by_device": stats.get("mmio_by_device", {}),
             "mmio_round_trip_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "samples": len(ns)},
             "unassigned": b.get("unassigned", b.get("unassigned_by_address", {})),
             "transcript": stats.get("transcript", ""), "serial_done": stats.get("serial_done"),

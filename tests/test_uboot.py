@@ -170,8 +170,10 @@ def test_coalesced_uart_stores_keep_the_transcript():
         runs[on] = build_report(run_config(cfg))
         assert runs[on]["ok"], runs[on]["failed"]
     assert runs[True]["board"]["transcript"] == runs[False]["board"]["transcript"]
-    # (the same accesses, up to the few LSR polls between the end text and the power-off reaching the vCPU)
-    assert abs(runs[True]["board"]["mmio_exits"] - runs[False]["board"]["mmio_exits"]) <= 3
+    # the same accesses until the end text was seen (after it, the prompt's LSR polls last as long as the
+    # power-off takes to reach the vCPU: host timing); posted stores are served a few exits late
+    at_end = {on: r["board"]["mmio_exits_at_end"] for on, r in runs.items()}
+    assert at_end[True] is not None and abs(at_end[True] - at_end[False]) <= 3, at_end
     waited = {on: r["board"]["mmio_round_trip_us"]["samples"] for on, r in runs.items()}
     assert waited[True] < waited[False] * 0.7
 

@@ -25,6 +25,7 @@ class BoardHost:
                              on_reset=self._reset, on_release=self._release)
         self.releases: list = []             # spin-table releases, sent by the userspace process (`take_releases`)
         self.exits = 0
+        self.exits_at_end: int | None = None
         self.by_device: Counter = Counter()
         self.reset_requested = False
         self.listener: socket.socket | None = None   # --serial tcp:HOST:PORT (as QEMU's -serial tcp::P,server)
@@ -101,7 +102,10 @@ class BoardHost:
         self.exits += 1
         found = self.board.bus.find(paddr)
         self.by_device[found[0].name if found else "unassigned"] += 1
-        return self.board.handle_mmio(paddr, size, write, value, cpu=cpu) & 0xFFFFFFFF
+        value = self.board.handle_mmio(paddr, size, write, value, cpu=cpu) & 0xFFFFFFFF
+        if self.exits_at_end is None and self.ended is not None:
+            self.exits_at_end = self.exits   # what follows (polls until the power-off lands) is host timing
+        return value
 
     @property
     def ended(self) -> str | None:
@@ -113,7 +117,7 @@ class BoardHost:
         return None
 
     def stats(self) -> dict:
-        return {"mmio_exits": self.exits, "mmio_by_device": dict(self.by_device),
+        return {"mmio_exits": self.exits, "mmio_exits_at_end": self.exits_at_end, "mmio_by_device": dict(self.by_device),
                 "board": self.board.report(), "transcript": self.console.text(),
                 "serial_typed": self.console.typed, "serial_tcp_clients": self.clients, "serial_sends": len(self.console.sends),
                 "serial_done": self.console.done, "serial_dropped": self.console.dropped}
