@@ -94,7 +94,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
                 "coalesced_mmio"),
     "serial": ("echo", "send", "end_on"),
     "serial.send[]": ("after", "text"),
-    "guest": ("program", "entry", "iterations", "until"),
+    "guest": ("program", "entry", "iterations", "until", "kernel", "initrd", "bootargs"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps",
               "count_planted_reads", "step_interrupts"),
     "debug.breakpoints[]": ("at", "action", "hits", "steps", "arm_on"),
@@ -168,6 +168,9 @@ class GuestConfig:
     entry: Location | None = None
     iterations: int | None = None
     until: Location | None = None
+    kernel: bool = False             # a board's payload loaded as QEMU's -kernel (no -bios): /chosen names it
+    initrd: str | None = None        # a board's -initrd: a path, or "linux" (the Linux guest's initramfs)
+    bootargs: str = ""               # a board's -append: /chosen/bootargs
 
     def resolve(self, guests_dir: str | os.PathLike[str]) -> Path:
         """The ELF to load: the explicit path, else `<guests_dir>/<program>.elf`."""
@@ -424,6 +427,9 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     if machine.board == "bare" and any(bp.arm_on for bp in debug.breakpoints):
         raise ConfigError(source, "debug.breakpoints", "arm_on waits for serial output: it needs a board with "
                                                        "a UART ([machine] board = 'ppce500')")
+    if machine.board == "bare" and (guest.kernel or guest.initrd is not None or guest.bootargs):
+        raise ConfigError(source, "guest", "kernel, initrd and bootargs are a board's ([machine] board = "
+                                           "'ppce500')")
     if machine.board == "bare" and (serial != SerialConfig() or expect.serial is not None):
         raise ConfigError(source, "serial", "a serial console needs a board with a UART "
                                             "([machine] board = 'ppce500')")
@@ -497,12 +503,22 @@ def _guest(t: _Table, source: str) -> GuestConfig:
     elif not _PROGRAM_RE.fullmatch(program):
         raise t.error("program", f"expected a guest name like 'warn_storm' or a path ending in .elf, "
                                  f"got {program!r}")
+    linux = program == "linux"      # the project's Linux guest: a kernel with its initramfs and console
+    initrd = t.string("initrd", default="linux" if linux else None)
+    if initrd is not None and initrd != "linux":
+        p = Path(initrd)
+        initrd = os.path.abspath(p if p.is_absolute() else Path(source).parent / p)
+        if not os.path.isfile(initrd):
+            raise t.error("initrd", f"{initrd}: no such file")
     return GuestConfig(
         program=program,
         elf_path=elf_path,
         entry=t.location("entry"),
         iterations=t.integer("iterations", lo=1, hi=WORD_MAX),
         until=t.location("until"),
+        kernel=t.boolean("kernel", default=linux),
+        initrd=initrd,
+        bootargs=t.string("bootargs", default="console=ttyS0" if linux else ""),
     )
 
 

@@ -29,6 +29,7 @@ class Event(str, Enum):
     STORAGE = "storage"      # the guest TLB entry denies the access: ISI/DSI delivered to the guest
     TIMER = "timer"          # a decrementer, FIT or watchdog interrupt delivered to the guest
     MMIO = "mmio"            # a load or store to no memory slot: KVM_EXIT_MMIO, served by userspace
+    EXTERNAL = "external"    # the interrupt controller's external/critical input delivered to the guest
 
 
 class Route(str, Enum):
@@ -67,7 +68,7 @@ E500V2 = CpuModel(
         # KVM PR: guest TLB misses, storage and timer interrupts are the kernel's to reflect (its code
         # on the vCPU's thread: emulated in-process, counted as kernel exits)
         Event.TLB_MISS: Route.LOCAL, Event.STORAGE: Route.LOCAL, Event.TIMER: Route.LOCAL,
-        Event.MMIO: Route.LOCAL,
+        Event.MMIO: Route.LOCAL, Event.EXTERNAL: Route.LOCAL,
     },
 )
 
@@ -81,7 +82,9 @@ E500MC = CpuModel(
         # E.HV without LRAT: TLB misses exit to KVM (it owns the shadow TLB); DSI/ISI (EPCR[DSIGS,
         # ISIGS]) and the decrementer/FIT/watchdog go straight to the guest
         Event.TLB_MISS: Route.LOCAL, Event.STORAGE: Route.GUEST, Event.TIMER: Route.GUEST,
-        Event.MMIO: Route.LOCAL,
+        # the MPIC is userspace's (an in-kernel one would be KVM's): KVM injects its outputs
+        # (EPCR[EXTGS] = 0: the host's external interrupts are the hypervisor's)
+        Event.MMIO: Route.LOCAL, Event.EXTERNAL: Route.LOCAL,
     },
 )
 

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -160,6 +161,16 @@ class RunData:
     trace: dict | None = None           # --trace: where the timeline went (cosim/trace.py merge)
     record: dict | None = None          # schedule and digest (cosim/record.py)
     unwritten: list[str] = field(default_factory=list)   # outputs that could not be written (not the run's fault)
+
+
+def _initrd_bytes(initrd: str | None) -> bytes | None:
+    """A board's -initrd: a file, or "linux" (the Linux guest's initramfs, found as the kernel is)."""
+    if initrd is None:
+        return None
+    if initrd == "linux":
+        from .guest_linux import locate
+        return locate().initrd.read_bytes()
+    return Path(initrd).read_bytes()
 
 
 class Supervisor:
@@ -349,8 +360,12 @@ class Supervisor:
         from .board.ppce500 import Ppce500
         model = cpu_model(cfg.machine.cpu)
         board = Ppce500(cfg.machine.ram, cfg.machine.vcpus, cfg.machine.cpu)
-        fb = board.firmware_boot(image.segments, image.entry)
+        initrd = _initrd_bytes(cfg.guest.initrd)
+        fb = board.firmware_boot(image.segments, image.entry, kernel=cfg.guest.kernel, bootargs=cfg.guest.bootargs,
+                                 initrd_size=None if initrd is None else len(initrd))
         self.ram.write(fb.dt_address, fb.dt_blob)
+        if initrd is not None:
+            self.ram.write(fb.initrd_address, initrd)
         geometry = TlbGeometry(model.tlb1_entries)
         self.guest_tlb = GuestTlb.create(geometry, cfg.machine.vcpus)
         boot = []

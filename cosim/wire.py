@@ -418,6 +418,24 @@ class ReleaseVcpu(NamedTuple):
     tlb1: list[list[U32]]
 
 
+@message("irq_line", senders=("userspace",))
+class IrqLine(NamedTuple):
+    """Userspace -> vCPU: an interrupt controller output to this vCPU changed (QEMU's qemu_set_irq on
+    the CPU's input pins): `line` 0 external input (IVOR4, MSR[EE]), 1 critical input (IVOR0,
+    MSR[CE]), 2 machine check. Sent before the MmioDone of the access that caused it."""
+    line: Annotated[int, Range(0, 4)]
+    level: bool
+
+
+@message("irq_proxy", senders=("userspace",))
+class IrqProxy(NamedTuple):
+    """Userspace -> every vCPU: the interrupt controller entered (or left) external proxy mode (the
+    MPIC's GCR): the CPU acknowledges an external input as it takes it, reading `iack` (guest-physical)
+    into EPR (QEMU's env->mpic_proxy / mpic_iack; Linux's MPIC_ENABLE_COREINT)."""
+    enabled: bool
+    iack: PADDR
+
+
 @message("power_off", senders=("userspace",))
 class PowerOff(NamedTuple):
     """Userspace -> vCPU: the board is switched off (the serial console saw its end text, or the

@@ -197,9 +197,9 @@ BAD = {
     "misplaced-top": ('[machine]\ncpu = "e500mc"\nname = "x"\n[guest]\nprogram = "loop"\n',
                       "machine.name: unknown key ('name' belongs at the top level, before any [table])"),
     "unknown-no-match": (MINIMAL + "zzzz = 1\n",
-                         "guest.zzzz: unknown key (expected one of: program, entry, iterations, until)"),
+                         "guest.zzzz: unknown key (expected one of: program, entry, iterations, until, kernel, initrd, bootargs)"),
     "unknown-quoted": (MINIMAL + '"a b" = 1\n',
-                       'guest."a b": unknown key (expected one of: program, entry, iterations, until)'),
+                       'guest."a b": unknown key (expected one of: program, entry, iterations, until, kernel, initrd, bootargs)'),
     # wrong types
     "type-int": ('[machine]\ncpu = "e500mc"\nvcpus = "2"\n[guest]\nprogram = "loop"\n',
                  "machine.vcpus: expected an integer, got string '2'"),

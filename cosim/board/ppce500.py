@@ -16,7 +16,7 @@ Physical map (36-bit), as QEMU's ``info mtree -f`` with ``-nic none``:
     0xF_0000_0000  platform bus, 128 MiB   empty
     0xF_E000_0000  CCSR, 1 MiB:  +0x3000 i2c (not modelled)   +0x4500 serial0 (8 bytes)
                    +0x4600 serial1 (only with two serial ports)   +0x8000 PCI host   +0x40000 MPIC
-                   +0xE0000 GUTS   +0xFF000 GPIO (not modelled)
+                   +0xE0000 GUTS   +0xFF000 GPIO (pin 0: power-off)
     0xF_E100_0000  PCI I/O, 64 KiB         in the device tree; mapped only through an enabled
     0xC_0000_0000  PCI memory, 512 MiB     outbound window, with no device behind it
     0xF_EF00_0000  spin table, 1 KiB
@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Sequence
 from cosim.hw import fdt
 from cosim.hw.bus import SystemBus
 from cosim.hw.device import Device
+from cosim.hw.gpio import GPIO_SIZE, Mpc8xxxGpio
 from cosim.hw.guts import GUTS_SIZE, Guts
 from cosim.hw.ns16550 import NS16550
 from cosim.hw.openpic import FSL_MPIC_42, MPIC_SIZE, OpenPIC
@@ -49,6 +50,7 @@ MiB = 1 << 20
 RAM_SIZES_ALIGN = 64 * MiB
 EPAPR_MAGIC = 0x45504150
 DTC_LOAD_PAD, DTC_PAD_MASK = 0x1800000, 0xFFFFF
+INITRD_LOAD_PAD, INITRD_PAD_MASK = 0x2000000, 0xFFFFFF
 DTB_MAX_SIZE = 8 * MiB
 FDT_MAX_SIZE = 0x100000                    # QEMU's create_device_tree: every tree is 1 MiB
 PLATFORM_CLK_FREQ_HZ = 400_000_000
@@ -67,6 +69,7 @@ PCI_FIRST_SLOT, PCI_NR_SLOTS = 1, 31
 MPIC_OFFSET, MSI_OFFSET, SERIAL0_OFFSET, SERIAL1_OFFSET = 0x40000, 0x41600, 0x4500, 0x4600
 PCI_OFFSET, GUTS_OFFSET, GPIO_OFFSET, I2C_OFFSET = 0x8000, 0xE0000, 0xFF000, 0x3000
 UART_IRQ, I2C_IRQ, GPIO_IRQ, PCI_IRQ = 42, 43, 47, 24
+POWER_OFF_PIN = 0
 RTC_ADDR = 0x68
 
 SOC = f"/soc@{CCSR_BASE:x}"
@@ -128,6 +131,13 @@ def dt_address(loadaddr: int, payload_size: int, ram_size: int | None = None) ->
     return base
 
 
+def initrd_address(loadaddr: int, payload_size: int) -> int:
+    """Where QEMU loads -initrd: 32 MiB past the payload (at least past 32 MiB, U-Boot's), rounded
+    down to 16 MiB."""
+    cur = max(loadaddr + payload_size, 32 * MiB)
+    return (cur + INITRD_LOAD_PAD) & ~INITRD_PAD_MASK
+
+
 # -- the device-tree operations (a row's data) -----------------------------------------------------
 
 @dataclass(frozen=True)
@@ -141,6 +151,8 @@ class Ctx:
     bootargs: str
     rng_seed: bytes
     dt: fdt.DeviceTree
+    initrd: tuple[int, int] | None = None      # (base, size) in guest RAM, as -initrd
+    kernel: tuple[int, int] | None = None      # (base, size): the payload is a kernel (-kernel, no -bios)
 
     def phandle(self, path: str) -> int:
         return self.dt.get_phandle(path)
@@ -220,6 +232,19 @@ class Row:
     note: str = ""
 
 
+def _chosen(c: Ctx) -> list[tuple[str, Value]]:
+    """/chosen as ppce500_load_device_tree writes it: the initrd's bounds (32-bit cells), the kernel
+    payload's extent (qemu,boot-kernel), the command line, the seed."""
+    props: list[tuple[str, Value]] = []
+    if c.initrd is not None and c.initrd[1]:
+        base, size = c.initrd
+        props += [("linux,initrd-start", C(base & 0xFFFFFFFF)), ("linux,initrd-end", C((base + size) & 0xFFFFFFFF))]
+    if c.kernel is not None:
+        base, size = c.kernel
+        props.append(("qemu,boot-kernel", C(base >> 32, base & 0xFFFFFFFF, size >> 32, size & 0xFFFFFFFF)))
+    return props + [("bootargs", S(c.bootargs)), ("rng-seed", c.rng_seed)]
+
+
 def _make_uart(index: int) -> Callable[["Ppce500"], Device]:
     return lambda b: NS16550(f"serial{index}", on_tx=lambda data: b.on_tx(index, data),
                              irq=lambda level: b.mpic.set_irq(UART_IRQ, level))
@@ -229,7 +254,7 @@ PPCE500: tuple[Row, ...] = (
     Row("root", dt=[prop("/", "#address-cells", C(2)), prop("/", "#size-cells", C(2))]),
     Row("ram", 0, 0, None, note="guest RAM, the vCPU's own",
         dt=lambda c: node("/memory", ("device_type", S("memory")), ("reg", fdt.u64(0, c.ram_size)))),
-    Row("chosen", dt=lambda c: node("/chosen", ("bootargs", S(c.bootargs)), ("rng-seed", c.rng_seed))),
+    Row("chosen", dt=lambda c: node("/chosen", *_chosen(c))),
     Row("cpus", dt=lambda c: node("/cpus", ("#address-cells", C(1)), ("#size-cells", C(0))) + _cpu_nodes(c)),
     Row("aliases", dt=[("node", "/aliases")]),
     Row("ccsr", CCSR_BASE, CCSR_SIZE, None, note="container: a CCSR offset no device claims is unassigned",
@@ -269,7 +294,7 @@ PPCE500: tuple[Row, ...] = (
                 ("clock-frequency", C(66666666)), ("#interrupt-cells", C(1)), ("#size-cells", C(2)),
                 ("#address-cells", C(3)))
         + [prop("/aliases", "pci0", S(PCI))]),
-    Row("gpio", CCSR_BASE + GPIO_OFFSET, 0x1000, None, note="QEMU's mpc8xxx_gpio (power-off pin): not modelled",
+    Row("gpio", CCSR_BASE + GPIO_OFFSET, GPIO_SIZE, lambda b: Mpc8xxxGpio(on_output=b._gpio_output),
         dt=node(GPIO, ("compatible", S("fsl,qoriq-gpio")), ("reg", C(GPIO_OFFSET, 0x1000)),
                 ("interrupts", C(GPIO_IRQ, 2)), ("interrupt-parent", phandle_of(MPIC)), ("#gpio-cells", C(2)),
                 ("gpio-controller", EMPTY))
@@ -316,11 +341,13 @@ def _check_params(cpus: int, cpu_model: str, serials: int) -> None:
 
 
 def device_tree_object(ram_size: int, cpus: int, cpu_model: str, *, serials: int = 1, bootargs: str = "",
-                       rng_seed: bytes = bytes(32), phandle_start: int = PHANDLE_START_BOOT) -> fdt.DeviceTree:
+                       rng_seed: bytes = bytes(32), phandle_start: int = PHANDLE_START_BOOT,
+                       initrd: tuple[int, int] | None = None,
+                       kernel: tuple[int, int] | None = None) -> fdt.DeviceTree:
     check_ram(ram_size)
     _check_params(cpus, cpu_model, serials)
     dt = fdt.DeviceTree(phandle_start=phandle_start)
-    ctx = Ctx(ram_size, cpus, cpu_model, serials, bootargs, bytes(rng_seed), dt)
+    ctx = Ctx(ram_size, cpus, cpu_model, serials, bootargs, bytes(rng_seed), dt, initrd, kernel)
     pending: dict[str, int] = {}
     for row in PPCE500:
         if not row.present(ctx):
@@ -330,11 +357,13 @@ def device_tree_object(ram_size: int, cpus: int, cpu_model: str, *, serials: int
 
 
 def device_tree(ram_size: int, cpus: int, cpu_model: str, *, serials: int = 1, bootargs: str = "",
-                rng_seed: bytes = bytes(32), phandle_start: int = PHANDLE_START_BOOT) -> bytes:
+                rng_seed: bytes = bytes(32), phandle_start: int = PHANDLE_START_BOOT,
+                initrd: tuple[int, int] | None = None, kernel: tuple[int, int] | None = None) -> bytes:
     """The device tree blob QEMU 7.2 gives this machine (1 MiB, as QEMU's). ``rng_seed``: the 32
     bytes of /chosen/rng-seed (QEMU's are random); ``phandle_start``: see the module comment."""
     return device_tree_object(ram_size, cpus, cpu_model, serials=serials, bootargs=bootargs,
-                              rng_seed=rng_seed, phandle_start=phandle_start).to_bytes(FDT_MAX_SIZE)
+                              rng_seed=rng_seed, phandle_start=phandle_start, initrd=initrd,
+                              kernel=kernel).to_bytes(FDT_MAX_SIZE)
 
 
 # -- boot state ------------------------------------------------------------------------------------
@@ -389,6 +418,7 @@ class FirmwareBoot:
     dt_address: int
     dt_blob: bytes
     states: tuple[BootState, ...]
+    initrd_address: int | None = None
 
 
 # -- the board ---------------------------------------------------------------------------------------
@@ -402,6 +432,7 @@ class Ppce500:
       on_proxy(enabled)             GCR selected the MPIC's external proxy mode
       on_release(SpinRelease)       the spin table released a secondary vCPU
       on_reset()                    the guest asked for a reset (GUTS RSTCR)
+      on_power_off()                the guest drove the power-off pin high (GPIO pin 0)
       clock() -> ns                 virtual time, for the MPIC's timers (default: stands still)
     """
 
@@ -415,6 +446,7 @@ class Ppce500:
     on_proxy: Callable[[bool], None]
     on_release: Callable[[SpinRelease], None]
     on_reset: Callable[[], None]
+    on_power_off: Callable[[], None]
     clock: Callable[[], int]
 
     def __init__(self, ram_size: int, cpus: int = 1, cpu_model: str = "e500v2", *, serials: int = 1,
@@ -424,6 +456,7 @@ class Ppce500:
                  on_proxy: Callable[[bool], None] | None = None,
                  on_release: Callable[[SpinRelease], None] | None = None,
                  on_reset: Callable[[], None] | None = None,
+                 on_power_off: Callable[[], None] | None = None,
                  clock: Callable[[], int] | None = None):
         check_ram(ram_size)
         _check_params(cpus, cpu_model, serials)
@@ -434,6 +467,7 @@ class Ppce500:
         self.on_proxy = on_proxy or (lambda enabled: None)
         self.on_release = on_release or (lambda release: None)
         self.on_reset = on_reset or (lambda: None)
+        self.on_power_off = on_power_off or (lambda: None)
         self.clock = clock or (lambda: 0)
         self.bus = SystemBus()
         self.devices: dict[str, Device] = {}
@@ -448,6 +482,10 @@ class Ppce500:
                 self.mpic = dev
             self.bus.add(row.base, dev)
             self.devices[row.name] = dev
+
+    def _gpio_output(self, pin: int, level: bool) -> None:
+        if pin == POWER_OFF_PIN and level:       # e500.c: ppce500_power_off
+            self.on_power_off()
 
     # typed shortcuts
     def uart(self, port: int = 0) -> NS16550:
@@ -498,22 +536,33 @@ class Ppce500:
         self.bus.reset()
 
     def device_tree(self, *, bootargs: str = "", rng_seed: bytes = bytes(32),
-                    phandle_start: int = PHANDLE_START_BOOT) -> bytes:
+                    phandle_start: int = PHANDLE_START_BOOT, initrd: tuple[int, int] | None = None,
+                    kernel: tuple[int, int] | None = None) -> bytes:
         return device_tree(self.ram_size, self.cpus, self.cpu_model, serials=self.serials, bootargs=bootargs,
-                           rng_seed=rng_seed, phandle_start=phandle_start)
+                           rng_seed=rng_seed, phandle_start=phandle_start, initrd=initrd, kernel=kernel)
 
     def boot_states(self, entry: int, dt_addr: int) -> list[BootState]:
         return [boot_state(self.ram_size, entry, dt_addr)] + [secondary_state(i) for i in range(1, self.cpus)]
 
     def firmware_boot(self, segments: Iterable, entry: int, *, bootargs: str = "",
-                      rng_seed: bytes = bytes(32)) -> "FirmwareBoot":
-        """Everything QEMU does for ``-bios ELF`` besides loading the segments: where the device tree
-        goes, its bytes, and every vCPU's reset state. ``segments``: the ELF's PT_LOAD segments
+                      rng_seed: bytes = bytes(32), kernel: bool = False,
+                      initrd_size: int | None = None) -> "FirmwareBoot":
+        """Everything QEMU does for ``-bios ELF`` (or ``-kernel ELF`` with no -bios: ``kernel``) besides
+        loading the segments: where the device tree (and an initrd of ``initrd_size`` bytes) go, the
+        tree's bytes, and every vCPU's reset state. ``segments``: the ELF's PT_LOAD segments
         (cosim.machine.image.Segment)."""
         segs = list(segments)
-        base = dt_address(*payload_extent(segs), ram_size=self.ram_size)
-        blob = self.device_tree(bootargs=bootargs, rng_seed=rng_seed)
-        return FirmwareBoot(base, blob, tuple(self.boot_states(entry, base)))
+        loadaddr, size = payload_extent(segs)
+        base = dt_address(loadaddr, size, ram_size=self.ram_size)
+        initrd = None
+        if initrd_size is not None:
+            initrd = (initrd_address(loadaddr, size), initrd_size)
+            if initrd[0] + initrd_size > self.ram_size:
+                raise BoardError(f"ppce500: the initrd ({initrd_size} bytes at {initrd[0]:#x}) does not fit in "
+                                 f"{self.ram_size >> 20} MiB of RAM")
+        blob = self.device_tree(bootargs=bootargs, rng_seed=rng_seed, initrd=initrd,
+                                kernel=(loadaddr, size) if kernel else None)
+        return FirmwareBoot(base, blob, tuple(self.boot_states(entry, base)), initrd[0] if initrd else None)
 
     def unmodelled(self) -> list[tuple[str, int, int, str]]:
         """Rows with an MMIO range but no model: (name, base, size, note), for the report."""

@@ -116,6 +116,12 @@ def guest_path(name: str | Path) -> Path:
     """Path of a guest program: a bare name ("warn_storm") means guests/warn_storm.elf in the
     repository; anything that looks like a path (or exists) is used as given."""
     p = Path(name)
+    if str(name) == "linux":                   # the project's Linux guest (tools/linux_guest.py)
+        from ..guest_linux import LinuxBuildError, locate
+        try:
+            return locate().vmlinux
+        except LinuxBuildError as e:
+            raise ImageError(str(e)) from None
     if str(name) in FIRMWARE:
         fw = Path(FIRMWARE[str(name)][0])
         if not fw.exists():
@@ -184,9 +190,15 @@ class GuestImage:
             raise ImageError(f"{path}: not a guest image: {'; '.join(problems)}")
 
         segments = []
+        entry = elf["e_entry"]
         for seg in elf.iter_segments():
             if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
                 continue
+            # QEMU's load_elf: loaded at the physical address; an entry inside an executable segment
+            # linked elsewhere (vmlinux: 0xC0000000 -> 0) is moved with it
+            if (seg["p_vaddr"] != seg["p_paddr"] and seg["p_flags"] & P_FLAGS.PF_X
+                    and seg["p_vaddr"] <= elf["e_entry"] < seg["p_vaddr"] + seg["p_filesz"]):
+                entry = elf["e_entry"] - seg["p_vaddr"] + seg["p_paddr"]
             data = seg.data()
             if seg["p_filesz"] > seg["p_memsz"]:
                 raise ImageError(f"{path}: PT_LOAD at {seg['p_vaddr']:#x} has filesz > memsz")
@@ -217,7 +229,7 @@ class GuestImage:
                 (constants.add if sym["st_shndx"] == "SHN_ABS" else constants.discard)(name)
                 if is_global:
                     globals_.add(name)
-        return cls(path, elf["e_entry"], segments, symbols, sizes, frozenset(constants))
+        return cls(path, entry, segments, symbols, sizes, frozenset(constants))
 
     # -- symbols ----------------------------------------------------------------------------------
 

@@ -22,12 +22,20 @@ class BoardHost:
         self.echo = bool(serial.get("echo"))
         self.console = Console([tuple(x) for x in serial.get("sends", [])], serial.get("end_on"))
         self.board = Ppce500(spec["ram_size"], spec["vcpus"], spec["cpu"], on_tx=self._tx,
-                             on_reset=self._reset, on_release=self._release)
+                             on_irq_output=self._irq_output, on_proxy=self._proxy,
+                             on_reset=self._reset, on_release=self._release,
+                             on_power_off=self._power_off)
+        self.irq_changes: list[tuple[int, int, bool]] = []   # (cpu, line, level), sent by the userspace process
+        self.irq_levels: dict[tuple[int, int], bool] = {}
+        self.proxy = False                   # the MPIC's external proxy mode (GCR)
+        self.proxy_changed = False
+        self.irq_raised = Counter()          # (cpu, line) -> rising edges, for the report
         self.releases: list = []             # spin-table releases, sent by the userspace process (`take_releases`)
         self.exits = 0
         self.exits_at_end: int | None = None
         self.by_device: Counter = Counter()
         self.reset_requested = False
+        self.powered_off = False
         self.listener: socket.socket | None = None   # --serial tcp:HOST:PORT (as QEMU's -serial tcp::P,server)
         self.client: socket.socket | None = None
         self.clients = 0
@@ -88,12 +96,32 @@ class BoardHost:
             self.listener.close()
             self.listener = None
 
+    def _irq_output(self, cpu: int, line: int, level: bool) -> None:
+        if self.irq_levels.get((cpu, line), False) == level:
+            return                                   # (the MPIC re-asserts a level it already has)
+        self.irq_levels[(cpu, line)] = level
+        self.irq_changes.append((cpu, line, level))
+        if level:
+            self.irq_raised[f"cpu{cpu}.{('int', 'cint', 'mck', 'debug', 'reset')[line]}"] += 1
+
+    def _proxy(self, enabled: bool) -> None:
+        if enabled != self.proxy:
+            self.proxy = enabled
+            self.proxy_changed = True
+
+    def take_irq_changes(self) -> list[tuple[int, int, bool]]:
+        out, self.irq_changes = self.irq_changes, []
+        return out
+
     def _release(self, release) -> None:
         self.releases.append(release)
 
     def take_releases(self) -> list:
         out, self.releases = self.releases, []
         return out
+
+    def _power_off(self) -> None:
+        self.powered_off = True
 
     def _reset(self) -> None:
         self.reset_requested = True
@@ -112,12 +140,15 @@ class BoardHost:
         """Why the board is done: the console's end text, or a reset the guest asked for."""
         if self.console.done:
             return f"serial console showed {self.console.end_on!r}"
+        if self.powered_off:
+            return "the guest powered the board off (GPIO power-off pin)"
         if self.reset_requested:
             return "the guest requested a reset (GUTS RSTCR)"
         return None
 
     def stats(self) -> dict:
         return {"mmio_exits": self.exits, "mmio_exits_at_end": self.exits_at_end, "mmio_by_device": dict(self.by_device),
+                "irq_raised": dict(self.irq_raised),
                 "board": self.board.report(), "transcript": self.console.text(),
                 "serial_typed": self.console.typed, "serial_tcp_clients": self.clients, "serial_sends": len(self.console.sends),
                 "serial_done": self.console.done, "serial_dropped": self.console.dropped}

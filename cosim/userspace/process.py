@@ -125,6 +125,7 @@ class UserspaceProcess:
                 self.gdb.poll(self.ep.ready_fds)
             if self.board is not None and self.ep.ready_fds:
                 self.board.poll(self.ep.ready_fds)
+                self._send_irqs()
         except (VmError, wire.WireError) as e:
             self.error(str(e))
 
@@ -146,6 +147,7 @@ class UserspaceProcess:
             self.on_mmio(sender, m)
         elif isinstance(m, wire.SerialIn) and self.board is not None and sender == "supervisor":
             self.board.type_in(m.data)
+            self._send_irqs()
         elif isinstance(m, wire.DebugExit):
             self.trace.receive(self._page[m.vcpu])    # (deterministic traces: after the last hop)
             t0 = self.trace.now()
@@ -196,6 +198,7 @@ class UserspaceProcess:
             self.ep.send(sender, wire.Error(m.TAG, "no board: nothing serves MMIO"))
             return
         value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
+        self._send_irqs(sender)
         if not m.posted:
             self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
         for rel in board.take_releases():       # the spin table let a secondary vCPU go
@@ -210,6 +213,20 @@ class UserspaceProcess:
             for i in range(self.spec["vcpus"]):
                 self.ep.send(f"vcpu{i}", wire.PowerOff(0, board.ended))
                 self.ep.kick(f"vcpu{i}")
+
+    def _send_irqs(self, accessing: str | None = None) -> None:
+        """Interrupt-controller outputs that changed go to their vCPUs, ahead of the MmioDone of the
+        access that changed them (the accessing vCPU needs no kick: it waits for that answer)."""
+        board = self.board
+        if board.proxy_changed:
+            board.proxy_changed = False
+            for i in range(self.spec["vcpus"]):
+                self.ep.send(f"vcpu{i}", wire.IrqProxy(board.proxy, board.board.mpic_iack_address))
+        for cpu, line, level in board.take_irq_changes():
+            to = f"vcpu{cpu}"
+            self.ep.send(to, wire.IrqLine(line, level))
+            if to != accessing:
+                self.ep.kick(to)
 
     # --- scenario ----------------------------------------------------------------------------------
     def setup(self, gdb_paused: bool):

@@ -101,7 +101,10 @@ class Core:
                            S["PID"]: self._write_pid, S["MMUCSR0"]: self._write_mmucsr0}
         for n in NATIVE_SPRS:
             self._spr_write[n] = self._native(n)
-        self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0}
+        self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0, "external": 0, "critical": 0}
+        self.irq_lines = [False] * 5       # the interrupt controller's outputs to this CPU (wire.IrqLine)
+        self.irq_iack: int | None = None   # external proxy mode: where to read the vector on delivery
+        self.mmio_read = None              # (paddr, size) -> value: a load the device models answer
         self.planted_at = None             # the breakpoint ledger's planted_at (word planted at an address)
         # issue 20: the guest's own debug set-up while the host owns the facility (its writes do not
         # reach the registers) and the events it would have taken: addr -> count (guest-debug-lost)
@@ -161,25 +164,42 @@ class Core:
             return Fault(self.pc, f"watchdog reset requested (TCR[WRC]) at {self.pc:#010x}")
         return None
 
+    def set_irq_line(self, line: int, level: bool) -> None:
+        self.irq_lines[line] = bool(level)
+
+    def set_irq_proxy(self, iack: int | None) -> None:
+        self.irq_iack = iack
+
     def take_async(self) -> bool:
-        """Deliver the highest-priority asynchronous interrupt the guest has enabled, if any: the
-        watchdog (critical, MSR[CE]), then the decrementer and the FIT (MSR[EE]). SRR0 = the next
-        instruction. Returns whether one was delivered."""
+        """Deliver the highest-priority asynchronous interrupt the guest has enabled, if any: critical
+        input and the watchdog (MSR[CE]), then external input, the decrementer and the FIT (MSR[EE]),
+        QEMU's order. SRR0 = the next instruction. Returns whether one was delivered. External and
+        critical inputs are levels: the interrupt controller lowers them (an IACK read, an EOI)."""
         dec, fit, wdt = self.timers.pending()
         msr = self.msr
-        if wdt and msr & Msr.CE:
+        lines = self.irq_lines
+        if lines[1] and msr & Msr.CE:
+            ivor, name = Ivor.CRITICAL, "critical"
+        elif wdt and msr & Msr.CE:
             ivor, name = 12, "watchdog"
+        elif lines[0] and msr & Msr.EE:
+            ivor, name = Ivor.EXTERNAL, "external"
         elif dec and msr & Msr.EE:
             ivor, name = Ivor.DECREMENTER, "decrementer"
         elif fit and msr & Msr.EE:
             ivor, name = 11, "fit"
         else:
             return False
+        if ivor == Ivor.EXTERNAL and self.irq_iack is not None and self.mmio_read is not None:
+            # proxy mode: the CPU acknowledges as it takes the interrupt (QEMU's powerpc_excp_booke);
+            # the controller lowers the line before the read completes
+            self.spr[S["EPR"]] = self.mmio_read(self.irq_iack, 4) & 0xFFFFFFFF
         self.deliver(ivor, self.pc)
         self.async_delivered[name] += 1
-        route = self.model.route(Event.TIMER)
+        event = Event.EXTERNAL if name in ("external", "critical") else Event.TIMER
+        route = self.model.route(event)
         self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"
-        self.count(Event.TIMER.value, self._last_level)
+        self.count(event.value, self._last_level)
         return True
 
     def read_word(self, vaddr: int) -> int:
@@ -425,7 +445,8 @@ class Core:
                 fault = self.timer_tick()
                 if fault is not None:
                     return fault
-            if (self.timers.dec_value or int(self.spr[S["TSR"]])) and not (stepping and control & GuestDebug.BLOCKIRQ):
+            if (self.timers.dec_value or int(self.spr[S["TSR"]]) or self.irq_lines[0] or self.irq_lines[1]) \
+                    and not (stepping and control & GuestDebug.BLOCKIRQ):
                 if self.take_async() and stepping:
                     self.step_due = False    # the interrupt is the step's event: stop at the vector's
                     return self._step_event(self.pc)   # first instruction (QEMU with Qqemu.sstep=0x1)

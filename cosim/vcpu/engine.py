@@ -55,6 +55,7 @@ UNTIL = SCRATCH + 0x1FFC    # its own mapped page, never executed: emu_start run
 RESERVED = (SCRATCH, SCRATCH + 0x1000)   # the step page: the TLB refuses it to the guest (the UNTIL
                                          # page cannot be refused: emu_start translates it once)
 PAGE_BITS = 12
+PAGE_MASK = (1 << PAGE_BITS) - 1
 TLB_HEADER = 256            # cosim_tlb_state in _icount.c: 32 uint64 before the per-page bytes
 # cosim_tlb_state's header words
 (H_RAM, H_FILLS, H_RES_LO, H_RES_HI, H_RES_OPEN, H_MMU, H_TLB, H_TLB1_N, H_TLB0_SETS, H_TLB0_WAYS, H_PID,
@@ -525,8 +526,14 @@ class Engine:
         if e.errno == UC_ERR_EXCEPTION and reason in ("tlb", "permission"):
             access = {18: "fetch", 17: "write"}.get(int(h[H_MISS_TYPE]), "read")
             addr = int(h[H_MISS_VADDR])
-            return Stop(StopKind.MMU, addr if access == "fetch" else self.pc, addr=addr,
-                        write=access == "write", error=reason, access=access)
+            pc = self.pc
+            if access == "fetch":
+                # unicorn fills for code with the page's address: the instruction is the one at the PC
+                # when that is on the page (a new block), else the page's first (a block crossing into it)
+                if (pc ^ addr) & ~PAGE_MASK:
+                    pc = addr
+                addr = pc
+            return Stop(StopKind.MMU, pc, addr=addr, write=access == "write", error=reason, access=access)
         if reason == "fetch-io":
             addr = int(h[H_MISS_VADDR])
             return Stop(StopKind.FAULT, addr, error=f"instruction fetch at {addr:#010x} from a guest-physical "

@@ -107,6 +107,7 @@ class VcpuProcess:
         # issue 20: the breakpoint ledger tells a planted word from the guest's own copy of it
         self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
         self.core.planted_at = self.ledger.planted_at if self.ledger is not None else None
+        self.core.mmio_read = lambda paddr, size: self.mmio_exit(paddr, size, False, 0)
         self.count_reads = bool(spec.get("debug", {}).get("count_planted_reads", True))
         self.planted_reads: dict[int, int] = {}   # addr -> guest loads of the planted word there
         self._watched: dict[int, int] = {}        # addr -> planted word, as the ledger last said
@@ -281,6 +282,12 @@ class VcpuProcess:
             if r.error is None and isinstance(r.msg, wire.Shutdown):
                 self.stopping = True
                 self.engine.stop()
+            if r.error is None and isinstance(r.msg, wire.IrqLine) and r.sender == "userspace":
+                self.core.set_irq_line(r.msg.line, r.msg.level)   # (the access that raised it is not done yet)
+                continue
+            if r.error is None and isinstance(r.msg, wire.IrqProxy) and r.sender == "userspace":
+                self.core.set_irq_proxy(r.msg.iack if r.msg.enabled else None)
+                continue
             self.deferred.append(r)
         self.engine.stop()
         return 0
@@ -419,6 +426,10 @@ class VcpuProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
+        elif isinstance(m, wire.IrqLine) and r.sender == "userspace":
+            self.core.set_irq_line(m.line, m.level)
+        elif isinstance(m, wire.IrqProxy) and r.sender == "userspace":
+            self.core.set_irq_proxy(m.iack if m.enabled else None)
         elif isinstance(m, wire.ReleaseVcpu) and r.sender == "userspace":
             self.release(m)
         elif isinstance(m, wire.PowerOff):
