@@ -92,7 +92,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "description", "machine", "guest", "debug", "limits", "expect", "serial"),
     "machine": ("cpu", "vcpus", "ram", "transport", "msrp_dep", "schedule", "seed", "quantum", "board",
                 "coalesced_mmio"),
-    "serial": ("echo", "send", "end_on"),
+    "serial": ("echo", "send", "end_on", "fail_on"),
     "serial.send[]": ("after", "text"),
     "guest": ("program", "entry", "iterations", "until", "kernel", "initrd", "bootargs"),
     "debug": ("strategy", "detach_at_end", "breakpoints", "stress", "race", "keep_guest_traps",
@@ -111,6 +111,8 @@ _ACTION_KEYS = {"hits": "remove-after", "steps": "single-step"}
 
 _SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*(?:\+(?:0[xX][0-9a-fA-F]+|[0-9]+))?")  # symbol[+offset]
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*")
+LINUX_FAIL_ON = ("Rebooting in ", "---[ end Kernel panic")   # the last line of a Linux panic report
+                                                             # (with a panic timeout, and without)
 _PROGRAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmM]?)\s*")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+(?:\[\d+\])?")     # a TOML bare key, maybe indexed
@@ -275,10 +277,12 @@ class SerialSend:
 class SerialConfig:
     """The board's serial console (a board with a UART): `echo` prints it on the terminal; `send`,
     in order, what to type when given output appears; `end_on`: the run ends (exit 0) when this text
-    appears after every send was typed."""
+    appears after every send was typed; `fail_on`: the run ends as failed (exit 1) when any of these
+    appears (a kernel's panic; the default for program = "linux")."""
     echo: bool = False
     send: tuple[SerialSend, ...] = ()
     end_on: str | None = None
+    fail_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +427,7 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     debug = _debug(root.table("debug"))
     limits = _limits(root.table("limits"))
     expect = _expect(root.table("expect"))
-    serial = _serial(root.table("serial"))
+    serial = _serial(root.table("serial"), LINUX_FAIL_ON if guest.program == "linux" else ())
     if machine.board == "bare" and any(bp.arm_on for bp in debug.breakpoints):
         raise ConfigError(source, "debug.breakpoints", "arm_on waits for serial output: it needs a board with "
                                                        "a UART ([machine] board = 'ppce500')")
@@ -447,9 +451,9 @@ def _expect_serial(t: _Table) -> tuple[str, ...] | None:
     return tuple(x.string("line", required=True) for x in t.tables("serial"))
 
 
-def _serial(t: _Table | None) -> SerialConfig:
+def _serial(t: _Table | None, fail_default: tuple[str, ...] = ()) -> SerialConfig:
     if t is None:
-        return SerialConfig()
+        return SerialConfig(fail_on=fail_default)
     sends = []
     for x in (t.tables("send") if t.get("send", False) is not None else ()):
         after, text = x.string("after", required=True), x.string("text", required=True)
@@ -457,7 +461,15 @@ def _serial(t: _Table | None) -> SerialConfig:
     end_on = t.string("end_on")
     if end_on is not None and not end_on:
         raise t.error("end_on", "must not be empty")
-    return SerialConfig(echo=t.boolean("echo", default=False), send=tuple(sends), end_on=end_on)
+    fail_on = t.get("fail_on", False)
+    if fail_on is None:
+        fail_on = fail_default
+    elif isinstance(fail_on, str):
+        fail_on = (fail_on,)
+    if not isinstance(fail_on, (list, tuple)) or not all(isinstance(x, str) and x for x in fail_on):
+        raise t.error("fail_on", f"expected a non-empty string or a list of them, got {_describe(fail_on)}")
+    return SerialConfig(echo=t.boolean("echo", default=False), send=tuple(sends), end_on=end_on,
+                        fail_on=tuple(fail_on))
 
 
 # --- sections ---------------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class CpuModel:
     dac_slots: int = 2
     tlb1_entries: int = 16    # TLB1CFG[NENTRY] (QEMU's values); TLB0 is 512 entries, 4-way on both
     l1cfg: int = 0x3820       # L1CFG0/L1CFG1: 8 ways, 32 KiB (e500mc: 64-byte lines)
+    msr_mask: int = 0x0606FF30  # the MSR bits the core implements (QEMU's pcc->msr_mask): e500v2 UCLE SPE
+                                # WE CE EE PR FP ME FE0 DWE DE FE1 IS DS; others read 0 (Linux sets RI)
 
     def route(self, event: Event) -> Route:
         return self.routes[event]
@@ -74,6 +76,7 @@ E500V2 = CpuModel(
 
 E500MC = CpuModel(
     name="e500mc", pvr=0x80230020, has_ehpriv=True, tlb1_entries=64, l1cfg=0x1003820,
+    msr_mask=0x1402FB36,      # GS UCLE CE EE PR FP ME FE0 DE FE1 IS DS PMM RI (no SPE, WE, DWE)
     debug_srr=(SPR["DSRR0"], SPR["DSRR1"]), debug_rfi="rfdi",
     routes={
         Event.PRIV: Route.NATIVE, Event.PRIV_FAULT: Route.KERNEL, Event.TRAP: Route.KERNEL,

@@ -92,9 +92,17 @@ def render_run(report: dict, console: Console | None = None) -> None:
                                    f"p50 {rt['p50']} us p90 {rt['p90']} us; {len(board['unassigned'])} unmodelled "
                                    f"address(es); guest TLB writes {mmu.get('tlb_writes', 0)}, misses "
                                    f"{sum(mmu.get('misses', {}).values())}; timer interrupts "
-                                   f"{sum(tm.get('delivered', {}).values())}; serial transcript "
+                                   f"{sum(v for k, v in tm.get('delivered', {}).items() if k not in ('external', 'critical'))}"
+                                   f", external {tm.get('delivered', {}).get('external', 0)}; serial transcript "
                                    f"{board['transcript'].count(chr(10))} lines"
-                                   + ("" if board["serial_done"] in (None, True) else " (end text never seen)")))
+                                   + ("" if board["serial_done"] in (None, True) or board.get("serial_failed")
+                                      else " (end text never seen)")))
+        if board.get("serial_failed"):
+            lines = board["transcript"].splitlines()
+            at = max((i for i, ln in enumerate(lines) if board["serial_failed"] in ln), default=len(lines))
+            first = max(0, at - 24)
+            parts.append(Text.assemble(("the guest failed", "bold red"), f": {board['serial_failed']}\n",
+                                       "\n".join(lines[first:at + 1])))
 
     ex = report["exits"]
     parts.append(Text.assemble(("host round trips", "bold"), f": {report['instructions']:,} guest instructions in "

@@ -602,4 +602,5 @@ def _board(stats: dict | None, vstats: list[dict]) -> dict | None:
             "mmio_round_trip_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "samples": len(ns)},
             "unassigned": b.get("unassigned", b.get("unassigned_by_address", {})),
             "transcript": stats.get("transcript", ""), "serial_done": stats.get("serial_done"),
+            "serial_failed": stats.get("serial_failed"), "irq_raised": stats.get("irq_raised", {}),
             "mmu": [v.get("mmu", {}) for v in vstats], "timers": [v.get("timers", {}) for v in vstats]}

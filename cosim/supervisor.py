@@ -382,7 +382,7 @@ class Supervisor:
                 "boot": boot, "dt_address": fb.dt_address,
                 "serial": {"echo": cfg.serial.echo or self.serial == "stdio",
                            "sends": [(x.after, x.text) for x in cfg.serial.send],
-                           "end_on": cfg.serial.end_on,
+                           "end_on": cfg.serial.end_on, "fail_on": list(cfg.serial.fail_on),
                            "tcp": self.serial[4:] if self.serial and self.serial.startswith("tcp:") else None}}
 
     def _build(self, image: GuestImage) -> None:

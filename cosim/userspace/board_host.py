@@ -8,6 +8,7 @@ The userspace process calls `mmio(m)` for every `wire.MmioExit` and sends back w
 """
 from __future__ import annotations
 
+import codecs
 import socket
 import sys
 from collections import Counter
@@ -20,7 +21,8 @@ class BoardHost:
     def __init__(self, spec: dict):
         serial = spec.get("serial") or {}
         self.echo = bool(serial.get("echo"))
-        self.console = Console([tuple(x) for x in serial.get("sends", [])], serial.get("end_on"))
+        self.console = Console([tuple(x) for x in serial.get("sends", [])], serial.get("end_on"),
+                               fail_on=tuple(serial.get("fail_on") or ()))
         self.board = Ppce500(spec["ram_size"], spec["vcpus"], spec["cpu"], on_tx=self._tx,
                              on_irq_output=self._irq_output, on_proxy=self._proxy,
                              on_reset=self._reset, on_release=self._release,
@@ -39,6 +41,7 @@ class BoardHost:
         self.listener: socket.socket | None = None   # --serial tcp:HOST:PORT (as QEMU's -serial tcp::P,server)
         self.client: socket.socket | None = None
         self.clients = 0
+        self._echo_text = codecs.getincrementaldecoder("utf-8")("replace")
         if serial.get("tcp"):
             host, _, port = serial["tcp"].rpartition(":")
             self.listener = socket.create_server((host, int(port)))
@@ -46,7 +49,7 @@ class BoardHost:
 
     def _tx(self, port: int, data: bytes) -> None:
         if self.echo:
-            sys.stdout.write(data.decode("latin-1"))
+            sys.stdout.write(self._echo_text.decode(data))   # (UTF-8 split across stores: kept)
             sys.stdout.flush()
         if self.client is not None:
             try:
@@ -138,6 +141,8 @@ class BoardHost:
     @property
     def ended(self) -> str | None:
         """Why the board is done: the console's end text, or a reset the guest asked for."""
+        if self.console.failed is not None:
+            return f"serial console showed {self.console.failed!r}"
         if self.console.done:
             return f"serial console showed {self.console.end_on!r}"
         if self.powered_off:
@@ -146,9 +151,14 @@ class BoardHost:
             return "the guest requested a reset (GUTS RSTCR)"
         return None
 
+    @property
+    def ended_code(self) -> int:
+        """The exit code the board's end gives the vCPUs: 1 after a fail_on text (a panic), else 0."""
+        return 1 if self.console.failed is not None else 0
+
     def stats(self) -> dict:
         return {"mmio_exits": self.exits, "mmio_exits_at_end": self.exits_at_end, "mmio_by_device": dict(self.by_device),
                 "irq_raised": dict(self.irq_raised),
                 "board": self.board.report(), "transcript": self.console.text(),
                 "serial_typed": self.console.typed, "serial_tcp_clients": self.clients, "serial_sends": len(self.console.sends),
-                "serial_done": self.console.done, "serial_dropped": self.console.dropped}
+                "serial_done": self.console.done, "serial_failed": self.console.failed, "serial_dropped": self.console.dropped}

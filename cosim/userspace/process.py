@@ -211,7 +211,7 @@ class UserspaceProcess:
         if not self.powered_off and board.ended is not None:
             self.powered_off = True
             for i in range(self.spec["vcpus"]):
-                self.ep.send(f"vcpu{i}", wire.PowerOff(0, board.ended))
+                self.ep.send(f"vcpu{i}", wire.PowerOff(board.ended_code, board.ended))
                 self.ep.kick(f"vcpu{i}")
 
     def _send_irqs(self, accessing: str | None = None) -> None:

@@ -218,7 +218,7 @@ class Core:
     def msr(self, value: int) -> None:
         if self.host_debug and self.dep:   # MSRP[DEP]: the guest cannot change MSR[DE] while the host debugs
             value = (value & ~Msr.DE) | (int(self._msr[0]) & Msr.DE)
-        self._msr[0] = value & 0xFFFFFFFF
+        self._msr[0] = value & self.model.msr_mask
         self._sync_context()
 
     @property
@@ -568,7 +568,10 @@ class Core:
             return None                      # run the word that is really there now
         self._retried = None
         ppc = pc if self.mmu is None else self.physical(pc)
-        if from_ram and (self.pristine.get(ppc, word) != word or self._planted_over_itself(pc, word)):
+        if from_ram and ((word in PLANTED_WORDS and self.pristine.get(ppc, word) != word)
+                         or self._planted_over_itself(pc, word)):
+            # (a breakpoint word where the image has another: a word the guest patched into its own
+            # code, as Linux's feature fixups do, is the guest's code, not a breakpoint)
             self.planted[pc] = self.planted.get(pc, 0) + 1
         if stop.intno == 32:                 # SPE unavailable: unicorn's own MSR[SPE] is always 0
             spe = self._spe(pc, word, from_ram)
