@@ -139,6 +139,7 @@ class Engine:
         self._dac_hooks: list[int] = []
         self._iac: tuple[int, ...] = ()
         self._dac: tuple[tuple[int, bool, bool], ...] = ()
+        self._dac_placed: tuple | None = None   # where each compare is hooked (physical), see _arm_dac
         self._dac_suppressed = False      # while re-executing the instruction that hit a DAC
         self._dac_undo = None             # what the instruction that hit a DAC changed, to undo
         self._scratch_probe: int | None = None   # the word last written on the step page
@@ -208,9 +209,11 @@ class Engine:
 
     def flush_tlb(self) -> None:
         """Drop every host translation (a guest TLB entry that may have been used was invalidated or
-        replaced; unicorn has no per-page flush in its API)."""
+        replaced; unicorn has no per-page flush in its API). Data compares follow the new mapping."""
         self.tlb_flushes += 1
         uclib.uc_ctl(self.uc._uch, _CTL_TLB_FLUSH)
+        if self._dac and self._guest_tlb is not None:
+            self._arm_dac()
 
     tlb_flushes = 0
 
@@ -295,8 +298,11 @@ class Engine:
     def watch_reads(self, addresses, on_read) -> None:
         """Call `on_read(address)` when a guest load touches a word at one of `addresses` (planted
         breakpoint words: patched-code-visible). Any read hook sends every load to unicorn's slow
-        path (2-4x on the loop benchmark), so hooks exist only while there are addresses."""
-        addresses = tuple(sorted(set(addresses)))
+        path (2-4x on the loop benchmark), so hooks exist only while there are addresses. Under the
+        guest MMU the hooks see physical addresses: `addresses` may map each physical word to the
+        address `on_read` is told (the ledger's paddr -> address)."""
+        names = dict(addresses) if isinstance(addresses, dict) else {a: a for a in addresses}
+        addresses = tuple(sorted(names))
         old = getattr(self, "_read_watch", ())
         if addresses == old:
             return
@@ -305,7 +311,7 @@ class Engine:
 
         def hook(uc, access, addr, size, value, word):
             if addr < word + 4 and addr + size > word:
-                on_read(word)
+                on_read(names[word])
         self._read_hooks = [self.uc.hook_add(UC_HOOK_MEM_READ, hook, a, begin=max(a - 3, 0), end=a + 3)
                             for a in addresses]
         self._read_watch = addresses
@@ -375,7 +381,8 @@ class Engine:
     def _on_dac(self, uc, access, address, size, value, slot):
         if self._event is None and not self._dac_suppressed:
             write = access == 17  # UC_MEM_WRITE
-            self._event = Stop(StopKind.DAC, uc.reg_read(P.UC_PPC_REG_PC), slot=slot, addr=address,
+            ea = self._dac[slot][0] + address - self._dac_placed[slot]   # (the hook sees the physical word)
+            self._event = Stop(StopKind.DAC, uc.reg_read(P.UC_PPC_REG_PC), slot=slot, addr=ea & 0xFFFFFFFF,
                                write=write)
             # Book E takes a DAC event *before* the access; unicorn finishes the instruction after
             # emu_stop(). Keep what it is about to change (memory, and registers for update forms and
@@ -458,21 +465,40 @@ class Engine:
         points = tuple(points)
         if points == self._dac:
             return
+        self._dac = points
+        self._dac_placed = None
+        self._arm_dac()
+        if self.atomics is not None:       # issue 20: a lwarx/stwcx. on a DAC is left to unicorn
+            self.atomics.set_dac([p[0] for p in points if p is not None])
+
+    def _arm_dac(self) -> None:
+        """Hook the words the compares name. Unicorn's memory hooks see guest-physical addresses under
+        the guest MMU (UC_TLB_VIRTUAL): a compare on an effective address is hooked at the physical
+        address it maps to in the current data context, again whenever the mapping may change (an EA
+        mapped nowhere now is hooked once it is; another alias of the same word matches too)."""
+        placed = []
+        for p in self._dac:
+            if p is None:
+                placed.append(None)
+                continue
+            pa = self.translate(p[0], 1)
+            placed.append(None if pa is None else pa)
+        placed = tuple(placed)
+        if placed == self._dac_placed:
+            return
         for h in self._dac_hooks:
             self.uc.hook_del(h)
         self._dac_hooks = []
-        for slot, p in enumerate(points):
-            if p is None:
+        for slot, (p, pa) in enumerate(zip(self._dac, placed)):
+            if p is None or pa is None:
                 continue
             addr, on_read, on_write = p[:3]
             length = p[3] if len(p) > 3 else 4
             kinds = (UC_HOOK_MEM_READ if on_read else 0) | (UC_HOOK_MEM_WRITE if on_write else 0)
             if kinds:
-                self._dac_hooks.append(self.uc.hook_add(kinds, self._on_dac, slot, begin=addr,
-                                                        end=addr + max(1, length) - 1))
-        self._dac = points
-        if self.atomics is not None:       # issue 20: a lwarx/stwcx. on a DAC is left to unicorn
-            self.atomics.set_dac([p[0] for p in points if p is not None])
+                self._dac_hooks.append(self.uc.hook_add(kinds, self._on_dac, slot, begin=pa,
+                                                        end=pa + max(1, length) - 1))
+        self._dac_placed = placed
         self.uc.ctl_flush_tb()
 
     def set_until(self, addr: int | None) -> None:

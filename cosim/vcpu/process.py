@@ -474,9 +474,10 @@ class VcpuProcess:
         loads of them (patched-code-visible; a read hook costs every load the slow path, so only with
         debug.count_planted_reads) and executions of a word the guest wrote over one
         (breakpoint-overwritten)."""
-        self._watched = {e["address"]: e["planted"] for e in self.ledger.entries()}
-        if self.count_reads:
-            self.engine.watch_reads(self._watched, self._planted_read)
+        entries = self.ledger.entries()
+        self._watched = {e["address"]: e["planted"] for e in entries}
+        if self.count_reads:   # (hooked at the physical word: what unicorn's memory hooks see)
+            self.engine.watch_reads({e["paddr"]: e["address"] for e in entries}, self._planted_read)
         self.engine.watch_exec(self._watched, self._planted_exec)
 
     def _planted_exec(self, addr: int) -> None:
