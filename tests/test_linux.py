@@ -113,3 +113,66 @@ def test_the_initramfs_is_a_newc_archive_with_init_and_a_console():
     assert names == [b"dev", b"dev/console", b"proc", b"sys", b"init", b"TRAILER!!!"]
     assert b"\x7fELF-init" in raw
     assert initramfs(b"x") == initramfs(b"x")                  # no time stamps: reproducible
+
+
+@pytest.mark.skipif(__import__("shutil").which("gdb-multiarch") is None, reason="gdb-multiarch missing")
+def test_gdb_debugs_the_kernel_through_its_mmu(tmp_path, vmlinux):
+    """A real gdb-multiarch on vmlinux (its symbols): hbreak on start_kernel (an IAC: nothing maps the
+    kernel's addresses at reset, so no word can be planted yet), then a software breakpoint on
+    lkdtm_WARNING through the guest MMU, bt, registers, x/4i, stepi onto the WARN trap and over it
+    into the kernel's own program-check vector, a hardware watchpoint on jiffies; detach, and the boot
+    ends as without a debugger."""
+    from cosim.config import parse_config
+    from cosim.gdb_harness import GdbServer, GdbSession
+    doc = {"machine": {"cpu": "e500v2", "board": "ppce500"},
+           "guest": {"program": "linux", "bootargs": "console=ttyS0"},
+           "debug": {"strategy": "illegal"}, "serial": {"end_on": "init: done, powering off"},
+           "limits": {"wall_seconds": 600, "instructions": 2_000_000_000}}
+    server = GdbServer(parse_config(doc, "linux-gdb.toml"), tmp_path)
+    warn = vmlinux.symbol("lkdtm_WARNING")
+    gdb = None
+    try:
+        gdb = GdbSession(server)
+        assert gdb.value("$pc") == 0                           # -kernel: the entry's physical address
+        gdb.cmd("break lkdtm_WARNING")                         # not mapped yet: KVM plants through the MMU
+        gdb.send("-exec-continue")
+        gdb.wait_for(lambda r: r["type"] == "result" and r["message"] == "error")
+        assert any(f"Cannot access memory at address {warn:#x}" in str(r.get("payload")) for r in gdb.log)
+        gdb.cmd("delete")
+        gdb.cmd("hbreak start_kernel")
+        stop = gdb.resume(timeout=300)
+        assert int(stop["frame"]["addr"], 16) == vmlinux.symbol("start_kernel")
+        gdb.cmd("delete")
+        gdb.cmd("break lkdtm_WARNING")
+        stop = gdb.resume(timeout=300)
+        # (no debug info: gdb skips the prologue it recognises, the stwu that opens the frame)
+        assert int(stop["frame"]["addr"], 16) == warn + 4 and stop["frame"].get("func") == "lkdtm_WARNING"
+        bt = gdb.cmd("bt")
+        assert "lkdtm_WARNING" in bt and "direct_entry" in bt
+        regs = gdb.cmd("info registers")
+        assert "pc" in regs and "msr" in regs
+        listing = gdb.cmd("x/4i $pc")
+        assert f"{warn + 4:#x}" in listing.lower() and "lkdtm_WARNING+4" in listing
+        gdb.cmd("delete")
+        gdb.cmd(f"break *{warn + 0x28:#x}")
+        stop = gdb.resume()
+        assert int(stop["frame"]["addr"], 16) == warn + 0x28
+        assert gdb.value(f"*(unsigned int *){warn + 0x28:#x}") == TRAP_WORD   # gdb sees the guest's word
+        gdb.cmd("delete")
+        step = gdb.resume("-exec-step-instruction")            # the trap is taken: the step ends at
+        ivpr, ivor6 = server.spr(0, "IVPR"), server.spr(0, "IVOR6")    # the kernel's program vector
+        assert int(step["frame"]["addr"], 16) == (ivpr & 0xFFFF0000) | (ivor6 & 0xFFF0)
+        jiffies = vmlinux.symbol("jiffies")                    # (jiffies_64's low word, big-endian)
+        before = gdb.value(f"*(unsigned int *){jiffies:#x}")
+        gdb.cmd(f"watch *(unsigned int *){jiffies:#x}")        # a hardware watchpoint: a DAC
+        stop = gdb.resume()
+        assert stop.get("reason") == "watchpoint-trigger", stop
+        assert int(stop["value"]["new"]) == before + 1         # the tick, caught at the store
+        gdb.cmd("delete")
+        report = gdb.finish(timeout=300)
+    finally:
+        if gdb is not None:
+            gdb.close()
+        server.close()
+    assert report["ok"], (report["failed"], report["invariants"])
+    assert report["board"]["transcript"].count(WARN_LINE) == 5
