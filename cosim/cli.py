@@ -301,8 +301,9 @@ def cmd_replay(args) -> int:
 
 # breakpoint sites of the stand-alone guests that `compare` knows (issue 20): own_code's word it reads
 # and the instruction it rewrites; spe's evaddw that runs with MSR[SPE] = 1; dec_step's decrementer
-# handler and the instruction its pending interrupt is taken at (issue 21: a hit with an interrupt due)
-COMPARE_TARGETS = ("read_spot", "patch_site", "spe_on", "on_dec", "after_site")
+# handler and the instruction its pending interrupt is taken at (issue 21: a hit with an interrupt due);
+# dec_same's instruction the decrementer expires at (a hit and an expiry on the same instruction)
+COMPARE_TARGETS = ("read_spot", "patch_site", "spe_on", "on_dec", "after_site", "tick_site")
 
 
 def compare_config(strategy: str, cpu: str, program: str, iterations: int, vcpus: int,

@@ -18,6 +18,8 @@ FINDINGS: dict[str, str] = {
                                 "guest's program interrupt instead",
     "breakpoint-overwritten": "the guest wrote over a planted breakpoint before it was removed: its executions of "
                               "its own word there never reached the debugger",
+    "timer-interrupts-lost": "decrementer expiries the guest enabled (TCR[DIE]) that never reached it: a "
+                             "debugger's stop, step or breakpoint stole an asynchronous interrupt",
     "guest-disabled-host-debug": "MSRP[DEP] = 0 (machine.msrp_dep = false): the guest's MSR[DE] = 0 switched off "
                                  "the host's debug events (hardware breakpoints, watchpoints, single-steps missed)",
 }

@@ -195,6 +195,13 @@ def build_report(data) -> dict:
                                 + ", ".join(f"{sym(int(a, 16)) or a} now {w:#010x}" for a, w in overwritten.items())
                                 + f"; {sum(over_exec.values())} execution(s) of the guest's word there never "
                                 f"reached the debugger" + (f" ({_by_site(over_exec, sym)})" if over_exec else "")))
+    lost_ticks = {i: t["fired"].get("dec", 0) - t["delivered"].get("decrementer", 0) - t.get("merged", {}).get("dec", 0)
+                  - (1 if t.get("pending", {}).get("dec") else 0)
+                  for i, t in enumerate(v.get("timers") or {} for v in vstats) if t}
+    if any(n > 0 for n in lost_ticks.values()):       # (issue 21: `cosim compare` names the strategy that loses one)
+        findings.append(Finding("timer-interrupts-lost", False, ", ".join(
+            f"vCPU {i}: {n} decrementer interrupt(s) expired with TCR[DIE] and never delivered"
+            for i, n in lost_ticks.items() if n > 0)))
     excused = {inv for f in findings if f.predicted for inv in f.excuses}
 
     # --- invariants --------------------------------------------------------------------------------

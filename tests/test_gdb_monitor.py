@@ -64,7 +64,15 @@ def test_target_xml_core_then_spr_feature(model):
 
 # --- access rules: the same as the guest's mfspr / mtspr ------------------------------------------------
 class _NoEngine:
+    instructions = timebase = 0                   # a vCPU stopped at instruction 0 (timer SPRs)
+
     def set_iac(self, iac):
+        pass
+
+    def set_deadline(self, count):
+        pass
+
+    def set_timebase(self, tb):
         pass
 
     def set_native_spr(self, spr, value):
@@ -100,6 +108,8 @@ def test_gdb_reads_and_writes_like_the_guest():
         control = HOST if host else 0
         core = _core("e500mc", control)
         core.spr[number] = old
+        if number == SPR["DEC"]:                  # DEC lives in the timers: the guest wrote it, the stop shows it
+            core.write_spr(number, old)
         spr = np.zeros(1024, "<u4")
         spr[number] = old
         case = f"SPR {number} old {old:#x} value {value:#x} host {host}"

@@ -60,7 +60,7 @@ def test_unknown_step_flags_answer_e22_as_qemu():
     stub = Stub.__new__(Stub)
     stub.target = t
     assert stub._sstep_set(b"8") == b"E22" and t.flags == 7
-    assert stub._sstep_set(b"zz") == b"E22"
+    assert stub._sstep_set(b"zz") == b""          # no hex digits: QEMU answers empty
     assert stub._sstep_set(b"0x1") == b"OK" and t.flags == 1
     assert stub._sstep_get() == b"0x1"
 
@@ -108,7 +108,8 @@ def test_virtual_time_stands_still_while_gdb_holds_the_world(tmp_path):
 
 def test_a_lost_timer_interrupt_is_named(monkeypatch):
     """The invariant can fail: a seeded bug (cosim/mutation.py lose-timer-irq) drops the decrementer
-    interrupt pending across a scripted step; the report names the loss."""
+    interrupt pending across a scripted step; the report names the loss (finding timer-interrupts-lost,
+    which a `cosim compare` cell lists)."""
     import subprocess
     import sys
     import json
@@ -119,11 +120,15 @@ def test_a_lost_timer_interrupt_is_named(monkeypatch):
             "doc={'machine':{'cpu':'e500mc'},'guest':{'program':'dec_step','until':'done'},"
             "'debug':{'strategy':'illegal','breakpoints':[{'at':'bp_site','action':'single-step','steps':1}]},"
             "'limits':{'wall_seconds':60}}; "
-            "print(json.dumps(build_report(run_config(parse_config(doc,'m.toml')))['invariants']))")
+            "from cosim.cli import compare_row; r=build_report(run_config(parse_config(doc,'m.toml'))); "
+            "print(json.dumps([r['invariants'], r['findings'], compare_row(r)['findings']]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
                          env={**__import__("os").environ, "COSIM_MUTATION": "lose-timer-irq"})
-    inv = json.loads(out.stdout.strip().splitlines()[-1])
+    inv, findings, cell = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "timer-interrupts-lost" in cell                    # what `cosim compare` shows for the strategy
     check = inv["async-interrupts-delivered-once"]
+    lost = [f for f in findings if f["id"] == "timer-interrupts-lost"]
+    assert len(lost) == 1 and "vCPU 0: 1 decrementer" in lost[0]["detail"], findings
     assert check["ok"] is False and "1 expired" in check["detail"] and "0 delivered" in check["detail"]
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ from cosim.gdb.target import (
 )
 from cosim.gdb.target_xml import ANNEXES, read_chunk
 from cosim.isa import SstepFlags
+
+_STRTOUL_HEX = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]+)")
+"""What C's strtoul(s, &end, 16) reads from the start of a packet field."""
 
 PACKET_SIZE = 0x4000
 """Advertised in qSupported (hex): the largest packet gdb may send us, and our cap on replies."""
@@ -544,17 +548,24 @@ class GdbSession:
         return b"0x%x" % get()
 
     def _sstep_set(self, text: bytes) -> bytes:
-        """`Qqemu.sstep=N`: N hex (0x optional); a bit QEMU's stub does not know answers E22 as QEMU's."""
+        """`Qqemu.sstep=N`, parsed as QEMU 7.2's gdbstub parses it (schema `l`, qemu_strtoul base 16: leading
+        blanks, a sign, an optional 0x, the longest run of hex digits, anything after it ignored; the
+        value kept in an `int`). No digits: an empty reply, as QEMU's (whose stub sends nothing at all for
+        an empty value); a bit it does not know: E22, the flags unchanged. tests/test_sstep_qemu.py runs
+        the same packets against QEMU itself."""
         setter = getattr(self.target, "set_sstep_flags", None)
         if setter is None:
             raise NotSupported
-        try:
-            value = int(text.decode("ascii"), 16)
-        except (UnicodeDecodeError, ValueError):
+        m = _STRTOUL_HEX.match(text)
+        if m is None:
+            return b""
+        value = int(m.group(2), 16)
+        if m.group(1) == b"-":
+            value = -value
+        flags = value & 0xFFFFFFFF                     # QEMU: `int new_sstep_flags = val_ul`
+        if flags & ~SstepFlags.DEFAULT:
             return b"E22"
-        if value & ~SstepFlags.DEFAULT:
-            return b"E22"
-        setter(value)
+        setter(flags)
         return OK
 
     def _start_no_ack(self) -> bytes:

@@ -5,7 +5,10 @@ array of its run page) and its KVM_SET_GUEST_DEBUG control word, no I/O.
 Layout (after QEMU 7.2's generated `power-spr.xml`): feature `org.qemu.power.spr`, one
 `<reg name="<lower-case name>" bitsize="32" group="spr"/>` per SPR, in SPR-number order. Registers
 already in `org.gnu.gdb.power.core` (xer, lr, ctr; msr is core too) are not repeated, and only the
-SPRs this model implements are listed (QEMU also lists timers and MMU registers we do not model).
+SPRs this model implements are listed (QEMU also lists MMU and cache registers). The timer registers are
+QEMU's `decr`, `decar`, `tsr`, `tcr`: the vCPU writes the live decrementer into its run page at every stop,
+and a value gdb leaves there different from it is a write of DEC when the vCPU resumes (cosim/vcpu/core.py
+`Core.load_timer_sprs`): `set $decr = 1` then `stepi` steps with the decrementer expiring.
 
 Access rules are the guest's own (cosim/vcpu/core.py `Core.read_spr` / `write_spr`), so what gdb
 shows is what `mfspr` would return and a gdb write does what `mtspr` would do:
@@ -14,6 +17,7 @@ shows is what `mfspr` would return and a gdb write does what `mtspr` would do:
 - while the host debugs, the debug SPRs (DBCR0-2, DBSR, IAC1/2, DAC1/2) belong to the external
   debugger: a write is refused (the guest's is ignored), the guest's own values stay as they were;
 - otherwise DBSR is write-one-to-clear and DBCR0[RST] / DBCR0[EDM] are never set by a write;
+- TSR is write-one-to-clear (gdb clears a pending timer interrupt by writing its bit);
 - MSR[DE] cannot change while the host debugs (MSRP[DEP]).
 A refused write raises `SprWriteRefused` (the stub answers `E0d`, EACCES; the SPR is unchanged).
 The host's own points (KVM_SET_GUEST_DEBUG) are not SPRs: `monitor info debug` shows them.
@@ -25,9 +29,9 @@ from ..isa import SPR, SPR_NAME, Dbcr0, GuestDebug, Msr
 FEATURE = "org.qemu.power.spr"
 GROUP = "spr"
 
-_COMMON = (["SRR0", "SRR1", "CSRR0", "CSRR1", "DEAR", "ESR", "IVPR"]
+_COMMON = (["DEC", "SRR0", "SRR1", "DECAR", "CSRR0", "CSRR1", "DEAR", "ESR", "IVPR"]
            + [f"SPRG{i}" for i in range(8)]
-           + ["PIR", "PVR", "DBSR", "DBCR0", "DBCR1", "DBCR2", "IAC1", "IAC2", "DAC1", "DAC2"]
+           + ["PIR", "PVR", "DBSR", "DBCR0", "DBCR1", "DBCR2", "IAC1", "IAC2", "DAC1", "DAC2", "TSR", "TCR"]
            + [f"IVOR{i}" for i in range(16)]
            + ["MCSRR0", "MCSRR1", "DSRR0", "DSRR1"])
 MODEL_SPRS: dict[str, tuple[str, ...]] = {
@@ -37,6 +41,9 @@ MODEL_SPRS: dict[str, tuple[str, ...]] = {
     "e500mc": tuple(_COMMON + [f"IVOR{i}" for i in (*range(32, 38), 40, 41, 42)] + ["EPCR", "MSRP"]),
 }
 """CPU model -> the SPRs gdb is shown (any order here; `spr_layout` sorts by SPR number)."""
+
+GDB_NAME = {"DEC": "decr"}
+"""QEMU's gdb name where it is not the SPR's own (lower-cased)."""
 
 READ_ONLY = frozenset({SPR["PIR"], SPR["PVR"]})
 DEBUG_SPRS = frozenset(SPR[n] for n in ("DBCR0", "DBCR1", "DBCR2", "DBSR", "IAC1", "IAC2", "IAC3",
@@ -54,7 +61,7 @@ def spr_layout(model: str) -> tuple[tuple[str, int], ...]:
         names = MODEL_SPRS[model]
     except KeyError:
         raise ValueError(f"no SPR layout for CPU model {model!r}") from None
-    return tuple(sorted(((n.lower(), SPR[n]) for n in names), key=lambda p: p[1]))
+    return tuple(sorted(((GDB_NAME.get(n, n.lower()), SPR[n]) for n in names), key=lambda p: p[1]))
 
 
 def host_debugs(control: int) -> bool:
@@ -83,6 +90,8 @@ def write_spr(spr_file, number: int, value: int, control: int) -> int:
             value = int(spr_file[number]) & ~value & 0xFFFFFFFF
         elif number == SPR["DBCR0"]:
             value &= ~(Dbcr0.RST | Dbcr0.EDM)
+    elif number == SPR["TSR"]:                    # write one to clear
+        value = int(spr_file[number]) & ~value & 0xFFFFFFFF
     spr_file[number] = value
     return value
 

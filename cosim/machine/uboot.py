@@ -16,6 +16,9 @@ from elftools.elf.elffile import ELFFile
 
 ENTRY = struct.Struct(">7I")
 RELOC_OFF_256M = 0x0F090000    # measured: bdinfo's `reloc off` on the ppce500 board with 256 MiB
+DEC_VECTOR_256M = 0x0FF909C0   # measured: IVPR | IVOR10 as the relocated U-Boot sets them (its decrementer
+                               # handler's first instruction, `mtsprg 0,r20`); tests/test_uboot_timer.py
+                               # reads both SPRs through gdb and checks this
 
 
 def commands(path: str | Path) -> dict[str, int]:

@@ -93,7 +93,8 @@ class Core:
         self._spr_read = {S["DEC"]: t.read_dec, S["TSR"]: t.read_tsr,
                           S["TBL_R"]: lambda: engine.timebase & 0xFFFFFFFF,
                           S["TBU_R"]: lambda: engine.timebase >> 32}
-        self._spr_write = {S["DEC"]: self._timer_write(t.write_dec), S["TSR"]: t.write_tsr,
+        self._dec_shown = 0                # DEC as the run page showed it at the last stop (load_timer_sprs)
+        self._spr_write = {S["DEC"]: self._timer_write(self._write_dec), S["TSR"]: t.write_tsr,
                            S["TCR"]: self._timer_write(t.write_tcr), S["TBL"]: self._timer_write(t.write_tbl),
                            S["TBU"]: self._timer_write(t.write_tbu),
                            S["L1CSR0"]: self._masked(S["L1CSR0"], L1CSR_KEEP),
@@ -135,6 +136,19 @@ class Core:
             write(value)
             self.engine.set_deadline(self.timers.deadline())
         return go
+
+    def _write_dec(self, value: int) -> None:
+        self.timers.write_dec(value)
+        self._dec_shown = int(self.spr[S["DEC"]])
+
+    def load_timer_sprs(self) -> None:
+        """After a debugger wrote SPRs while the vCPU was stopped (KVM_SET_SREGS / ONE_REG): a DEC that
+        differs from the live value `save_regs` showed is its write of DEC (mtspr's effect: the count
+        restarts from it); TCR/DECAR it wrote in place; the next deadline follows them."""
+        dec = int(self.spr[S["DEC"]])
+        if dec != self._dec_shown:
+            self._write_dec(dec)
+        self.engine.set_deadline(self.timers.deadline())
 
     def _masked(self, spr: int, keep: int):
         def go(value: int) -> None:
@@ -245,6 +259,8 @@ class Core:
         tb = self.engine.timebase                   # the time base as the guest would read it now
         self.spr[S["TBL_R"]] = tb & 0xFFFFFFFF
         self.spr[S["TBU_R"]] = tb >> 32
+        self.spr[S["DEC"]] = self._dec_shown = self.timers.read_dec()   # ... and DEC and TSR (gdb's decr, tsr)
+        self.timers.read_tsr()
 
     def load_regs(self) -> None:
         """Take registers from the run page (after kernel/userspace wrote them, KVM_SET_REGS)."""
@@ -455,7 +471,7 @@ class Core:
             if self.step_due:
                 self.step_due = False
                 if self.step:                # one instruction done (emulated, or it interrupted)
-                    return self._step_event(self.pc)
+                    return self._stepped(self.pc)
             stop = self.engine.step(self.pc, self.word_at(self.pc)) \
                 if self.step or self.engine.budget_due else self.engine.run(self.pc)
             t0 = perf_counter_ns()
@@ -481,7 +497,7 @@ class Core:
             return Until(stop.pc)
         if kind is StopKind.STEP:
             self.pc = stop.pc
-            return self._step_event(stop.pc) if self.step else None
+            return self._stepped(stop.pc) if self.step else None
         if kind is StopKind.MMU:
             return self._storage(stop)
         if kind is StopKind.IAC and stop.slot >= self.model.iac_slots:
@@ -540,6 +556,17 @@ class Core:
         self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"
         self.count(event.value, self._last_level)
         return None
+
+    def _stepped(self, next_pc: int) -> Exit | Fault:
+        """The stop after a stepped instruction. Unless the host's step holds timers off (NOTIMER), an
+        expiry during that instruction is in TSR at the stop, as on the silicon (gdb's $tsr, $decr = 0);
+        its interrupt is taken before the next instruction (the next step, or the resume)."""
+        control = int(self._ctl[0])
+        if self.engine.deadline_due and not (control & GuestDebug.SINGLESTEP and control & GuestDebug.NOTIMER):
+            fault = self.timer_tick()
+            if fault is not None:
+                return fault
+        return self._step_event(next_pc)
 
     def _step_event(self, next_pc: int) -> Exit:
         return self._debug_event(next_pc, Dbsr.IC, next_pc, DebugStatus.SOFTWARE, addr=next_pc)

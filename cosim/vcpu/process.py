@@ -451,6 +451,7 @@ class VcpuProcess:
             self._watch_planted()
         if m.reload_regs:
             self.core.load_regs()
+            self.core.load_timer_sprs()
         if m.reload_debug:
             self.core.apply_debug()
             if self.pending is None:   # (in an exit: once it is answered, see on_resume)
