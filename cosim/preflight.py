@@ -46,10 +46,10 @@ def check(cfg: Config) -> GuestImage:
             addr = image.resolve(loc)
         except ImageError as e:
             raise ConfigError(cfg.source, key, str(e)) from None
-        if addr >= ram and (cfg.machine.board == "bare" or not key.startswith("debug.")):
+        if addr >= ram and (cfg.machine.board == "bare" or key == "guest.entry"):
             raise ConfigError(cfg.source, key, f"address {addr:#x} is outside guest RAM (0..{ram - 1:#x})")
-        # (on a board a breakpoint names a guest virtual address: checked when it is planted, through
-        # the guest TLB as it is then)
+        # (on a board a breakpoint or `until` names a guest virtual address: a breakpoint is checked
+        # when it is planted, through the guest TLB as it is then; `until` is compared with the PC)
 
     if cfg.guest.entry is not None:
         where("guest.entry", cfg.guest.entry)
