@@ -129,6 +129,13 @@ def render_run(report: dict, console: Console | None = None) -> None:
     for ev, levels in ex["by_reason"].items():
         rt.add_row(ev, *(f"{levels.get(lv, 0):,}" for lv in ex["by_level"]))
     parts.append(rt)
+    if report.get("board") and ex.get("costliest"):      # a real guest: where the time goes
+        kt = Table(title="costliest exit kinds (host time)", title_justify="left", show_edge=False, pad_edge=False)
+        for col in ("kind", "count", "total ms", "mean us"):
+            kt.add_column(col, justify="left" if col == "kind" else "right")
+        for row in ex["costliest"]:
+            kt.add_row(row["kind"], f"{row['count']:,}", f"{row['total_ms']:,}", f"{row['mean_us']}")
+        parts.append(kt)
 
     vt = Table(title="vCPUs", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("vcpu", "state", "exit code", "instructions"):

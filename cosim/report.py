@@ -346,6 +346,9 @@ def build_report(data) -> dict:
              # counted at level "kernel" (DESIGN.md): its handling time, kept apart from real crossings
              "kernel_in_vcpu_process_us": {"count": len(inproc), "p50": _us(percentile(inproc, 50)),
                                            "p99": _us(percentile(inproc, 99))},
+             # what the exits handled in the vCPU process cost, by kind (an emulated instruction by its
+             # SPR, a TLB miss by access), with userspace's MMIO round trips: the ten costliest first
+             "costliest": _costliest(vstats),
              # each vCPU's exits per time bin since the run's start (cosim/exit_rate.py; None: no stats)
              "over_time": {**exit_rate.align([v.get("exits_over_time") for v in vstats]),
                            "vcpus_started_seconds": getattr(data, "started_seconds", None)}}
@@ -591,6 +594,23 @@ def _by_site(counts: dict[str, int], sym) -> str:
 
 def _us(ns):
     return None if ns is None else round(ns / 1000.0, 2)
+
+
+def _costliest(vstats: list[dict], top: int = 10) -> list[dict]:
+    acc: dict[str, list[int]] = {}
+    for v in vstats:
+        for kind, (n, ns) in (v.get("cost_by_kind") or {}).items():
+            a = acc.setdefault(kind, [0, 0])
+            a[0] += n
+            a[1] += ns
+        mmio = v.get("mmio_total_ns")
+        if mmio and mmio[0]:
+            a = acc.setdefault("mmio (userspace round trip)", [0, 0])
+            a[0] += mmio[0]
+            a[1] += mmio[1]
+    rows = sorted(acc.items(), key=lambda kv: -kv[1][1])[:top]
+    return [{"kind": k, "count": n, "total_ms": round(ns / 1e6, 1), "mean_us": round(ns / n / 1000, 2)}
+            for k, (n, ns) in rows]
 
 
 def _board(stats: dict | None, vstats: list[dict]) -> dict | None:

@@ -38,6 +38,7 @@ MMU_KINDS = frozenset({Kind.TLBWE, Kind.TLBRE, Kind.TLBSX, Kind.TLBIVAX, Kind.TL
 DEBUG_SPRS = frozenset({S["DBCR0"], S["DBCR1"], S["DBCR2"], S["DBSR"], S["IAC1"], S["IAC2"],
                         S["IAC3"], S["IAC4"], S["DAC1"], S["DAC2"]})
 EVENT_INDEX = {name: i for i, name in enumerate(EVENTS)}
+SPR_NAMES = {n: name for name, n in reversed(list(SPR.items()))}
 PLANTED_WORDS = frozenset(s.word for s in STRATEGIES.values() if s.word is not None)
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 LOCAL_SAMPLES = 50_000
@@ -81,6 +82,8 @@ class Core:
         # "vcpu" (native, or straight to a guest vector) and "kernel" (KVM PR emulation done in-process)
         self.local_ns: dict[str, list[int]] = {"vcpu": [], "kernel": []}
         self._last_level = "vcpu"
+        self._last_kind = ""               # what the last event handled in-process was (cost_by_kind)
+        self.cost_by_kind: dict[str, list[int]] = {}   # kind -> [events, ns] handled in this process
         self._retried: int | None = None   # pc re-run once after a flush (stale translation check)
         self.until: int | None = None      # guest.until: the run ends before this instruction
         self.dep = True                    # E.HV MSRP[DEP]; False: the guest's MSR[DE] gates host debug
@@ -451,6 +454,7 @@ class Core:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
         local = self.local_ns
+        costs = self.cost_by_kind
         engine = self.engine
         while True:
             control = int(self._ctl[0])
@@ -478,9 +482,17 @@ class Core:
             out = self.on_stop(stop)
             if out is not None:
                 return out
-            samples = local[self._last_level]
-            if len(samples) < LOCAL_SAMPLES and stop.kind is StopKind.INTERRUPT:
-                samples.append(perf_counter_ns() - t0)
+            if stop.kind is StopKind.INTERRUPT or stop.kind is StopKind.MMU:
+                dt = perf_counter_ns() - t0         # handled in this process: what each kind costs
+                c = costs.get(self._last_kind)
+                if c is None:
+                    costs[self._last_kind] = [1, dt]
+                else:
+                    c[0] += 1
+                    c[1] += dt
+                samples = local[self._last_level]
+                if len(samples) < LOCAL_SAMPLES and stop.kind is StopKind.INTERRUPT:
+                    samples.append(dt)
             if kicked():
                 return None
 
@@ -552,6 +564,7 @@ class Core:
             self.spr[S["DEAR"]] = stop.addr
         self.deliver(ivor, stop.pc, None if fetch else (Esr.ST if stop.write else 0))
         self.completed()
+        self._last_kind = f"{event.value} ({stop.access})"
         route = self.model.route(event)
         self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"
         self.count(event.value, self._last_level)
@@ -610,6 +623,8 @@ class Core:
             if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER and (self.mmu is not None or k not in MMU_KINDS):
                 route = self.model.route(Event.PRIV)
                 if route in (Route.NATIVE, Route.LOCAL):
+                    self._last_kind = (f"{k.value} {SPR_NAMES.get(d.spr & 0x3FF, d.spr & 0x3FF)}"
+                                       if k is Kind.MTSPR or k is Kind.MFSPR else k.value)
                     self.emulate(d)
                     self.completed()
                     self._last_level = "vcpu" if route is Route.NATIVE else "kernel"
@@ -633,6 +648,7 @@ class Core:
         if route is Route.GUEST:
             self.deliver(ev.ivor, ev.srr0, ev.esr if ev.ivor == Ivor.PROGRAM else None)
             self.completed()
+            self._last_kind = ev.event.value
             self._last_level = "vcpu"
             self.count(ev.event.value, "vcpu")
             return None

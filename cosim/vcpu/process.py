@@ -70,6 +70,7 @@ class VcpuProcess:
         self.deferred: list = []             # messages that came while an MMIO exit waited
         self.mmio_seq = 0
         self.mmio_ns: list[int] = []
+        self.mmio_total_ns = [0, 0]          # MMIO exits answered, their round trips summed (ns)
         self.mmio_posted = 0                 # stores sent without waiting (coalesced ranges)
         self.coalesced = [tuple(r) for r in spec.get("coalesced_mmio", [])]
         self.engine = Engine(self.ram.address, self.ram.size,
@@ -275,8 +276,11 @@ class VcpuProcess:
                     self.stopping = True
                 continue
             if r.error is None and isinstance(r.msg, wire.MmioDone) and r.msg.seq == seq:
+                dt = time.perf_counter_ns() - t0
+                self.mmio_total_ns[0] += 1
+                self.mmio_total_ns[1] += dt
                 if len(self.mmio_ns) < LATENCY_SAMPLES:
-                    self.mmio_ns.append(time.perf_counter_ns() - t0)
+                    self.mmio_ns.append(dt)
                 self.core.count("mmio", "userspace")
                 return r.msg.value
             if r.error is None and isinstance(r.msg, wire.Shutdown):
@@ -496,6 +500,8 @@ class VcpuProcess:
             "exits_over_time": self.core.rate.snapshot(),
             "latency_ns": {"vcpu": self.core.local_ns["vcpu"], **self.latency},
             "inprocess_kernel_ns": self.core.local_ns["kernel"],
+            "cost_by_kind": self.core.cost_by_kind,
+            "mmio_total_ns": self.mmio_total_ns,
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
             "host_iac": {f"{k:#x}": v for k, v in self.core.host_iac.items()},
             "handler_instructions": {str(k): v for k, v in self.core.handler_instructions.items()},
