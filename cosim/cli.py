@@ -7,6 +7,7 @@ Exit status: 0 when every invariant holds (a predicted finding is not a failure)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -209,20 +210,40 @@ def cmd_run(args) -> int:
     return 0 if report["ok"] else 1
 
 
+def replay_command(config: str, seed: int, sets: list[str], mutations) -> str:
+    """The command line that runs one seed of a hunt again: its --set overrides, and the mutation
+    switch when one is active (without it, a seeded bug's seed passes)."""
+    import shlex
+    env = f"COSIM_MUTATION={','.join(sorted(mutations))} " if mutations else ""
+    return (env + f"cosim run {shlex.quote(config)} --seed {seed}"
+            + "".join(f" --set {shlex.quote(x)}" for x in sets))
+
+
 def cmd_hunt(args) -> int:
-    """Run a scenario under the deterministic schedule over many seeds; list the failing ones."""
+    """Run a scenario under the deterministic schedule over many seeds (pytest-xdist items, here or
+    on other machines); list the failing ones, each with the command that replays it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
-    from . import hunt
+    from . import hunt, mutation, sweep
     try:
         seeds = hunt.parse_seeds(args.seeds)
     except ValueError as e:
         print(f"error: --seeds {args.seeds!r}: {e}", file=sys.stderr)
         return 2
-    if args.jobs < 1:
-        print("error: --jobs: must be >= 1", file=sys.stderr)
+    workers = args.n
+    if args.jobs is not None:
+        if args.jobs < 1:
+            print("error: --jobs: must be >= 1", file=sys.stderr)
+            return 2
+        if workers is None:
+            workers = str(args.jobs) if args.jobs > 1 else None
+    elif workers is None and not args.tx:
+        workers = str(os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else None
+    if args.resume and not args.json:
+        print("error: --resume: needs --json PATH (the hunt to continue)", file=sys.stderr)
         return 2
     try:
+        sweep.check_workers(workers, args.tx)
         cfg = with_overrides(load_config(args.config, args.set), args.set)
         preflight.check(cfg)
         preflight.check_output(args.json, "--json")
@@ -234,35 +255,87 @@ def cmd_hunt(args) -> int:
     except OSError as e:
         print(f"error: --record {args.record}: {e.strerror or e}", file=sys.stderr)
         return 2
+    scenario = hunt.seeded(cfg, 0)
+    done: dict[int, dict] = {}
+    if args.resume and os.path.exists(args.json):
+        try:
+            with open(args.json) as f:
+                before = json.load(f)
+            if before.get("scenario") != scenario or before.get("mutations", []) != sorted(mutation.ACTIVE):
+                print(f"error: --resume: {args.json} is a hunt of another scenario (config, --set or "
+                      "COSIM_MUTATION differ)", file=sys.stderr)
+                return 2
+            done = {r["seed"]: r for r in before.get("results", []) if r.get("seed") in set(seeds)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            print(f"error: --resume: {args.json}: not a hunt's JSON ({e})", file=sys.stderr)
+            return 2
+    todo = [s for s in seeds if s not in done]
     err = Console(stderr=True)
-    failing: list[int] = []
+    failing = [s for s, r in done.items() if not r["ok"]]
     t0 = time.monotonic()
-    with Bar(TextColumn("hunting {task.description}"), BarColumn(), MofNCompleteColumn(),
-             TextColumn("[red]{task.fields[failing]} failing"), TimeRemainingColumn(),
-             console=err, transient=True, disable=args.quiet) as bar:
-        task = bar.add_task(cfg.name, total=len(seeds), failing=0)
+    last_write = [t0]
 
-        def done(r: dict) -> None:
+    def summary(final: bool) -> dict:
+        results = [done[s] for s in seeds if s in done]
+        return {"config": args.config, "sets": list(args.set), "mutations": sorted(mutation.ACTIVE),
+                "scenario": scenario, "seeds": len(seeds), "finished": len(results), "complete": final,
+                "failing": [r["seed"] for r in results if not r["ok"]],
+                "seconds": round(time.monotonic() - t0, 1), "results": results}
+
+    where = f" on -n {workers}" if workers else ""
+    where += "".join(f" --tx {t}" for t in args.tx)
+    if not args.quiet:
+        err.print(f"hunt: {len(todo)} seed(s) of {cfg.name}{where}"
+                  + (f" ({len(done)} already done in {args.json})" if done else ""), highlight=False)
+    with Bar(TextColumn("hunting {task.description}"), BarColumn(), MofNCompleteColumn(),
+             TextColumn("{task.fields[rate]:.1f} seeds/min"), TextColumn("[red]{task.fields[failing]} failing"),
+             TimeRemainingColumn(), console=err, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task(cfg.name, total=len(seeds), completed=len(done), failing=len(failing), rate=0.0)
+
+        def on_result(r: dict) -> None:
+            done[r["seed"]] = r
             if not r["ok"]:
                 failing.append(r["seed"])
-            bar.update(task, advance=1, failing=len(failing))
+            minutes = max(time.monotonic() - t0, 1e-6) / 60
+            bar.update(task, advance=1, failing=len(failing),
+                       rate=(len(done) - (len(seeds) - len(todo))) / minutes)
+            if args.json and args.json != "-" and time.monotonic() - last_write[0] > 5:
+                last_write[0] = time.monotonic()        # --resume picks up from here if we are stopped
+                write_json(args.json, "hunt", summary(False))
 
-        results = hunt.hunt(cfg, seeds, jobs=args.jobs, record_dir=args.record, on_result=done)
-    bad = [r for r in results if not r["ok"]]
-    summary = {"config": args.config, "seeds": len(seeds), "failing": [r["seed"] for r in bad],
-               "seconds": round(time.monotonic() - t0, 1), "results": results}
+        results, errors, out = hunt.hunt(cfg, todo, workers=workers, tx=args.tx, record_dir=args.record,
+                                         on_result=on_result) if todo else ([], {}, "")
+    elapsed = time.monotonic() - t0
+    doc = summary(not errors and all(s in done for s in seeds))
+    doc["errors"] = {str(k): v for k, v in errors.items()}
+    doc["seeds_per_minute"] = round(len(results) / (elapsed / 60), 2) if elapsed > 0 and results else None
     if args.json:
-        write_json(args.json, "hunt", summary)
+        write_json(args.json, "hunt", doc)
+    bad = [done[s] for s in seeds if s in done and not done[s]["ok"]]
+    missing = [s for s in seeds if s not in done]
     if not args.quiet:
-        out = Console(stderr=True) if args.json == "-" else Console()
-        out.print(f"{len(seeds)} seed(s) of {cfg.name} in {summary['seconds']} s: "
-                  f"{len(bad)} failing", highlight=False, soft_wrap=True)
+        out_c = Console(stderr=True) if args.json == "-" else Console()
+        rate = f" ({doc['seeds_per_minute']} seeds/min)" if doc["seeds_per_minute"] else ""
+        out_c.print(f"{len(seeds) - len(missing)} of {len(seeds)} seed(s) of {cfg.name} in {elapsed:.1f} s"
+                    f"{rate}: {len(bad)} failing", highlight=False, soft_wrap=True)
         for r in bad:
             why = ", ".join(r["failed"]) or r["outcome"]
-            out.print(f"  seed {r['seed']}: {why} -- replay: cosim run {args.config} --seed {r['seed']}"
-                      + (f" (record: cosim replay {r['record']})" if r["record"] else ""),
-                      highlight=False, soft_wrap=True)
-    return 1 if bad else 0
+            out_c.print(f"  seed {r['seed']}: {why} -- replay: "
+                        + replay_command(args.config, r["seed"], args.set, mutation.ACTIVE)
+                        + (f" (record: cosim replay {r['record']})" if r.get("record") else ""),
+                        highlight=False, soft_wrap=True, markup=False)
+    for s, text in sorted(errors.items()):
+        print(f"hunt: seed {s}: no result: {text.strip().splitlines()[-1] if text.strip() else '?'}",
+              file=sys.stderr)
+    if missing and not errors:
+        tail = "\n".join(out.strip().splitlines()[-15:])
+        print(f"hunt: {len(missing)} seed(s) without a result; pytest said:\n{tail}", file=sys.stderr)
+    if bad and args.shrink:
+        from . import shrink
+        for r in bad[:args.shrink_max]:
+            shrink.report(cfg, r, args.config, args.set, err if args.json == "-" else Console(),
+                          quiet=args.quiet)
+    return 1 if bad or missing else 0
 
 
 def cmd_replay(args) -> int:
@@ -283,6 +356,14 @@ def cmd_replay(args) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from . import mutation
+    made = sorted(rec.get("schedule", {}).get("mutations", []))
+    if made != sorted(mutation.ACTIVE):
+        now = ",".join(sorted(mutation.ACTIVE)) or "none"
+        print(f"warning: the record was made with COSIM_MUTATION={','.join(made) or '(none)'}, this replay "
+              f"runs with {now}: it will not reproduce the run"
+              + (f" (run it as: COSIM_MUTATION={','.join(made)} cosim replay {args.rundir})" if made else ""),
+              file=sys.stderr)
     worst = 0
     for n in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="cosim-replay-") as tmp:
@@ -562,8 +643,18 @@ def main(argv=None) -> int:
                                     "list the seeds whose invariants fail")
     h.add_argument("config")
     h.add_argument("--seeds", required=True, metavar="LIST", help="e.g. 1-500 or 1-10,42")
-    h.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="runs in parallel (default: one per CPU)")
+    h.add_argument("-n", metavar="N", help="xdist workers on this machine (a number or auto; default: one "
+                                           "per CPU when no --tx is given)")
+    h.add_argument("--tx", action="append", default=[], metavar="SPEC",
+                   help="xdist worker spec, repeatable: popen, 2*popen, socket=HOST:PORT or "
+                        "ssh=HOST//python=PATH for other machines (kvmppc-cosim installed there)")
+    h.add_argument("--jobs", type=int, default=None, metavar="N", help="the same as -n N")
+    h.add_argument("--resume", action="store_true",
+                   help="continue the hunt whose --json PATH exists: its finished seeds are not run again")
+    h.add_argument("--shrink", action="store_true",
+                   help="for a failing seed, look for a smaller run that still fails (fewer instructions, "
+                        "vCPUs, toggles) and print it")
+    h.add_argument("--shrink-max", type=int, default=1, metavar="K", help="shrink the first K failing seeds (1)")
     h.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, as for run; repeatable")
     h.add_argument("--record", metavar="DIR", help="keep each failing seed's record in DIR/seed-N "

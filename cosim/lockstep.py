@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Callable
 
 from . import wire
+from .baton import MAX_STEPS, Baton, Step
 from .schedule import Deliver, Run, Schedule
 
 MAX_SETTLE_ROUNDS = 100
@@ -97,6 +98,12 @@ class FreeRun:
     def poll(self) -> None:
         pass
 
+    def fds(self) -> tuple[int, ...]:
+        return ()
+
+    def close(self) -> None:
+        pass
+
 
 class VcpuGate:
     """A vCPU's side of the deterministic schedule. Uses of the vCPU process `p`: its endpoint `ep`,
@@ -105,13 +112,24 @@ class VcpuGate:
     `trace` (whose virtual clock follows the grants)."""
     deterministic = True
 
-    def __init__(self, p) -> None:
+    def __init__(self, p, baton: Baton | None = None) -> None:
         self.p = p
         self.barrier = Barrier(p.ep)
-        self.grant: wire.RunFor | None = None
+        self.grant: wire.RunFor | Step | None = None
         self.running = False              # the grant's `after` is met and it has not ended
         self.delivery: wire.Deliver | None = None
         self.held: wire.ExitMsg | None = None
+        self.baton = baton                # runs of quanta handed on between vCPUs (cosim/baton.py)
+        self._start = 0                   # the instruction count when the grant started
+        self._sent: dict[str, int] = {}   # what this vCPU had sent when a baton step started
+
+    def fds(self) -> tuple[int, ...]:
+        """What the vCPU's idle wait also watches: the baton's wake-ups."""
+        return self.baton.fds() if self.baton is not None else ()
+
+    def close(self) -> None:
+        if self.baton is not None:
+            self.baton.close()
 
     def count(self) -> int:
         return int(self.p.page["instructions"])
@@ -155,14 +173,26 @@ class VcpuGate:
                 self.p.exit_t0 = time.perf_counter_ns()    # its round trip starts now, not at the hold
                 self.held = None
             self._ran(d.seq, "delivered" if sent else "nothing")
+        while self._step():
+            pass
+
+    def _step(self) -> bool:
+        """Start, end or refuse the grant (or the baton's step). True when a baton step ended clean
+        and the turn stayed with this vCPU: the next one starts at once."""
         g = self.grant
+        if g is None and self.baton is not None:
+            self.baton.drain()
+            g = self.grant = self.baton.mine()
+            if g is not None:
+                self._sent = dict(self.p.ep.to)
         if g is None:
-            return
+            return False
         p = self.p
         if not self.running:
-            if not met(got, g.after):
-                return
+            if isinstance(g, wire.RunFor) and not met(p.ep.got, g.after):
+                return False
             self.running = True
+            self._start = self.count()
             p.trace.follow(g.vtime, self.count(), self.count)
             target = self.count() + g.instructions
             exact = False        # a quantum ends at the last block boundary within it (no steps)
@@ -180,18 +210,37 @@ class VcpuGate:
             why = "paused"
         elif p.engine.budget_done:
             why = "budget"
-        if why is not None:
-            self.grant = None
-            self.running = False
+        if why is None:
+            return False
+        self.grant = None
+        self.running = False
+        if not isinstance(g, Step):
             self._ran(g.seq, why)
+            return False
+        assert self.baton is not None
+        n = self.count()
+        clean = why == "budget" and _quiet(self._sent, p.ep.to)
+        if self.baton.done(n - self._start, n, clean):
+            return self.baton.mine() is not None
+        steps, counts = self.baton.taken()
+        p.ep.send("supervisor", wire.Ran(p.index, g.seq, why, n, dict(p.ep.to), steps, counts))
+        return False
 
     def _ran(self, seq: int, why: str) -> None:
         p = self.p
         p.ep.send("supervisor", wire.Ran(p.index, seq, why, self.count(), dict(p.ep.to)))
 
 
+def _quiet(before: dict[str, int], now: dict[str, int]) -> bool:
+    """Nothing sent to a process of the run since `before` (the supervisor's Log lines aside)."""
+    return all(n == before.get(d, 0) for d, n in now.items() if d != "supervisor")
+
+
 def vcpu_gate(spec: dict, p) -> FreeRun | VcpuGate:
-    return VcpuGate(p) if spec.get("schedule", {}).get("mode") == "deterministic" else FreeRun()
+    if spec.get("schedule", {}).get("mode") != "deterministic":
+        return FreeRun()
+    name = spec.get("baton_name")
+    return VcpuGate(p, Baton.attach(name, spec["vcpus"], spec["run_dir"], p.index) if name else None)
 
 
 def _not_running(pred):
@@ -208,8 +257,12 @@ class Driver:
     limit)."""
     BLOCKED = ("paused", "in-exit")
 
-    def __init__(self, schedule: Schedule, vcpus: int, services: list[str], send):
+    PLAN_MIN = 4
+
+    def __init__(self, schedule: Schedule, vcpus: int, services: list[str], send, baton=None):
         self.schedule = schedule
+        self.baton = baton            # baton(seq, steps, vtime, counts, next_due, due_synced): hand a plan out
+        self.plan_len = 16            # how far ahead the next plan asks (grows while plans run whole)
         self.n = vcpus
         self.vcpus = [f"vcpu{i}" for i in range(vcpus)]
         self.names = list(services) + self.vcpus
@@ -249,6 +302,9 @@ class Driver:
                 if stuck:
                     raise Stuck(f"deterministic schedule: no vCPU can run: {', '.join(stuck)}")
                 return
+            if isinstance(action, Run) and self.baton is not None:
+                self._plan(action, ready, held)
+                continue
             name = self.vcpus[action.vcpu]
             self.seq += 1
             after = self.after(name)
@@ -264,6 +320,43 @@ class Driver:
             self.synced[name] = after
             self._ran(ran)
             self.settle()
+
+    def _plan(self, first: Run, ready: list[int], held: list[int]) -> None:
+        """Ask the schedule ahead for the runs it would grant if each ended clean (nothing sent, no
+        timer due: then nothing changes between them), hand them out as one baton (cosim/baton.py),
+        and come back to the step the vCPUs stopped at: the choices after it are asked again."""
+        mark = self.schedule.save()                        # (after `first`)
+        plan = [first]
+        cut = False
+        while len(plan) < self.plan_len:
+            a = self.schedule.next(ready, held)
+            if not isinstance(a, Run):
+                cut = True                                  # a delivery comes next: the plan ends
+                break
+            plan.append(a)
+        self.seq += 1
+        seq = self.seq
+        self.baton(seq, [(a.vcpu, a.instructions) for a in plan], self.vtime, list(self.instructions),
+                   self.next_due, self._due_synced)
+        ran = self.wait(lambda m: isinstance(m, wire.Ran) and m.seq == seq)
+        taken = ran.steps
+        if not 1 <= taken <= len(plan) or len(ran.counts) != self.n or plan[taken - 1].vcpu != ran.vcpu:
+            raise Stuck(f"deterministic schedule: baton of {len(plan)} step(s) answered with {taken} "
+                        f"step(s) and {len(ran.counts)} count(s)")
+        self.schedule.restore(mark)
+        for _ in range(taken - 1):
+            self.schedule.next(ready, held)
+        if taken == len(plan) and not cut:
+            self.plan_len = min(MAX_STEPS, 2 * self.plan_len)
+        elif taken < len(plan):
+            self.plan_len = max(self.PLAN_MIN, 2 * taken)
+        self.actions["runs"] += taken
+        self.actions["batons"] += 1
+        self.instructions = list(ran.counts)
+        last = self.vcpus[ran.vcpu]
+        self.synced[last] = self.after(last)
+        self._ran(ran)
+        self.settle()
 
     def _ran(self, m: wire.Ran) -> None:
         i = m.vcpu

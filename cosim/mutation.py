@@ -21,3 +21,14 @@ ACTIVE = frozenset(n for n in os.environ.get("COSIM_MUTATION", "").split(",") if
 
 def active(name: str) -> bool:
     return name in ACTIVE
+
+
+def set_active(names) -> None:
+    """Switch these mutations on for this process and the processes it starts from now on (a hunt's
+    worker, maybe on another machine, takes the controlling machine's)."""
+    global ACTIVE
+    ACTIVE = frozenset(names)
+    if ACTIVE:
+        os.environ["COSIM_MUTATION"] = ",".join(sorted(ACTIVE))
+    else:
+        os.environ.pop("COSIM_MUTATION", None)

@@ -58,6 +58,14 @@ class Schedule:
             return Deliver(self.rng.choice(sorted(held)))
         return Run(self.rng.choice(sorted(runnable)), self.rng.randint(*self.quantum))
 
+    def save(self) -> tuple:
+        """Where the choices are (to ask ahead and come back: the baton's plans, cosim/lockstep.py)."""
+        return self.rng.getstate(), self.steps
+
+    def restore(self, state: tuple) -> None:
+        self.rng.setstate(state[0])
+        self.steps = state[1]
+
     def describe(self) -> dict:
         return {"mode": "deterministic", "seed": self.seed, "quantum": list(self.quantum),
                 "deliver_chance": self.deliver_chance, "nominal_ips": NOMINAL_IPS}

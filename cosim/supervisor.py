@@ -26,6 +26,7 @@ import psutil
 from . import holdtime, mutation, record, resources, trace, wire
 from .cleanup import reclaim
 from .config import Config
+from .baton import Baton
 from .lockstep import Driver, Stuck
 from .cpu_models import cpu_model
 from .machine.guest_ram import GuestRAM
@@ -40,6 +41,8 @@ HELLO_TIMEOUT_S = 60.0
 STATS_TIMEOUT_S = 10.0
 ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
 DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
+BATON = os.environ.get("COSIM_BATON", "1") != "0"   # deterministic: quanta handed on by the vCPUs
+                                                   # (cosim/baton.py); 0: a supervisor round trip each
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
 _ctx = None
@@ -204,6 +207,7 @@ class Supervisor:
         self.pages: RunPages | None = None
         self.run_dir: str | None = None
         self.ledger: Ledger | None = None
+        self.baton: Baton | None = None     # the deterministic schedule's runs of quanta (cosim/baton.py)
         self.guest_tlb: GuestTlb | None = None
         self.killed = False               # gdb's k / vKill ends the run
         self.shut_down = False            # Shutdown sent to every child
@@ -423,8 +427,12 @@ class Supervisor:
                 "start_ns": self.start_ns, **board}
         self._sentinels = ()
         if cfg.machine.schedule == "deterministic":
+            if BATON:
+                self.baton = Baton.create(cfg.machine.vcpus, self.run_dir)
+                base["baton_name"] = self.baton.name
             self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
-                                 ["kernel", "userspace"], self.ep.send)
+                                 ["kernel", "userspace"], self.ep.send,
+                                 self.baton.start if self.baton is not None else None)
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
@@ -858,14 +866,14 @@ class Supervisor:
 
     def _remove_shm(self, data: RunData) -> None:
         names, problems = [], []
-        for block in (self.ledger, self.pages, self.ram, self.guest_tlb):
+        for block in (self.ledger, self.pages, self.ram, self.guest_tlb, self.baton):
             if block is not None:
                 names.append(block.name)
                 try:
                     block.close()
                 except Exception as e:    # the next block is still removed
                     problems.append(f"{block.name}: {type(e).__name__}: {e}")
-        self.ledger = self.pages = self.ram = self.guest_tlb = None
+        self.ledger = self.pages = self.ram = self.guest_tlb = self.baton = None
         data.leftovers["shm"] = [n for n in names if os.path.exists(f"/dev/shm/{n}")]
         if problems:
             raise RuntimeError("; ".join(problems))

@@ -513,9 +513,13 @@ class Deliver(NamedTuple):
 @message("ran")
 class Ran(NamedTuple):
     """Vcpu -> supervisor: how a RunFor or Deliver ended (`why`: budget | exit | halted | paused |
-    in-exit | delivered | nothing), the vCPU's instruction count, and its sent-message counts."""
+    in-exit | delivered | nothing), the vCPU's instruction count, and its sent-message counts. At the
+    end of a baton's run (cosim/baton.py): `steps`, how many of its steps were taken (this one the
+    last), and `counts`, every vCPU's instruction count."""
     vcpu: VCPU
     seq: U63
     why: str
     instructions: U63
     sent: dict
+    steps: U63 = 0
+    counts: list[U63] = []

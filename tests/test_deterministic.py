@@ -78,6 +78,32 @@ def test_same_seed_same_digest_on_4_vcpus_with_stress_toggles(tmp_path):
     assert record.compare(str(tmp_path / "r0"), str(tmp_path / "other")) is not None
 
 
+SPARSE = {"machine": {"cpu": "e500v2", "vcpus": 3, "schedule": "deterministic", "seed": 5, "quantum": [100, 3000]},
+          "guest": {"program": "smp_workers", "iterations": 400},
+          "debug": {"strategy": "trap-user", "breakpoints": [{"at": "bp_target"}],
+                    "stress": {"toggle": ["bp_target"], "interval_ms": [0.2, 0.5], "toggles": 20}},
+          "limits": {"wall_seconds": 120}}
+
+
+@pytest.mark.parametrize("cfg", [STRESS, SPARSE], ids=["stress", "sparse"])
+def test_the_baton_changes_nothing_but_the_cost(cfg, tmp_path, monkeypatch):
+    """Issue 22: quanta handed on by the vCPUs (cosim/baton.py) give the digest of a supervisor round
+    trip per quantum, seed for seed, and take fewer round trips."""
+    from cosim import supervisor
+    recs = {}
+    for baton in (False, True):
+        monkeypatch.setattr(supervisor, "BATON", baton)
+        report, recs[baton] = run_seed(cfg, cfg["machine"]["seed"], tmp_path / f"b{int(baton)}")
+        assert report["ok"], (report["failed"], report["problems"])
+    assert recs[True]["digest_hash"] == recs[False]["digest_hash"]
+    assert record.compare(str(tmp_path / "b0"), str(tmp_path / "b1")) is None
+    assert recs[True]["schedule"]["runs"] == recs[False]["schedule"]["runs"]
+    # (STRESS toggles and exits within nearly every quantum: a plan rarely outlives its first step)
+    fewer = recs[True]["schedule"]["batons"] < recs[True]["schedule"]["runs"]
+    assert fewer or cfg is STRESS, recs[True]["schedule"]
+    assert "batons" not in recs[False]["schedule"]
+
+
 @pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_and_cpu_passes_with_free_running_counts(strategy, cpu):

@@ -108,6 +108,7 @@ class Scripted:
         self.to = {f"vcpu{i}": {} for i in range(vcpus)} | {"kernel": {}, "userspace": {}}
         self.log: list = []
         self.queue: list = []
+        self.grants: list = []       # (vcpu, instructions, vtime) of every quantum granted
 
     def bump(self, src, dest):
         self.to[src][dest] = self.to[src].get(dest, 0) + 1
@@ -118,6 +119,8 @@ class Scripted:
             self.queue.append(wire.Synced(dest, msg.seq, dict(self.to[dest])))
             return
         i = int(dest[4:])
+        if isinstance(msg, wire.RunFor):
+            self.grants.append((i, msg.instructions, msg.vtime))
         if isinstance(msg, wire.Deliver):
             self.held[i] = False
             self.bump(dest, "kernel")       # the exit, then the kernel's resume
@@ -142,6 +145,21 @@ class Scripted:
         assert pred(m), m
         return m
 
+    def baton(self, seq, steps, vtime, counts, next_due, due_synced):
+        """The vCPUs handing a plan on (cosim/baton.py): each step a RunFor of its own; the run ends
+        at the first step that does not end clean (or at a due timer), as VcpuGate's does."""
+        assert counts == self.count
+        for k, (i, n) in enumerate(steps):
+            before = self.count[i]
+            self.log.append((f"vcpu{i}", "Step"))
+            self.send(f"vcpu{i}", wire.RunFor(seq, n, {}, vtime))
+            ran = self.queue.pop()
+            vtime += self.count[i] - before
+            due = next_due is not None and vtime >= next_due and vtime != due_synced
+            if ran.why != "budget" or due or k == len(steps) - 1:
+                self.queue.append(ran._replace(steps=k + 1, counts=list(self.count)))
+                return
+
 
 def drive(seed, vcpus=3):
     s = Scripted(vcpus)
@@ -158,6 +176,34 @@ def test_driver_runs_every_vcpu_to_its_end_and_settles_each_exit():
     assert len(deliveries) == 3 * (3000 // 700)
     for k in deliveries:                # the kernel and then the vCPU confirm before anything else
         assert s.log[k + 1] == ("kernel", "Sync") and s.log[k + 2][1] == "Sync"
+
+
+def drive_baton(seed, vcpus=3):
+    s = Scripted(vcpus)
+    d = Driver(Schedule(seed, (100, 900)), vcpus, ["kernel", "userspace"], s.send, s.baton)
+    d.run(s.wait)
+    return s, d
+
+
+@pytest.mark.parametrize("seed", range(1, 30))
+def test_the_baton_grants_what_the_supervisor_would(seed):
+    """Issue 22: plans handed on by the vCPUs grant the same quanta, in the same order, at the same
+    virtual instants, with the same deliveries and settling, as a round trip per quantum."""
+    classic, dc = drive(seed)
+    baton, db = drive_baton(seed)
+    assert baton.grants == classic.grants and baton.count == classic.count
+    settling = [e for e in classic.log if e[1] != "RunFor"]          # deliveries and Syncs
+    assert [e for e in baton.log if e[1] not in ("Step", "RunFor")] == settling
+    assert db.schedule.steps == dc.schedule.steps and db.actions["runs"] == dc.actions["runs"]
+    assert db.actions["batons"] <= dc.actions["runs"]
+
+
+def test_a_plan_runs_whole_when_nothing_happens():
+    s = Scripted(2, halt_at=200_000, exit_every=10**9)
+    d = Driver(Schedule(3, (100, 900)), 2, ["kernel", "userspace"], s.send, s.baton)
+    d.run(s.wait)
+    assert s.count == [200_000, 200_000]
+    assert d.actions["batons"] * 20 < d.actions["runs"], dict(d.actions)   # plans grow while they run whole
 
 
 def test_driver_is_a_function_of_its_seed():

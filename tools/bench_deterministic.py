@@ -4,10 +4,13 @@
 mips     the `loop` guest (no exits after boot) on --vcpus vCPUs, for --instructions per vCPU (the
          instruction limit, exact in both modes): guest instructions / run seconds (start-up included,
          the same in both). Deterministic: one vCPU at a time, in quanta of the config's default size.
+         `free-1`: the same on one free-running vCPU (issue 22's floor: deterministic >= 0.8x of it).
 exits    `warn_storm` with one software breakpoint (strategy illegal) on --vcpus vCPUs: exits that
-         crossed to the kernel or userspace per second of run.
-Reported per row: free, deterministic, and deterministic / free (the cost is 1 / that ratio); medians
-of --repeat runs. There is no target: the schedule trades speed for replay, this says by how much.
+         crossed to the kernel or userspace per second of run (issue 22's target: >= 0.5x free).
+Columns: free (--vcpus free-running), deterministic (the baton: quanta handed on by the vCPUs,
+cosim/baton.py), round-trip (COSIM_BATON=0's way: a supervisor round trip per quantum), and the ratios
+against free (and against free-1 for mips); medians of --repeat runs, interleaved, so each ratio is
+measured against a floor of the same minute.
 
     .venv/bin/python tools/bench_deterministic.py [--vcpus 2] [--repeat 3] [--json PATH]
 """
@@ -36,7 +39,9 @@ def scenario(kind: str, vcpus: int, schedule: str, instructions: int) -> dict:
             "limits": {"wall_seconds": 600}}
 
 
-def measure(kind: str, vcpus: int, schedule: str, instructions: int) -> float:
+def measure(kind: str, vcpus: int, schedule: str, instructions: int, baton: bool = True) -> float:
+    from cosim import supervisor
+    supervisor.BATON = baton
     report = build_report(run_config(parse_config(scenario(kind, vcpus, schedule, instructions), "<bench>")))
     if not report["ok"]:
         raise SystemExit(f"{kind} {schedule}: run failed: {report['failed']} {report['problems']}")
@@ -57,17 +62,24 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     for kind, unit in (("mips", "MIPS"), ("exits", "exits/s")):
-        got = {}
-        for schedule in ("free", "deterministic"):          # interleaved repeats: same machine noise
-            got[schedule] = []
-        for _ in range(args.repeat):
-            for schedule in ("free", "deterministic"):
-                got[schedule].append(measure(kind, args.vcpus, schedule, args.instructions))
-        free, det = statistics.median(got["free"]), statistics.median(got["deterministic"])
-        rows.append({"row": kind, "unit": unit, "free": free, "deterministic": det, "ratio": det / free,
-                     "samples": got})
-        print(f"{kind:6} {unit:8} free {free:10.1f}  deterministic {det:10.1f}  ratio {det / free:5.2f}x",
-              flush=True)
+        cols = {"free": (args.vcpus, "free", True), "deterministic": (args.vcpus, "deterministic", True),
+                "round-trip": (args.vcpus, "deterministic", False)}
+        if kind == "mips":
+            cols["free-1"] = (1, "free", True)
+        got: dict[str, list[float]] = {c: [] for c in cols}
+        for _ in range(args.repeat):                       # interleaved repeats: same machine noise
+            for c, (n, schedule, baton) in cols.items():
+                got[c].append(measure(kind, n, schedule, args.instructions, baton))
+        med = {c: statistics.median(v) for c, v in got.items()}
+        row = {"row": kind, "unit": unit, **med, "ratio": med["deterministic"] / med["free"],
+               "ratio_round_trip": med["round-trip"] / med["free"], "samples": got}
+        line = (f"{kind:6} {unit:8} free {med['free']:9.1f}  deterministic {med['deterministic']:9.1f} "
+                f"({row['ratio']:5.2f}x)  round-trip {med['round-trip']:9.1f} ({row['ratio_round_trip']:5.2f}x)")
+        if "free-1" in med:
+            row["ratio_one_vcpu"] = med["deterministic"] / med["free-1"]
+            line += f"  free-1 {med['free-1']:9.1f}: deterministic {row['ratio_one_vcpu']:5.2f}x of it"
+        rows.append(row)
+        print(line, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"vcpus": args.vcpus, "repeat": args.repeat, "rows": rows}, indent=1))
     return 0

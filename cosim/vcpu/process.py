@@ -61,6 +61,7 @@ class VcpuProcess:
         self.model = cpu_model(spec["cpu"])
         self.max_instructions = spec.get("max_instructions", 0)
         self.gate = vcpu_gate(spec, self)   # free-running, or the deterministic schedule's (lockstep.py)
+        self._gate_fds = self.gate.fds()
         self.guest_tlb = None
         tlb_spec = None
         if spec.get("tlb_name"):             # a board with the Book E MMU: the shared guest TLB
@@ -234,6 +235,8 @@ class VcpuProcess:
     def _recv(self, wait_ms: int):
         if self.deferred:
             return self.deferred.pop(0)
+        if wait_ms and self._gate_fds:       # the baton's wake-ups too (None back: see gate.poll)
+            return self.ep.recv(wait_ms, self._gate_fds)
         return self.ep.recv(wait_ms)
 
     def release(self, m: wire.ReleaseVcpu) -> None:
@@ -545,6 +548,7 @@ class VcpuProcess:
     def close(self):
         self.trace.close()
         self.exits.close()
+        self.gate.close()
         self.core = None
         self.engine = None
         self.page = None

@@ -1,0 +1,177 @@
+"""The baton: a run of the deterministic schedule's quanta that the vCPUs hand to each other directly,
+without a supervisor round trip per quantum (issue 22).
+
+The supervisor's Driver (cosim/lockstep.py) asks the schedule ahead for the quanta it would grant if
+every vCPU stayed runnable and nothing happened: a *plan*, [(vcpu, instructions), ...]. It writes the
+plan here and wakes the first vCPU. A vCPU whose turn it is runs its quantum, then:
+
+- if the quantum ended clean (its budget reached, no message sent to any process of the run, no timer
+  of userspace due at the new virtual instant), it passes the turn to the plan's next vCPU (itself:
+  no wake-up at all), exactly as the supervisor would have after settling a step that changed nothing;
+- otherwise, or at the end of the plan, the run ends: the vCPU answers the supervisor with one Ran
+  naming how many steps were taken and every vCPU's instruction count, and the supervisor rewinds the
+  schedule to that step (it replays its choices from the plan's start: same seed, same answers).
+
+So a run of clean quanta costs one wake-up per change of vCPU (a byte on the next vCPU's FIFO, read by
+its main loop's poll) and one Ran at the end, instead of a RunFor and a Ran each; every choice the seed
+makes, every instant userspace's timers run at, and what each process has taken when the next step
+starts are the same (tests/test_schedule.py compares the two drivers' grants; tests/test_deterministic.py
+the digests).
+
+Invariants: only the vCPU whose turn it is writes the header (and its own count); the supervisor writes
+only while no turn is out (turn = -1). The header's `turn` is written last. The FIFO carries no data:
+its bytes only wake the poll, the baton says whose turn it is.
+
+Layout of the shared block: the header (HEADER), then `counts` (u64 per vCPU: instruction counts as
+the run goes), then the plan (PLAN_STEP x MAX_STEPS).
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from .machine.shm import SharedBlock
+
+MAX_STEPS = 1024
+NONE = -1
+
+HEADER = np.dtype([("seq", "<u8"), ("vtime", "<u8"), ("next_due", "<i8"), ("due_synced", "<i8"),
+                   ("length", "<u4"), ("index", "<u4"), ("turn", "<i4"), ("pad", "<u4")])
+PLAN_STEP = np.dtype([("vcpu", "<u4"), ("instructions", "<u4")])
+FIFO = "baton-vcpu{}"
+
+
+class Step(NamedTuple):
+    """A step taken from the baton: as a RunFor (no `after`: the run starts settled)."""
+    seq: int
+    instructions: int
+    vtime: int
+
+
+class Baton:
+    """Both sides: `create` (supervisor: the block and one FIFO per vCPU in the run directory) and
+    `attach` (a vCPU)."""
+
+    def __init__(self, block: SharedBlock, vcpus: int, run_dir: str, own: int | None):
+        self.block = block
+        self.vcpus = vcpus
+        self.run_dir = run_dir
+        buf = block.buf
+        self.header = np.frombuffer(buf, HEADER, count=1)
+        off = HEADER.itemsize
+        self.counts = np.frombuffer(buf, "<u8", count=vcpus, offset=off)
+        off += 8 * vcpus
+        self.plan = np.frombuffer(buf, PLAN_STEP, count=MAX_STEPS, offset=off)
+        self._plan_vcpu, self._plan_n = self.plan["vcpu"], self.plan["instructions"]
+        self._h = {n: self.header[n] for n in HEADER.names}
+        self.own = own
+        self._fds: dict[int, int] = {}           # vcpu -> our descriptor of its FIFO
+        if own is not None:
+            self._fds[own] = os.open(self._fifo(own), os.O_RDWR | os.O_NONBLOCK)
+
+    @staticmethod
+    def size(vcpus: int) -> int:
+        return HEADER.itemsize + 8 * vcpus + PLAN_STEP.itemsize * MAX_STEPS
+
+    @classmethod
+    def create(cls, vcpus: int, run_dir: str) -> "Baton":
+        b = cls(SharedBlock.create(cls.size(vcpus), prefix="cosim-baton"), vcpus, run_dir, None)
+        b.header[0] = np.zeros(1, HEADER)[0]
+        b._h["turn"][0] = NONE
+        for i in range(vcpus):
+            os.mkfifo(b._fifo(i), 0o600)
+        return b
+
+    @classmethod
+    def attach(cls, name: str, vcpus: int, run_dir: str, own: int) -> "Baton":
+        return cls(SharedBlock.attach(name), vcpus, run_dir, own)
+
+    @property
+    def name(self) -> str:
+        return self.block.name
+
+    def _fifo(self, i: int) -> str:
+        return os.path.join(self.run_dir, FIFO.format(i))
+
+    def wake(self, vcpu: int) -> None:
+        fd = self._fds.get(vcpu)
+        if fd is None:
+            fd = self._fds[vcpu] = os.open(self._fifo(vcpu), os.O_RDWR | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"t")
+        except BlockingIOError:           # 64 KiB of wake-ups unread: it is awake anyway
+            pass
+
+    # --- supervisor --------------------------------------------------------------------------------
+    def start(self, seq: int, steps: list[tuple[int, int]], vtime: int, counts: list[int],
+              next_due: int | None, due_synced: int) -> None:
+        """Hand out a plan (at most MAX_STEPS steps, each vCPU runnable, nothing in flight)."""
+        h = self._h
+        assert h["turn"][0] == NONE and 0 < len(steps) <= MAX_STEPS
+        n = len(steps)
+        self._plan_vcpu[:n] = [v for v, _ in steps]
+        self._plan_n[:n] = [q for _, q in steps]
+        self.counts[:] = counts
+        h["seq"][0], h["vtime"][0] = seq, vtime
+        h["next_due"][0] = NONE if next_due is None else next_due
+        h["due_synced"][0] = due_synced
+        h["length"][0], h["index"][0] = n, 0
+        first = steps[0][0]
+        h["turn"][0] = first                       # last: the turn is out
+        self.wake(first)
+
+    # --- vCPU ----------------------------------------------------------------------------------------
+    def fds(self) -> tuple[int, ...]:
+        return (self._fds[self.own],) if self.own is not None else ()
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._fds[self.own], 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def mine(self) -> Step | None:
+        """The step to run now if the turn is this vCPU's."""
+        h = self._h
+        if h["turn"][0] != self.own:
+            return None
+        i = int(h["index"][0])
+        return Step(int(h["seq"][0]), int(self._plan_n[i]), int(h["vtime"][0]))
+
+    def done(self, ran: int, count: int, clean: bool) -> bool:
+        """This vCPU's step is over: `ran` instructions (its count now `count`). Clean: pass the turn on
+        if the plan goes on and no timer is due. Returns True if the turn went on (to this vCPU too),
+        False if the run ends here (the caller answers the supervisor; the turn is then none's)."""
+        h = self._h
+        vtime = int(h["vtime"][0]) + ran
+        index = int(h["index"][0]) + 1
+        h["vtime"][0], h["index"][0] = vtime, index
+        self.counts[self.own] = count
+        due = int(h["next_due"][0])
+        if (clean and index < int(h["length"][0])
+                and not (due != NONE and vtime >= due and vtime != int(h["due_synced"][0]))):
+            nxt = int(self._plan_vcpu[index])
+            h["turn"][0] = nxt
+            if nxt != self.own:
+                self.wake(nxt)
+            return True
+        h["turn"][0] = NONE
+        return False
+
+    def taken(self) -> tuple[int, list[int]]:
+        """(steps taken, every vCPU's instruction count): for the Ran that ends the run."""
+        return int(self._h["index"][0]), [int(c) for c in self.counts]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds.clear()
+        self.header = self.counts = self.plan = self._plan_vcpu = self._plan_n = None
+        self._h = {}
+        self.block.close()
