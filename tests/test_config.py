@@ -20,6 +20,7 @@ GUEST_SYMBOLS = {
     "loop": {"bp_target"}, "warn_storm": {"bp_target_a", "bp_target_b"}, "smp_workers": {"bp_target"},
     "selfcheck": {"bp_target"}, "guest_iac": {"bp_target"}, "atomics": {"bp_target"}, "foreign_traps": {"sc_site"},
     "u-boot": set(),     # configs/uboot.toml: Debian's firmware, no breakpoint
+    "linux": set(),      # configs/linux.toml: the Linux guest (tools/linux_guest.py), no breakpoint
 }
 
 MINIMAL = '[machine]\ncpu = "e500mc"\n\n[guest]\nprogram = "warn_storm"\n'
