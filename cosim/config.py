@@ -113,6 +113,7 @@ _SYMBOL_RE = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$@]*(?:\+(?:0[xX][0-9a-fA-F]+|[
 _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*")
 LINUX_FAIL_ON = ("Rebooting in ", "---[ end Kernel panic")   # the last line of a Linux panic report
                                                              # (with a panic timeout, and without)
+SOURCE_SUFFIXES = (".S", ".s", ".c", ".h", ".ld", ".inc")   # a guest's source named where its ELF belongs
 _PROGRAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmM]?)\s*")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+(?:\[\d+\])?")     # a TOML bare key, maybe indexed
@@ -509,7 +510,8 @@ def _quantum(t: _Table, key: str) -> tuple[int, int]:
 def _guest(t: _Table, source: str) -> GuestConfig:
     program = t.string("program", required=True)
     elf_path = None
-    if program.endswith(".elf"):
+    if program.endswith(".elf") or ("/" in program and not program.endswith(SOURCE_SUFFIXES)):
+        # a path: a guest's ELF, or a kernel (.../vmlinux)
         p = Path(program)
         elf_path = Path(os.path.abspath(p if p.is_absolute() else Path(source).parent / p))
     elif not _PROGRAM_RE.fullmatch(program):

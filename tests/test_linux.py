@@ -176,3 +176,40 @@ def test_gdb_debugs_the_kernel_through_its_mmu(tmp_path, vmlinux):
         server.close()
     assert report["ok"], (report["failed"], report["invariants"])
     assert report["board"]["transcript"].count(WARN_LINE) == 5
+
+
+def test_the_shipped_build_is_of_the_current_recipe_and_unpacks_verified(tmp_path, monkeypatch):
+    """guests/linux/prebuilt/ is what CI boots: its key must be the one the current fragment, init.c and
+    recipe give (an edit without a rebuild is caught here), and without a toolchain locate() unpacks it
+    into the cache, checked against the manifest's sha256."""
+    import json
+
+    from cosim import guest_linux
+    man = json.loads((guest_linux.PREBUILT / "manifest.json").read_text())
+    src = man["source"].split(" ", 1)[1]
+    gcc = man["compiler"].split(" ", 1)[1]
+    assert guest_linux.key_of(src, gcc) == man["key"], "guests/linux changed: run tools/linux_guest.py --ship"
+
+    def no_toolchain():
+        raise guest_linux.LinuxBuildError("no toolchain here")
+    monkeypatch.setenv("COSIM_CACHE", str(tmp_path))
+    monkeypatch.setattr(guest_linux, "_inputs", no_toolchain)
+    guest = guest_linux.locate()
+    assert guest.dir == tmp_path / "linux" / f"shipped-{man['key']}"
+    assert guest.vmlinux.read_bytes()[:4] == b"\x7fELF" and guest.initrd.stat().st_size > 1000
+    assert guest_linux.locate().dir == guest.dir                       # unpacked once
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p, v: p.write_bytes(__import__("gzip").compress(v.read_bytes()[:65536])), "gzip-compressed"),
+    (lambda p, v: p.write_bytes(b"\x27\x05\x19\x56" + bytes(60)), "U-Boot uImage"),
+    (lambda p, v: p.write_bytes(Path("/bin/true").read_bytes()), "need 32-bit"),
+])
+def test_a_kernel_the_board_cannot_load_is_one_line_and_exit_2(tmp_path, make, says):
+    import subprocess
+    import sys
+    kernel = tmp_path / "vmlinux"
+    make(kernel, locate().vmlinux)
+    p = subprocess.run([sys.executable, "run.py", str(CONFIG), "--set", f'guest.program="{kernel}"'],
+                       cwd=CONFIG.parent.parent, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -175,7 +175,11 @@ class GuestImage:
         magic = f.read(4)
         f.seek(0)
         if magic != b"\x7fELF":
-            raise ImageError(f"{path}: not an ELF file (magic {magic!r})")
+            hint = {b"\x1f\x8b": "; it is gzip-compressed: the board loads an uncompressed ELF (vmlinux), "
+                                  "as QEMU's -kernel takes it",
+                    b"\x27\x05": "; it is a U-Boot uImage: the board loads an ELF (vmlinux), not a uImage",
+                    b"\xfd7": "; it is xz-compressed: decompress it first"}.get(magic[:2], "")
+            raise ImageError(f"{path}: not an ELF file (magic {magic!r}){hint}")
         elf = ELFFile(f)
         problems = []
         if elf.elfclass != 32:
