@@ -198,7 +198,7 @@ class UserspaceProcess:
             self.ep.send(sender, wire.Error(m.TAG, "no board: nothing serves MMIO"))
             return
         value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
-        self._send_irqs(sender)
+        self._send_irqs(None if m.posted else sender)   # (a posted store's vCPU runs on: kick it too)
         if not m.posted:
             self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
         for rel in board.take_releases():       # the spin table let a secondary vCPU go
