@@ -119,7 +119,7 @@ def render_run(report: dict, console: Console | None = None) -> None:
     inproc = ex.get("kernel_in_vcpu_process_us", {})
     if inproc.get("count"):
         ct.add_row(Text("  of which emulated in the vCPU process", style="dim"), f"{inproc['count']:,}",
-                   _num(inproc["p50"]), "-", _num(inproc["p99"]), str(inproc["count"]))
+                   _num(inproc["p50"]), "-", _num(inproc["p99"]), str(inproc.get("samples", inproc["count"])))
     parts.append(ct)
 
     rt = Table(title="exits by reason and level", title_justify="left", show_edge=False, pad_edge=False)

@@ -81,6 +81,7 @@ class Core:
         # handling time of events handled without leaving the vCPU process, by the level counted:
         # "vcpu" (native, or straight to a guest vector) and "kernel" (KVM PR emulation done in-process)
         self.local_ns: dict[str, list[int]] = {"vcpu": [], "kernel": []}
+        self.local_total = {"vcpu": 0, "kernel": 0}    # all of them (local_ns keeps LOCAL_SAMPLES)
         self._last_level = "vcpu"
         self._last_kind = ""               # what the last event handled in-process was (cost_by_kind)
         self.cost_by_kind: dict[str, list[int]] = {}   # kind -> [events, ns] handled in this process
@@ -490,9 +491,11 @@ class Core:
                 else:
                     c[0] += 1
                     c[1] += dt
-                samples = local[self._last_level]
-                if len(samples) < LOCAL_SAMPLES and stop.kind is StopKind.INTERRUPT:
-                    samples.append(dt)
+                if stop.kind is StopKind.INTERRUPT:
+                    self.local_total[self._last_level] += 1
+                    samples = local[self._last_level]
+                    if len(samples) < LOCAL_SAMPLES:
+                        samples.append(dt)
             if kicked():
                 return None
 

@@ -503,6 +503,7 @@ class VcpuProcess:
             "exits_over_time": self.core.rate.snapshot(),
             "latency_ns": {"vcpu": self.core.local_ns["vcpu"], **self.latency},
             "inprocess_kernel_ns": self.core.local_ns["kernel"],
+            "inprocess_kernel_total": self.core.local_total["kernel"],
             "cost_by_kind": self.core.cost_by_kind,
             "mmio_total_ns": self.mmio_total_ns,
             "planted_exec": {f"{k:#x}": v for k, v in self.core.planted.items()},
