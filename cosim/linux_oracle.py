@@ -24,7 +24,7 @@ from .guest_linux import locate
 from .machine.image import GuestImage
 from .report import build_report
 from .supervisor import run_config
-from .uboot_oracle import OracleError, build_plugin
+from .uboot_oracle import OracleError, build_plugin, plugin_count, transcript_lines
 
 __all__ = ["compare", "compare_transcripts", "MASKED", "STOP_SYMBOL", "OracleError"]
 
@@ -48,10 +48,7 @@ def run_qemu(guest, stop: int, workdir: Path, cpu: str = "e500v2", timeout: floa
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise OracleError(f"QEMU did not reach {STOP_SYMBOL} within {timeout:g} s") from None
-    m = re.search(r"icount (\d+) stop", log.read_text() if log.exists() else "")
-    if m is None:
-        raise OracleError(f"QEMU ended without reaching {STOP_SYMBOL} (exit {p.returncode})")
-    return p.stdout.decode("utf-8", "replace"), int(m.group(1))
+    return p.stdout.decode("utf-8", "replace"), plugin_count(log, STOP_SYMBOL, f"exit {p.returncode}")
 
 
 def run_harness(stop: str, cpu: str = "e500v2") -> tuple[str, int, dict]:
@@ -66,8 +63,8 @@ def run_harness(stop: str, cpu: str = "e500v2") -> tuple[str, int, dict]:
 
 
 def _lines(text: str) -> list[str]:
-    out = [line.rstrip() for line in text.replace("\r", "").split("\n")]
-    while out and not out[-1]:
+    out = transcript_lines(text)
+    while out and not out[-1]:                 # (QEMU's output ends where the plugin stopped it)
         out.pop()
     return out
 

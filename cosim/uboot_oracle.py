@@ -87,10 +87,15 @@ def run_qemu(cpu: str, stop: int, workdir: Path, timeout: float = 120.0) -> tupl
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return console.text(), plugin_count(log, f"{stop:#x}", f"plugin log: {log}")
+
+
+def plugin_count(log: Path, target: str, detail: str) -> int:
+    """The instructions tools/qemu_icount_plugin.c counted until its stop address ran (its log line)."""
     m = re.search(r"icount (\d+) stop", log.read_text() if log.exists() else "")
     if m is None:
-        raise OracleError(f"QEMU ended without reaching {stop:#x} (plugin log: {log})")
-    return console.text(), int(m.group(1))
+        raise OracleError(f"QEMU ended without reaching {target} ({detail})")
+    return int(m.group(1))
 
 
 def run_harness(cpu: str, stop: int) -> tuple[str, int, dict]:
@@ -101,13 +106,14 @@ def run_harness(cpu: str, stop: int) -> tuple[str, int, dict]:
     return report["board"]["transcript"], report["instructions"], report
 
 
-def _lines(text: str) -> list[str]:
+def transcript_lines(text: str) -> list[str]:
+    """A serial transcript as lines: CR dropped, trailing blanks stripped from each."""
     return [line.rstrip() for line in text.replace("\r", "").split("\n")]
 
 
 def compare_transcripts(qemu: str, ours: str) -> dict:
     """Line by line, masked lines listed; `same` when every unmasked line agrees."""
-    a, b = _lines(qemu), _lines(ours)
+    a, b = transcript_lines(qemu), transcript_lines(ours)
     masked, different = [], []
     for i in range(max(len(a), len(b))):
         x = a[i] if i < len(a) else None

@@ -298,10 +298,10 @@ class Engine:
     def watch_reads(self, addresses, on_read) -> None:
         """Call `on_read(address)` when a guest load touches a word at one of `addresses` (planted
         breakpoint words: patched-code-visible). Any read hook sends every load to unicorn's slow
-        path (2-4x on the loop benchmark), so hooks exist only while there are addresses. Under the
-        guest MMU the hooks see physical addresses: `addresses` may map each physical word to the
-        address `on_read` is told (the ledger's paddr -> address)."""
-        names = dict(addresses) if isinstance(addresses, dict) else {a: a for a in addresses}
+        path (2-4x on the loop benchmark), so hooks exist only while there are addresses. The hooks
+        see physical addresses (under the guest MMU too): `addresses` maps each physical word hooked to
+        the address `on_read` is told (the ledger's paddr -> address)."""
+        names = dict(addresses)
         addresses = tuple(sorted(names))
         old = getattr(self, "_read_watch", ())
         if addresses == old:
@@ -476,14 +476,7 @@ class Engine:
         the guest MMU (UC_TLB_VIRTUAL): a compare on an effective address is hooked at the physical
         address it maps to in the current data context, again whenever the mapping may change (an EA
         mapped nowhere now is hooked once it is; another alias of the same word matches too)."""
-        placed = []
-        for p in self._dac:
-            if p is None:
-                placed.append(None)
-                continue
-            pa = self.translate(p[0], 1)
-            placed.append(None if pa is None else pa)
-        placed = tuple(placed)
+        placed = tuple(None if p is None else self.translate(p[0], 1) for p in self._dac)
         if placed == self._dac_placed:
             return
         for h in self._dac_hooks:

@@ -289,15 +289,24 @@ class VcpuProcess:
             if r.error is None and isinstance(r.msg, wire.Shutdown):
                 self.stopping = True
                 self.engine.stop()
-            if r.error is None and isinstance(r.msg, wire.IrqLine) and r.sender == "userspace":
-                self.core.set_irq_line(r.msg.line, r.msg.level)   # (the access that raised it is not done yet)
-                continue
-            if r.error is None and isinstance(r.msg, wire.IrqProxy) and r.sender == "userspace":
-                self.core.set_irq_proxy(r.msg.iack if r.msg.enabled else None)
-                continue
+            if r.error is None and self._irq_input(r.msg, r.sender):
+                continue                     # (the access that raised it is not done yet: applied now)
             self.deferred.append(r)
         self.engine.stop()
         return 0
+
+    def _irq_input(self, m, sender: str) -> bool:
+        """The interrupt controller's inputs to this CPU (IrqLine, IrqProxy from userspace): applied,
+        True; anything else, False."""
+        if sender != "userspace":
+            return False
+        if isinstance(m, wire.IrqLine):
+            self.core.set_irq_line(m.line, m.level)
+        elif isinstance(m, wire.IrqProxy):
+            self.core.set_irq_proxy(m.iack if m.enabled else None)
+        else:
+            return False
+        return True
 
     # --- exits -------------------------------------------------------------------------------------
     def exit_to_kernel(self, ex: Exit):
@@ -433,10 +442,8 @@ class VcpuProcess:
         elif isinstance(m, wire.Shutdown):
             self.ep.send("supervisor", wire.Stats(self.name, self.stats()))
             self.stopping = True
-        elif isinstance(m, wire.IrqLine) and r.sender == "userspace":
-            self.core.set_irq_line(m.line, m.level)
-        elif isinstance(m, wire.IrqProxy) and r.sender == "userspace":
-            self.core.set_irq_proxy(m.iack if m.enabled else None)
+        elif self._irq_input(m, r.sender):
+            pass
         elif isinstance(m, wire.ReleaseVcpu) and r.sender == "userspace":
             self.release(m)
         elif isinstance(m, wire.PowerOff):
