@@ -66,7 +66,8 @@ STRATEGIES = ["sc64", "trap-user", "trap-kernel", "ehpriv", "illegal", "hw"]
 
 def _version_three_times(cpu, strategy=None):
     """U-Boot types `version` three times; with `strategy`, a scripted breakpoint on the relocated
-    do_version (found in the stripped ELF's command table), planted once the prompt shows."""
+    do_version (found in the stripped ELF's command table), planted once U-Boot has relocated itself
+    (at its countdown: armed on the prompt, the typed command could run before the planting)."""
     from cosim.machine.uboot import RELOC_OFF_256M, commands
     doc = {"machine": {"cpu": cpu, "board": "ppce500"}, "guest": {"program": "u-boot"},
            "serial": {"end_on": "=> ", "send": [{"after": "Hit any key to stop autoboot", "text": " "}]
@@ -74,7 +75,7 @@ def _version_three_times(cpu, strategy=None):
            "limits": {"wall_seconds": 120}}
     if strategy is not None:
         doc["debug"] = {"strategy": strategy, "breakpoints": [
-            {"at": commands(UBOOT)["version"] + RELOC_OFF_256M, "arm_on": "=> "}]}
+            {"at": commands(UBOOT)["version"] + RELOC_OFF_256M, "arm_on": "Hit any key"}]}
     return build_report(run_config(parse_config(doc, "uboot-version.toml")))
 
 
