@@ -2,8 +2,10 @@
 auto-reloads every 997 time-base ticks while the vCPUs pass a token back and forth, so where the ticks
 land depends on how the vCPUs were scheduled.
 
-- All-stop: while gdb holds any vCPU, no vCPU's time base moves (a real gdb, 2 vCPUs, a 1 s hold), and a
-  step of one thread with the others held by `scheduler-locking` advances only that vCPU's clock.
+- All-stop: while gdb holds any vCPU, no vCPU's time base moves (a real gdb, 2 vCPUs, a 1 s hold). The
+  machine has one clock (every vCPU's retired instructions advance it; Linux needs the cores' time bases
+  in step): a step of one thread with the others held by `scheduler-locking` runs only that vCPU, and
+  every vCPU's time base moves by its instructions, in step.
 - Under a seed (the deterministic schedule) the ticks land on the same instructions in every replay:
   the same interrupts at the same SRR0s, the same guest record (its hash of every tick's SRR0, in guest
   RAM, is in the record's digest), with a breakpoint on the decrementer handler or without one; another
@@ -74,18 +76,20 @@ def test_all_stop_no_clock_advances_while_any_vcpu_is_held(tmp_path):
         gdb.cmd("delete")
         first, icount = _time_bases(gdb), server.instructions()
         assert len(first) == 2 and all(first)                # both ran before the world stopped
+        assert first[0] == first[1]                          # one clock: the time bases in step
         time.sleep(1.0)
         assert _time_bases(gdb) == first and server.instructions() == icount
-        # one thread steps, the other stays held: only the stepping vCPU's clock moves
+        # one thread steps, the other stays held: only the stepping vCPU runs, both time bases follow it
         held = 2 if int(stop["thread-id"]) == 1 else 1
         stepping = 3 - held
+        before = server.instructions()
         gdb.cmd("set scheduler-locking step")
         gdb.cmd(f"thread {stepping}")
         for _ in range(3):
             gdb.resume("-exec-step-instruction")
-        now = _time_bases(gdb)
-        assert now[held - 1] == first[held - 1]
-        assert now[stepping - 1] == first[stepping - 1] + 3
+        now, after = _time_bases(gdb), server.instructions()
+        assert after[held - 1] == before[held - 1] and after[stepping - 1] == before[stepping - 1] + 3
+        assert now == [first[0] + 3, first[1] + 3]
         report = gdb.finish()
     finally:
         if gdb is not None:

@@ -222,7 +222,8 @@ def cmd_clock(src: QemuSource, args: str) -> str:
     c = src.clock()
     lines = [f"host: {c['host_seconds']:.3f} s since the run started, {c['held_seconds']:.3f} s of it with the "
              f"world stopped by gdb",
-             "virtual time (one time-base tick per guest instruction; it stands still while a vCPU is stopped):"]
+             "virtual time (one time-base tick per guest instruction, of any vCPU when there are several: "
+             "one clock for the machine; it stands still while the world is stopped):"]
     for row in c["vcpus"]:
         lines.append(f"  vCPU {row['vcpu']}: time base {row['timebase']:,} = {row['seconds']:.6f} s at "
                      f"{c['timebase_hz'] / 1e6:g} MHz, {row['instructions']:,} instructions")

@@ -170,9 +170,13 @@ class VmInfo:
         from ..isa import SPR
         hz = 400_000_000                       # the board's timebase-frequency (QEMU's ppce500)
         rows = []
+        pages = self.t.vm.pages
         for i in range(self.t.vm.vcpus):
-            p = self.t.vm.pages[i]
-            tb = int(p["spr"][SPR["TBU_R"]]) << 32 | int(p["spr"][SPR["TBL_R"]])
+            p = pages[i]
+            if self.t.vm.vcpus > 1:      # one clock for the machine: a held vCPU's time base moves with it
+                tb = (pages.clock + int(p["tb_offset"])) & (2**64 - 1)
+            else:
+                tb = int(p["spr"][SPR["TBU_R"]]) << 32 | int(p["spr"][SPR["TBL_R"]])
             rows.append({"vcpu": i, "timebase": tb, "seconds": tb / hz, "instructions": int(p["instructions"])})
         start = self.t.us.spec.get("start_ns") or time.monotonic_ns()
         hold = self.t.hold

@@ -40,18 +40,24 @@ typedef struct {
     uint64_t kicks;                 /* kick stops */
     uint32_t *tb;                   /* unicorn's env->spr[268] (TBL; [269] TBU), or NULL: the time base */
     uint64_t tb_offset;             /* TB = count + tb_offset (one tick per instruction: virtual time) */
+    uint64_t *clock;                /* NULL, or the VM's shared clock: TB = clock + tb_offset (SMP) */
 } cosim_gate;
 
 /* The time base the guest reads natively (mfspr 268/269 runs in unicorn as a load from its SPR array):
  * written before every block from the instruction count, so a polling loop sees time advance by its
  * own length per iteration (QEMU's icount idea: the same run gives the same ticks). */
-static inline void cosim_set_tb(cosim_gate *g)
+static inline void cosim_retire(cosim_gate *g, uint64_t n)
 {
+    /* With a shared clock (more than one vCPU), the block's instructions advance the VM's one virtual
+     * clock, which every vCPU's time base reads: the cores' time bases stay in step (Linux needs that:
+     * it never synchronises them on this board) and never run backwards from one core to another. */
+    uint64_t now = g->clock ? __atomic_fetch_add(g->clock, n, __ATOMIC_RELAXED) : *g->count;
     if (g->tb) {
-        uint64_t tb = *g->count + g->tb_offset;
+        uint64_t tb = now + g->tb_offset;
         g->tb[0] = (uint32_t)tb;
         g->tb[1] = (uint32_t)(tb >> 32);
     }
+    *g->count += n;
 }
 
 /* limit = budget, unless a kick waits. The kicker stores kick = 1 then limit = 0; storing limit before
@@ -68,8 +74,7 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
     cosim_gate *g = (cosim_gate *)user_data;
     uint64_t n = size >> 2;
     if (__builtin_expect(*g->count + n <= __atomic_load_n(&g->limit, __ATOMIC_RELAXED), 1)) {
-        cosim_set_tb(g);
-        *g->count += n;
+        cosim_retire(g, n);
         return;
     }
     if (addr < g->exempt_from) {
@@ -87,8 +92,7 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
     }
     if (__atomic_load_n(&g->limit, __ATOMIC_RELAXED) != g->budget)
         cosim_gate_reset_limit(g);     /* a kick already served, or one for the next guest block */
-    cosim_set_tb(g);
-    *g->count += n;
+    cosim_retire(g, n);
 }
 
 static PyObject *reset_limit(PyObject *self, PyObject *arg)

@@ -91,7 +91,7 @@ class Core:
         self.missed: dict[str, dict[int, int]] = {"iac": {}, "dac": {}, "step": {}}  # gated host events
         self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
         self.mmu = mmu                     # the Book E MMU (a board with one), None: identity-mapped
-        self.timers = Timers(self.spr, lambda: engine.instructions, lambda: engine.timebase,
+        self.timers = Timers(self.spr, lambda: engine.clock, lambda: engine.timebase,
                              lambda tb: engine.set_timebase(tb))
         t = self.timers
         self._spr_read = {S["DEC"]: t.read_dec, S["TSR"]: t.read_tsr,
@@ -261,6 +261,7 @@ class Core:
         for view, value in zip(self._scalars, regs[32:]):
             view[0] = value
         tb = self.engine.timebase                   # the time base as the guest would read it now
+        self.page["tb_offset"] = (tb - self.engine.clock) & (2**64 - 1)
         self.spr[S["TBL_R"]] = tb & 0xFFFFFFFF
         self.spr[S["TBU_R"]] = tb >> 32
         self.spr[S["DEC"]] = self._dec_shown = self.timers.read_dec()   # ... and DEC and TSR (gdb's decr, tsr)

@@ -116,10 +116,12 @@ class Engine:
     """One unicorn instance mapped over guest RAM at physical address 0."""
 
     def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None,
-                 budget: bool = False, guest_tlb=None, mmio=None):
+                 budget: bool = False, guest_tlb=None, mmio=None, clock_address: int | None = None):
         """`guest_tlb`: (entries array of this vCPU, TlbGeometry) for a board with the Book E MMU, None
         for the bare identity-mapped machine. `mmio(paddr, size, is_write, value) -> int` serves
-        accesses to guest-physical addresses outside RAM (an MMIO exit)."""
+        accesses to guest-physical addresses outside RAM (an MMIO exit). `clock_address`: the VM's
+        shared virtual clock (a uint64 every vCPU's retired instructions advance), which the time base
+        and the timers then follow instead of this vCPU's own count (a machine of several vCPUs)."""
         self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
         self.uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)   # before anything creates the CPU
         self.ram_size = ram_size
@@ -165,8 +167,13 @@ class Engine:
         self.counting = icount_address is not None and _icount is not None
         if self._gate is not None and self._env_spr:
             self._gate.tb = self._env_spr + 4 * 268
+        self._clock = None                # the shared clock (a ctypes uint64), or None: this vCPU's count
+        if self._gate is not None and clock_address is not None:
+            self._gate.clock = clock_address
+            self._clock = ctypes.c_uint64.from_address(clock_address)
         self._user_budget = 2**64 - 1
-        self._deadline = 2**64 - 1
+        self._deadline = 2**64 - 1        # as an instruction count of this vCPU
+        self._deadline_clock = 2**64 - 1  # as the clock says (the same without a shared clock)
 
     # --- the guest MMU (a Book E board) -------------------------------------------------------------
     def _enable_mmu(self, entries: np.ndarray, geometry) -> None:
@@ -235,14 +242,20 @@ class Engine:
             ctypes.c_uint32.from_address(self._env_spr + 4 * (spr & 0x3FF)).value = value & 0xFFFFFFFF
 
     def set_timebase(self, tb: int) -> None:
-        """The time base reads `tb` now and advances one tick per guest instruction."""
+        """The time base reads `tb` now and advances one tick per guest instruction (of any vCPU, with
+        a shared clock)."""
         if self._gate is not None:
-            self._gate.tb_offset = (tb - self.instructions) & (2**64 - 1)
+            self._gate.tb_offset = (tb - self.clock) & (2**64 - 1)
             _set_tb_now(self)
 
     @property
     def timebase(self) -> int:
-        return (self.instructions + (self._gate.tb_offset if self._gate is not None else 0)) & (2**64 - 1)
+        return (self.clock + (self._gate.tb_offset if self._gate is not None else 0)) & (2**64 - 1)
+
+    @property
+    def clock(self) -> int:
+        """Virtual time in instructions: the VM's shared clock, or this vCPU's own count."""
+        return self._clock.value if self._clock is not None else self.instructions
 
     @property
     def instructions(self) -> int:
@@ -516,6 +529,11 @@ class Engine:
         self._fault = None
         stops = self._budget.stops if self._budget is not None else 0
         self._tlb_header[H_MISS_REASON] = 0
+        if self._clock is not None and self._deadline_clock != 2**64 - 1 and not self._budget_hit:
+            local = self._local_deadline()         # other vCPUs moved the clock since
+            if local != self._deadline:
+                self._deadline = local
+                self._apply_budget()
         try:
             self.uc.emu_start(pc, UNTIL, count=0)
         except UcError as e:
@@ -691,11 +709,20 @@ class Engine:
         self._apply_budget()
 
     def set_deadline(self, count: int | None) -> None:
-        """A timer event due when the instruction count reaches `count` (None: none): `run` stops
-        exactly there (as an exact budget), and `deadline_due` tells the caller."""
-        self._deadline = 2**64 - 1 if count is None else count
+        """A timer event due when the clock reaches `count` (None: none): `run` stops exactly there (as
+        an exact budget), and `deadline_due` tells the caller. With a shared clock, other vCPUs move it
+        too: this vCPU stops when its own instructions alone would have taken the clock there (at or
+        after the instant: exact when one vCPU runs at a time, as under a deterministic schedule), and
+        each `run` re-reckons that from the clock."""
+        self._deadline_clock = 2**64 - 1 if count is None else count
+        self._deadline = self._local_deadline()
         self._budget_hit = False      # a stop short of the old target is over: the next run stops again
         self._apply_budget()
+
+    def _local_deadline(self) -> int:
+        if self._clock is None or self._deadline_clock == 2**64 - 1:
+            return self._deadline_clock
+        return self._count() + max(0, self._deadline_clock - self._clock.value)
 
     def _apply_budget(self) -> None:
         if self._budget is not None:
@@ -711,6 +738,8 @@ class Engine:
 
     @property
     def deadline_due(self) -> bool:
+        if self._clock is not None:
+            return self._budget is not None and self._clock.value >= self._deadline_clock
         return self._budget is not None and self._count() >= self._deadline
 
     @property
@@ -743,7 +772,7 @@ class _Gate(ctypes.Structure):
     _fields_ = [("count", ctypes.c_void_p), ("limit", ctypes.c_uint64), ("budget", ctypes.c_uint64),
                 ("exempt_from", ctypes.c_uint64), ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
                 ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64), ("tb", ctypes.c_void_p),
-                ("tb_offset", ctypes.c_uint64)]
+                ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

@@ -77,7 +77,8 @@ class VcpuProcess:
         self.engine = Engine(self.ram.address, self.ram.size,
                              self.pages.address_of(self.index, "instructions"),
                              budget=bool(self.max_instructions) or self.gate.deterministic,
-                             guest_tlb=tlb_spec, mmio=self.mmio_exit)
+                             guest_tlb=tlb_spec, mmio=self.mmio_exit,
+                             clock_address=self.pages.clock_address if spec["vcpus"] > 1 else None)
         if self.max_instructions and self.engine.has_budget:   # exact: the engine stops there itself
             self.engine.set_budget(self.max_instructions)
         if self.gate.deterministic and not self.engine.has_budget:

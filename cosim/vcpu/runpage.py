@@ -1,6 +1,9 @@
 """The per-vCPU run page: the model of `struct kvm_run` plus the vCPU's architected register file.
 
-One shared-memory block per VM holds one record per vCPU (a NumPy structured array). The vCPU process
+One shared-memory block per VM holds one record per vCPU (a NumPy structured array), after a header
+with what the vCPUs share: the VM's virtual clock (`clock_address`), the instructions all vCPUs retired,
+which their time bases follow on a machine of more than one vCPU (as QEMU's virtual clock is one for all
+CPUs, and Linux requires the cores' time bases in step). The vCPU process
 owns the contents while it runs; kernel and userspace read (and, for KVM_SET_REGS-like operations,
 write) a record only while that vCPU is stopped (paused, halted, or blocked in an exit). Registers
 live in unicorn while the guest runs and are written back here at every stop.
@@ -39,6 +42,7 @@ RUNPAGE = np.dtype([
     ("exit_event", "<u4"), ("exit_pc", "<u4"), ("exit_word", "<u4"),
     ("instructions", "<u8"),                 # retired instructions (C block hook)
     ("vclock", "<u8"),                       # deterministic traces: the exit's time at its last hop
+    ("tb_offset", "<u8"),                    # time base = clock + tb_offset (the shared clock: the header)
     ("exits", "<u8", (len(EVENTS), len(LEVELS))),  # exits by event and by the level that handled them
 ], align=True)
 
@@ -52,17 +56,23 @@ class State(IntEnum):
     FAULTED = 5
 
 
+HEADER = 64
+"""Bytes before the first run page: the shared virtual clock (uint64), the rest reserved."""
+
+
 class RunPages:
     """All run pages of one VM in one shared-memory block."""
 
     def __init__(self, block: SharedBlock, count: int):
         self.block = block
         self.count = count
-        self.pages = np.frombuffer(block.buf, RUNPAGE, count=count)
+        self.header = np.frombuffer(block.buf, np.uint64, count=HEADER // 8)
+        self.pages = np.frombuffer(block.buf, RUNPAGE, count=count, offset=HEADER)
 
     @classmethod
     def create(cls, count: int) -> "RunPages":
-        rp = cls(SharedBlock.create(RUNPAGE.itemsize * count, prefix="cosim-run"), count)
+        rp = cls(SharedBlock.create(HEADER + RUNPAGE.itemsize * count, prefix="cosim-run"), count)
+        rp.header[:] = 0
         rp.pages[:] = np.zeros(count, RUNPAGE)
         return rp
 
@@ -82,10 +92,19 @@ class RunPages:
         """The record of vCPU `index` as a one-element structured array (fast field views)."""
         return self.pages[index:index + 1]
 
+    @property
+    def clock_address(self) -> int:
+        """The VM's virtual clock: a uint64 the vCPUs' block hooks advance atomically (SMP time base)."""
+        return self.header.ctypes.data
+
+    @property
+    def clock(self) -> int:
+        return int(self.header[0])
+
     def address_of(self, index: int, field: str) -> int:
         return self.pages.ctypes.data + index * RUNPAGE.itemsize + RUNPAGE.fields[field][1]
 
     def close(self) -> None:
-        self.pages = None
+        self.pages = self.header = None
         self.block.close()
 

@@ -96,7 +96,7 @@ class Timers:
         happens (None: none is armed). Status bits nobody waits on are brought up to date lazily."""
         now = self.clock()
         out = NEVER
-        if self.dec_value and self.read_dec() > 0:
+        if self.dec_value:            # (already past when other vCPUs moved the shared clock: due now)
             out = self.dec_start + self.dec_value
         tcr = int(self.spr[TCR])
         tb = self.timebase()
@@ -117,8 +117,13 @@ class Timers:
             self.spr[TSR] = int(self.spr[TSR]) | TSR_DIS
             end = self.dec_start + self.dec_value
             if int(self.spr[TCR]) & TCR_ARE and int(self.spr[DECAR]):
-                self.dec_value = int(self.spr[DECAR])
-                self.dec_start = end
+                period = int(self.spr[DECAR])
+                behind = (self.clock() - end) // period   # whole periods the shared clock already passed
+                if behind and int(self.spr[TCR]) & TCR_DIE:   # (another vCPU ran meanwhile): each an expiry,
+                    self.fired["dec"] += behind                # merged into the one interrupt pending
+                    self.merged["dec"] += behind
+                self.dec_value = period
+                self.dec_start = end + behind * period
             else:
                 self.dec_value = 0
                 self.dec_start = end
