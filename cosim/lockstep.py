@@ -349,7 +349,8 @@ class Driver:
         if taken == len(plan) and not cut:
             self.plan_len = min(MAX_STEPS, 2 * self.plan_len)
         elif taken < len(plan):
-            self.plan_len = max(self.PLAN_MIN, 2 * taken)
+            self.plan_len = min(MAX_STEPS, max(self.PLAN_MIN, 2 * taken))   # (a long run cut short: the
+                                                                            # baton holds MAX_STEPS at most)
         self.actions["runs"] += taken
         self.actions["batons"] += 1
         self.instructions = list(ran.counts)

@@ -109,6 +109,7 @@ class Scripted:
         self.log: list = []
         self.queue: list = []
         self.grants: list = []       # (vcpu, instructions, vtime) of every quantum granted
+        self.plans: list[int] = []   # the length of every plan handed out as a baton
 
     def bump(self, src, dest):
         self.to[src][dest] = self.to[src].get(dest, 0) + 1
@@ -149,6 +150,7 @@ class Scripted:
         """The vCPUs handing a plan on (cosim/baton.py): each step a RunFor of its own; the run ends
         at the first step that does not end clean (or at a due timer), as VcpuGate's does."""
         assert counts == self.count
+        self.plans.append(len(steps))
         for k, (i, n) in enumerate(steps):
             before = self.count[i]
             self.log.append((f"vcpu{i}", "Step"))
@@ -204,6 +206,18 @@ def test_a_plan_runs_whole_when_nothing_happens():
     d.run(s.wait)
     assert s.count == [200_000, 200_000]
     assert d.actions["batons"] * 20 < d.actions["runs"], dict(d.actions)   # plans grow while they run whole
+
+
+def test_a_long_plan_cut_short_never_asks_for_more_than_the_baton_holds():
+    """Plans grown to MAX_STEPS, then one cut after more than half of it (an exit every ~1,200 quanta:
+    Linux's boot on one vCPU met it): the next plan is still at most MAX_STEPS long (it once asked for
+    twice the steps taken, and the baton refused it)."""
+    from cosim.baton import MAX_STEPS
+    s = Scripted(1, halt_at=3_000_000, exit_every=600_000)
+    d = Driver(Schedule(2, (100, 900)), 1, ["kernel", "userspace"], s.send, s.baton)
+    d.run(s.wait)
+    assert s.count == [3_000_000]
+    assert max(s.plans) == MAX_STEPS and all(n <= MAX_STEPS for n in s.plans), s.plans
 
 
 def test_driver_is_a_function_of_its_seed():
