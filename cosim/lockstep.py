@@ -208,6 +208,8 @@ class VcpuGate:
             why = "in-exit"
         elif p.paused:
             why = "paused"
+        elif p.held:                 # a secondary in the spin table: blocked until userspace releases it
+            why = "paused"
         elif p.engine.budget_done:
             why = "budget"
         if why is None:
