@@ -16,7 +16,9 @@ from cosim.strategies import STRATEGIES
 from cosim.supervisor import run_config
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "linux.toml"
+SMP_CONFIG = CONFIG.with_name("linux-smp.toml")
 WARN_LINE = "WARNING: CPU: 0 PID: 1 at drivers/misc/lkdtm/bugs.c:85 lkdtm_WARNING+0x28/0x2c"
+WARN_ON_ANY_CPU = re.compile(r"WARNING: CPU: (\d+) PID: 1 at drivers/misc/lkdtm/bugs\.c:85 lkdtm_WARNING\+0x28/0x2c")
 TRAP_WORD = 0x0FE00000                                        # twi 31,0,0: Linux's WARN_ON
 
 
@@ -104,6 +106,74 @@ def test_breakpoints_on_the_warn_site_under_every_strategy(strategy, plain, vmli
         assert "the guest read planted breakpoint words" in " ".join(f["detail"] for f in r["findings"])
     assert r["interrupts_delivered"]["total"]["program"] == plain["interrupts_delivered"]["total"]["program"]
     assert r["invariants"]["code-restored-after-detach"]["ok"]
+
+
+def smp_boot(vcpus: int, *sets: str) -> dict:
+    expect = [f"smp: Brought up 1 node, {vcpus} CPUs", f"{vcpus} cpu(s) online", "init: provoked 5 of 5 WARN_ON traps"]
+    expect_toml = "[" + ", ".join(f'"{line}"' for line in expect) + "]"
+    # (idle cores spin in the kernel's idle loop, MSR[WE] being no halt here: on a loaded machine a core
+    # that waits for a descheduled one burns instructions, so the limits are generous)
+    return build_report(run_config(load_config(SMP_CONFIG, ["serial.echo=false", f"machine.vcpus={vcpus}",
+                                                            f"expect.serial={expect_toml}",
+                                                            f"limits.instructions={vcpus * 5_000_000_000}",
+                                                            "limits.wall_seconds=1500", *sets])))
+
+
+@pytest.mark.parametrize("vcpus", [2, 4])
+def test_linux_on_several_vcpus_brings_them_up_and_keeps_one_time(vcpus, vmlinux):
+    """The secondaries come up through the ePAPR spin table; every core ticks on its own decrementer,
+    the secondaries take IPIs through the MPIC, the cores' time bases never disagree (one clock for the
+    machine: no clocksource or RCU complaint), and init's five WARNs reach the kernel's own handler on
+    whichever CPU init ran, each at the trap word."""
+    r = smp_boot(vcpus)
+    assert r["ok"], (r["failed"], {k: r["invariants"][k] for k in r["failed"]}, r["outcome"],
+                     [(v["state"], v["instructions"]) for v in r["vcpus"]], r["board"]["transcript"][-1500:])
+    text = r["board"]["transcript"]
+    assert len(WARN_ON_ANY_CPU.findall(text)) == 5
+    for complaint in ("rcu_sched detected stalls", "rcu: INFO", "clocksource: timekeeping watchdog",
+                      "unstable", "Oops", "BUG:", "soft lockup"):
+        assert complaint not in text, complaint
+    site = vmlinux.symbol("lkdtm_WARNING") + 0x28
+    assert r["interrupts_delivered"]["total"]["program"] == {f"{site:#x}": 5}
+    by_vcpu = r["interrupts_delivered"]["by_vcpu"]
+    assert len(by_vcpu) == vcpus and all(v.get("decrementer") for v in by_vcpu)    # each core its own tick
+    assert all(v.get("external") for v in by_vcpu[1:])                              # IPIs reach the secondaries
+    assert all(v["instructions"] > 0 for v in r["vcpus"])
+
+
+def test_breakpoints_on_the_warn_site_on_two_vcpus(vmlinux):
+    """The experiment on SMP: a breakpoint on lkdtm_WARNING's trap word planted while both cores run;
+    each of the five executions is one hit on whichever core init runs, and the kernel still gets each."""
+    r = smp_boot(2, "debug.strategy=illegal", 'debug.breakpoints=[{at = "lkdtm_WARNING+0x28", arm_on = "Run /init"}]')
+    assert r["ok"], (r["failed"], {k: r["invariants"][k] for k in r["failed"]})
+    hits = r["debugger_hits"]["by_breakpoint"]
+    assert [h["hits"] for h in hits.values()] == [5] and all(h["executed"] == 5 for h in hits.values()), hits
+    site = vmlinux.symbol("lkdtm_WARNING") + 0x28
+    assert r["interrupts_delivered"]["total"]["program"] == {f"{site:#x}": 5}
+    assert len(WARN_ON_ANY_CPU.findall(r["board"]["transcript"])) == 5
+    assert r["invariants"]["code-restored-after-detach"]["ok"]
+
+
+def test_a_hunt_over_seeds_of_the_two_vcpu_boot_and_its_replay(tmp_path):
+    """`cosim hunt` on the SMP boot (issue 25): every seed boots to init's last line under the
+    deterministic schedule, seeds interleave the cores differently, and a seed run again is the same
+    run (same digest, same instruction count)."""
+    import json
+    import subprocess
+    import sys
+
+    def hunt(seeds: str, name: str, *more: str) -> dict:
+        js = tmp_path / name
+        p = subprocess.run([sys.executable, "-m", "cosim", "hunt", str(SMP_CONFIG), "--seeds", seeds, "--json",
+                            str(js), "--quiet", *more], capture_output=True, text=True, timeout=1800)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return {r["seed"]: r for r in json.loads(js.read_text())["results"]}
+
+    first = hunt("1-2", "a.json", "-n", "2")
+    assert all(r["ok"] and r["outcome"] == "completed" for r in first.values()), first
+    assert first[1]["digest"] != first[2]["digest"]
+    again = hunt("1", "b.json", "-n", "1")
+    assert (again[1]["digest"], again[1]["instructions"]) == (first[1]["digest"], first[1]["instructions"])
 
 
 def test_a_kernel_panic_ends_the_run_with_the_panic_in_the_report():

@@ -214,6 +214,8 @@ class Core:
             self.spr[S["EPR"]] = self.mmio_read(self.irq_iack, 4) & 0xFFFFFFFF
         self.deliver(ivor, self.pc)
         self.async_delivered[name] += 1
+        if name == "decrementer":
+            self.timers.owed["dec"] = False
         event = Event.EXTERNAL if name in ("external", "critical") else Event.TIMER
         route = self.model.route(event)
         self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"

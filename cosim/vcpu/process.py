@@ -532,7 +532,8 @@ class VcpuProcess:
             "mmu": self._mmu_stats(),
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "merged": self.core.timers.merged,
-                       "pending": dict(zip(("dec", "fit", "wdt"), self.core.timers.pending())),
+                       "pending": {**dict(zip(("dec", "fit", "wdt"), self.core.timers.pending())),
+                                   "dec": self.core.timers.owed["dec"]},    # (fired, not yet delivered)
                        "timebase": self.engine.timebase},
             "messages": dict(self.ep.sent),
             "transport": self.ep.counters(),

@@ -54,6 +54,8 @@ class Timers:
         self.fired = {"dec": 0, "fit": 0, "wdt": 0}
         self.merged = {"dec": 0}     # expiries while the last one was still pending (one interrupt for both:
                                      # the guest kept MSR[EE] off that long; not a loss)
+        self.owed = {"dec": False}   # an expiry that raised TSR[DIS] not delivered yet (a delivered one's
+                                     # handler may not have cleared DIS yet: that one is not owed)
         self._fit_seen = 0           # time base when FIT/watchdog status was last brought up to date
         self._wdt_seen = 0
 
@@ -114,6 +116,8 @@ class Timers:
                 self.fired["dec"] += 1
                 if int(self.spr[TSR]) & TSR_DIS:
                     self.merged["dec"] += 1
+                else:
+                    self.owed["dec"] = True           # until the core delivers it (`delivered`)
             self.spr[TSR] = int(self.spr[TSR]) | TSR_DIS
             end = self.dec_start + self.dec_value
             if int(self.spr[TCR]) & TCR_ARE and int(self.spr[DECAR]):
