@@ -330,7 +330,9 @@ def build_report(data) -> dict:
                 by_reason.setdefault(ev, {}).setdefault(lv, 0)
                 by_reason[ev][lv] += c
         vcpus.append({"vcpu": i, "state": s["state"], "instructions": s["instructions"],
-                      "exit_code": codes[i] if i < len(codes) else None, "exits": s["exits"]})
+                      "exit_code": codes[i] if i < len(codes) else None, "exits": s["exits"],
+                      **({"idle": vstats[i]["idle"]} if i < len(vstats) and vstats[i].get("idle") else {})})
+                                                              # (MSR[WE]/wait halts: cosim/vcpu/idle.py)
     inproc = [x for v in vstats for x in v.get("inprocess_kernel_ns", [])]
     instructions = sum(s["instructions"] for s in data.vcpu_state)
     exits = {"by_level": by_level, "by_reason": by_reason,

@@ -43,3 +43,10 @@ class Fault:
 class Until:
     """The vCPU reached the scenario's `guest.until` address (before executing it): its run is over."""
     pc: int
+
+
+class Idle:
+    """The guest halted the vCPU until an interrupt (MSR[WE] or `wait`): nothing to deliver yet."""
+
+
+IDLE = Idle()

@@ -139,6 +139,7 @@ def test_linux_on_several_vcpus_brings_them_up_and_keeps_one_time(vcpus, vmlinux
     assert len(by_vcpu) == vcpus and all(v.get("decrementer") for v in by_vcpu)    # each core its own tick
     assert all(v.get("external") for v in by_vcpu[1:])                              # IPIs reach the secondaries
     assert all(v["instructions"] > 0 for v in r["vcpus"])
+    assert all(v["idle"]["naps"] > 0 for v in r["vcpus"])      # Linux's idle loop halts them (MSR[WE])
 
 
 def test_breakpoints_on_the_warn_site_on_two_vcpus(vmlinux):

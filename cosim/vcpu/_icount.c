@@ -285,6 +285,27 @@ static PyObject *translate(PyObject *self, PyObject *args)
                                        | (vaddr & (size - 1)));
 }
 
+/* The shared clock of a machine whose every vCPU is idle (cosim/vcpu/idle.py): raise it to `target`
+ * unless it is already there, atomically against the block hooks' adds and other idle vCPUs' raises
+ * (a plain store could undo an add: time would run backwards). Returns the ticks added. */
+static PyObject *raise_clock(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *addr;
+    unsigned long long target;
+    if (!PyArg_ParseTuple(args, "OK", &addr, &target))
+        return NULL;
+    uint64_t *clock = (uint64_t *)PyLong_AsVoidPtr(addr);
+    if (clock == NULL)
+        return PyErr_Occurred() ? NULL : PyLong_FromLong(0);
+    uint64_t now = __atomic_load_n(clock, __ATOMIC_SEQ_CST);
+    while (now < target) {
+        if (__atomic_compare_exchange_n(clock, &now, (uint64_t)target, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return PyLong_FromUnsignedLongLong(target - now);
+    }
+    return PyLong_FromLong(0);
+}
+
 static PyObject *tlb_fill_address(PyObject *self, PyObject *noargs)
 {
     (void)self; (void)noargs;
@@ -304,6 +325,8 @@ static PyMethodDef methods[] = {
     {"reset_limit", reset_limit, METH_O,
      "After the budget of the cosim_gate at this address changed: its limit = budget, unless a kick "
      "waits (then 0)."},
+    {"raise_clock", raise_clock, METH_VARARGS,
+     "raise_clock(address, target) -> ticks added: the uint64 there raised to target (atomically) if lower."},
     {"translate", translate, METH_VARARGS,
      "translate(state address, vaddr, access) -> guest-physical address through the guest TLB, or -1."},
     {"tlb_fill_address", tlb_fill_address, METH_NOARGS,

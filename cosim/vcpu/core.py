@@ -23,7 +23,7 @@ from ..exit_rate import ExitRate
 from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
                    DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
 from ..strategies import STRATEGIES
-from ..vmexit import Exit, Fault, Until
+from ..vmexit import IDLE, Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
 from .mmu import Mmu
 from .runpage import DAC_RANGE, EVENTS, LEVELS
@@ -70,6 +70,9 @@ class Core:
         self.pc = 0
         self._handler_entry: dict[int, tuple[int, int]] = {}   # save SPR -> (ivor, icount)
         self.handler_instructions: dict[int, list[int]] = {}    # ivor -> [returns, instructions]
+        self.can_idle = False        # MSR[WE]/wait halt the vCPU (the process sets it: cosim/vcpu/idle.py)
+        self.idle = False            # halted until an interrupt
+        self.naps = 0                # times the guest halted so
         self.step = False                 # single-stepping (guest IC or host SINGLESTEP)
         self.step_due = False             # stepping, and the instruction completed through an
                                           # emulation or an interrupt: the step event is due now
@@ -298,6 +301,7 @@ class Core:
         else:
             save0, save1 = S["SRR0"], S["SRR1"]
             new_msr = msr & (Msr.CE | Msr.ME | Msr.DE)
+        self.idle = False                    # an interrupt ends a halt (MSR[WE] is not in the new MSR)
         self.spr[save0] = srr0 & 0xFFFFFFFF
         self.spr[save1] = msr
         self._handler_entry[save0] = (ivor, int(self.page["instructions"]))
@@ -319,6 +323,13 @@ class Core:
         elif k is Kind.MTMSR:
             self.msr = eng.gpr(d.reg)
             self.apply_debug()
+            if self.can_idle and self.msr & Msr.WE:   # e500v2 doze/nap (Linux's idle loop): halted until
+                self.idle = True                      # an interrupt, which clears MSR[WE]
+                self.naps += 1
+        elif k is Kind.WAIT:
+            if self.can_idle:
+                self.idle = True
+                self.naps += 1
         elif k is Kind.WRTEE:
             self.msr = (self.msr & ~Msr.EE) | (eng.gpr(d.reg) & Msr.EE)
         elif k is Kind.WRTEEI:
@@ -474,6 +485,8 @@ class Core:
                 if self.take_async() and stepping:
                     self.step_due = False    # the interrupt is the step's event: stop at the vector's
                     return self._step_event(self.pc)   # first instruction (QEMU with Qqemu.sstep=0x1)
+            if self.idle:                    # halted (MSR[WE], wait) and nothing to take yet
+                return IDLE
             if self.pc == self.until:        # (reached by a step or a resume; the engine's hook
                 return Until(self.pc)        # stops a free run there)
             if self.step_due:

@@ -719,6 +719,11 @@ class Engine:
         self._budget_hit = False      # a stop short of the old target is over: the next run stops again
         self._apply_budget()
 
+    @property
+    def deadline_clock(self) -> int | None:
+        """The clock instant of the next timer event (None: none armed)."""
+        return None if self._deadline_clock == 2**64 - 1 else self._deadline_clock
+
     def _local_deadline(self) -> int:
         if self._clock is None or self._deadline_clock == 2**64 - 1:
             return self._deadline_clock

@@ -27,8 +27,9 @@ from ..machine.ledger import Ledger
 from ..record import ExitLog
 from ..trace import flow_id, open_trace
 from ..transport import Endpoint, process_alive
-from ..vmexit import Exit, Fault, Until
+from ..vmexit import IDLE, Exit, Fault, Until
 from .core import Core
+from .idle import POLL_MS, Idle
 from ..machine.guest_tlb import GuestTlb, TlbGeometry
 from .engine import Engine, reserved
 from .mmu import Mmu
@@ -98,8 +99,15 @@ class VcpuProcess:
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine,
                          rate=ExitRate(spec.get("start_ns")), mmu=mmu)   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
+        self.idle: Idle | None = None       # MSR[WE]/wait as a halt: several vCPUs running free only
+        if spec["vcpus"] > 1 and not self.gate.deterministic and self.engine.counting:
+            self.idle = Idle(self.pages.idle_state, self.pages.idle_deadline, self.index,
+                             self.pages.clock_address)
+            self.core.can_idle = True
         boot = (spec.get("boot") or [None] * (self.index + 1))[self.index]
         self.held = bool(boot and boot.get("halted"))   # a secondary waiting in the spin table
+        if self.held and self.idle is not None:
+            self.idle.gone()
         if boot is not None:                 # the board's boot state (registers; its TLB is in place)
             for n, v in enumerate(boot["gprs"]):
                 self.engine.set_gpr(n, v)
@@ -162,11 +170,14 @@ class VcpuProcess:
                     self.kick_pending = False
                     self.drain(wait_ms=50 if self.kicked_without_message() else 0)
                 else:
-                    r = self._recv(200)
+                    idle = self.idle is not None and self.idle.idle
+                    r = self._recv(POLL_MS if idle else 200)
                     if r is not None:
                         self.handle(r)
                     self.kick_pending = False
                     self.drain(0)
+                    if idle and self.idle.idle:
+                        self._idle_wait(r is not None)
                 self.gate.poll()
         finally:
             self.stopping = True
@@ -175,7 +186,16 @@ class VcpuProcess:
 
     def runnable(self) -> bool:
         return (self.started and not self.paused and self.pending is None and not self.halted
-                and not self.held and self.gate.may_run())
+                and not self.held and not (self.idle is not None and self.idle.idle) and self.gate.may_run())
+
+    def _idle_wait(self, got_message: bool) -> None:
+        """Halted until an interrupt (cosim/vcpu/idle.py): run again (the core takes what is due, or
+        halts again) after any message (an interrupt line, a pause...) or once the clock reached this
+        vCPU's timer deadline, which the vCPU itself moves forward when every vCPU is idle."""
+        if not got_message and not self.engine.deadline_due:
+            self.idle.warp()
+        if got_message or self.engine.deadline_due:
+            self.idle.leave()
 
     def kicked_without_message(self) -> bool:
         return self._kicked and not self.ep.pending()
@@ -200,6 +220,8 @@ class VcpuProcess:
             self.fault(out)
         elif isinstance(out, Until):
             self.halt(0, "reached until", out.pc, State.HALTED)
+        elif out is IDLE:
+            self.idle.enter(self.engine.deadline_clock)
         else:
             self.exit_to_kernel(out)
 
@@ -257,6 +279,8 @@ class VcpuProcess:
         self.core.msr = 0
         self.core.pc = m.pc
         self.held = False
+        if self.idle is not None:
+            self.idle.leave()
         self.log("info", f"released by the spin table at {m.pc:#010x}")
 
     # --- MMIO exits ----------------------------------------------------------------------------------
@@ -396,6 +420,8 @@ class VcpuProcess:
     def halt(self, code: int, reason: str, pc: int, state: State):
         self.core.save_regs()
         self.halted = True
+        if self.idle is not None:
+            self.idle.gone()
         self.state[0] = state
         self.page["exit_code"] = code & 0xFFFFFFFF
         msg = wire.Halted(self.index, code, reason, pc)
@@ -529,6 +555,7 @@ class VcpuProcess:
             "pc": self.core.pc,
             "mmio_ns": self.mmio_ns,
             "mmio_posted": self.mmio_posted,
+            "idle": {"naps": self.core.naps, **self.idle.stats()} if self.idle is not None else None,
             "mmu": self._mmu_stats(),
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "merged": self.core.timers.merged,

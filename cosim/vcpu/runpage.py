@@ -56,8 +56,10 @@ class State(IntEnum):
     FAULTED = 5
 
 
-HEADER = 64
-"""Bytes before the first run page: the shared virtual clock (uint64), the rest reserved."""
+def header_size(count: int) -> int:
+    """Bytes before the first run page: the shared virtual clock (uint64) and 7 reserved, then per vCPU
+    its idle state and its next timer deadline (two uint64: cosim/vcpu/idle.py), to a multiple of 64."""
+    return (64 + 16 * count + 63) // 64 * 64
 
 
 class RunPages:
@@ -66,12 +68,15 @@ class RunPages:
     def __init__(self, block: SharedBlock, count: int):
         self.block = block
         self.count = count
-        self.header = np.frombuffer(block.buf, np.uint64, count=HEADER // 8)
-        self.pages = np.frombuffer(block.buf, RUNPAGE, count=count, offset=HEADER)
+        size = header_size(count)
+        self.header = np.frombuffer(block.buf, np.uint64, count=size // 8)
+        self.idle_state = self.header[8:8 + count]           # cosim/vcpu/idle.py
+        self.idle_deadline = self.header[8 + count:8 + 2 * count]
+        self.pages = np.frombuffer(block.buf, RUNPAGE, count=count, offset=size)
 
     @classmethod
     def create(cls, count: int) -> "RunPages":
-        rp = cls(SharedBlock.create(HEADER + RUNPAGE.itemsize * count, prefix="cosim-run"), count)
+        rp = cls(SharedBlock.create(header_size(count) + RUNPAGE.itemsize * count, prefix="cosim-run"), count)
         rp.header[:] = 0
         rp.pages[:] = np.zeros(count, RUNPAGE)
         return rp
@@ -105,6 +110,6 @@ class RunPages:
         return self.pages.ctypes.data + index * RUNPAGE.itemsize + RUNPAGE.fields[field][1]
 
     def close(self) -> None:
-        self.pages = self.header = None
+        self.pages = self.header = self.idle_state = self.idle_deadline = None
         self.block.close()
 
