@@ -26,7 +26,12 @@ def test_linux_transcript_and_instruction_count_match_qemu():
     assert r["harness_ok"], r["harness_failed"]
     t = r["transcript"]
     assert t["same"], t["different"]
-    assert t["lines"] > 350 and len(t["masked"]) <= 16
+    # masked: the audit time stamp, QEMU's RTC, and register-dump lines of the five WARN reports whose
+    # addresses QEMU's random rng-seed moves (how many differs from one QEMU run to another: 13 to 28 seen)
+    assert t["lines"] > 350 and len(t["masked"]) <= 5 * 8 + 2
+    reasons = {m["why"] for m in t["masked"]}
+    assert all(w.startswith(("the audit", "QEMU's I2C", "register dump", "differs between two QEMU runs"))
+               for w in reasons), reasons
     assert abs(r["instructions"]["ratio"] - 1) <= 0.05, r["instructions"]
 
 

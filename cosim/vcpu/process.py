@@ -560,7 +560,8 @@ class VcpuProcess:
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "merged": self.core.timers.merged,
                        "pending": {**dict(zip(("dec", "fit", "wdt"), self.core.timers.pending())),
-                                   "dec": self.core.timers.owed["dec"]},    # (fired, not yet delivered)
+                                   "dec": self.core.timers.owed["dec"]      # (fired, not yet delivered, its
+                                           and self.core.timers.pending()[0]},  # status still up)
                        "timebase": self.engine.timebase},
             "messages": dict(self.ep.sent),
             "transport": self.ep.counters(),
