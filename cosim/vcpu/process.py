@@ -100,7 +100,8 @@ class VcpuProcess:
                          rate=ExitRate(spec.get("start_ns")), mmu=mmu)   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
         self.idle: Idle | None = None       # MSR[WE]/wait as a halt: several vCPUs running free only
-        if spec["vcpus"] > 1 and not self.gate.deterministic and self.engine.counting:
+        if spec["vcpus"] > 1 and not self.gate.deterministic and self.engine.counting \
+                and os.environ.get("COSIM_IDLE", "1") != "0":      # (0: spin, for comparisons)
             self.idle = Idle(self.pages.idle_state, self.pages.idle_deadline, self.index,
                              self.pages.clock_address)
             self.core.can_idle = True
