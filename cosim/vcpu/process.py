@@ -45,6 +45,8 @@ EVENT_CODES = {e: i for i, e in enumerate(Event)}
 
 class VcpuProcess:
     held = False              # a secondary vCPU of a board, waiting in the spin table until released
+    idle: Idle | None = None  # MSR[WE]/wait as a halt (cosim/vcpu/idle.py): several vCPUs running free only
+
     def __init__(self, spec: dict):
         self.index = spec["index"]
         self.name = f"vcpu{self.index}"
@@ -99,7 +101,6 @@ class VcpuProcess:
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine,
                          rate=ExitRate(spec.get("start_ns")), mmu=mmu)   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
-        self.idle: Idle | None = None       # MSR[WE]/wait as a halt: several vCPUs running free only
         if spec["vcpus"] > 1 and not self.gate.deterministic and self.engine.counting \
                 and os.environ.get("COSIM_IDLE", "1") != "0":      # (0: spin, for comparisons)
             self.idle = Idle(self.pages.idle_state, self.pages.idle_deadline, self.index,
