@@ -3,10 +3,13 @@ sets) and `wait` (e500mc) halt the vCPU until an interrupt, as QEMU halts the CP
 
 Time must still pass for an idle vCPU's timers. Other vCPUs' instructions move the shared clock, and the
 idle vCPU watches for its deadline between messages. When no vCPU moves it (every one idle, held in the
-spin table, or halted), an idle vCPU raises the clock to the earliest deadline any idle vCPU waits for,
-as QEMU's icount warps its virtual clock to the next timer when every CPU sleeps. A vCPU that is running,
-in an exit or paused counts as awake: the clock never jumps while any vCPU could still move it, nor
-while the world is stopped.
+spin table, or halted), an idle vCPU raises the clock toward the earliest deadline any idle vCPU waits
+for, as QEMU's icount warps its virtual clock to the next timer when every CPU sleeps, but by at most
+MAX_WARP per poll: about what a spinning vCPU would have added meanwhile. Not in one jump, because a
+wake-up can be in flight (an IPI's IrqLine not yet taken by a descheduled vCPU process that still shows
+idle): a jump of seconds then looks like a stalled CPU to the guest (Linux's RCU stall warnings on 4
+vCPUs over 2 loaded host cores). A vCPU that is running, in an exit or paused counts as awake: the clock
+never moves for idleness while any vCPU could still move it, nor while the world is stopped.
 
 Shared state (the run pages' header, cosim/vcpu/runpage.py): per vCPU its state (AWAKE, IDLE, GONE),
 written only by that vCPU, and its next deadline in clock ticks. Only for a machine of several vCPUs
@@ -21,6 +24,7 @@ import ctypes
 AWAKE, IDLE, GONE = 0, 1, 2
 NEVER = 2**64 - 1
 POLL_MS = 1          # how often an idle vCPU looks at the clock (others move it meanwhile)
+MAX_WARP = 50_000    # clock ticks one poll may add when every vCPU is idle (~50 MIPS of spinning)
 
 try:
     from . import _icount
@@ -57,14 +61,16 @@ class Idle:
         self.idle = False
 
     def warp(self) -> int:
-        """Every vCPU idle or gone: the clock to the earliest deadline an idle one waits for. Ticks
-        added (0: some vCPU is awake, or no idle one waits for a timer, or the clock is there)."""
+        """Every vCPU idle or gone: the clock toward the earliest deadline an idle one waits for, by at
+        most MAX_WARP. Ticks added (0: some vCPU is awake, or no idle one waits for a timer, or the clock
+        is there)."""
         if _icount is None or any(int(s) == AWAKE for s in self.state):
             return 0
         waits = [int(d) for s, d in zip(self.state, self.deadline) if int(s) == IDLE]
         target = min(waits, default=NEVER)
         if target == NEVER:
             return 0
+        target = min(target, self._clock.value + MAX_WARP)
         added = _icount.raise_clock(self.clock_address, target)
         if added:
             self.warps += 1
