@@ -173,7 +173,7 @@ class VmInfo:
         pages = self.t.vm.pages
         for i in range(self.t.vm.vcpus):
             p = pages[i]
-            if self.t.vm.vcpus > 1:      # one clock for the machine: a held vCPU's time base moves with it
+            if pages.shares_clock:       # one clock for the machine: a held vCPU's time base moves with it
                 tb = (pages.clock + int(p["tb_offset"])) & (2**64 - 1)
             else:
                 tb = int(p["spr"][SPR["TBU_R"]]) << 32 | int(p["spr"][SPR["TBL_R"]])

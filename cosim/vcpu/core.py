@@ -313,6 +313,12 @@ class Core:
         self.apply_debug()
 
     # --- privileged instructions --------------------------------------------------------------------
+    def _sleep(self) -> None:
+        """MSR[WE] or `wait`: halted until an interrupt, where the process lets the vCPU halt."""
+        if self.can_idle:
+            self.idle = True
+            self.naps += 1
+
     def emulate(self, d) -> None:
         """Emulate one privileged instruction at self.pc (guest supervisor state)."""
         eng = self.engine
@@ -323,13 +329,10 @@ class Core:
         elif k is Kind.MTMSR:
             self.msr = eng.gpr(d.reg)
             self.apply_debug()
-            if self.can_idle and self.msr & Msr.WE:   # e500v2 doze/nap (Linux's idle loop): halted until
-                self.idle = True                      # an interrupt, which clears MSR[WE]
-                self.naps += 1
+            if self.msr & Msr.WE:        # e500v2 doze/nap (Linux's idle loop): halted until an interrupt,
+                self._sleep()            # which clears MSR[WE]
         elif k is Kind.WAIT:
-            if self.can_idle:
-                self.idle = True
-                self.naps += 1
+            self._sleep()
         elif k is Kind.WRTEE:
             self.msr = (self.msr & ~Msr.EE) | (eng.gpr(d.reg) & Msr.EE)
         elif k is Kind.WRTEEI:

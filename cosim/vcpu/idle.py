@@ -64,10 +64,10 @@ class Idle:
         """Every vCPU idle or gone: the clock toward the earliest deadline an idle one waits for, by at
         most MAX_WARP. Ticks added (0: some vCPU is awake, or no idle one waits for a timer, or the clock
         is there)."""
-        if _icount is None or any(int(s) == AWAKE for s in self.state):
+        if _icount is None or (self.state == AWAKE).any():
             return 0
-        waits = [int(d) for s, d in zip(self.state, self.deadline) if int(s) == IDLE]
-        target = min(waits, default=NEVER)
+        waits = self.deadline[self.state == IDLE]
+        target = int(waits.min()) if waits.size else NEVER
         if target == NEVER:
             return 0
         target = min(target, self._clock.value + MAX_WARP)

@@ -81,7 +81,7 @@ class VcpuProcess:
                              self.pages.address_of(self.index, "instructions"),
                              budget=bool(self.max_instructions) or self.gate.deterministic,
                              guest_tlb=tlb_spec, mmio=self.mmio_exit,
-                             clock_address=self.pages.clock_address if spec["vcpus"] > 1 else None)
+                             clock_address=self.pages.clock_address if self.pages.shares_clock else None)
         if self.max_instructions and self.engine.has_budget:   # exact: the engine stops there itself
             self.engine.set_budget(self.max_instructions)
         if self.gate.deterministic and not self.engine.has_budget:
@@ -101,7 +101,7 @@ class VcpuProcess:
         self.core = Core(self.engine, self.pages.record(self.index), self.model, self.ram.words, pristine,
                          rate=ExitRate(spec.get("start_ns")), mmu=mmu)   # bins from the run's start
         self.core.reset(spec["entry"], pir=self.index)
-        if spec["vcpus"] > 1 and not self.gate.deterministic and self.engine.counting \
+        if self.pages.shares_clock and not self.gate.deterministic and self.engine.counting \
                 and os.environ.get("COSIM_IDLE", "1") != "0":      # (0: spin, for comparisons)
             self.idle = Idle(self.pages.idle_state, self.pages.idle_deadline, self.index,
                              self.pages.clock_address)
@@ -561,9 +561,7 @@ class VcpuProcess:
             "mmu": self._mmu_stats(),
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "merged": self.core.timers.merged,
-                       "pending": {**dict(zip(("dec", "fit", "wdt"), self.core.timers.pending())),
-                                   "dec": self.core.timers.owed["dec"]      # (fired, not yet delivered, its
-                                           and self.core.timers.pending()[0]},  # status still up)
+                       "pending": self.core.timers.pending_at_end(),
                        "timebase": self.engine.timebase},
             "messages": dict(self.ep.sent),
             "transport": self.ep.counters(),

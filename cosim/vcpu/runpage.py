@@ -98,6 +98,11 @@ class RunPages:
         return self.pages[index:index + 1]
 
     @property
+    def shares_clock(self) -> bool:
+        """More than one vCPU: their time bases follow the header's clock, not each its own count."""
+        return self.count > 1
+
+    @property
     def clock_address(self) -> int:
         """The VM's virtual clock: a uint64 the vCPUs' block hooks advance atomically (SMP time base)."""
         return self.header.ctypes.data

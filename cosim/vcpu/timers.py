@@ -155,6 +155,13 @@ class Timers:
         self.spr[TSR] = tsr
         return out
 
+    def pending_at_end(self) -> dict[str, bool]:
+        """What the report counts as still pending: FIT and watchdog as asserted, the decrementer only
+        for an expiry not yet delivered whose status bit is still up (a delivered one's handler may not
+        have cleared TSR[DIS] yet; one cleared without its interrupt is lost)."""
+        dec, fit, wdt = self.pending()
+        return {"dec": dec and self.owed["dec"], "fit": fit, "wdt": wdt}
+
     def pending(self) -> tuple[bool, bool, bool]:
         """(decrementer, FIT, watchdog) interrupts asserted by TSR & TCR (before MSR[EE]/[CE])."""
         tsr, tcr = int(self.spr[TSR]), int(self.spr[TCR])
