@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .findings import FINDINGS
+from .guest_linux import FLAVOURS
 from .isa import IVOR_BY_NAME
 
 __all__ = [
@@ -114,6 +115,8 @@ _HEX_RE = re.compile(r"0[xX][0-9a-fA-F]+(?:_[0-9a-fA-F]+)*")
 LINUX_FAIL_ON = ("Rebooting in ", "---[ end Kernel panic")   # the last line of a Linux panic report
                                                              # (with a panic timeout, and without)
 SOURCE_SUFFIXES = (".S", ".s", ".c", ".h", ".ld", ".inc")   # a guest's source named where its ELF belongs
+# the project's Linux guests: program name -> the CPU model its kernel is built for
+LINUX_GUESTS = {name: f.cpu for name, f in FLAVOURS.items()}
 _PROGRAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmM]?)\s*")
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+(?:\[\d+\])?")     # a TOML bare key, maybe indexed
@@ -428,7 +431,13 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     debug = _debug(root.table("debug"))
     limits = _limits(root.table("limits"))
     expect = _expect(root.table("expect"))
-    serial = _serial(root.table("serial"), LINUX_FAIL_ON if guest.program == "linux" else ())
+    serial = _serial(root.table("serial"), LINUX_FAIL_ON if guest.program in LINUX_GUESTS else ())
+    if guest.program in LINUX_GUESTS and LINUX_GUESTS[guest.program] != machine.cpu:
+        built_for = LINUX_GUESTS[guest.program]
+        other = next((n for n, c in LINUX_GUESTS.items() if c == machine.cpu), None)
+        raise ConfigError(source, "guest.program", f"{guest.program!r} is a kernel built for {built_for}, and "
+                                                   f"cpu is {machine.cpu!r}" + (f": use program = {other!r}"
+                                                                                 if other else ""))
     if machine.board == "bare" and any(bp.arm_on for bp in debug.breakpoints):
         raise ConfigError(source, "debug.breakpoints", "arm_on waits for serial output: it needs a board with "
                                                        "a UART ([machine] board = 'ppce500')")
@@ -517,9 +526,9 @@ def _guest(t: _Table, source: str) -> GuestConfig:
     elif not _PROGRAM_RE.fullmatch(program):
         raise t.error("program", f"expected a guest name like 'warn_storm' or a path ending in .elf, "
                                  f"got {program!r}")
-    linux = program == "linux"      # the project's Linux guest: a kernel with its initramfs and console
-    initrd = t.string("initrd", default="linux" if linux else None)
-    if initrd is not None and initrd != "linux":
+    linux = program in LINUX_GUESTS  # the project's Linux guest: a kernel with its initramfs and console
+    initrd = t.string("initrd", default=program if linux else None)
+    if initrd is not None and initrd not in LINUX_GUESTS:
         p = Path(initrd)
         initrd = os.path.abspath(p if p.is_absolute() else Path(source).parent / p)
         if not os.path.isfile(initrd):

@@ -1,11 +1,16 @@
 """The Linux guest: where its kernel and initramfs come from, and how they are built.
 
-``locate()`` answers a run's ``program = "linux"``: the build in the cache for the current inputs (see
-``current_key``), else the project's own build shipped compressed in guests/linux/prebuilt/ (unpacked
-into the cache once), else a clear error naming the command that builds it.
+The guest comes in flavours, one per CPU model (``FLAVOURS``): ``linux`` is mpc85xx_smp_defconfig for the
+e500v2 (SPE, no classic FPU), ``linux-e500mc`` is corenet32_smp_defconfig for the e500mc (classic FPU,
+``wait``, doorbells), each plus guests/linux/e500.config and the flavour's own fragment.
 
-``build()`` is the recipe tools/linux_guest.py runs: Debian's linux-source tarball, mpc85xx_smp_defconfig
-plus guests/linux/e500.config, ``make vmlinux`` with the build stamps fixed; guests/linux/init.c compiled
+``locate(name)`` answers a run's ``program = "linux"`` (or ``"linux-e500mc"``): the build in the cache for
+the current inputs (see ``current_key``), else the project's own build shipped compressed in the flavour's
+guests/linux/prebuilt* directory (unpacked into the cache once), else a clear error naming the command
+that builds it.
+
+``build()`` is the recipe tools/linux_guest.py runs: Debian's linux-source tarball, the flavour's
+defconfig plus its fragments, ``make vmlinux`` with the build stamps fixed; guests/linux/init.c compiled
 freestanding and static; an initramfs (newc cpio, gzip) written here, so no root and no host tools are
 needed for /dev/console.
 """
@@ -21,21 +26,20 @@ import shutil
 import subprocess
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["LinuxBuildError", "LinuxGuest", "locate", "build", "ship", "cache_dir", "current_key", "initramfs",
-           "RECIPE", "SOURCE_PACKAGE"]
+__all__ = ["LinuxBuildError", "LinuxGuest", "Flavour", "FLAVOURS", "flavour", "locate", "build", "ship",
+           "cache_dir", "current_key", "initramfs", "RECIPE", "SOURCE_PACKAGE"]
 
 RECIPE = 1                       # bump when the recipe changes what comes out
 SOURCE_PACKAGE = "linux-source-6.1"
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 CROSS = "powerpc-linux-gnu-"
-DEFCONFIG = "mpc85xx_smp_defconfig"
 GUEST_DIR = Path(__file__).resolve().parent.parent / "guests" / "linux"
-FRAGMENT = GUEST_DIR / "e500.config"
+FRAGMENT = GUEST_DIR / "e500.config"             # every flavour's: the board, LKDTM, initrd, power-off
 INIT_SOURCE = GUEST_DIR / "init.c"
-PREBUILT = GUEST_DIR / "prebuilt"
 PACKAGES = [SOURCE_PACKAGE, "gcc-powerpc-linux-gnu", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "make"]
 STAMP = {"KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 2026", "KBUILD_BUILD_USER": "cosim",
          "KBUILD_BUILD_HOST": "kvmppc-cosim", "KBUILD_BUILD_VERSION": "1"}
@@ -43,6 +47,35 @@ STAMP = {"KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 2026", "KBUILD_BUILD
 
 class LinuxBuildError(Exception):
     """Why the Linux guest cannot be found or built (one line)."""
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One kernel of the guest: the program name a config gives, the CPU model it is built for, the
+    defconfig it starts from, the fragments over it, and where its shipped build lives."""
+    name: str
+    cpu: str
+    defconfig: str
+    fragments: tuple[Path, ...]
+    prebuilt: Path
+
+
+FLAVOURS = {f.name: f for f in (
+    Flavour("linux", "e500v2", "mpc85xx_smp_defconfig", (FRAGMENT,), GUEST_DIR / "prebuilt"),
+    Flavour("linux-e500mc", "e500mc", "corenet32_smp_defconfig", (FRAGMENT, GUEST_DIR / "e500mc.config"),
+            GUEST_DIR / "prebuilt-e500mc"),
+)}
+DEFAULT = FLAVOURS["linux"]
+PREBUILT = DEFAULT.prebuilt
+
+
+def flavour(name: str | Flavour = "linux") -> Flavour:
+    if isinstance(name, Flavour):
+        return name
+    try:
+        return FLAVOURS[name]
+    except KeyError:
+        raise LinuxBuildError(f"no Linux guest named {name!r}; there are {', '.join(FLAVOURS)}") from None
 
 
 class LinuxGuest:
@@ -75,10 +108,13 @@ def _package_version(pkg: str) -> str | None:
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
 
 
-def key_of(source_version: str, compiler_version: str) -> str:
+def key_of(source_version: str, compiler_version: str, which: str | Flavour = "linux") -> str:
+    f = flavour(which)
+    # (the first flavour's key predates flavours and names no defconfig: it stays what its build shipped with)
+    named = [] if f is DEFAULT else [f"flavour {f.name} {f.defconfig}"]
     h = hashlib.sha256()
     for part in (f"recipe {RECIPE}", f"{SOURCE_PACKAGE} {source_version}", f"gcc {compiler_version}",
-                 FRAGMENT.read_text(), INIT_SOURCE.read_text()):
+                 *named, *(p.read_text() for p in f.fragments), INIT_SOURCE.read_text()):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -92,8 +128,8 @@ def _inputs() -> tuple[str, str]:
     return src, gcc
 
 
-def current_key() -> str:
-    return key_of(*_inputs())
+def current_key(which: str | Flavour = "linux") -> str:
+    return key_of(*_inputs(), which)
 
 
 def cache_dir(key: str) -> Path:
@@ -104,33 +140,36 @@ def _complete(d: Path) -> bool:
     return all((d / f).is_file() for f in ("vmlinux", "initramfs.cpio.gz", "manifest.json"))
 
 
-def locate() -> LinuxGuest:
+def locate(which: str | Flavour = "linux") -> LinuxGuest:
     """The guest to run: a local build of the current inputs, else the shipped one (unpacked once)."""
+    f = flavour(which)
     try:
-        d = cache_dir(current_key())
+        d = cache_dir(current_key(f))
         if _complete(d):
             return LinuxGuest(d)
     except LinuxBuildError:
         pass                                   # no toolchain: the shipped build is still usable
-    if (PREBUILT / "manifest.json").is_file():
-        man = json.loads((PREBUILT / "manifest.json").read_text())
+    if (f.prebuilt / "manifest.json").is_file():
+        man = json.loads((f.prebuilt / "manifest.json").read_text())
         d = _cache_root() / f"shipped-{man['key']}"
         if not _complete(d):
-            _unpack_shipped(d, man)
+            _unpack_shipped(d, man, f.prebuilt)
         return LinuxGuest(d)
-    raise LinuxBuildError("no Linux guest: build it with tools/linux_guest.py (about 17 minutes on 2 cores)")
+    flag = "" if f is DEFAULT else f" --flavour {f.name}"
+    raise LinuxBuildError(f"no Linux guest {f.name!r}: build it with tools/linux_guest.py{flag} "
+                          f"(about 20 minutes on 2 cores)")
 
 
-def _unpack_shipped(d: Path, man: dict) -> None:
+def _unpack_shipped(d: Path, man: dict, prebuilt: Path) -> None:
     tmp = d.with_name(d.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with lzma.open(PREBUILT / "vmlinux.xz") as src, open(tmp / "vmlinux", "wb") as dst:
+    with lzma.open(prebuilt / "vmlinux.xz") as src, open(tmp / "vmlinux", "wb") as dst:
         shutil.copyfileobj(src, dst)
     if hashlib.sha256((tmp / "vmlinux").read_bytes()).hexdigest() != man["vmlinux_sha256"]:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise LinuxBuildError(f"{PREBUILT / 'vmlinux.xz'} does not match its manifest (sha256)")
-    shutil.copy(PREBUILT / "initramfs.cpio.gz", tmp / "initramfs.cpio.gz")
+        raise LinuxBuildError(f"{prebuilt / 'vmlinux.xz'} does not match its manifest (sha256)")
+    shutil.copy(prebuilt / "initramfs.cpio.gz", tmp / "initramfs.cpio.gz")
     (tmp / "manifest.json").write_text(json.dumps(man, indent=1))
     try:
         tmp.rename(d)                          # (atomic: concurrent test workers unpack at most twice)
@@ -189,11 +228,13 @@ def initramfs(init: bytes) -> bytes:
     return buf.getvalue()
 
 
-def build(jobs: int | None = None, force: bool = False, log: Callable[[str], None] = lambda s: None) -> LinuxGuest:
+def build(jobs: int | None = None, force: bool = False, log: Callable[[str], None] = lambda s: None,
+          which: str | Flavour = "linux") -> LinuxGuest:
     """Build (or find) the guest for the current inputs; the steps and their times go to ``log``."""
+    f = flavour(which)
     _ensure_packages(log)
     src_version, gcc_version = _inputs()
-    key = key_of(src_version, gcc_version)
+    key = key_of(src_version, gcc_version, f)
     out = cache_dir(key)
     if _complete(out) and not force:
         log(f"cached: {out}")
@@ -206,11 +247,11 @@ def build(jobs: int | None = None, force: bool = False, log: Callable[[str], Non
     times: dict[str, float] = {}
     t_all = time.monotonic()
 
-    srcdir = work / "src"
+    srcdir = _cache_root() / f"source-{src_version}"      # one unpacked tree, every flavour's objects beside it
     if not (srcdir / "Makefile").is_file():
         log(f"[1/5] unpacking {SOURCE_TARBALL.name}")
         t = time.monotonic()
-        tmp = work / "src.tmp"
+        tmp = srcdir.with_name(srcdir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         with tarfile.open(SOURCE_TARBALL) as tar:
@@ -224,17 +265,17 @@ def build(jobs: int | None = None, force: bool = False, log: Callable[[str], Non
     env = {**os.environ, **STAMP, "ARCH": "powerpc", "CROSS_COMPILE": CROSS}
     make = ["make", "-C", str(srcdir), f"O={objdir}", "ARCH=powerpc", f"CROSS_COMPILE={CROSS}"]
 
-    log(f"[2/5] configuring: {DEFCONFIG} + {FRAGMENT.name}")
+    log(f"[2/5] configuring {f.name}: {f.defconfig} + {' + '.join(p.name for p in f.fragments)}")
     t = time.monotonic()
-    _run(make + [DEFCONFIG], work, logfile, env)
+    _run(make + [f.defconfig], work, logfile, env)
     _run([str(srcdir / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(objdir), str(objdir / ".config"),
-          str(FRAGMENT)], srcdir, logfile, env)
+          *map(str, f.fragments)], srcdir, logfile, env)
     _run(make + ["olddefconfig"], work, logfile, env)
-    _check_config(objdir / ".config")
+    _check_config(objdir / ".config", f)
     times["configure"] = time.monotonic() - t
 
     jobs = jobs or os.cpu_count() or 1
-    log(f"[3/5] make -j{jobs} vmlinux (about 17 minutes on 2 cores; log: {logfile})")
+    log(f"[3/5] make -j{jobs} vmlinux (about 20 minutes on 2 cores; log: {logfile})")
     t = time.monotonic()
     _run(make + [f"-j{jobs}", "vmlinux"], work, logfile, env)
     times["vmlinux"] = time.monotonic() - t
@@ -256,10 +297,13 @@ def build(jobs: int | None = None, force: bool = False, log: Callable[[str], Non
     (tmp / "initramfs.cpio.gz").write_bytes(rd)
     release = (objdir / "include/config/kernel.release").read_text().strip()
     man = {"key": key, "recipe": RECIPE, "source": f"{SOURCE_PACKAGE} {src_version}", "release": release,
-           "compiler": f"gcc-powerpc-linux-gnu {gcc_version}", "defconfig": DEFCONFIG,
-           "fragment": FRAGMENT.read_text(), "vmlinux_sha256": hashlib.sha256((tmp / "vmlinux").read_bytes()).hexdigest(),
+           "compiler": f"gcc-powerpc-linux-gnu {gcc_version}", "defconfig": f.defconfig,
+           "fragment": "".join(p.read_text() for p in f.fragments),
+           "vmlinux_sha256": hashlib.sha256((tmp / "vmlinux").read_bytes()).hexdigest(),
            "initramfs_sha256": hashlib.sha256(rd).hexdigest(),
            "seconds": {k: round(v, 1) for k, v in times.items()}, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if f is not DEFAULT:
+        man.update(flavour=f.name, cpu=f.cpu)
     (tmp / "manifest.json").write_text(json.dumps(man, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -267,21 +311,24 @@ def build(jobs: int | None = None, force: bool = False, log: Callable[[str], Non
     return LinuxGuest(out)
 
 
-def _check_config(config: Path) -> None:
-    """Every line of the fragment must have survived olddefconfig (a symbol Kconfig dropped is a recipe bug)."""
+def _check_config(config: Path, f: Flavour = DEFAULT) -> None:
+    """Every line of the fragments must have survived olddefconfig (a symbol Kconfig dropped is a recipe bug)."""
     have = set(config.read_text().splitlines())
-    lost = [ln for ln in FRAGMENT.read_text().splitlines() if ln.startswith("CONFIG_") or ln.startswith("# CONFIG_")
-            if ln not in have]
-    if lost:
-        raise LinuxBuildError(f"{FRAGMENT.name}: not in the resulting .config: {', '.join(lost)}")
+    for frag in f.fragments:
+        lost = [ln for ln in frag.read_text().splitlines() if ln.startswith("CONFIG_") or ln.startswith("# CONFIG_")
+                if ln not in have]
+        if lost:
+            raise LinuxBuildError(f"{frag.name}: not in the resulting .config: {', '.join(lost)}")
 
 
-def ship(guest: LinuxGuest) -> Path:
-    """Write the build compressed to guests/linux/prebuilt/ (vmlinux.xz, initramfs.cpio.gz, manifest.json)."""
-    PREBUILT.mkdir(parents=True, exist_ok=True)
-    with open(guest.vmlinux, "rb") as src, lzma.open(PREBUILT / "vmlinux.xz", "wb", preset=9 | lzma.PRESET_EXTREME) as dst:
+def ship(guest: LinuxGuest, which: str | Flavour = "linux") -> Path:
+    """Write the build compressed to the flavour's guests/linux/prebuilt* directory (vmlinux.xz,
+    initramfs.cpio.gz, config, manifest.json)."""
+    d = flavour(which).prebuilt
+    d.mkdir(parents=True, exist_ok=True)
+    with open(guest.vmlinux, "rb") as src, lzma.open(d / "vmlinux.xz", "wb", preset=9 | lzma.PRESET_EXTREME) as dst:
         shutil.copyfileobj(src, dst)
-    shutil.copy(guest.initrd, PREBUILT / "initramfs.cpio.gz")
-    shutil.copy(guest.dir / "config", PREBUILT / "config")
-    (PREBUILT / "manifest.json").write_text(json.dumps(guest.manifest, indent=1) + "\n")
-    return PREBUILT
+    shutil.copy(guest.initrd, d / "initramfs.cpio.gz")
+    shutil.copy(guest.dir / "config", d / "config")
+    (d / "manifest.json").write_text(json.dumps(guest.manifest, indent=1) + "\n")
+    return d

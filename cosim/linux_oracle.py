@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .config import parse_config
-from .guest_linux import locate
+from .guest_linux import FLAVOURS, locate
 from .machine.image import GuestImage
 from .report import build_report
 from .supervisor import run_config
@@ -56,7 +56,7 @@ def run_harness(stop: str, cpu: str = "e500v2") -> tuple[str, int, dict]:
     # moves when the kernel takes it and so which exit path a syscall returns by: the user registers
     # a WARN report shows differ then)
     doc = {"name": "linux-oracle", "machine": {"cpu": cpu, "board": "ppce500", "coalesced_mmio": False},
-           "guest": {"program": "linux", "bootargs": BOOTARGS, "until": stop},
+           "guest": {"program": flavour_for(cpu).name, "bootargs": BOOTARGS, "until": stop},
            "limits": {"wall_seconds": 900, "instructions": 4_000_000_000}}
     report = build_report(run_config(parse_config(doc, "linux-oracle.toml")))
     return report["board"]["transcript"], report["instructions"], report
@@ -123,8 +123,13 @@ def compare_transcripts(qemu: str, ours: str, unstable: set[str] = frozenset()) 
     return {"same": not different, "lines": len(a), "masked": masked, "different": different}
 
 
+def flavour_for(cpu: str):
+    """The Linux guest built for this CPU model."""
+    return next(f for f in FLAVOURS.values() if f.cpu == cpu)
+
+
 def compare(cpu: str = "e500v2") -> dict:
-    guest = locate()
+    guest = locate(flavour_for(cpu))
     stop = GuestImage.load(guest.vmlinux).symbol(STOP_SYMBOL)
     with tempfile.TemporaryDirectory(prefix="cosim-oracle-") as d:
         t0 = time.monotonic()

@@ -167,12 +167,12 @@ class RunData:
 
 
 def _initrd_bytes(initrd: str | None) -> bytes | None:
-    """A board's -initrd: a file, or "linux" (the Linux guest's initramfs, found as the kernel is)."""
+    """A board's -initrd: a file, or "linux"/"linux-e500mc" (a Linux guest's initramfs, found as its kernel is)."""
     if initrd is None:
         return None
-    if initrd == "linux":
-        from .guest_linux import locate
-        return locate().initrd.read_bytes()
+    from .guest_linux import FLAVOURS, locate
+    if initrd in FLAVOURS:
+        return locate(initrd).initrd.read_bytes()
     return Path(initrd).read_bytes()
 
 

@@ -39,6 +39,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import signal
 import shutil
 import tempfile
 import threading
@@ -171,6 +172,10 @@ class _Guard(threading.Thread):
         self.refused[kind] += 1
 
     def run(self) -> None:
+        # SIGINT/SIGTERM go to the owner's main thread, whose Python handler ends the run: a signal the
+        # kernel gave this thread would only set a flag, and a main thread blocked in a system call
+        # (a stuck teardown step) would not be woken to run the handler
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         poller = zmq.Poller()
         for s in (self.zap, self.control, *self.monitors):
             poller.register(s, zmq.POLLIN)

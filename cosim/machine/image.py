@@ -116,10 +116,10 @@ def guest_path(name: str | Path) -> Path:
     """Path of a guest program: a bare name ("warn_storm") means guests/warn_storm.elf in the
     repository; anything that looks like a path (or exists) is used as given."""
     p = Path(name)
-    if str(name) == "linux":                   # the project's Linux guest (tools/linux_guest.py)
-        from ..guest_linux import LinuxBuildError, locate
+    from ..guest_linux import FLAVOURS, LinuxBuildError, locate
+    if str(name) in FLAVOURS:                  # the project's Linux guests (tools/linux_guest.py)
         try:
-            return locate().vmlinux
+            return locate(str(name)).vmlinux
         except LinuxBuildError as e:
             raise ImageError(str(e)) from None
     if str(name) in FIRMWARE:
