@@ -51,8 +51,11 @@ class CpuModel:
     has_spe: bool = False     # SPE (e500v2): an SPE instruction with MSR[SPE] = 0 takes IVOR32; without
                               # SPE (e500mc) it is an illegal instruction
     dac_slots: int = 2
+    has_doorbell: bool = False  # msgsnd/msgclr and the doorbell interrupts (IVOR36/37): e500mc's IPIs; on
+                                # e500v2 they are illegal instructions
     tlb1_entries: int = 16    # TLB1CFG[NENTRY] (QEMU's values); TLB0 is 512 entries, 4-way on both
     l1cfg: int = 0x3820       # L1CFG0/L1CFG1: 8 ways, 32 KiB (e500mc: 64-byte lines)
+    cache_line: int = 32      # bytes a dcbz clears (e500mc: 64)
     msr_mask: int = 0x0606FF30  # the MSR bits the core implements (QEMU's pcc->msr_mask): e500v2 UCLE SPE
                                 # WE CE EE PR FP ME FE0 DWE DE FE1 IS DS; others read 0 (Linux sets RI)
 
@@ -75,7 +78,8 @@ E500V2 = CpuModel(
 )
 
 E500MC = CpuModel(
-    name="e500mc", pvr=0x80230020, has_ehpriv=True, tlb1_entries=64, l1cfg=0x1003820,
+    name="e500mc", pvr=0x80230020, has_ehpriv=True, has_doorbell=True, tlb1_entries=64, l1cfg=0x1003820,
+    cache_line=64,
     msr_mask=0x1402FB36,      # GS UCLE CE EE PR FP ME FE0 DE FE1 IS DS PMM RI (no SPE, WE, DWE)
     debug_srr=(SPR["DSRR0"], SPR["DSRR1"]), debug_rfi="rfdi",
     routes={

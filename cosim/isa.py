@@ -53,6 +53,8 @@ class Ivor:
     ITLB_MISS = 14
     DEBUG = 15
     SPE_UNAVAILABLE = 32
+    DOORBELL = 36
+    DOORBELL_CRITICAL = 37
     HV_SYSCALL = 40
     HV_PRIV = 41
 
@@ -224,13 +226,16 @@ class Kind(str, Enum):
     TLBSYNC = "tlbsync"
     CACHE = "cache"                # dcbi, cache locking (dcbtls, icbtls, dcblc, icblc): no-ops here
     WAIT = "wait"                  # e500mc `wait`: sleep until an interrupt
+    MSGSND = "msgsnd"              # e500mc processor control: send a doorbell (to PIRTAG, or broadcast)
+    MSGCLR = "msgclr"              # ... clear this processor's pending doorbell of a type
     PRIV_OTHER = "privileged"      # privileged but not emulated
 
 
 PRIVILEGED_KINDS = frozenset({Kind.MTSPR, Kind.MFSPR, Kind.MTMSR, Kind.MFMSR, Kind.WRTEE,
                               Kind.WRTEEI, Kind.RFI, Kind.RFCI, Kind.RFDI, Kind.RFMCI,
                               Kind.TLBWE, Kind.TLBRE, Kind.TLBSX, Kind.TLBIVAX, Kind.TLBILX, Kind.TLBSYNC,
-                              Kind.CACHE, Kind.WAIT, Kind.PRIV_OTHER})
+                              Kind.CACHE, Kind.WAIT, Kind.MSGSND, Kind.MSGCLR, Kind.PRIV_OTHER})
+DOORBELL_KINDS = frozenset({Kind.MSGSND, Kind.MSGCLR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +259,7 @@ _XO31 = {
     163: Kind.WRTEEI, 4: Kind.TRAP, 270: Kind.EHPRIV,
     978: Kind.TLBWE, 946: Kind.TLBRE, 914: Kind.TLBSX, 786: Kind.TLBIVAX, 18: Kind.TLBILX, 566: Kind.TLBSYNC,
     470: Kind.CACHE, 166: Kind.CACHE, 486: Kind.CACHE, 390: Kind.CACHE, 230: Kind.CACHE,  # dcbi, *tls, *lc
-    62: Kind.WAIT,
+    62: Kind.WAIT, 206: Kind.MSGSND, 238: Kind.MSGCLR,
 }
 # XL-form under primary opcode 19
 _XO19 = {50: Kind.RFI, 51: Kind.RFCI, 39: Kind.RFDI, 38: Kind.RFMCI}
@@ -281,6 +286,8 @@ def classify(word: int) -> Decoded:
             return Decoded(word, kind, reg=reg, spr=spr_of(word))
         if kind is Kind.WRTEEI:
             return Decoded(word, kind, e=(word >> 15) & 1)
+        if kind in (Kind.MSGSND, Kind.MSGCLR):
+            return Decoded(word, kind, rb=(word >> 11) & 0x1F)
         if kind in (Kind.TLBSX, Kind.TLBIVAX, Kind.TLBILX):   # EA = (rA|0) + rB; tlbilx's T in rD's field
             return Decoded(word, kind, reg=reg, ra=(word >> 16) & 0x1F, rb=(word >> 11) & 0x1F)
         if kind is not None:
@@ -311,6 +318,19 @@ def trap_taken(word: int, gprs) -> bool | None:
     to = (word >> 21) & 0x1F
     a = int(gprs[(word >> 16) & 0x1F]) & 0xFFFFFFFF
     return any(to & bit and test(a, b) for bit, test in _TO_TESTS)
+
+
+# msgsnd/msgclr rB (Power ISA 2.06 Book III-E, processor control; Linux's asm/dbell.h): the message type in
+# bits 32:36, BRDCAST bit 37, PIRTAG bits 50:63 (64-bit numbering of rB's low word)
+DBELL_TYPE_SHIFT = 27
+DBELL_BROADCAST = 0x04000000
+DBELL_PIR_MASK = 0x3FFF
+DBELL, DBELL_CRIT = 0, 1          # the types a guest sends (the G_DBELL* types are a hypervisor's)
+
+
+def doorbell_message(rb: int) -> tuple[int, bool, int]:
+    """(type, broadcast, PIR tag) of a msgsnd/msgclr operand."""
+    return (rb >> DBELL_TYPE_SHIFT) & 0x1F, bool(rb & DBELL_BROADCAST), rb & DBELL_PIR_MASK
 
 
 def interrupt_vector(ivpr: int, ivor: int) -> int:

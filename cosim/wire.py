@@ -427,6 +427,18 @@ class IrqLine(NamedTuple):
     level: bool
 
 
+@message("doorbell", senders=(SELF_VCPU,))
+class Doorbell(NamedTuple):
+    """vCPU -> another vCPU: the guest's msgsnd (e500mc), emulated as KVM's kvmppc_e500_emul_msgsnd does in
+    the sender's exit path: the message goes to every vCPU, which takes it when `broadcast` or `pir` is
+    its own PIR (then a doorbell of `kind` is pending until the guest takes it or msgclr clears it).
+    `vcpu` is the sender's index."""
+    vcpu: VCPU
+    kind: Annotated[int, Range(0, 1)]
+    broadcast: bool
+    pir: Annotated[int, Range(0, 0x3FFF)]
+
+
 @message("irq_proxy", senders=("userspace",))
 class IrqProxy(NamedTuple):
     """Userspace -> every vCPU: the interrupt controller entered (or left) external proxy mode (the

@@ -68,6 +68,9 @@ def test_mmu_instructions_follow_booke206():
     assert not spr[SPR["MAS1"]] & MAS1_V and spr[SPR["MAS2"]] & 0xFFFFF000 == 0x20000000
     mmu.mmucsr0(0x2)                                     # flash invalidate TLB1: IPROT survives
     assert tlb.translate(0, 0x10000000, 0, 0) is not None and not flushes
+    for t in (0, 1, 3):                                  # ... and every tlbilx (QEMU's tlbilx0/1/3; Linux's
+        mmu.tlbilx(t, 0x10000000)                        # _tlbil_all on e500mc is tlbilx 0)
+        assert tlb.translate(0, 0x10000000, 0, 0) is not None and not flushes
     spr[SPR["MAS0"]] = 1 << 28 | 3 << 16                 # rewrite the (valid) slot: host pages dropped
     spr[SPR["MAS1"]], spr[SPR["MAS2"]], spr[SPR["MAS3"]], spr[SPR["MAS7"]] = entry(0x10000000, 0xFE0000000, 4)
     mmu.tlbwe()
@@ -80,6 +83,8 @@ def test_mmu_instructions_follow_booke206():
     assert tlb.translate(0, 0x5000, 0, 0) is None
     lines = [describe(*e[1:2], e[0], *e[2:]) for e in tlb.valid_entries(0)]
     assert lines == ["TLB1[ 3] 0x10000000 -> 0xfe0000000   16K TS0 TID   0 S:RWX U:RWX"]
+    mmu.tlbilx(0, 0)                                     # tlbilx 0: every entry but IPROT ones
+    assert not tlb.valid_entries(0)
 
 
 def test_guest_tlb_refusals_stop_at_the_faulting_instruction(engine_and_tlb):

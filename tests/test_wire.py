@@ -30,7 +30,7 @@ CASES = [
     wire.RunFor(2, 5000, {"userspace": 4}), wire.Deliver(3, {}),
     wire.Ran(1, 2, "exit", 987_654, {"kernel": 12, "supervisor": 3}),
     wire.MmioExit(0, 1, 0xFE0004505, 1, False), wire.MmioExit(0, 2, 0xFE0004500, 1, True, 0x55, True),
-    wire.MmioDone(1, 0x60), wire.SerialIn(b"version\r"), wire.IrqLine(0, True), wire.IrqProxy(True, 0xFE00400A0), wire.PowerOff(0, "serial console showed '=> '"),
+    wire.MmioDone(1, 0x60), wire.SerialIn(b"version\r"), wire.IrqLine(0, True), wire.IrqProxy(True, 0xFE00400A0), wire.Doorbell(1, 0, False, 0), wire.PowerOff(0, "serial console showed '=> '"),
     wire.ReleaseVcpu(0x10000, {"3": 0x55, "7": 0x4000000}, [[0x10010000, 0x80000B00, 0x4, 0x3F, 0]]),
 ]
 

@@ -20,8 +20,9 @@ import numpy as np
 from .. import mutation
 from ..cpu_models import CpuModel, Event, Route
 from ..exit_rate import ExitRate
-from ..isa import (DAC_R_BITS, DAC_W_BITS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS, SPR, Dbcr0, Dbsr,
-                   DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, interrupt_vector)
+from ..isa import (DAC_R_BITS, DAC_W_BITS, DBELL, DBELL_CRIT, DOORBELL_KINDS, IAC_BITS, IVOR_SPR, PRIVILEGED_KINDS,
+                   SPR, Dbcr0, Dbsr, DebugStatus, Esr, GuestDebug, Ivor, Kind, Msr, classify, doorbell_message,
+                   interrupt_vector)
 from ..strategies import STRATEGIES
 from ..vmexit import IDLE, Exit, Fault, Until
 from .engine import Engine, Stop, StopKind
@@ -109,7 +110,10 @@ class Core:
                            S["PID"]: self._write_pid, S["MMUCSR0"]: self._write_mmucsr0}
         for n in NATIVE_SPRS:
             self._spr_write[n] = self._native(n)
-        self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0, "external": 0, "critical": 0}
+        self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0, "external": 0, "critical": 0,
+                                "doorbell": 0, "doorbell-critical": 0}
+        self.doorbells = 0                 # pending doorbells: bit DBELL, bit DBELL_CRIT (e500mc)
+        self.send_doorbell = None          # (type, broadcast, pir) -> None: msgsnd's delivery (the process)
         self.irq_lines = [False] * 5       # the interrupt controller's outputs to this CPU (wire.IrqLine)
         self.irq_iack: int | None = None   # external proxy mode: where to read the vector on delivery
         self.mmio_read = None              # (paddr, size) -> value: a load the device models answer
@@ -203,14 +207,20 @@ class Core:
             ivor, name = Ivor.CRITICAL, "critical"
         elif wdt and msr & Msr.CE:
             ivor, name = 12, "watchdog"
+        elif self.doorbells & (1 << DBELL_CRIT) and msr & Msr.CE:
+            ivor, name = Ivor.DOORBELL_CRITICAL, "doorbell-critical"
         elif lines[0] and msr & Msr.EE:
             ivor, name = Ivor.EXTERNAL, "external"
         elif dec and msr & Msr.EE:
             ivor, name = Ivor.DECREMENTER, "decrementer"
         elif fit and msr & Msr.EE:
             ivor, name = 11, "fit"
+        elif self.doorbells & (1 << DBELL) and msr & Msr.EE:
+            ivor, name = Ivor.DOORBELL, "doorbell"
         else:
             return False
+        if ivor in (Ivor.DOORBELL, Ivor.DOORBELL_CRITICAL):
+            self.doorbells &= ~(1 << (DBELL if ivor == Ivor.DOORBELL else DBELL_CRIT))   # taken: no longer pending
         if ivor == Ivor.EXTERNAL and self.irq_iack is not None and self.mmio_read is not None:
             # proxy mode: the CPU acknowledges as it takes the interrupt (QEMU's powerpc_excp_booke);
             # the controller lowers the line before the read completes
@@ -292,7 +302,7 @@ class Core:
             save0, save1 = self.model.debug_srr
             new_msr = msr & Msr.ME
             self.spr[S["DBSR"]] |= dbsr
-        elif ivor in (Ivor.CRITICAL, 12):
+        elif ivor in (Ivor.CRITICAL, 12, Ivor.DOORBELL_CRITICAL):
             save0, save1 = S["CSRR0"], S["CSRR1"]
             new_msr = msr & Msr.ME
         elif ivor == Ivor.MACHINE_CHECK:
@@ -333,6 +343,15 @@ class Core:
                 self._sleep()            # which clears MSR[WE]
         elif k is Kind.WAIT:
             self._sleep()
+        elif k in DOORBELL_KINDS:
+            kind, broadcast, pir = doorbell_message(eng.gpr(d.rb))
+            if kind in (DBELL, DBELL_CRIT):            # (a guest's G_DBELL* types do nothing, as in KVM)
+                if k is Kind.MSGCLR:
+                    self.doorbells &= ~(1 << kind)
+                else:
+                    self.receive_doorbell(kind, broadcast, pir)
+                    if self.send_doorbell is not None:
+                        self.send_doorbell(kind, broadcast, pir)
         elif k is Kind.WRTEE:
             self.msr = (self.msr & ~Msr.EE) | (eng.gpr(d.reg) & Msr.EE)
         elif k is Kind.WRTEEI:
@@ -362,6 +381,12 @@ class Core:
             self.apply_debug()
             self._handler_done(S[pair[0]])
         self.pc = nxt
+
+    def receive_doorbell(self, kind: int, broadcast: bool, pir: int) -> None:
+        """A msgsnd's message reached this processor: pending if it is addressed here (KVM's
+        kvmppc_e500_emul_msgsnd: BRDCAST, or PIRTAG = this vCPU's PIR)."""
+        if broadcast or pir == int(self.spr[S["PIR"]]):
+            self.doorbells |= 1 << kind
 
     def _handler_done(self, save0: int) -> None:
         """An rfi-class return: charge the guest instructions since the matching delivery to its IVOR
@@ -483,7 +508,8 @@ class Core:
                 fault = self.timer_tick()
                 if fault is not None:
                     return fault
-            if (self.timers.dec_value or int(self.spr[S["TSR"]]) or self.irq_lines[0] or self.irq_lines[1]) \
+            if (self.timers.dec_value or int(self.spr[S["TSR"]]) or self.irq_lines[0] or self.irq_lines[1]
+                    or self.doorbells) \
                     and not (stepping and control & GuestDebug.BLOCKIRQ):
                 if self.take_async() and stepping:
                     self.step_due = False    # the interrupt is the step's event: stop at the vector's
@@ -641,9 +667,12 @@ class Core:
                 return spe
         elif stop.intno not in (6, 8, 96):
             return Fault(pc, f"unhandled core exception {stop.intno} at {pc:#010x} (word {word:#010x})")
+        if k in DOORBELL_KINDS and not self.model.has_doorbell:
+            k = Kind.ILLEGAL                 # (e500v2: no processor control instructions)
         if k in PRIVILEGED_KINDS:
             if not self.msr & Msr.PR and k is not Kind.PRIV_OTHER and (self.mmu is not None or k not in MMU_KINDS):
-                route = self.model.route(Event.PRIV)
+                # (msgsnd/msgclr are hypervisor-privileged under E.HV: KVM emulates them, in-kernel)
+                route = Route.LOCAL if k in DOORBELL_KINDS else self.model.route(Event.PRIV)
                 if route in (Route.NATIVE, Route.LOCAL):
                     self._last_kind = (f"{k.value} {SPR_NAMES.get(d.spr & 0x3FF, d.spr & 0x3FF)}"
                                        if k is Kind.MTSPR or k is Kind.MFSPR else k.value)

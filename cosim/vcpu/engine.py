@@ -148,6 +148,7 @@ class Engine:
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
         self._env_spr = _find_env_spr(self)      # unicorn's SPR array: the time base the guest reads
+        self._dcache_line = 0                    # where unicorn keeps dcbz's size (set_cache_line)
         self._gate: _Gate | None = None   # the C block hook's state: count, budget, kick
         self._budget: _Gate | None = None
         self._budget_hit = False          # run stopped before a block that would pass the budget
@@ -174,6 +175,18 @@ class Engine:
         self._user_budget = 2**64 - 1
         self._deadline = 2**64 - 1        # as an instruction count of this vCPU
         self._deadline_clock = 2**64 - 1  # as the clock says (the same without a shared clock)
+
+    def set_cache_line(self, size: int) -> bool:
+        """The data cache line `dcbz` clears (the CPU model's: 64 bytes on e500mc); False when unicorn's
+        field was not found (dcbz then clears 32)."""
+        if size == 32:
+            return True
+        if not self._dcache_line:
+            self._dcache_line = _find_dcache_line_size(self)
+        if not self._dcache_line:
+            return False
+        ctypes.c_int32.from_address(self._dcache_line).value = size
+        return True
 
     # --- the guest MMU (a Book E board) -------------------------------------------------------------
     def _enable_mmu(self, entries: np.ndarray, geometry) -> None:
@@ -855,6 +868,55 @@ def _find_env_spr(engine: Engine) -> int:
         uclib.uc_ctl(uc._uch, _CTL_TLB_FLUSH)
         for i, v in enumerate(saved):
             uc.reg_write(GPR_IDS[3 + i], v)
+
+
+def _find_dcache_line_size(engine: Engine) -> int:
+    """Address of unicorn's CPUPPCState.dcache_line_size (an int, 32 on its e500v2 core), or 0.
+
+    `dcbz` zeroes that many bytes (QEMU's helper_dcbz reads it at run time). The e500mc's lines are 64
+    bytes, and a kernel built for it clears pages with one `dcbz` per 64 bytes (L1_CACHE_BYTES): on a
+    32-byte core half of every page stays as it was (seen: Linux's kernfs read a stale pointer). QEMU 5's
+    layout puts dcache_line_size and icache_line_size (both 32) after the SPR callbacks that follow the
+    SPR array; each such pair in the 256 KiB after the array is tried: set to 64, a `dcbz` at the second
+    half of a 64-byte block must clear its first half."""
+    if not engine._env_spr:
+        return 0
+    uc = engine.uc
+    h = engine._tlb_header
+    start = engine._env_spr + 4 * 1024
+    try:
+        with open("/proc/self/mem", "rb", 0) as mem:
+            mem.seek(start)
+            buf = mem.read(256 << 10)
+    except (OSError, OverflowError, ValueError):
+        return 0
+    words = np.frombuffer(buf[:len(buf) & ~7], np.int32)
+    hits = np.flatnonzero((words[:-1] == 32) & (words[1:] == 32))
+    code, data = SCRATCH + 0x100, SCRATCH + 0x400
+    dcbz = struct.pack(">I", 0x7C0007EC | 3 << 11)          # dcbz 0, r3
+    saved = uc.reg_read(GPR_IDS[3])
+    h[H_RES_OPEN] = 1
+    try:
+        uc.mem_write(code, dcbz)
+        uc.reg_write(P.UC_PPC_REG_MSR, 0)
+        for i in hits.tolist():
+            cell = ctypes.c_int32.from_address(start + 4 * i)
+            cell.value = 64
+            uc.mem_write(data, b"\xff" * 64)
+            uc.reg_write(GPR_IDS[3], data + 32)
+            uc.emu_start(code, code + 4)
+            if uc.mem_read(data, 64) == bytes(64):
+                return start + 4 * i
+            cell.value = 32
+        return 0
+    finally:
+        h[H_RES_OPEN] = 0
+        uc.mem_write(code, bytes(4))
+        uc.mem_write(data, bytes(64))
+        engine._remove_cache(code, code + 4)
+        uclib.uc_ctl(uc._uch, _CTL_TLB_FLUSH)
+        uc.reg_write(GPR_IDS[3], saved)
+        uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
 
 
 def _set_tb_now(engine: Engine) -> None:

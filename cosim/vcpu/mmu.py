@@ -127,18 +127,18 @@ class Mmu:
         self._invalidate(lo, hi, lambda e: everything or _covers(e, ea))
 
     def tlbilx(self, t: int, ea: int) -> None:
-        """e500mc: T=0 all non-IPROT entries, T=1 those of MAS6[SPID], T=3 the one of MAS6's PID/AS
-        mapping `ea`."""
+        """e500mc: T=0 all entries, T=1 those of MAS6[SPID], T=3 the one of MAS6's PID/AS mapping `ea`;
+        IPROT entries are kept in each case, as QEMU's helper_booke206_tlbilx0/1/3 keep them (Linux's
+        _tlbil_all is a `tlbilx 0` on e500mc and relies on its pinned kernel CAMs surviving it)."""
         mas6 = int(self.spr[MAS6])
         pid = (mas6 & MAS6_SPID_MASK) >> 16
         ts = mas6 & MAS6_SAS
         if t == 0:
-            self._invalidate(0, self.g.entries, lambda e: True, keep_iprot=False)
+            self._invalidate(0, self.g.entries, lambda e: True)
         elif t == 1:
-            self._invalidate(0, self.g.entries, lambda e: (int(e["mas1"]) & MAS1_TID_MASK) >> 16 == pid,
-                             keep_iprot=False)
+            self._invalidate(0, self.g.entries, lambda e: (int(e["mas1"]) & MAS1_TID_MASK) >> 16 == pid)
         elif t == 3:
-            self._invalidate(0, self.g.entries, lambda e: matches(e, ea, ts, pid), keep_iprot=False)
+            self._invalidate(0, self.g.entries, lambda e: matches(e, ea, ts, pid))
 
     def mmucsr0(self, value: int) -> None:
         """Flash invalidation (non-IPROT entries); the bits read back 0: done at once."""
@@ -147,12 +147,12 @@ class Mmu:
         if value & MMUCSR0_TLB0FI:
             self._invalidate(self.g.tlb1_entries, self.g.entries, lambda e: True)
 
-    def _invalidate(self, lo: int, hi: int, which, keep_iprot: bool = True) -> None:
+    def _invalidate(self, lo: int, hi: int, which) -> None:
         dropped = 0
         for i in range(lo, hi):
             e = self.tlb[i]
             mas1 = int(e["mas1"])
-            if mas1 & MAS1_V and not (keep_iprot and mas1 & MAS1_IPROT) and which(e):
+            if mas1 & MAS1_V and not mas1 & MAS1_IPROT and which(e):
                 e["mas1"] = mas1 & ~MAS1_V
                 dropped += 1
         if dropped:

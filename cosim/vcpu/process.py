@@ -92,9 +92,12 @@ class VcpuProcess:
         for base, data in image.code_bytes():
             words = np.frombuffer(data[:len(data) & ~3], ">u4")
             pristine.update(zip(range(base, base + 4 * len(words), 4), words.tolist()))
-        self._time_warning = None if self.engine._env_spr else (
+        self._warnings = [] if self.engine._env_spr else [
             "unicorn's SPR array was not found: the guest reads its time base as 0 (cosim/vcpu/engine.py, "
-            "_find_env_spr)")
+            "_find_env_spr)"]
+        if not self.engine.set_cache_line(self.model.cache_line):
+            self._warnings.append(f"dcbz clears 32 bytes, not {self.model.name}'s {self.model.cache_line}: "
+                                  "unicorn's line size was not found (cosim/vcpu/engine.py, _find_dcache_line_size)")
         mmu = None
         if tlb_spec is not None:
             mmu = Mmu(tlb_spec[0], tlb_spec[1], rec["spr"][0], self.engine.flush_tlb)
@@ -121,6 +124,7 @@ class VcpuProcess:
         self.ledger = Ledger.attach(spec["ledger_name"]) if spec.get("ledger_name") else None
         self.core.planted_at = self.ledger.planted_at if self.ledger is not None else None
         self.core.mmio_read = lambda paddr, size: self.mmio_exit(paddr, size, False, 0)
+        self.core.send_doorbell = self._send_doorbell
         self.count_reads = bool(spec.get("debug", {}).get("count_planted_reads", True))
         self.planted_reads: dict[int, int] = {}   # addr -> guest loads of the planted word there
         self._watched: dict[int, int] = {}        # addr -> planted word, as the ledger last said
@@ -161,8 +165,8 @@ class VcpuProcess:
     # --- main loop ---------------------------------------------------------------------------------
     def serve(self):
         self.ep.send("supervisor", wire.Hello(self.name, os.getpid(), self.ep.inbox_addr, self.ep.kick_addr))
-        if self._time_warning:
-            self.log("warn", self._time_warning)
+        for w in self._warnings:
+            self.log("warn", w)
         kicker = threading.Thread(target=self.kick_loop, name=f"{self.name}-kick", daemon=True)
         kicker.start()
         try:
@@ -322,9 +326,20 @@ class VcpuProcess:
         self.engine.stop()
         return 0
 
+    def _send_doorbell(self, kind: int, broadcast: bool, pir: int) -> None:
+        """The guest's msgsnd reaches the other vCPUs it addresses (PIR = vCPU index here), each kicked
+        out of its run as KVM's kvm_vcpu_kick does; this vCPU took its own copy in the core."""
+        for j in range(self.pages.count):
+            if j != self.index and (broadcast or pir == j):
+                self.ep.send(f"vcpu{j}", wire.Doorbell(self.index, kind, broadcast, pir))
+                self.ep.kick(f"vcpu{j}")
+
     def _irq_input(self, m, sender: str) -> bool:
-        """The interrupt controller's inputs to this CPU (IrqLine, IrqProxy from userspace): applied,
-        True; anything else, False."""
+        """The interrupt controller's inputs to this CPU (IrqLine, IrqProxy from userspace) and other
+        vCPUs' doorbells: applied, True; anything else, False."""
+        if isinstance(m, wire.Doorbell):
+            self.core.receive_doorbell(m.kind, m.broadcast, m.pir)
+            return True
         if sender != "userspace":
             return False
         if isinstance(m, wire.IrqLine):
