@@ -256,26 +256,30 @@ def test_gdb_debugs_the_kernel_through_its_mmu(tmp_path, vmlinux):
     assert report["board"]["transcript"].count(WARN_LINE) == 5
 
 
-def test_the_shipped_build_is_of_the_current_recipe_and_unpacks_verified(tmp_path, monkeypatch):
-    """guests/linux/prebuilt/ is what CI boots: its key must be the one the current fragment, init.c and
+@pytest.mark.parametrize("flavour", ["linux", "linux-e500mc"])
+def test_the_shipped_build_is_of_the_current_recipe_and_unpacks_verified(tmp_path, monkeypatch, flavour):
+    """guests/linux/prebuilt*/ is what CI boots: its key must be the one the current fragments, init.c and
     recipe give (an edit without a rebuild is caught here), and without a toolchain locate() unpacks it
     into the cache, checked against the manifest's sha256."""
     import json
 
     from cosim import guest_linux
-    man = json.loads((guest_linux.PREBUILT / "manifest.json").read_text())
+    f = guest_linux.FLAVOURS[flavour]
+    man = json.loads((f.prebuilt / "manifest.json").read_text())
     src = man["source"].split(" ", 1)[1]
     gcc = man["compiler"].split(" ", 1)[1]
-    assert guest_linux.key_of(src, gcc) == man["key"], "guests/linux changed: run tools/linux_guest.py --ship"
+    assert guest_linux.key_of(src, gcc, f) == man["key"], \
+        f"guests/linux changed: run tools/linux_guest.py --flavour {flavour} --ship"
+    assert man["defconfig"] == f.defconfig
 
     def no_toolchain():
         raise guest_linux.LinuxBuildError("no toolchain here")
     monkeypatch.setenv("COSIM_CACHE", str(tmp_path))
     monkeypatch.setattr(guest_linux, "_inputs", no_toolchain)
-    guest = guest_linux.locate()
+    guest = guest_linux.locate(flavour)
     assert guest.dir == tmp_path / "linux" / f"shipped-{man['key']}"
     assert guest.vmlinux.read_bytes()[:4] == b"\x7fELF" and guest.initrd.stat().st_size > 1000
-    assert guest_linux.locate().dir == guest.dir                       # unpacked once
+    assert guest_linux.locate(flavour).dir == guest.dir                # unpacked once
 
 
 @pytest.mark.parametrize("make, says", [

@@ -21,17 +21,20 @@ def test_masking_keeps_real_differences_and_names_its_reasons():
 
 @pytest.mark.skipif(shutil.which("qemu-system-ppc") is None or shutil.which("cc") is None,
                     reason="qemu-system-ppc or a C compiler missing (./setup.sh)")
-def test_linux_transcript_and_instruction_count_match_qemu():
-    r = compare()
+@pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])
+def test_linux_transcript_and_instruction_count_match_qemu(cpu):
+    """Each CPU model's kernel (mpc85xx_smp_defconfig, corenet32_smp_defconfig) against QEMU's -cpu."""
+    r = compare(cpu)
     assert r["harness_ok"], r["harness_failed"]
     t = r["transcript"]
     assert t["same"], t["different"]
     # masked: the audit time stamp, QEMU's RTC, and register-dump lines of the five WARN reports whose
-    # addresses QEMU's random rng-seed moves (how many differs from one QEMU run to another: 13 to 28 seen)
-    assert t["lines"] > 350 and len(t["masked"]) <= 5 * 8 + 2
+    # addresses QEMU's random rng-seed moves (how many differs from one QEMU run to another: 13 to 28 seen);
+    # on e500mc also jitterentropy's failed health test (cosim/linux_oracle.py MASKED says why)
+    assert t["lines"] > 350 and len(t["masked"]) <= 5 * 8 + 3
     reasons = {m["why"] for m in t["masked"]}
-    assert all(w.startswith(("the audit", "QEMU's I2C", "register dump", "differs between two QEMU runs"))
-               for w in reasons), reasons
+    assert all(w.startswith(("the audit", "QEMU's I2C", "register dump", "differs between two QEMU runs",
+                             "jitterentropy")) for w in reasons), reasons
     assert abs(r["instructions"]["ratio"] - 1) <= 0.05, r["instructions"]
 
 
