@@ -21,6 +21,7 @@ GUEST_SYMBOLS = {
     "selfcheck": {"bp_target"}, "guest_iac": {"bp_target"}, "atomics": {"bp_target"}, "foreign_traps": {"sc_site"},
     "u-boot": set(),     # configs/uboot.toml: Debian's firmware, no breakpoint
     "linux": set(),      # configs/linux.toml: the Linux guest (tools/linux_guest.py), no breakpoint
+    "linux-e500mc": set(),   # configs/linux-e500mc.toml: its e500mc flavour
 }
 
 MINIMAL = '[machine]\ncpu = "e500mc"\n\n[guest]\nprogram = "warn_storm"\n'
@@ -40,6 +41,15 @@ def test_shipped_config_parses(path: Path) -> None:
         assert bp.at in symbols
     # the report embeds to_dict(); it must be JSON and load back to the same Config
     assert parse_config(json.loads(json.dumps(cfg.to_dict())), cfg.source) == cfg
+
+
+def test_a_linux_kernel_on_the_other_cpu_model_names_the_right_one() -> None:
+    with pytest.raises(ConfigError, match="'linux' is a kernel built for e500v2, and cpu is 'e500mc': "
+                                          "use program = 'linux-e500mc'"):
+        parse_config({"machine": {"cpu": "e500mc", "board": "ppce500"}, "guest": {"program": "linux"}}, "x.toml")
+    with pytest.raises(ConfigError, match="built for e500mc"):
+        parse_config({"machine": {"cpu": "e500v2", "board": "ppce500"}, "guest": {"program": "linux-e500mc"}},
+                     "x.toml")
 
 
 def test_all_named_scenarios_shipped() -> None:

@@ -11,7 +11,7 @@ harness and under QEMU 7.2 in the same run (these machines are noisy: only ratio
 
 Runs alternate --repeat times; medians are reported.
 
-    .venv/bin/python tools/bench_linux.py [--repeat 3] [--json PATH]
+    .venv/bin/python tools/bench_linux.py [--cpu e500v2|e500mc] [--repeat 3] [--json PATH]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cosim.guest_linux import LinuxBuildError, locate  # noqa: E402
-from cosim.linux_oracle import STOP_SYMBOL, OracleError, run_harness, run_qemu  # noqa: E402
+from cosim.linux_oracle import STOP_SYMBOL, OracleError, flavour_for, run_harness, run_qemu  # noqa: E402
 from cosim.machine.image import GuestImage  # noqa: E402
 
 
@@ -34,9 +34,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--cpu", choices=["e500v2", "e500mc"], default="e500v2",
+                    help="the CPU model, and so the kernel (linux or linux-e500mc)")
     args = ap.parse_args(argv)
     try:
-        guest = locate()
+        guest = locate(flavour_for(args.cpu))
     except LinuxBuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -48,13 +50,13 @@ def main(argv=None) -> int:
         for i in range(args.repeat):
             with tempfile.TemporaryDirectory(prefix="cosim-bench-") as d:
                 t0 = time.monotonic()
-                run_qemu(guest, 4, Path(d))                  # to the kernel's second instruction
+                run_qemu(guest, 4, Path(d), args.cpu)                  # to the kernel's second instruction
                 q_start.append(time.monotonic() - t0)
                 t0 = time.monotonic()
-                _, counts["qemu"] = run_qemu(guest, stop, Path(d))
+                _, counts["qemu"] = run_qemu(guest, stop, Path(d), args.cpu)
                 q_total.append(time.monotonic() - t0)
             t0 = time.monotonic()
-            _, counts["harness"], report = run_harness(STOP_SYMBOL)
+            _, counts["harness"], report = run_harness(STOP_SYMBOL, args.cpu)
             h_total.append(time.monotonic() - t0)
             h_start.append(report["exits"]["over_time"].get("vcpus_started_seconds") or 0.0)
             print(f"run {i + 1}/{args.repeat}: QEMU {q_total[-1]:.2f} s (start-up {q_start[-1]:.2f} s), "
