@@ -7,10 +7,13 @@
 # vCPU 0 also tests on itself: a doorbell sent with MSR[EE] = 0 and cleared by msgclr is never taken
 # (+24 = its count after wrteei 1: 0); one sent and left pending is taken at the instruction after the
 # wrteei 1 (`self_taken`). Then `rounds` doorbells to PIR 1, each waited for; one broadcast (every vCPU,
-# itself included); one critical doorbell to PIR 1; a last broadcast. A waiter goes to `done` when it has
-# taken its doorbells (PIR 1: rounds + 2, the others 2); a doorbell taken between its count check and its
-# `wait` returns past the `wait` (as Linux's _TLF_NAPPING does), so no wake-up is lost. On e500v2 msgsnd,
-# msgclr and wait are illegal: run it on one vCPU to `self_taken` (three program interrupts).
+# itself included); one critical doorbell to PIR 1; `finished` = 1 and a last broadcast. PIR 1 goes to
+# `done` when it has taken rounds + 2 doorbells (each was sent after it took the one before); the others
+# when they wake and see `finished`: a doorbell is one pending bit, so the two broadcasts are one interrupt
+# to a vCPU that had not taken the first when the second came (1 or 2 taken). A doorbell taken between a
+# waiter's check and its `wait` returns past the `wait` (as Linux's _TLF_NAPPING does), so no wake-up is
+# lost. On e500v2 msgsnd, msgclr and wait are illegal: run it on one vCPU to `self_taken` (three program
+# interrupts).
         .set IVPR, 63
         .set SRR0, 26
         .set SRR1, 27
@@ -97,15 +100,21 @@ waiter:                                         # every vCPU but 0
         lis     r3, ready@ha
         li      r4, 1
         stw     r4, ready@l(r3)                 # (PIR 1 says it is listening)
-        li      r29, 2                          # doorbells to take: 2 (the broadcasts) ...
-        cmpwi   r28, 1
-        bne     1f
         lis     r3, rounds@ha
-        lwz     r3, rounds@l(r3)
-        add     r29, r29, r3                    # ... and PIR 1 the rounds too
-1:      lwz     r3, 0(r24)
+        lwz     r29, rounds@l(r3)
+        addi    r29, r29, 2                     # PIR 1: the doorbells to take
+        lis     r27, finished@ha
+        addi    r27, r27, finished@l
+1:      cmpwi   r28, 1
+        bne     2f
+        lwz     r3, 0(r24)
         cmpw    r3, r29
         bge     done
+        b       3f
+2:      lwz     r3, 0(r27)                      # the others: until `finished`
+        cmpwi   r3, 0
+        bne     done
+3:
         .globl waiting
 waiting:
         wait
@@ -153,6 +162,9 @@ self_taken:
 6:      lwz     r4, 0x108(r24)
         cmpwi   r4, 0
         beq     6b
+        lis     r3, finished@ha
+        li      r4, 1
+        stw     r4, finished@l(r3)
         lis     r3, BRDCAST@h
         msgsnd  r3                              # the last broadcast
         .globl done
@@ -166,6 +178,9 @@ rounds:
         .long   10
         .globl ready
 ready:
+        .long   0
+        .globl finished
+finished:
         .long   0
         .balign 256
         .globl area

@@ -19,7 +19,7 @@ from cosim.supervisor import run_config
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = GuestImage.load(guest_path("doorbell"))
-SYM = {k: IMAGE.symbol(k) for k in ("area", "waiting", "self_taken", "done")}
+SYM = {k: IMAGE.symbol(k) for k in ("area", "waiting", "self_taken", "done", "on_dbell", "on_cdbell")}
 ROUNDS = 10
 PIL = 0x08000000
 
@@ -53,10 +53,15 @@ def test_doorbells_reach_the_vcpus_they_name_and_wake_them_from_wait(vcpus):
     assert by[0]["doorbell"][f"{SYM['self_taken']:#x}"] == 1 and by[0]["doorbell"][f"{SYM['done']:#x}"] == 1
     # PIR 1: every directed doorbell, both broadcasts and the critical one, each taken in its wait
     # (SRR0/CSRR0 the instruction after it: a halted core resumes there)
-    assert rec[1][:4] == (ROUNDS + 2, SYM["waiting"] + 4, 1, SYM["waiting"] + 4)
-    assert by[1] == {"doorbell": {after_wait: ROUNDS + 2}, "doorbell_critical": {after_wait: 1}}
-    for v in range(2, vcpus):                        # the others: the two broadcasts only
-        assert rec[v][:3] == (2, SYM["waiting"] + 4, 0) and by[v] == {"doorbell": {after_wait: 2}}
+    # (the first may come before PIR 1 first waits: taken where it is then)
+    assert rec[1][:3] == (ROUNDS + 2, SYM["waiting"] + 4, 1)
+    assert sum(by[1]["doorbell"].values()) == ROUNDS + 2 and by[1]["doorbell"][after_wait] >= ROUNDS + 1
+    # the critical one in its wait, or in the doorbell handler it interrupts (MSR[CE] stays on there)
+    assert rec[1][3] == SYM["waiting"] + 4 or SYM["on_dbell"] <= rec[1][3] < SYM["on_cdbell"]
+    assert by[1]["doorbell_critical"] == {f"{rec[1][3]:#x}": 1}
+    for v in range(2, vcpus):                        # the others: the two broadcasts, one pending bit:
+        assert 1 <= rec[v][0] <= 2 and rec[v][2] == 0    # one interrupt if the second came before the first
+        assert sum(by[v]["doorbell"].values()) == rec[v][0]    # was taken (a vCPU process not yet scheduled)
     assert all(x[4] == 0 for x in rec)               # no program interrupt anywhere
     # `wait` halted the waiters: nothing like the ~ROUNDS x a spin loop's instructions
     assert all(v["idle"]["naps"] >= 1 for v in r["vcpus"][1:])

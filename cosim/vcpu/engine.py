@@ -116,12 +116,14 @@ class Engine:
     """One unicorn instance mapped over guest RAM at physical address 0."""
 
     def __init__(self, ram_address: int, ram_size: int, icount_address: int | None = None,
-                 budget: bool = False, guest_tlb=None, mmio=None, clock_address: int | None = None):
+                 budget: bool = False, guest_tlb=None, mmio=None, clock_address: int | None = None,
+                 cache_line: int = 32):
         """`guest_tlb`: (entries array of this vCPU, TlbGeometry) for a board with the Book E MMU, None
         for the bare identity-mapped machine. `mmio(paddr, size, is_write, value) -> int` serves
         accesses to guest-physical addresses outside RAM (an MMIO exit). `clock_address`: the VM's
         shared virtual clock (a uint64 every vCPU's retired instructions advance), which the time base
-        and the timers then follow instead of this vCPU's own count (a machine of several vCPUs)."""
+        and the timers then follow instead of this vCPU's own count (a machine of several vCPUs).
+        `cache_line`: the bytes `dcbz` clears (the CPU model's; `cache_line_set` says whether it took)."""
         self.uc = Uc(UC_ARCH_PPC, UC_MODE_PPC32 | UC_MODE_BIG_ENDIAN)
         self.uc.ctl_set_cpu_model(P.UC_CPU_PPC32_E500V2_V22)   # before anything creates the CPU
         self.ram_size = ram_size
@@ -149,6 +151,7 @@ class Engine:
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
         self._env_spr = _find_env_spr(self)      # unicorn's SPR array: the time base the guest reads
         self._dcache_line = 0                    # where unicorn keeps dcbz's size (set_cache_line)
+        self.cache_line_set = self.set_cache_line(cache_line)   # (probed before the counting hook exists)
         self._gate: _Gate | None = None   # the C block hook's state: count, budget, kick
         self._budget: _Gate | None = None
         self._budget_hit = False          # run stopped before a block that would pass the budget
@@ -264,6 +267,12 @@ class Engine:
     @property
     def timebase(self) -> int:
         return (self.clock + (self._gate.tb_offset if self._gate is not None else 0)) & (2**64 - 1)
+
+    def _flush_clock(self) -> None:
+        """The instructions this run retired and had not yet added to the shared clock (the block hook
+        adds them in batches, _icount.c CLOCK_BATCH): added now, as the run ends."""
+        if self._clock is not None:
+            _icount.flush_clock(ctypes.addressof(self._gate))
 
     @property
     def clock(self) -> int:
@@ -551,6 +560,8 @@ class Engine:
             self.uc.emu_start(pc, UNTIL, count=0)
         except UcError as e:
             return self._refused(e)
+        finally:
+            self._flush_clock()
         if self._budget is not None and self._budget.stops != stops:
             self._budget_hit = True
         if self._event is not None:
@@ -653,6 +664,7 @@ class Engine:
             stop = self._refused(e)           # the faulting instruction is the one at `pc`
             return replace(stop, pc=pc if SCRATCH <= stop.pc < SCRATCH + 12 else stop.pc)
         finally:
+            self._flush_clock()
             self._dac_suppressed = False
             self._tlb_header[H_RES_OPEN] = 0
             uclib.uc_ctl(self.uc._uch, _CTL_TLB_FLUSH)   # closed again: a guest jump there faults
@@ -790,7 +802,7 @@ class _Gate(ctypes.Structure):
     _fields_ = [("count", ctypes.c_void_p), ("limit", ctypes.c_uint64), ("budget", ctypes.c_uint64),
                 ("exempt_from", ctypes.c_uint64), ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
                 ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64), ("tb", ctypes.c_void_p),
-                ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p)]
+                ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p), ("unshared", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

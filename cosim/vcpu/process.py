@@ -81,7 +81,8 @@ class VcpuProcess:
                              self.pages.address_of(self.index, "instructions"),
                              budget=bool(self.max_instructions) or self.gate.deterministic,
                              guest_tlb=tlb_spec, mmio=self.mmio_exit,
-                             clock_address=self.pages.clock_address if self.pages.shares_clock else None)
+                             clock_address=self.pages.clock_address if self.pages.shares_clock else None,
+                             cache_line=self.model.cache_line)
         if self.max_instructions and self.engine.has_budget:   # exact: the engine stops there itself
             self.engine.set_budget(self.max_instructions)
         if self.gate.deterministic and not self.engine.has_budget:
@@ -95,7 +96,7 @@ class VcpuProcess:
         self._warnings = [] if self.engine._env_spr else [
             "unicorn's SPR array was not found: the guest reads its time base as 0 (cosim/vcpu/engine.py, "
             "_find_env_spr)"]
-        if not self.engine.set_cache_line(self.model.cache_line):
+        if not self.engine.cache_line_set:
             self._warnings.append(f"dcbz clears 32 bytes, not {self.model.name}'s {self.model.cache_line}: "
                                   "unicorn's line size was not found (cosim/vcpu/engine.py, _find_dcache_line_size)")
         mmu = None
@@ -174,16 +175,21 @@ class VcpuProcess:
                 if self.runnable():
                     self.run_guest()
                     self.kick_pending = False
-                    self.drain(wait_ms=50 if self.kicked_without_message() else 0)
+                    if self.drain(wait_ms=50 if self.kicked_without_message() else 0) and self.idle is not None \
+                            and self.idle.idle:
+                        self.idle.leave()        # (it halted in that run: what came since may wake it)
                 else:
                     idle = self.idle is not None and self.idle.idle
                     r = self._recv(POLL_MS if idle else 200)
                     if r is not None:
                         self.handle(r)
                     self.kick_pending = False
-                    self.drain(0)
+                    # (a message taken by the drain wakes a halted vCPU as well: one that came just
+                    # after the poll timed out, a doorbell or an IPI, was left pending until the next
+                    # timer tick, and forever without one)
+                    got = self.drain(0) > 0 or r is not None
                     if idle and self.idle.idle:
-                        self._idle_wait(r is not None)
+                        self._idle_wait(got)
                 self.gate.poll()
         finally:
             self.stopping = True
@@ -255,11 +261,15 @@ class VcpuProcess:
         if self._at_limit() and not self.halted:
             self.halt(0, "instruction limit", self.core.pc, State.HALTED)
 
-    def drain(self, wait_ms: int):
+    def drain(self, wait_ms: int) -> int:
+        """Handle what has arrived (waiting up to `wait_ms` for the first); how many messages."""
+        n = 0
         r = self._recv(wait_ms)
         while r is not None:
             self.handle(r)
+            n += 1
             r = self._recv(0)
+        return n
 
     def _recv(self, wait_ms: int):
         if self.deferred:
