@@ -150,6 +150,8 @@ class Engine:
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, begin=ram_size, end=0xFFFFFFFF)
         self._env_spr = _find_env_spr(self)      # unicorn's SPR array: the time base the guest reads
+        self.fast_trap = None                    # pc -> bool: a program interrupt emulated in the hook
+                                                 # (Core.fast_trap), unicorn then goes on
         self._dcache_line = 0                    # where unicorn keeps dcbz's size (set_cache_line)
         self.cache_line_set = self.set_cache_line(cache_line)   # (probed before the counting hook exists)
         self._gate: _Gate | None = None   # the C block hook's state: count, budget, kick
@@ -401,7 +403,14 @@ class Engine:
 
     # --- hooks (called by unicorn on the emulating thread) ------------------------------------------
     def _on_interrupt(self, uc, intno, _ud):
-        self._event = Stop(StopKind.INTERRUPT, (uc.reg_read(P.UC_PPC_REG_PC) - 4) & 0xFFFFFFFF, intno)
+        pc = (uc.reg_read(P.UC_PPC_REG_PC) - 4) & 0xFFFFFFFF
+        if intno == 6 and pc < SCRATCH and self.fast_trap is not None and self._event is None:
+            try:
+                if self.fast_trap(pc):
+                    return                  # emulated here: unicorn goes on at the next instruction
+            except Exception:               # (never out of a unicorn callback: the ordinary path decides)
+                pass
+        self._event = Stop(StopKind.INTERRUPT, pc, intno)
         uc.emu_stop()
 
     def _on_unmapped(self, uc, access, address, size, value, _ud):
