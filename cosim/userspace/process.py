@@ -199,6 +199,12 @@ class UserspaceProcess:
             return
         value = board.mmio(m.paddr, m.size, m.write, m.value, m.vcpu)
         self._send_irqs(None if m.posted else sender)   # (a posted store's vCPU runs on: kick it too)
+        ending = not self.powered_off and board.ended is not None
+        if ending and not m.posted:
+            # the access that powered the machine off: its vCPU learns it before the answer, so it stops
+            # at the end of the block that made it, not after however far it ran until the message came
+            # (the one-vCPU Linux boot ended 0, 274 or 357 instructions apart from one run to the next)
+            self.ep.send(sender, wire.PowerOff(board.ended_code, board.ended))
         if not m.posted:
             self.ep.send(sender, wire.MmioDone(m.seq, 0 if m.write else value))
         for rel in board.take_releases():       # the spin table let a secondary vCPU go
@@ -208,10 +214,11 @@ class UserspaceProcess:
             self.ep.kick(f"vcpu{rel.cpu}")
         if arm and self.script is not None and self.script.waiting_to_arm:
             self.script.arm(board.console.text())
-        if not self.powered_off and board.ended is not None:
+        if ending:
             self.powered_off = True
             for i in range(self.spec["vcpus"]):
-                self.ep.send(f"vcpu{i}", wire.PowerOff(board.ended_code, board.ended))
+                if m.posted or f"vcpu{i}" != sender:
+                    self.ep.send(f"vcpu{i}", wire.PowerOff(board.ended_code, board.ended))
                 self.ep.kick(f"vcpu{i}")
 
     def _send_irqs(self, accessing: str | None = None) -> None:

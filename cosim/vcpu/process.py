@@ -332,6 +332,9 @@ class VcpuProcess:
                 self.engine.stop()
             if r.error is None and self._irq_input(r.msg, r.sender):
                 continue                     # (the access that raised it is not done yet: applied now)
+            if r.error is None and isinstance(r.msg, wire.PowerOff):
+                self.kick_pending = True     # (this access powered off: out of the guest before its
+                self.engine.stop()           # next block, as a kick would, whenever the kick comes)
             self.deferred.append(r)
         self.engine.stop()
         return 0
