@@ -118,7 +118,7 @@ class Core:
         for n in NATIVE_SPRS:
             self._spr_write[n] = self._native(n)
         self.async_delivered = {"decrementer": 0, "fit": 0, "watchdog": 0, "external": 0, "critical": 0,
-                                "doorbell": 0, "doorbell-critical": 0}
+                                "doorbell": 0, "doorbell_critical": 0}
         self.doorbells = 0                 # pending doorbells: bit DBELL, bit DBELL_CRIT (e500mc)
         self.send_doorbell = None          # (type, broadcast, pir) -> None: msgsnd's delivery (the process)
         self.irq_lines = [False] * 5       # the interrupt controller's outputs to this CPU (wire.IrqLine)
@@ -217,7 +217,7 @@ class Core:
         elif wdt and msr & Msr.CE:
             ivor, name = 12, "watchdog"
         elif self.doorbells & (1 << DBELL_CRIT) and msr & Msr.CE:
-            ivor, name = Ivor.DOORBELL_CRITICAL, "doorbell-critical"
+            ivor, name = Ivor.DOORBELL_CRITICAL, "doorbell_critical"
         elif lines[0] and msr & Msr.EE:
             ivor, name = Ivor.EXTERNAL, "external"
         elif dec and msr & Msr.EE:
@@ -238,7 +238,8 @@ class Core:
         self.async_delivered[name] += 1
         if name == "decrementer":
             self.timers.owed["dec"] = False
-        event = Event.EXTERNAL if name in ("external", "critical") else Event.TIMER
+        # (a doorbell is an IPI KVM injects, counted with the external inputs, not as a timer)
+        event = Event.EXTERNAL if name in ("external", "critical", "doorbell", "doorbell_critical") else Event.TIMER
         route = self.model.route(event)
         self._last_level = "vcpu" if route in (Route.GUEST, Route.NATIVE) else "kernel"
         self.count(event.value, self._last_level)
