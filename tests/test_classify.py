@@ -233,6 +233,7 @@ ENGINE_WORDS = STRATEGY_WORDS + RFI_WORDS + MSR_WORDS + spr_words(["SRR0", "PVR"
 @pytest.mark.parametrize("name,word,want,_cs", ENGINE_WORDS, ids=ids(ENGINE_WORDS))
 def test_engine_interrupt_numbers(bench, name, word, want, _cs):
     """What unicorn itself reports (the core classifies from the word, not from this)."""
+    bench.engine.fast_trap = None           # (unicorn alone: not Core.fast_trap's emulation in the hook)
     bench.engine.set_gpr(29, 5)
     bench.put(CODE, [word])
     stop = bench.engine.run(CODE)
@@ -271,6 +272,33 @@ def test_core_msr_instructions_supervisor(bench, name):
     assert check()
     assert exits(bench, Event.PRIV, PRIV_LEVEL[bench.model.name]) == 1
     assert exits(bench, Event.PRIV, {"kernel": "vcpu", "vcpu": "kernel"}[PRIV_LEVEL[bench.model.name]]) == 0
+
+
+def test_msr_instructions_are_emulated_in_the_engines_hook_without_stopping_the_run(bench):
+    """Core.fast_trap: mfmsr, wrtee and wrteei in supervisor state never end the engine's run; the
+    run goes on to the next event (here the sc), with the MSR and the exit counts as the ordinary path
+    leaves them."""
+    bench.core.msr = Msr.ME | Msr.EE
+    end = bench.put(CODE, [mfmsr(4), wrteei(0), wrtee(4), wrteei(0), sc(1)])
+    stop = bench.engine.run(CODE)
+    assert (stop.kind.value, stop.pc, stop.intno) == ("interrupt", end - 4, 8)
+    assert bench.engine.gpr(4) == Msr.ME | Msr.EE and bench.core.msr == Msr.ME
+    assert exits(bench, Event.PRIV, PRIV_LEVEL[bench.model.name]) == 4
+
+
+def test_an_msr_write_that_lets_a_waiting_interrupt_in_takes_the_ordinary_path(bench):
+    """wrteei 1 with an external input waiting: not emulated in the hook (the run stops), so the
+    interrupt is taken at the next instruction, SRR0 = the instruction after the wrteei."""
+    setup_vectors(bench)
+    bench.set_spr("IVOR4", 0x140)
+    bench.put(VEC + 0x140, [sc(1)])
+    bench.core.msr = Msr.ME
+    bench.core.set_irq_line(0, True)
+    bench.put(CODE, [wrteei(1), NOP, NOP, sc(1)])
+    bench.core.pc = CODE
+    out = run_to_exit(bench)
+    assert is_hcall_at(out, VEC + 0x140) and bench.spr("SRR0") == CODE + 4
+    assert bench.core.async_delivered["external"] == 1
 
 
 def readback(bench, name, value):
