@@ -506,8 +506,6 @@ class Core:
     def run(self, kicked=lambda: False) -> Exit | Fault | Until | None:
         """Run the guest until an event must cross to the kernel (Exit), the guest faults (Fault), or
         a kick asks the vCPU to come out (None). Native and guest-routed events are handled here."""
-        local = self.local_ns
-        costs = self.cost_by_kind
         engine = self.engine
         while True:
             control = int(self._ctl[0])
@@ -539,18 +537,8 @@ class Core:
             if out is not None:
                 return out
             if stop.kind is StopKind.INTERRUPT or stop.kind is StopKind.MMU:
-                dt = perf_counter_ns() - t0         # handled in this process: what each kind costs
-                c = costs.get(self._last_kind)
-                if c is None:
-                    costs[self._last_kind] = [1, dt]
-                else:
-                    c[0] += 1
-                    c[1] += dt
-                if stop.kind is StopKind.INTERRUPT:
-                    self.local_total[self._last_level] += 1
-                    samples = local[self._last_level]
-                    if len(samples) < LOCAL_SAMPLES:
-                        samples.append(dt)
+                # handled in this process: what each kind costs
+                self._charge(perf_counter_ns() - t0, stop.kind is StopKind.INTERRUPT)
             if kicked():
                 return None
 
@@ -582,18 +570,24 @@ class Core:
         level = self._priv_level
         self._last_kind, self._last_level = k.value, level
         self.count(Event.PRIV.value, level)
-        dt = perf_counter_ns() - t0
-        c = self.cost_by_kind.get(k.value)
+        self._charge(perf_counter_ns() - t0, True)
+        return True
+
+    def _charge(self, dt: int, exit_sample: bool) -> None:
+        """`dt` ns of host time spent on the event just handled in this process (self._last_kind at
+        self._last_level): to its kind's cost, and (`exit_sample`, an exit rather than an MMU stop) to
+        the level's in-process count and latency samples."""
+        c = self.cost_by_kind.get(self._last_kind)
         if c is None:
-            self.cost_by_kind[k.value] = [1, dt]
+            self.cost_by_kind[self._last_kind] = [1, dt]
         else:
             c[0] += 1
             c[1] += dt
-        self.local_total[level] += 1
-        samples = self.local_ns[level]
-        if len(samples) < LOCAL_SAMPLES:
-            samples.append(dt)
-        return True
+        if exit_sample:
+            self.local_total[self._last_level] += 1
+            samples = self.local_ns[self._last_level]
+            if len(samples) < LOCAL_SAMPLES:
+                samples.append(dt)
 
     def on_stop(self, stop: Stop) -> Exit | Fault | None:
         kind = stop.kind
