@@ -26,6 +26,7 @@ hook there and force the slow path again), and `UNTIL` sits on a mapped page tha
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 import struct
@@ -824,6 +825,27 @@ def _branch_target(pc: int, word: int, bits: int) -> int:
     return (pc + disp) & 0xFFFFFFFF
 
 
+@contextlib.contextmanager
+def _probing(engine: Engine, at: int, size: int, gprs: range):
+    """Probe code run on the engine's scratch page (the unicorn fields found at start-up): the page
+    opened, and after, [at, at + size) zeroed with its translations dropped, the page closed again,
+    the GPRs in `gprs` and MSR (problem state) as they were."""
+    uc = engine.uc
+    h = engine._tlb_header
+    saved = [uc.reg_read(GPR_IDS[n]) for n in gprs]
+    h[H_RES_OPEN] = 1
+    try:
+        yield
+    finally:
+        h[H_RES_OPEN] = 0
+        uc.mem_write(at, bytes(size))
+        engine._remove_cache(at, at + size)
+        uclib.uc_ctl(uc._uch, _CTL_TLB_FLUSH)
+        for n, v in zip(gprs, saved):
+            uc.reg_write(GPR_IDS[n], v)
+        uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
+
+
 _MAGIC = (0x5AC3E1F0, 0x6BD4F201, 0x7CE50312, 0x8DF61423)
 
 
@@ -839,13 +861,10 @@ def _find_env_spr(engine: Engine) -> int:
     copies of SPRG0-3 exist, only one is read by the translated code). 0 when nothing verified (the
     time base then reads 0, as before)."""
     uc = engine.uc
-    h = engine._tlb_header
     code = b"".join(struct.pack(">I", 0x7C0003A6 | (3 + i) << 21 | ((272 + i) & 0x1F) << 16
                                 | ((272 + i) >> 5) << 11) for i in range(4))
     mfspr268 = struct.pack(">I", 0x7C0002A6 | 3 << 21 | (268 & 0x1F) << 16 | (268 >> 5) << 11)
-    saved = [uc.reg_read(GPR_IDS[3 + i]) for i in range(4)]
-    h[H_RES_OPEN] = 1
-    try:
+    with _probing(engine, SCRATCH, 16, range(3, 7)):
         uc.mem_write(SCRATCH, code)
         for i, m in enumerate(_MAGIC):
             uc.reg_write(GPR_IDS[3 + i], m)
@@ -882,13 +901,6 @@ def _find_env_spr(engine: Engine) -> int:
                 return base
             cell.value = old
         return 0
-    finally:
-        h[H_RES_OPEN] = 0
-        uc.mem_write(SCRATCH, bytes(16))
-        engine._remove_cache(SCRATCH, SCRATCH + 16)
-        uclib.uc_ctl(uc._uch, _CTL_TLB_FLUSH)
-        for i, v in enumerate(saved):
-            uc.reg_write(GPR_IDS[3 + i], v)
 
 
 def _find_dcache_line_size(engine: Engine) -> int:
@@ -903,7 +915,6 @@ def _find_dcache_line_size(engine: Engine) -> int:
     if not engine._env_spr:
         return 0
     uc = engine.uc
-    h = engine._tlb_header
     start = engine._env_spr + 4 * 1024
     try:
         with open("/proc/self/mem", "rb", 0) as mem:
@@ -915,9 +926,7 @@ def _find_dcache_line_size(engine: Engine) -> int:
     hits = np.flatnonzero((words[:-1] == 32) & (words[1:] == 32))
     code, data = SCRATCH + 0x100, SCRATCH + 0x400
     dcbz = struct.pack(">I", 0x7C0007EC | 3 << 11)          # dcbz 0, r3
-    saved = uc.reg_read(GPR_IDS[3])
-    h[H_RES_OPEN] = 1
-    try:
+    with _probing(engine, code, data + 64 - code, range(3, 4)):
         uc.mem_write(code, dcbz)
         uc.reg_write(P.UC_PPC_REG_MSR, 0)
         for i in hits.tolist():
@@ -930,14 +939,6 @@ def _find_dcache_line_size(engine: Engine) -> int:
                 return start + 4 * i
             cell.value = 32
         return 0
-    finally:
-        h[H_RES_OPEN] = 0
-        uc.mem_write(code, bytes(4))
-        uc.mem_write(data, bytes(64))
-        engine._remove_cache(code, code + 4)
-        uclib.uc_ctl(uc._uch, _CTL_TLB_FLUSH)
-        uc.reg_write(GPR_IDS[3], saved)
-        uc.reg_write(P.UC_PPC_REG_MSR, MSR_PR)
 
 
 def _set_tb_now(engine: Engine) -> None:
