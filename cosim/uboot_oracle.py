@@ -8,20 +8,43 @@ the same `Console` the harness's userspace uses (cosim/userspace/console.py), an
 and ends QEMU at the first execution of the stop address. Harness side: the same config with
 `guest.until` = that address (the vCPU stops before executing it) and the same typing.
 
-Lines that depend on wall time under QEMU (its time base follows the host clock: the countdown) are
-masked and listed, never silently dropped. `compare(cpu)` returns a JSON-ready dict.
+Exact on a loaded host, which takes two things, as QEMU otherwise runs U-Boot in host time:
+- the gate: a key typed late (this driver descheduled) meets U-Boot already polling for it, and the
+  polling counts: the autoboot countdown's (0.3 s late at "In:": 40.8M instructions instead of 6.39M;
+  6.54M and 7.07M seen on a loaded CI host) and the command prompt's (0.3 s late at "=> ": 115M). So
+  QEMU's vCPU waits, in the plugin, after each byte U-Boot writes to UART0's transmit register (CCSR
+  0xF_E000_0000 + 0x4500, which U-Boot maps at 0xE0004500) until this driver has read it and handled
+  it: typed what that output calls for and seen QEMU's main loop take it from the pipe (it feeds the
+  UART's FIFO in the same step; the held vCPU thread does not hold the QEMU lock that needs), plus a
+  margin. U-Boot finds the key at its first look. The plugin's log says how many transmit stores it
+  held at; fewer than the bytes read, or a key due while the vCPU is not held, is an OracleError;
+- `-icount` (QEMU_ICOUNT): U-Boot's 1 kHz decrementer tick follows QEMU's virtual clock, which would
+  follow the host clock: the ticks taken before the stop then vary with the run's wall time (the gate's
+  holds included), 146 instructions each.
+Measured with both: QEMU 6,391,722 (e500v2) and 6,395,407 (e500mc) every run, alone, beside three CPU
+burners on two cores and with this driver sleeping 0.3 s before it types; the harness 7 more on each.
+
+The countdown line is masked and listed, never silently dropped (it followed the host clock before the
+gate and -icount; it now agrees). `compare(cpu)` returns a JSON-ready dict.
 """
 from __future__ import annotations
 
+import array
+import fcntl
+import mmap
 import os
 import re
 import select
 import shutil
+import struct
 import subprocess
+import termios
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
+from .board.ppce500 import CCSR_BASE, SERIAL0_OFFSET
 from .config import parse_config
 from .machine.image import FIRMWARE
 from .machine.uboot import RELOC_OFF_256M, commands
@@ -31,13 +54,20 @@ from .userspace.console import Console
 
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "qemu_icount_plugin.c"
 UBOOT = Path(FIRMWARE["u-boot"][0])
-# the key goes in at "In:" (the console is up: U-Boot has set its UART up, which empties its FIFO),
-# well before the countdown polls for it: both sides abort the countdown at its first look (typed at
-# "Hit any key", QEMU saw it after a host-dependent number of polls, +-2% of the count; at "Net:", a
-# loaded host still missed the first look now and then: 6.72M instead of 6.39M)
+# the key goes in at "In:" (the console is up: U-Boot has set its UART up for the last time, which
+# empties its FIFO), before the countdown's first look for it; the gate holds QEMU until it is in the FIFO
 SENDS = [("In:", " "), ("=> ", "version\r")]
 QEMU_CPU = {"e500v2": "e500v2_v30"}    # the ppce500 default; `-cpu e500v2` is v2.2 (PVR 0x80210022)
-MASKED = (re.compile(r"^Hit any key to stop autoboot:"),)   # the countdown: wall time under QEMU
+MASKED = (re.compile(r"^Hit any key to stop autoboot:"),)   # the countdown (host time under QEMU once)
+# QEMU's virtual clock (its time base, U-Boot's 1 kHz decrementer tick) in guest instructions, 1 ns each,
+# never warped to the host clock: in host time the ticks U-Boot takes before the stop vary from run to run
+# (146 instructions each; gate only, e500v2: 6,392,744 to 6,394,058 alone)
+QEMU_ICOUNT = "shift=0,sleep=off"
+UART0_THR = CCSR_BASE + SERIAL0_OFFSET     # physical: the plugin matches the store's physical address
+GATE_SIZE = 4096                           # the page shared with the plugin: 8-byte words
+BUSY, SEEN, HELD = 0, 1, 2                 # driver busy; transmit stores seen; the one held at (0: none)
+TYPED_MARGIN = 0.005                       # s after QEMU read the typed text from the pipe
+HOLD_WAIT = 10.0                           # s for the plugin to hold the vCPU after the byte that was read
 
 
 class OracleError(RuntimeError):
@@ -55,17 +85,24 @@ def build_plugin(workdir: Path) -> Path:
 
 
 def run_qemu(cpu: str, stop: int, workdir: Path, timeout: float = 120.0) -> tuple[str, int]:
-    """U-Boot under QEMU with the script typed; (transcript, instructions before `stop` ran)."""
+    """U-Boot under QEMU with the script typed through the plugin's gate (module docstring);
+    (transcript, instructions before `stop` ran)."""
     qemu = shutil.which("qemu-system-ppc")
     if qemu is None:
         raise OracleError("qemu-system-ppc is not installed (./setup.sh installs it)")
     plugin = build_plugin(workdir)
-    log = workdir / "icount.log"
+    log, errors, gate_path = workdir / "icount.log", workdir / "qemu.stderr", workdir / "gate"
+    gate_path.write_bytes(bytes(GATE_SIZE))
     console = Console(list(SENDS))
-    proc = subprocess.Popen([qemu, "-M", "ppce500", "-cpu", QEMU_CPU.get(cpu, cpu), "-m", "256", "-nographic", "-nic", "none",
-                             "-bios", str(UBOOT), "-plugin", f"{plugin},stop={stop:#x}", "-d", "plugin",
-                             "-D", str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    with open(gate_path, "r+b") as f:
+        gate = mmap.mmap(f.fileno(), GATE_SIZE)
+    with open(errors, "wb") as err:
+        proc = subprocess.Popen([qemu, "-M", "ppce500", "-cpu", QEMU_CPU.get(cpu, cpu), "-m", "256", "-nographic",
+                                 "-nic", "none", "-bios", str(UBOOT), "-icount", QEMU_ICOUNT, "-plugin",
+                                 f"{plugin},stop={stop:#x},gate={gate_path},uart={UART0_THR:#x}",
+                                 "-d", "plugin", "-D", str(log)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    assert proc.stdin is not None and proc.stdout is not None
     deadline = time.monotonic() + timeout
     try:
         fd = proc.stdout.fileno()
@@ -73,13 +110,14 @@ def run_qemu(cpu: str, stop: int, workdir: Path, timeout: float = 120.0) -> tupl
             ready, _, _ = select.select([fd], [], [], 0.2)
             if not ready:
                 continue
+            _gate_word(gate, BUSY, 1)          # before the read: the plugin reads the pipe, then this word
             data = os.read(fd, 4096)
             if not data:
                 break
             typed = console.output(data)
             if typed:
-                proc.stdin.write(typed)
-                proc.stdin.flush()
+                _type_held(proc, proc.stdin, gate, typed, console, deadline)
+            _gate_word(gate, BUSY, 0)
         proc.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         raise OracleError(f"QEMU did not reach {stop:#x} within {timeout:g} s") from None
@@ -87,7 +125,46 @@ def run_qemu(cpu: str, stop: int, workdir: Path, timeout: float = 120.0) -> tupl
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return console.text(), plugin_count(log, f"{stop:#x}", f"plugin log: {log}")
+        gate.close()
+    stderr = errors.read_text(errors="replace").strip()
+    count = plugin_count(log, f"{stop:#x}", f"plugin log: {log}" + (f"; QEMU: {stderr}" if stderr else ""))
+    m = re.search(r"uart-stores (\d+)", log.read_text())
+    if m is None or int(m.group(1)) < len(console.transcript):
+        raise OracleError(f"the plugin saw {m.group(1) if m else 'no'} transmit stores at {UART0_THR:#x} for "
+                          f"{len(console.transcript)} bytes of output: the gate did not hold QEMU at each byte")
+    return console.text(), count
+
+
+def _gate_word(gate: mmap.mmap, index: int, value: int | None = None) -> int:
+    """Read (or write) one of the gate page's 8-byte words (tools/qemu_icount_plugin.c)."""
+    if value is not None:
+        struct.pack_into("=Q", gate, 8 * index, value)
+    return struct.unpack_from("=Q", gate, 8 * index)[0]
+
+
+def _type_held(proc: subprocess.Popen, stdin: IO[bytes], gate: mmap.mmap, typed: bytes, console: Console,
+               deadline: float) -> None:
+    """Type `typed` while QEMU's vCPU waits after the byte that asked for it; return once QEMU has read
+    it from the pipe (its main loop puts it in the UART's FIFO in the same step) plus a margin."""
+    held_by = min(deadline, time.monotonic() + HOLD_WAIT)
+    while _gate_word(gate, HELD) == 0:     # the plugin's callback runs just after the byte went out
+        if proc.poll() is not None or time.monotonic() > held_by:
+            tail = console.text()[-60:]
+            raise OracleError(f"QEMU's vCPU was not held at the output {tail!r} when {typed!r} was due (the "
+                              f"plugin saw {_gate_word(gate, SEEN)} transmit stores at {UART0_THR:#x}): "
+                              "the key would race U-Boot's polling")
+        time.sleep(0.0005)
+    stdin.write(typed)
+    stdin.flush()
+    unread = array.array("i", [0])
+    while True:
+        fcntl.ioctl(stdin.fileno(), termios.FIONREAD, unread)
+        if unread[0] == 0:
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise OracleError(f"QEMU did not read {typed!r} from its stdin")
+        time.sleep(0.0005)
+    time.sleep(TYPED_MARGIN)
 
 
 def plugin_count(log: Path, target: str, detail: str) -> int:

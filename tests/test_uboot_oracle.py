@@ -13,15 +13,15 @@ pytestmark = pytest.mark.skipif(not UBOOT.exists() or shutil.which("qemu-system-
 
 @pytest.mark.parametrize("cpu", ["e500mc", "e500v2"])
 def test_uboot_matches_qemu(cpu):
-    """Transcript and instruction count against QEMU. QEMU runs in host time: a key typed late into its
-    countdown (this test's reader delayed on a loaded machine) adds countdown-polling instructions to
-    QEMU's count only (7.07M against 6.39M seen under load; the harness counts 6.39M every run), so a
-    count off by more than 2% is measured again, up to three times."""
-    for _ in range(3):
-        r = compare(cpu)
-        assert r["harness_ok"], r["harness_failed"]
-        assert r["transcript"]["same"], r["transcript"]["different"]
-        assert r["transcript"]["lines"] > 20
-        if abs(r["instructions"]["ratio"] - 1) <= 0.02:
-            break
+    """Transcript and instruction count against QEMU, measured once. QEMU's count does not depend on the
+    host: the plugin's gate holds QEMU's vCPU after each byte U-Boot transmits until this test's driver has
+    read it and QEMU has taken the key it calls for, so U-Boot finds the key at its first look (a key typed
+    late, the driver descheduled on a loaded machine, had added countdown polling to QEMU's count only:
+    7.07M against the harness's 6.39M), and QEMU's clock counts instructions (-icount), not host time.
+    Measured: QEMU 6,391,722 (e500v2) and 6,395,407 (e500mc) every run, alone, under load and with the
+    driver slowed; the harness 7 more on each."""
+    r = compare(cpu)
+    assert r["harness_ok"], r["harness_failed"]
+    assert r["transcript"]["same"], r["transcript"]["different"]
+    assert r["transcript"]["lines"] > 20
     assert abs(r["instructions"]["ratio"] - 1) <= 0.02, r["instructions"]
