@@ -330,6 +330,7 @@ def build_report(data) -> dict:
                 by_reason.setdefault(ev, {}).setdefault(lv, 0)
                 by_reason[ev][lv] += c
         vcpus.append({"vcpu": i, "state": s["state"], "instructions": s["instructions"],
+                      **({"last_stop_pc": f"{s['pc']:#010x}"} if "pc" in s else {}),
                       "exit_code": codes[i] if i < len(codes) else None, "exits": s["exits"],
                       **({"idle": vstats[i]["idle"]} if i < len(vstats) and vstats[i].get("idle") else {})})
                                                               # (MSR[WE]/wait halts: cosim/vcpu/idle.py)

@@ -42,6 +42,7 @@ STATS_TIMEOUT_S = 10.0
 ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
 DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
 BATON = os.environ.get("COSIM_BATON", "1") != "0"   # deterministic: quanta handed on by the vCPUs
+SPIN_YIELD = os.environ.get("COSIM_SPIN_YIELD", "1") != "0"   # free SMP: a vCPU spinning alone yields (_icount.c)
                                                    # (cosim/baton.py); 0: a supervisor round trip each
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
@@ -424,7 +425,7 @@ class Supervisor:
                 "debug": dbg, "gdb": self.gdb, "gdb_running": self.gdb_running,
                 "max_instructions": cfg.limits.instructions, "schedule": self.schedule(),
                 "supervisor_pid": os.getpid(), "trace": self.trace_path is not None,
-                "start_ns": self.start_ns, **board}
+                "start_ns": self.start_ns, "spin_yield": SPIN_YIELD, **board}
         self._sentinels = ()
         if cfg.machine.schedule == "deterministic":
             if BATON:

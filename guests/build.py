@@ -24,7 +24,7 @@ from pathlib import Path
 
 GUESTS = Path(__file__).resolve().parent
 PROGRAMS = ("loop", "warn_storm", "smp_workers", "selfcheck", "guest_iac", "atomics")
-STANDALONE = ("irq_table", "foreign_traps", "foreign_debug", "own_code", "spe", "spin_release", "dec_step", "vmap", "dec_same", "dec_smp", "idle_smp", "doorbell")
+STANDALONE = ("irq_table", "foreign_traps", "foreign_debug", "own_code", "spe", "spin_release", "dec_step", "vmap", "dec_same", "dec_smp", "idle_smp", "doorbell", "spin_alone")
 KERNEL = "kernel.S"
 LINKER_SCRIPT = "guest.ld"
 AS_FLAGS = ["-a32", "-mbig", "-me500mc", "-mregnames"]

@@ -12,6 +12,7 @@
 #include <Python.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sched.h>
 
 /* The block hook: instruction counting, the budget (deterministic schedules) and the kick, one C
  * callback per translated block, user_data a cosim_gate.
@@ -42,12 +43,29 @@ typedef struct {
     uint64_t tb_offset;             /* TB = count + tb_offset (one tick per instruction: virtual time) */
     uint64_t *clock;                /* NULL, or the VM's shared clock: TB = clock + tb_offset (SMP) */
     uint64_t unshared;              /* instructions retired and not yet added to the shared clock */
+    uint64_t spin_pc[2];            /* the last two blocks' addresses (a spin loop is one or two blocks) */
+    uint64_t spin_blocks;           /* blocks in a row that repeated one of them */
+    uint64_t spin_clock, spin_count;  /* the clock and this vCPU's count when the run of repeats began */
+    uint64_t spin_yields;           /* times this vCPU gave its host CPU up while spinning alone */
+    uint64_t spin_yield;            /* nonzero: do that (several vCPUs running free; not under a
+                                     * deterministic schedule, where the others wait for the turn anyway) */
 } cosim_gate;
 
 /* A vCPU adds its instructions to the shared clock CLOCK_BATCH at a time (and whenever its run ends:
  * flush_clock). One atomic add per translated block made the clock's cache line bounce between the
  * cores on every block: a tight loop on two vCPUs ran at a fifth of its speed (96 against 485 MIPS). */
 #define CLOCK_BATCH 1024
+
+/* A vCPU spinning on a word another vCPU will write (a lock, Linux's time-base handshake, a CPU waiting
+ * for another in stop_machine) makes no progress while that vCPU's process waits for a host CPU: on a
+ * loaded host it burnt its whole time slice per handshake, and Linux's software time-base sync
+ * (arch/powerpc/kernel/smp-tbsync.c: ~9,750 handshakes) took minutes, or hit the run's limits. As a
+ * hypervisor's pause-loop exiting does, a vCPU that has repeated the same one or two blocks
+ * SPIN_BLOCKS times while no other vCPU moved the shared clock (every other one descheduled, halted or
+ * gone) yields its host CPU (sched_yield). Only with a shared clock (several vCPUs running free: the
+ * gate's spin_yield), and invisible to the guest: counts, the clock and the time base are what they would have been; only host time moves.
+ * A loop of useful work on one vCPU while another runs is not touched (the other moves the clock). */
+#define SPIN_BLOCKS 1024
 
 /* The time base the guest reads natively (mfspr 268/269 runs in unicorn as a load from its SPR array):
  * written before every block from the instruction count, so a polling loop sees time advance by its
@@ -86,12 +104,39 @@ static void cosim_gate_reset_limit(cosim_gate *g)
         __atomic_store_n(&g->limit, 0, __ATOMIC_SEQ_CST);
 }
 
+static inline void cosim_spin_check(cosim_gate *g, uint64_t addr)
+{
+    if (addr != g->spin_pc[0] && addr != g->spin_pc[1]) {
+        g->spin_pc[1] = g->spin_pc[0];
+        g->spin_pc[0] = addr;
+        g->spin_blocks = 0;
+        return;
+    }
+    g->spin_pc[1] = g->spin_pc[0];
+    g->spin_pc[0] = addr;
+    if (g->spin_blocks++ == 0) {
+        g->spin_clock = __atomic_load_n(g->clock, __ATOMIC_RELAXED);
+        g->spin_count = *g->count;
+    } else if (g->spin_blocks >= SPIN_BLOCKS) {
+        uint64_t clock = __atomic_load_n(g->clock, __ATOMIC_RELAXED);
+        /* what the other vCPUs added meanwhile: the clock's advance beyond this vCPU's own (its
+         * unshared instructions make its own share look up to CLOCK_BATCH larger or smaller) */
+        if (clock - g->spin_clock <= *g->count - g->spin_count + CLOCK_BATCH) {
+            g->spin_yields++;
+            sched_yield();
+        }
+        g->spin_blocks = 0;
+    }
+}
+
 static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
 {
     cosim_gate *g = (cosim_gate *)user_data;
     uint64_t n = size >> 2;
     if (__builtin_expect(*g->count + n <= __atomic_load_n(&g->limit, __ATOMIC_RELAXED), 1)) {
         cosim_retire(g, n);
+        if (g->spin_yield)
+            cosim_spin_check(g, addr);
         return;
     }
     if (addr < g->exempt_from) {

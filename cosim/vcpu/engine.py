@@ -731,6 +731,18 @@ class Engine:
         """Runs ended by `stop` (at a block boundary)."""
         return self._gate.kicks if self._gate is not None else 0
 
+    def yield_when_spinning(self) -> None:
+        """Give the host CPU up when the guest spins while no other vCPU moves the shared clock
+        (_icount.c SPIN_BLOCKS): for several vCPUs running free."""
+        if self._gate is not None and self._gate.clock:
+            self._gate.spin_yield = 1
+
+    @property
+    def spin_yields(self) -> int:
+        """Times the vCPU gave its host CPU up while spinning with no other vCPU moving the clock
+        (_icount.c SPIN_BLOCKS; several vCPUs only)."""
+        return self._gate.spin_yields if self._gate is not None else 0
+
     def set_budget(self, total: int, exact: bool = True) -> None:
         """`run` stops before any block that would take the instruction count past `total`; it returns
         a KICK stop there. Exact: the caller finishes with `step` (one instruction each, never stopped
@@ -812,7 +824,9 @@ class _Gate(ctypes.Structure):
     _fields_ = [("count", ctypes.c_void_p), ("limit", ctypes.c_uint64), ("budget", ctypes.c_uint64),
                 ("exempt_from", ctypes.c_uint64), ("stops", ctypes.c_uint64), ("emu_stop", ctypes.c_void_p),
                 ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64), ("tb", ctypes.c_void_p),
-                ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p), ("unshared", ctypes.c_uint64)]
+                ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p), ("unshared", ctypes.c_uint64),
+                ("spin_pc", ctypes.c_uint64 * 2), ("spin_blocks", ctypes.c_uint64), ("spin_clock", ctypes.c_uint64),
+                ("spin_count", ctypes.c_uint64), ("spin_yields", ctypes.c_uint64), ("spin_yield", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

@@ -110,6 +110,8 @@ class VcpuProcess:
             self.idle = Idle(self.pages.idle_state, self.pages.idle_deadline, self.index,
                              self.pages.clock_address)
             self.core.can_idle = True
+            if spec.get("spin_yield", True):          # (COSIM_SPIN_YIELD=0: spin on, for comparisons)
+                self.engine.yield_when_spinning()
         boot = (spec.get("boot") or [None] * (self.index + 1))[self.index]
         self.held = bool(boot and boot.get("halted"))   # a secondary waiting in the spin table
         if self.held and self.idle is not None:
@@ -585,7 +587,8 @@ class VcpuProcess:
             "pc": self.core.pc,
             "mmio_ns": self.mmio_ns,
             "mmio_posted": self.mmio_posted,
-            "idle": {"naps": self.core.naps, **self.idle.stats()} if self.idle is not None else None,
+            "idle": ({"naps": self.core.naps, **self.idle.stats(), "spin_yields": self.engine.spin_yields}
+                     if self.idle is not None else None),
             "mmu": self._mmu_stats(),
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "merged": self.core.timers.merged,
