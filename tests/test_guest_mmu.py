@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cosim.isa import SPR
-from cosim.machine.guest_tlb import MAS1_IPROT, MAS1_V, GuestTlb, TlbGeometry, describe
+from cosim.machine.guest_tlb import FETCH, MAS1_IPROT, MAS1_V, GuestTlb, TlbGeometry, describe
 from cosim.vcpu.engine import Engine
 from cosim.vcpu.mmu import Mmu
 from cosim.vcpu.timers import TSR_DIS, Timers
@@ -85,6 +85,35 @@ def test_mmu_instructions_follow_booke206():
     assert lines == ["TLB1[ 3] 0x10000000 -> 0xfe0000000   16K TS0 TID   0 S:RWX U:RWX"]
     mmu.tlbilx(0, 0)                                     # tlbilx 0: every entry but IPROT ones
     assert not tlb.valid_entries(0)
+
+
+def test_misses_hand_out_tlb0_ways_round_robin_so_a_handler_that_keeps_mas0_fills_each_way():
+    """Each miss preloads MAS0[ESEL] with the next victim and MAS0[NV] with the one after (QEMU's
+    booke206_update_mas_tlb_miss, KVM's gtlb0_get_next_victim); tlbwe leaves the counter alone.
+    Linux's miss handlers never touch MAS0: an instruction fetched from one page that stores to
+    another page of the same TLB0 set must end with both in the set (both were written to way 0,
+    and each miss evicted the other: a 2-vCPU Linux boot livelocked in init that way)."""
+    tlb = GuestTlb(None, GEO, 1)
+    spr = np.zeros(1024, np.uint32)
+    mmu = Mmu(tlb.tlb(0), GEO, spr, lambda: None)
+    spr[SPR["MAS4"]] = 0                                         # TLBSELD = TLB0 (Linux's), 4 KiB
+    code, stack = 0x1000024C, 0xBFC00000                         # set 0 both (page % 128 sets)
+    assert (code >> 12) % GEO.tlb0_sets == (stack >> 12) % GEO.tlb0_sets
+    esels = []
+    for ea, access in ((code, FETCH), (stack, 2), (code, FETCH), (stack, 2), (code, FETCH)):
+        mmu.on_miss(ea, access, 0, 0)
+        mas0 = int(spr[SPR["MAS0"]])
+        esels.append((mas0 >> 16) & 0xFFF)
+        assert mas0 & 0xFFF == (esels[-1] + 1) % GEO.tlb0_ways   # NV: the way after
+        spr[SPR["MAS3"]] = (ea & 0xFFFFF000) | 0x3F              # the handler: RPN and permissions
+        mmu.tlbwe()
+    assert esels == [0, 1, 2, 3, 0]
+    ways = [tlb.tlb(0)[GEO.tlb1_entries + w] for w in range(GEO.tlb0_ways)]
+    assert {int(e["mas2"]) & 0xFFFFF000 for e in ways} == {code & 0xFFFFF000, stack}   # both present
+    spr[SPR["MAS0"]] = 2 << 16                                   # tlbre of way 2: NV = the counter
+    spr[SPR["MAS2"]] = code & 0xFFFFF000
+    mmu.tlbre()
+    assert int(spr[SPR["MAS0"]]) & 0xFFF == 1
 
 
 def test_guest_tlb_refusals_stop_at_the_faulting_instruction(engine_and_tlb):

@@ -38,7 +38,7 @@ class Mmu:
         self.g = geometry
         self.spr = spr
         self.flush = flush
-        self.last_way = 0            # TLB0 round-robin victim (MAS0[NV])
+        self.last_way = 0            # TLB0's next victim (QEMU's env->last_way, KVM's gtlb_nv[0])
         self.writes = 0
         self.misses = {"itlb": 0, "dtlb": 0, "isi": 0, "dsi": 0}
 
@@ -56,8 +56,16 @@ class Mmu:
             return 1, index
         return 0, (index - self.g.tlb1_entries) % self.g.tlb0_ways
 
-    def _nv(self) -> int:
-        return (self.last_way + 1) & (self.g.tlb0_ways - 1)
+    def _victim(self) -> int:
+        """MAS0's ESEL and NV fields after a miss: the next victim way, and the counter moved on
+        (QEMU's booke206_update_mas_tlb_miss "next victim logic", KVM's gtlb0_get_next_victim). A miss
+        handler that leaves MAS0 alone (Linux's) so writes each miss's entry to the next way of its
+        set; writing every one to way 0 made an instruction and the data it stores evict each other
+        forever when their pages share a set (init's code at 0x1000024c and its stack at 0xbfc00000 on
+        a 2-vCPU boot: 2.7M TLB misses, no progress)."""
+        way = self.last_way
+        self.last_way = (way + 1) & (self.g.tlb0_ways - 1)
+        return (way << MAS0_ESEL_SHIFT) | self.last_way
 
     # --- instructions ------------------------------------------------------------------------------
     def tlbwe(self) -> None:
@@ -71,7 +79,6 @@ class Mmu:
         mas1 = int(spr[MAS1])
         if tlbsel == 0:                          # TLB0 has 4 KiB pages only
             mas1 = (mas1 & ~MAS1_TSIZE_MASK) | (TSIZE_4K << MAS1_TSIZE_SHIFT)
-            self.last_way = esel & (self.g.tlb0_ways - 1)
         mask = ~(page_size(mas1) - 1) & 0xFFFFFFFF
         e = self.tlb[i]
         was_valid = bool(int(e["mas1"]) & MAS1_V)
@@ -96,7 +103,7 @@ class Mmu:
         spr[MAS3] = int(e["mas3"])
         spr[MAS7] = int(e["mas7"])
         if tlbsel == 0:
-            spr[MAS0] = (mas0 & ~0xFFF) | self._nv()
+            spr[MAS0] = (mas0 & ~0xFFF) | self.last_way
 
     def tlbsx(self, ea: int) -> None:
         """Search for `ea` with MAS6's PID and address space: hit -> MAS0-3,7 describe the entry;
@@ -109,7 +116,7 @@ class Mmu:
             e = self.tlb[i]
             if int(e["mas1"]) & MAS1_V and matches(e, ea, ts, pid):
                 tlbsel, esel = self._tlbsel_esel(i)
-                spr[MAS0] = (tlbsel << MAS0_TLBSEL_SHIFT) | (esel << MAS0_ESEL_SHIFT) | self._nv()
+                spr[MAS0] = (tlbsel << MAS0_TLBSEL_SHIFT) | (esel << MAS0_ESEL_SHIFT) | self.last_way
                 spr[MAS1] = int(e["mas1"])
                 spr[MAS2] = int(e["mas2"])
                 spr[MAS3] = int(e["mas3"])
@@ -165,7 +172,7 @@ class Mmu:
         spr = self.spr
         mas4 = int(spr[MAS4])
         tlbsel = (mas4 & MAS4_TLBSELD_MASK) >> MAS0_TLBSEL_SHIFT
-        spr[MAS0] = (tlbsel << MAS0_TLBSEL_SHIFT) | self._nv()
+        spr[MAS0] = (tlbsel << MAS0_TLBSEL_SHIFT) | self._victim()
         spr[MAS1] = MAS1_V | (pid << 16 & MAS1_TID_MASK) | (MAS1_TS if ts else 0) | (mas4 & MAS4_TSIZED_MASK)
         spr[MAS2] = (ea & 0xFFFFF000) | (mas4 & MAS2_ATTRS)
         spr[MAS3] = 0
