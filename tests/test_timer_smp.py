@@ -97,3 +97,37 @@ def test_all_stop_no_clock_advances_while_any_vcpu_is_held(tmp_path):
         server.close()
     assert report["ok"], (report["failed"], {k: report["invariants"][k] for k in report["failed"]})
     assert report["invariants"]["async-interrupts-delivered-once"]["ok"]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_time_base_writes_one_vcpu_honours_them_several_ignore_them(shared):
+    """One vCPU: mtspr TBL/TBU set its time base, as QEMU's cpu_ppc_store_tbl does. Several vCPUs share
+    one clock, as a KVM guest's cores share the host's time base: their writes are ignored, as KVM
+    ignores them ("All guest timebase writes are ignored"); honoured, Linux's software time-base sync
+    left the cores ~7,000 ticks apart on a loaded host and a 2-vCPU boot stalled with jiffies stopped."""
+    import numpy as np
+
+    from cosim.cpu_models import CPU_MODELS
+    from cosim.isa import SPR
+    from cosim.vcpu.core import Core
+    from cosim.vcpu.engine import Engine
+    from cosim.vcpu.runpage import RunPages
+
+    ram = np.zeros(1 << 20, np.uint8)
+    pages = RunPages.create(2 if shared else 1)
+    try:
+        engine = Engine(ram.ctypes.data, ram.size, pages.address_of(0, "instructions"),
+                        clock_address=pages.clock_address if shared else None)
+        core = Core(engine, pages.record(0), CPU_MODELS["e500v2"], ram.view(">u4"))
+        core.reset(0x1000, pir=0)
+        before = engine.timebase
+        core.write_spr(SPR["TBL"], 0)
+        core.write_spr(SPR["TBU"], 0x1234)
+        core.write_spr(SPR["TBL"], 0x5678)
+        if shared:
+            assert engine.timebase == before
+        else:
+            assert engine.timebase == 0x1234_0000_5678
+        del core, engine
+    finally:
+        pages.close()

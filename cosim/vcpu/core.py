@@ -110,8 +110,16 @@ class Core:
                           S["TBU_R"]: lambda: engine.timebase >> 32}
         self._dec_shown = 0                # DEC as the run page showed it at the last stop (load_timer_sprs)
         self._spr_write = {S["DEC"]: self._timer_write(self._write_dec), S["TSR"]: t.write_tsr,
-                           S["TCR"]: self._timer_write(t.write_tcr), S["TBL"]: self._timer_write(t.write_tbl),
-                           S["TBU"]: self._timer_write(t.write_tbu),
+                           S["TCR"]: self._timer_write(t.write_tcr),
+                           # several vCPUs share one time base, as the cores of a KVM guest share the host's:
+                           # their writes are ignored, as KVM ignores them (kvmppc_emulate_mtspr: "All guest
+                           # timebase writes are ignored"). Honoured, Linux's software time-base sync
+                           # (smp-tbsync.c) set each secondary's own offset from a contest whose result
+                           # depends on host scheduling: under load the cores disagreed by ~7,000 ticks,
+                           # time ran backwards from one core to the other, and a 2-vCPU boot stalled with
+                           # jiffies stopped. One vCPU: QEMU's per-CPU write (cpu_ppc_store_tbl).
+                           S["TBL"]: (lambda v: None) if engine.shares_clock else self._timer_write(t.write_tbl),
+                           S["TBU"]: (lambda v: None) if engine.shares_clock else self._timer_write(t.write_tbu),
                            S["L1CSR0"]: self._masked(S["L1CSR0"], L1CSR_KEEP),
                            S["L1CSR1"]: self._masked(S["L1CSR1"], L1CSR_KEEP),
                            S["PID"]: self._write_pid, S["MMUCSR0"]: self._write_mmucsr0}

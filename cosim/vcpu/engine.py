@@ -268,6 +268,11 @@ class Engine:
             _set_tb_now(self)
 
     @property
+    def shares_clock(self) -> bool:
+        """One clock for the machine (several vCPUs): every time base reads it."""
+        return self._clock is not None
+
+    @property
     def timebase(self) -> int:
         return (self.clock + (self._gate.tb_offset if self._gate is not None else 0)) & (2**64 - 1)
 
