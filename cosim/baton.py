@@ -12,10 +12,13 @@ plan here and wakes the first vCPU. A vCPU whose turn it is runs its quantum, th
   naming how many steps were taken and every vCPU's instruction count, and the supervisor rewinds the
   schedule to that step (it replays its choices from the plan's start: same seed, same answers).
 
-So a run of clean quanta costs one wake-up per change of vCPU (a byte on the next vCPU's FIFO, read by
-its main loop's poll) and one Ran at the end, instead of a RunFor and a Ran each; every choice the seed
-makes, every instant userspace's timers run at, and what each process has taken when the next step
-starts are the same (tests/test_schedule.py compares the two drivers' grants; tests/test_deterministic.py
+So a run of clean quanta costs one hand-over per change of vCPU and one Ran at the end, instead of a
+RunFor and a Ran each. A vCPU waiting while another holds the turn spins on `turn` for up to SPIN_NS
+before it sleeps in its poll (cosim/_baton.c: a quantum is ~25 us of guest code, a process wake-up
+through the FIFO a good part of that), when the host has a CPU for each vCPU (more spinners than CPUs
+would take the running vCPU's); the passer writes the FIFO byte only for a vCPU not spinning. Every
+choice the seed makes, every instant userspace's timers run at, and what each process has taken when
+the next step starts are the same (tests/test_schedule.py compares the two drivers' grants; tests/test_deterministic.py
 the digests).
 
 Invariants: only the vCPU whose turn it is writes the header (and its own count); the supervisor writes
@@ -23,7 +26,8 @@ only while no turn is out (turn = -1). The header's `turn` is written last. The 
 its bytes only wake the poll, the baton says whose turn it is.
 
 Layout of the shared block: the header (HEADER), then `counts` (u64 per vCPU: instruction counts as
-the run goes), then the plan (PLAN_STEP x MAX_STEPS).
+the run goes), `spinning` (i32 per vCPU, padded to 8 bytes: 1 while that vCPU spins for its turn),
+then the plan (PLAN_STEP x MAX_STEPS).
 """
 from __future__ import annotations
 
@@ -34,8 +38,14 @@ import numpy as np
 
 from .machine.shm import SharedBlock
 
+try:
+    from . import _baton
+except ImportError:  # pragma: no cover - the extension is built by ./setup.sh
+    _baton = None
+
 MAX_STEPS = 1024
 NONE = -1
+SPIN_NS = 100_000     # how long a vCPU spins for its turn before it sleeps in its poll (the default)
 
 HEADER = np.dtype([("seq", "<u8"), ("vtime", "<u8"), ("next_due", "<i8"), ("due_synced", "<i8"),
                    ("length", "<u4"), ("index", "<u4"), ("turn", "<i4"), ("pad", "<u4")])
@@ -54,7 +64,7 @@ class Baton:
     """Both sides: `create` (supervisor: the block and one FIFO per vCPU in the run directory) and
     `attach` (a vCPU)."""
 
-    def __init__(self, block: SharedBlock, vcpus: int, run_dir: str, own: int | None):
+    def __init__(self, block: SharedBlock, vcpus: int, run_dir: str, own: int | None, spin_ns: int = 0):
         self.block = block
         self.vcpus = vcpus
         self.run_dir = run_dir
@@ -63,17 +73,22 @@ class Baton:
         off = HEADER.itemsize
         self.counts = np.frombuffer(buf, "<u8", count=vcpus, offset=off)
         off += 8 * vcpus
+        self.spinning = np.frombuffer(buf, "<i4", count=vcpus, offset=off)
+        off += _spinning_size(vcpus)
         self.plan = np.frombuffer(buf, PLAN_STEP, count=MAX_STEPS, offset=off)
         self._plan_vcpu, self._plan_n = self.plan["vcpu"], self.plan["instructions"]
         self._h = {n: self.header[n] for n in HEADER.names}
         self.own = own
+        self._turn_at = self.header.ctypes.data + HEADER.fields["turn"][1]
+        self._spinning_at = [self.spinning.ctypes.data + 4 * i for i in range(vcpus)]
+        self.spin_ns = spin_ns if _baton is not None and vcpus <= (os.cpu_count() or 1) else 0
         self._fds: dict[int, int] = {}           # vcpu -> our descriptor of its FIFO
         if own is not None:
             self._fds[own] = os.open(self._fifo(own), os.O_RDWR | os.O_NONBLOCK)
 
     @staticmethod
     def size(vcpus: int) -> int:
-        return HEADER.itemsize + 8 * vcpus + PLAN_STEP.itemsize * MAX_STEPS
+        return HEADER.itemsize + 8 * vcpus + _spinning_size(vcpus) + PLAN_STEP.itemsize * MAX_STEPS
 
     @classmethod
     def create(cls, vcpus: int, run_dir: str) -> "Baton":
@@ -85,8 +100,9 @@ class Baton:
         return b
 
     @classmethod
-    def attach(cls, name: str, vcpus: int, run_dir: str, own: int) -> "Baton":
-        return cls(SharedBlock.attach(name), vcpus, run_dir, own)
+    def attach(cls, name: str, vcpus: int, run_dir: str, own: int, spin_ns: int = 0) -> "Baton":
+        """A vCPU's side; it spins up to `spin_ns` for its turn (0: never; cosim/_baton.c)."""
+        return cls(SharedBlock.attach(name), vcpus, run_dir, own, spin_ns)
 
     @property
     def name(self) -> str:
@@ -133,6 +149,17 @@ class Baton:
         except BlockingIOError:
             pass
 
+    def wait_mine(self) -> bool:
+        """While another vCPU holds the turn: spin up to `spin_ns` for it to come to this vCPU. True if
+        it did (the caller takes its step without polling). Not while no turn is out (the supervisor
+        settles: a round trip, too long to spin through)."""
+        turn = int(self._h["turn"][0])
+        if turn == self.own:
+            return True
+        if turn == NONE or not self.spin_ns:
+            return False
+        return _baton.wait_turn(self._turn_at, self.own, self._spinning_at[self.own], self.spin_ns)
+
     def mine(self) -> Step | None:
         """The step to run now if the turn is this vCPU's."""
         h = self._h
@@ -154,9 +181,13 @@ class Baton:
         if (clean and index < int(h["length"][0])
                 and not (due != NONE and vtime >= due and vtime != int(h["due_synced"][0]))):
             nxt = int(self._plan_vcpu[index])
-            h["turn"][0] = nxt
-            if nxt != self.own:
+            if nxt == self.own:
+                h["turn"][0] = nxt
+            elif _baton is None:
+                h["turn"][0] = nxt
                 self.wake(nxt)
+            elif _baton.pass_turn(self._turn_at, nxt, self._spinning_at[nxt]):
+                self.wake(nxt)                     # (not spinning for it: asleep in its poll)
             return True
         h["turn"][0] = NONE
         return False
@@ -172,6 +203,10 @@ class Baton:
             except OSError:
                 pass
         self._fds.clear()
-        self.header = self.counts = self.plan = self._plan_vcpu = self._plan_n = None
+        self.header = self.counts = self.spinning = self.plan = self._plan_vcpu = self._plan_n = None
         self._h = {}
         self.block.close()
+
+
+def _spinning_size(vcpus: int) -> int:
+    return (4 * vcpus + 7) & ~7

@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Callable
 
 from . import wire
-from .baton import MAX_STEPS, Baton, Step
+from .baton import MAX_STEPS, SPIN_NS, Baton, Step
 from .schedule import Deliver, Run, Schedule
 
 MAX_SETTLE_ROUNDS = 100
@@ -98,6 +98,9 @@ class FreeRun:
     def poll(self) -> None:
         pass
 
+    def await_turn(self) -> bool:
+        return False
+
     def fds(self) -> tuple[int, ...]:
         return ()
 
@@ -122,6 +125,16 @@ class VcpuGate:
         self.baton = baton                # runs of quanta handed on between vCPUs (cosim/baton.py)
         self._start = 0                   # the instruction count when the grant started
         self._sent: dict[str, int] = {}   # what this vCPU had sent when a baton step started
+        self._spun = False                # the turn came while spinning for it (no FIFO byte to read)
+
+    def await_turn(self) -> bool:
+        """Before the vCPU sleeps in its poll: if another vCPU holds the baton, spin briefly for the
+        turn to come here (cosim/baton.py SPIN_NS). True when it is this vCPU's: take it at once."""
+        p = self.p
+        if self.baton is None or self.grant is not None or p.halted or p.pending is not None or p.paused:
+            return False
+        self._spun = self.baton.wait_mine()
+        return self._spun
 
     def fds(self) -> tuple[int, ...]:
         """What the vCPU's idle wait also watches: the baton's wake-ups."""
@@ -181,7 +194,9 @@ class VcpuGate:
         and the turn stayed with this vCPU: the next one starts at once."""
         g = self.grant
         if g is None and self.baton is not None:
-            self.baton.drain()
+            if not self._spun:
+                self.baton.drain()
+            self._spun = False
             g = self.grant = self.baton.mine()
             if g is not None:
                 self._sent = dict(self.p.ep.to)
@@ -242,7 +257,8 @@ def vcpu_gate(spec: dict, p) -> FreeRun | VcpuGate:
     if spec.get("schedule", {}).get("mode") != "deterministic":
         return FreeRun()
     name = spec.get("baton_name")
-    return VcpuGate(p, Baton.attach(name, spec["vcpus"], spec["run_dir"], p.index) if name else None)
+    return VcpuGate(p, Baton.attach(name, spec["vcpus"], spec["run_dir"], p.index, spec.get("baton_spin_ns", SPIN_NS))
+                    if name else None)
 
 
 def _not_running(pred):

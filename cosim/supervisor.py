@@ -42,6 +42,7 @@ STATS_TIMEOUT_S = 10.0
 ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
 DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
 BATON = os.environ.get("COSIM_BATON", "1") != "0"   # deterministic: quanta handed on by the vCPUs
+BATON_SPIN_NS = int(os.environ.get("COSIM_BATON_SPIN_NS", "100000"))   # how long a vCPU spins for the baton
 SPIN_YIELD = os.environ.get("COSIM_SPIN_YIELD", "1") != "0"   # free SMP: a vCPU spinning alone yields (_icount.c)
                                                    # (cosim/baton.py); 0: a supervisor round trip each
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
@@ -431,6 +432,7 @@ class Supervisor:
             if BATON:
                 self.baton = Baton.create(cfg.machine.vcpus, self.run_dir)
                 base["baton_name"] = self.baton.name
+                base["baton_spin_ns"] = BATON_SPIN_NS
             self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
                                  ["kernel", "userspace"], self.ep.send,
                                  self.baton.start if self.baton is not None else None)

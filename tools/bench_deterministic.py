@@ -8,7 +8,8 @@ mips     the `loop` guest (no exits after boot) on --vcpus vCPUs, for --instruct
 exits    `warn_storm` with one software breakpoint (strategy illegal) on --vcpus vCPUs: exits that
          crossed to the kernel or userspace per second of run (issue 22's target: >= 0.5x free).
 Columns: free (--vcpus free-running), deterministic (the baton: quanta handed on by the vCPUs,
-cosim/baton.py), round-trip (COSIM_BATON=0's way: a supervisor round trip per quantum), and the ratios
+cosim/baton.py, a waiting vCPU spinning for its turn), no-spin (the baton, waiting vCPUs asleep in
+their poll: COSIM_BATON_SPIN_NS=0), round-trip (COSIM_BATON=0's way: a supervisor round trip per quantum), and the ratios
 against free (and against free-1 for mips); medians of --repeat runs, interleaved, so each ratio is
 measured against a floor of the same minute.
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cosim.config import parse_config  # noqa: E402
 from cosim.report import build_report  # noqa: E402
+from cosim.baton import SPIN_NS  # noqa: E402
 from cosim.supervisor import run_config  # noqa: E402
 
 
@@ -39,9 +41,11 @@ def scenario(kind: str, vcpus: int, schedule: str, instructions: int) -> dict:
             "limits": {"wall_seconds": 600}}
 
 
-def measure(kind: str, vcpus: int, schedule: str, instructions: int, baton: bool = True) -> float:
+def measure(kind: str, vcpus: int, schedule: str, instructions: int, baton: bool = True,
+            spin_ns: int | None = None) -> float:
     from cosim import supervisor
     supervisor.BATON = baton
+    supervisor.BATON_SPIN_NS = SPIN_NS if spin_ns is None else spin_ns
     report = build_report(run_config(parse_config(scenario(kind, vcpus, schedule, instructions), "<bench>")))
     if not report["ok"]:
         raise SystemExit(f"{kind} {schedule}: run failed: {report['failed']} {report['problems']}")
@@ -62,19 +66,23 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     for kind, unit in (("mips", "MIPS"), ("exits", "exits/s")):
-        cols = {"free": (args.vcpus, "free", True), "deterministic": (args.vcpus, "deterministic", True),
-                "round-trip": (args.vcpus, "deterministic", False)}
+        cols = {"free": (args.vcpus, "free", True, None),
+                "deterministic": (args.vcpus, "deterministic", True, None),
+                "no-spin": (args.vcpus, "deterministic", True, 0),
+                "round-trip": (args.vcpus, "deterministic", False, None)}
         if kind == "mips":
-            cols["free-1"] = (1, "free", True)
+            cols["free-1"] = (1, "free", True, None)
         got: dict[str, list[float]] = {c: [] for c in cols}
         for _ in range(args.repeat):                       # interleaved repeats: same machine noise
-            for c, (n, schedule, baton) in cols.items():
-                got[c].append(measure(kind, n, schedule, args.instructions, baton))
+            for c, (n, schedule, baton, spin) in cols.items():
+                got[c].append(measure(kind, n, schedule, args.instructions, baton, spin))
         med = {c: statistics.median(v) for c, v in got.items()}
         row = {"row": kind, "unit": unit, **med, "ratio": med["deterministic"] / med["free"],
+               "ratio_no_spin": med["no-spin"] / med["free"],
                "ratio_round_trip": med["round-trip"] / med["free"], "samples": got}
         line = (f"{kind:6} {unit:8} free {med['free']:9.1f}  deterministic {med['deterministic']:9.1f} "
-                f"({row['ratio']:5.2f}x)  round-trip {med['round-trip']:9.1f} ({row['ratio_round_trip']:5.2f}x)")
+                f"({row['ratio']:5.2f}x)  no-spin {med['no-spin']:9.1f} ({row['ratio_no_spin']:5.2f}x)  "
+                f"round-trip {med['round-trip']:9.1f} ({row['ratio_round_trip']:5.2f}x)")
         if "free-1" in med:
             row["ratio_one_vcpu"] = med["deterministic"] / med["free-1"]
             line += f"  free-1 {med['free-1']:9.1f}: deterministic {row['ratio_one_vcpu']:5.2f}x of it"

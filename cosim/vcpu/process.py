@@ -182,7 +182,8 @@ class VcpuProcess:
                         self.idle.leave()        # (it halted in that run: what came since may wake it)
                 else:
                     idle = self.idle is not None and self.idle.idle
-                    r = self._recv(POLL_MS if idle else 200)
+                    # (the baton coming from another vCPU: spun for, not slept for; cosim/baton.py)
+                    r = None if self.gate.await_turn() else self._recv(POLL_MS if idle else 200)
                     if r is not None:
                         self.handle(r)
                     self.kick_pending = False
