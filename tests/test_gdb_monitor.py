@@ -65,6 +65,7 @@ def test_target_xml_core_then_spr_feature(model):
 # --- access rules: the same as the guest's mfspr / mtspr ------------------------------------------------
 class _NoEngine:
     instructions = timebase = clock = 0           # a vCPU stopped at instruction 0 (timer SPRs)
+    shares_clock = False                          # one vCPU: its time-base writes are its own
 
     def set_iac(self, iac):
         pass
