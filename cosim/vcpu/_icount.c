@@ -63,8 +63,9 @@ typedef struct {
  * hypervisor's pause-loop exiting does, a vCPU that has repeated the same one or two blocks
  * SPIN_BLOCKS times while no other vCPU moved the shared clock (every other one descheduled, halted or
  * gone) yields its host CPU (sched_yield). Only with a shared clock (several vCPUs running free: the
- * gate's spin_yield), and invisible to the guest: counts, the clock and the time base are what they would have been; only host time moves.
- * A loop of useful work on one vCPU while another runs is not touched (the other moves the clock). */
+ * gate's spin_yield), and invisible to the guest: counts, the clock and the time base are what they
+ * would have been; only host time moves. A loop of useful work on one vCPU while another runs is not
+ * touched (the other moves the clock). */
 #define SPIN_BLOCKS 1024
 
 /* The time base the guest reads natively (mfspr 268/269 runs in unicorn as a load from its SPR array):
