@@ -49,12 +49,19 @@ typedef struct {
     uint64_t spin_yields;           /* times this vCPU gave its host CPU up while spinning alone */
     uint64_t spin_yield;            /* nonzero: do that (several vCPUs running free; not under a
                                      * deterministic schedule, where the others wait for the turn anyway) */
+    uint64_t clock_batch;           /* instructions added to the shared clock at a time: CLOCK_BATCH when
+                                     * running free, 1 under a deterministic schedule (below) */
 } cosim_gate;
 
 /* A vCPU adds its instructions to the shared clock CLOCK_BATCH at a time (and whenever its run ends:
  * flush_clock). One atomic add per translated block made the clock's cache line bounce between the
  * cores on every block: a tight loop on two vCPUs ran at a fifth of its speed (96 against 485 MIPS). */
 #define CLOCK_BATCH 1024
+/* Under a deterministic schedule one vCPU runs at a time (no line to bounce) and the clock is added to
+ * at every block (clock_batch 1): what the guest reads from its time base must not depend on where its
+ * runs were cut, and a kick served late on a loaded host (a stop at a block boundary, otherwise
+ * invisible) moved the batches' phase and so the time base a seed's replay read (a seeded SMP Linux
+ * boot stopped replaying under load). */
 
 /* A vCPU spinning on a word another vCPU will write (a lock, Linux's time-base handshake, a CPU waiting
  * for another in stop_machine) makes no progress while that vCPU's process waits for a host CPU: on a
@@ -79,7 +86,7 @@ static inline void cosim_retire(cosim_gate *g, uint64_t n)
     uint64_t now;
     if (g->clock == NULL)
         now = *g->count;
-    else if ((g->unshared += n) >= CLOCK_BATCH) {
+    else if ((g->unshared += n) >= g->clock_batch) {
         /* (the time base reads the clock before this block, as without batching) */
         now = __atomic_fetch_add(g->clock, g->unshared, __ATOMIC_RELAXED) + g->unshared - n;
         g->unshared = 0;

@@ -72,6 +72,7 @@ MSR_SPE = 0x02000000
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
 REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC_REG_CTR,
                      P.UC_PPC_REG_XER]
+CLOCK_BATCH = 1024    # instructions a free-running vCPU adds to the shared clock at a time (_icount.c)
 REG_NAMES = [f"r{n}" for n in range(32)] + ["pc", "cr", "lr", "ctr", "xer"]
 
 
@@ -177,6 +178,7 @@ class Engine:
         self._clock = None                # the shared clock (a ctypes uint64), or None: this vCPU's count
         if self._gate is not None and clock_address is not None:
             self._gate.clock = clock_address
+            self._gate.clock_batch = CLOCK_BATCH
             self._clock = ctypes.c_uint64.from_address(clock_address)
         self._user_budget = 2**64 - 1
         self._deadline = 2**64 - 1        # as an instruction count of this vCPU
@@ -736,6 +738,13 @@ class Engine:
         """Runs ended by `stop` (at a block boundary)."""
         return self._gate.kicks if self._gate is not None else 0
 
+    def exact_clock(self) -> None:
+        """Add to the shared clock at every block, not CLOCK_BATCH instructions at a time: for a
+        deterministic schedule (one vCPU at a time), where the time base the guest reads must not
+        depend on where its runs were cut (_icount.c)."""
+        if self._gate is not None:
+            self._gate.clock_batch = 1
+
     def yield_when_spinning(self) -> None:
         """Give the host CPU up when the guest spins while no other vCPU moves the shared clock
         (_icount.c SPIN_BLOCKS): for several vCPUs running free."""
@@ -831,7 +840,8 @@ class _Gate(ctypes.Structure):
                 ("kick", ctypes.c_uint64), ("kicks", ctypes.c_uint64), ("tb", ctypes.c_void_p),
                 ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p), ("unshared", ctypes.c_uint64),
                 ("spin_pc", ctypes.c_uint64 * 2), ("spin_blocks", ctypes.c_uint64), ("spin_clock", ctypes.c_uint64),
-                ("spin_count", ctypes.c_uint64), ("spin_yields", ctypes.c_uint64), ("spin_yield", ctypes.c_uint64)]
+                ("spin_count", ctypes.c_uint64), ("spin_yields", ctypes.c_uint64), ("spin_yield", ctypes.c_uint64),
+                ("clock_batch", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

@@ -112,6 +112,8 @@ class VcpuProcess:
             self.core.can_idle = True
             if spec.get("spin_yield", True):          # (COSIM_SPIN_YIELD=0: spin on, for comparisons)
                 self.engine.yield_when_spinning()
+        if self.pages.shares_clock and self.gate.deterministic:
+            self.engine.exact_clock()             # (the time base independent of where runs were cut)
         boot = (spec.get("boot") or [None] * (self.index + 1))[self.index]
         self.held = bool(boot and boot.get("halted"))   # a secondary waiting in the spin table
         if self.held and self.idle is not None:
