@@ -26,7 +26,7 @@ import psutil
 from . import holdtime, mutation, record, resources, trace, wire
 from .cleanup import reclaim
 from .config import Config
-from .baton import Baton
+from .baton import SPIN_NS, Baton
 from .lockstep import Driver, Stuck
 from .cpu_models import cpu_model
 from .machine.guest_ram import GuestRAM
@@ -42,9 +42,9 @@ STATS_TIMEOUT_S = 10.0
 ENDING_TIMEOUT_S = 1.0      # Stats wait once a child died or the run was interrupted
 DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/crosscheck_qemu.py) up to this
 BATON = os.environ.get("COSIM_BATON", "1") != "0"   # deterministic: quanta handed on by the vCPUs
-BATON_SPIN_NS = int(os.environ.get("COSIM_BATON_SPIN_NS", "100000"))   # how long a vCPU spins for the baton
-SPIN_YIELD = os.environ.get("COSIM_SPIN_YIELD", "1") != "0"   # free SMP: a vCPU spinning alone yields (_icount.c)
                                                    # (cosim/baton.py); 0: a supervisor round trip each
+BATON_SPIN_NS = int(os.environ.get("COSIM_BATON_SPIN_NS", SPIN_NS))   # how long a vCPU spins for the baton
+SPIN_YIELD = os.environ.get("COSIM_SPIN_YIELD", "1") != "0"   # free SMP: a vCPU spinning alone yields (_icount.c)
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
 _ctx = None

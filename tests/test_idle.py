@@ -48,7 +48,6 @@ def test_one_vcpu_or_a_seed_spins_through_the_same_ticks(vcpus, seed):
         assert "idle" not in v and v["instructions"] > NAPS * PERIOD // 4
 
 
-
 def run_spin_alone(seed: int | None = None) -> dict:
     machine = {"cpu": "e500v2", "vcpus": 2}
     if seed is not None:

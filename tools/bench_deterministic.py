@@ -9,8 +9,8 @@ exits    `warn_storm` with one software breakpoint (strategy illegal) on --vcpus
          crossed to the kernel or userspace per second of run (issue 22's target: >= 0.5x free).
 Columns: free (--vcpus free-running), deterministic (the baton: quanta handed on by the vCPUs,
 cosim/baton.py, a waiting vCPU spinning for its turn), no-spin (the baton, waiting vCPUs asleep in
-their poll: COSIM_BATON_SPIN_NS=0), round-trip (COSIM_BATON=0's way: a supervisor round trip per quantum), and the ratios
-against free (and against free-1 for mips); medians of --repeat runs, interleaved, so each ratio is
+their poll: COSIM_BATON_SPIN_NS=0), round-trip (COSIM_BATON=0's way: a supervisor round trip per
+quantum), and the ratios against free (and against free-1 for mips); medians of --repeat runs, interleaved, so each ratio is
 measured against a floor of the same minute.
 
     .venv/bin/python tools/bench_deterministic.py [--vcpus 2] [--repeat 3] [--json PATH]

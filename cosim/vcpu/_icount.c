@@ -128,8 +128,8 @@ static inline void cosim_spin_check(cosim_gate *g, uint64_t addr)
     } else if (g->spin_blocks >= SPIN_BLOCKS) {
         uint64_t clock = __atomic_load_n(g->clock, __ATOMIC_RELAXED);
         /* what the other vCPUs added meanwhile: the clock's advance beyond this vCPU's own (its
-         * unshared instructions make its own share look up to CLOCK_BATCH larger or smaller) */
-        if (clock - g->spin_clock <= *g->count - g->spin_count + CLOCK_BATCH) {
+         * unshared instructions make its own share look up to a batch larger or smaller) */
+        if (clock - g->spin_clock <= *g->count - g->spin_count + g->clock_batch) {
             g->spin_yields++;
             sched_yield();
         }
@@ -425,4 +425,12 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_icount", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__icount(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__icount(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "CLOCK_BATCH", CLOCK_BATCH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

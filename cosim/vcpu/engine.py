@@ -72,7 +72,6 @@ MSR_SPE = 0x02000000
 GPR_IDS = [getattr(P, f"UC_PPC_REG_{n}") for n in range(32)]
 REG_IDS = GPR_IDS + [P.UC_PPC_REG_PC, P.UC_PPC_REG_CR, P.UC_PPC_REG_LR, P.UC_PPC_REG_CTR,
                      P.UC_PPC_REG_XER]
-CLOCK_BATCH = 1024    # instructions a free-running vCPU adds to the shared clock at a time (_icount.c)
 REG_NAMES = [f"r{n}" for n in range(32)] + ["pc", "cr", "lr", "ctr", "xer"]
 
 
@@ -178,7 +177,7 @@ class Engine:
         self._clock = None                # the shared clock (a ctypes uint64), or None: this vCPU's count
         if self._gate is not None and clock_address is not None:
             self._gate.clock = clock_address
-            self._gate.clock_batch = CLOCK_BATCH
+            self._gate.clock_batch = _icount.CLOCK_BATCH     # (free-running; exact_clock: 1)
             self._clock = ctypes.c_uint64.from_address(clock_address)
         self._user_budget = 2**64 - 1
         self._deadline = 2**64 - 1        # as an instruction count of this vCPU
@@ -739,7 +738,7 @@ class Engine:
         return self._gate.kicks if self._gate is not None else 0
 
     def exact_clock(self) -> None:
-        """Add to the shared clock at every block, not CLOCK_BATCH instructions at a time: for a
+        """Add to the shared clock at every block, not _icount.CLOCK_BATCH instructions at a time: for a
         deterministic schedule (one vCPU at a time), where the time base the guest reads must not
         depend on where its runs were cut (_icount.c)."""
         if self._gate is not None:
