@@ -4,9 +4,10 @@
 from setuptools import Extension, find_packages, setup
 
 setup(
-    ext_modules=[Extension("cosim.vcpu._icount", ["cosim/vcpu/_icount.c"]),
+    ext_modules=[Extension("cosim.vcpu._icount", ["cosim/vcpu/_icount.c"], include_dirs=["cosim"],
+                           depends=["cosim/baton.h"]),
                  Extension("cosim.vcpu._atomics", ["cosim/vcpu/_atomics.c"]),    # issue 20
-                 Extension("cosim._baton", ["cosim/_baton.c"])],                 # issue 22
+                 Extension("cosim._baton", ["cosim/_baton.c"], depends=["cosim/baton.h"])],   # issue 22
     packages=[*find_packages(include=["cosim", "cosim.*"]), "cosim.guests", "cosim.configs"],
     package_dir={"cosim.guests": "guests", "cosim.configs": "configs"},
     package_data={"cosim": ["py.typed"], "cosim.guests": ["*.elf"],

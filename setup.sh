@@ -35,7 +35,7 @@ fi
 stamp=.venv/.cosim-installed
 # (again when the package's metadata or any of its C extensions' sources changed since)
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-        || [ -n "$(find cosim -name '*.c' -newer "$stamp" -print -quit)" ]; then
+        || [ -n "$(find cosim \( -name '*.c' -o -name '*.h' \) -newer "$stamp" -print -quit)" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     touch "$stamp"
 fi

@@ -1,76 +1,97 @@
-/* The baton's hand-over in C (cosim/baton.py): a vCPU whose turn is near waits for it by spinning on
- * the shared `turn` word for a few tens of microseconds, with the GIL released, before it falls back to
- * sleeping in its poll; the vCPU that passes the turn writes the FIFO byte that wakes a sleeper only when
- * the next vCPU is not spinning.
+/* The baton's hand-over, Python's entry points (cosim/baton.py; the protocol itself is cosim/baton.h,
+ * which the vCPU's block hook in cosim/vcpu/_icount.c shares).
  *
- * Why: under the deterministic schedule a default quantum is ~10,000 instructions, ~25 us of guest code,
- * and every change of vCPU went through a FIFO write, a process wake-up and the waker's poll (tools/
- * bench_deterministic.py: deterministic 0.24x of one free-running vCPU). A spinning waiter sees the turn
- * within a fraction of a microsecond. It costs the host CPU it spins on, so the spin is bounded.
- *
- * Ordering: the waiter announces itself (spinning = 1), watches `turn`, then withdraws (spinning = 0)
- * and looks at `turn` once more; the passer stores `turn`, then reads `spinning`. Both pairs are
- * sequentially consistent (a store then a load of another word: x86 would otherwise let the load pass
- * the store), so either the waiter sees its turn or the passer sees it gone and wakes it: a turn is
- * never left unseen. A wake-up it did not need (the waiter saw the turn in its last look) is one byte a
- * later drain reads. */
+ * Why in C: under the deterministic schedule a default quantum is ~10,000 instructions, ~25 us of guest
+ * code, and every change of vCPU went through a FIFO write, a process wake-up and the waker's poll
+ * (tools/bench_deterministic.py: deterministic 0.24x of one free-running vCPU). A spinning waiter sees
+ * the turn within a fraction of a microsecond, with the GIL released. It costs the host CPU it spins
+ * on, so the spin is bounded; a vCPU waiting here (not in the block hook) then sleeps in its poll. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdint.h>
-#include <time.h>
+#include "baton.h"
 
-static uint64_t now_ns(void)
+static baton_link *link_at(PyObject *arg)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    baton_link *b = (baton_link *)PyLong_AsVoidPtr(arg);
+    if (b == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "null baton link");
+    return b;
 }
 
-/* wait_turn(turn address, own, spinning address, spin ns) -> True once the int32 at `turn` is `own`
- * (within spin ns), else False. */
-static PyObject *wait_turn(PyObject *self, PyObject *args)
+/* wait_turn(link address) -> True once the turn is this vCPU's (within the link's spin_ns), else False
+ * (the caller sleeps in its poll: state 0 again, passers write its FIFO). */
+static PyObject *wait_turn(PyObject *self, PyObject *arg)
 {
-    unsigned long long turn_addr, spin_addr, spin_ns;
-    int own, mine = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KiKK", &turn_addr, &own, &spin_addr, &spin_ns))
+    baton_link *b = link_at(arg);
+    if (b == NULL)
         return NULL;
-    int32_t *turn = (int32_t *)(uintptr_t)turn_addr;
-    int32_t *spinning = (int32_t *)(uintptr_t)spin_addr;
+    int mine = 0;
+    int32_t *state = &b->spinning[b->own];
+    const int32_t own = (int32_t)b->own;
     Py_BEGIN_ALLOW_THREADS
-    __atomic_store_n(spinning, 1, __ATOMIC_SEQ_CST);
-    uint64_t deadline = now_ns() + spin_ns;
+    __atomic_store_n(state, WAIT_SPIN, __ATOMIC_SEQ_CST);
+    uint64_t deadline = baton_now_ns() + b->spin_ns;
     unsigned n = 0;
-    while (!(mine = __atomic_load_n(turn, __ATOMIC_ACQUIRE) == own)) {
+    while (!(mine = __atomic_load_n(&b->header->turn, __ATOMIC_ACQUIRE) == own)) {
         __builtin_ia32_pause();
-        if ((++n & 63) == 0 && now_ns() >= deadline)
+        if ((++n & 63) == 0 && baton_now_ns() >= deadline)
             break;
     }
-    __atomic_store_n(spinning, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(state, WAIT_OFF, __ATOMIC_SEQ_CST);
     if (!mine)
-        mine = __atomic_load_n(turn, __ATOMIC_SEQ_CST) == own;
+        mine = __atomic_load_n(&b->header->turn, __ATOMIC_SEQ_CST) == own;
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(mine);
 }
 
-/* pass_turn(turn address, next, spinning address of next) -> True when `next` is not spinning (the
- * caller wakes it through its FIFO). */
+/* pass_turn(link address, next) -> True when `next` waits in its poll (the caller writes its FIFO). */
 static PyObject *pass_turn(PyObject *self, PyObject *args)
 {
-    unsigned long long turn_addr, spin_addr;
-    int next;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KiK", &turn_addr, &next, &spin_addr))
+    PyObject *addr;
+    int next;
+    if (!PyArg_ParseTuple(args, "Oi", &addr, &next))
         return NULL;
-    __atomic_store_n((int32_t *)(uintptr_t)turn_addr, next, __ATOMIC_SEQ_CST);
-    return PyBool_FromLong(__atomic_load_n((int32_t *)(uintptr_t)spin_addr, __ATOMIC_SEQ_CST) == 0);
+    baton_link *b = link_at(addr);
+    if (b == NULL)
+        return NULL;
+    if (next < 0 || next >= b->vcpus) {
+        PyErr_SetString(PyExc_ValueError, "no such vCPU");
+        return NULL;
+    }
+    return PyBool_FromLong(baton_pass(b, next));
+}
+
+/* end_run(link address): turn none; every vCPU asleep in its block hook wakes. */
+static PyObject *end_run(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    baton_link *b = link_at(arg);
+    if (b == NULL)
+        return NULL;
+    baton_end(b);
+    Py_RETURN_NONE;
+}
+
+/* nudge(link address): this vCPU, if asleep in its block hook, wakes (after a kick). */
+static PyObject *nudge(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    baton_link *b = link_at(arg);
+    if (b == NULL)
+        return NULL;
+    baton_nudge(&b->spinning[b->own]);
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
-    {"wait_turn", wait_turn, METH_VARARGS,
-     "wait_turn(turn address, own, spinning address, spin ns) -> True if the turn came within spin ns."},
+    {"wait_turn", wait_turn, METH_O,
+     "wait_turn(link address) -> True if the turn came to this vCPU within the link's spin_ns."},
     {"pass_turn", pass_turn, METH_VARARGS,
-     "pass_turn(turn address, next, spinning address) -> True when next is not spinning (wake it)."},
+     "pass_turn(link address, next) -> True when next waits in its poll (wake it through its FIFO)."},
+    {"end_run", end_run, METH_O, "end_run(link address): turn none; vCPUs asleep in their hooks wake."},
+    {"nudge", nudge, METH_O, "nudge(link address): wake this vCPU if it sleeps in its block hook."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -78,5 +99,11 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_baton", NULL, -1, m
 
 PyMODINIT_FUNC PyInit__baton(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && (PyModule_AddIntConstant(m, "MAX_VCPUS", BATON_MAX_VCPUS) < 0
+                      || PyModule_AddIntConstant(m, "LINK_SIZE", (long)sizeof(baton_link)) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

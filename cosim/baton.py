@@ -13,10 +13,14 @@ plan here and wakes the first vCPU. A vCPU whose turn it is runs its quantum, th
   schedule to that step (it replays its choices from the plan's start: same seed, same answers).
 
 So a run of clean quanta costs one hand-over per change of vCPU and one Ran at the end, instead of a
-RunFor and a Ran each. A vCPU waiting while another holds the turn spins on `turn` for up to SPIN_NS
-before it sleeps in its poll (cosim/_baton.c: a quantum is ~25 us of guest code, a process wake-up
+RunFor and a Ran each. Most of a plan does not even reach Python: the vCPU's block hook ends a clean
+quantum itself, begins the next if it is its own, or passes the turn and waits inside the hook for it to
+come back (cosim/vcpu/_icount.c cosim_baton_next; the protocol in cosim/baton.h, reached through
+`link`), and hands whatever it cannot decide to the Python steps below. A vCPU waiting while another
+holds the turn spins on `turn` for up to SPIN_NS (a quantum is ~25 us of guest code, a process wake-up
 through the FIFO a good part of that), when the host has a CPU for each vCPU (more spinners than CPUs
-would take the running vCPU's); the passer writes the FIFO byte only for a vCPU not spinning. Every
+would take the running vCPU's); then it sleeps: in its poll (a passer writes its FIFO byte) or, inside
+the hook, on a futex (a passer wakes it). Every
 choice the seed makes, every instant userspace's timers run at, and what each process has taken when
 the next step starts are the same (tests/test_schedule.py compares the two drivers' grants; tests/test_deterministic.py
 the digests).
@@ -26,11 +30,12 @@ only while no turn is out (turn = -1). The header's `turn` is written last. The 
 its bytes only wake the poll, the baton says whose turn it is.
 
 Layout of the shared block: the header (HEADER), then `counts` (u64 per vCPU: instruction counts as
-the run goes), `spinning` (i32 per vCPU, padded to 8 bytes: 1 while that vCPU spins for its turn),
-then the plan (PLAN_STEP x MAX_STEPS).
+the run goes), `spinning` (i32 per vCPU, padded to 8 bytes: how that vCPU waits for its turn,
+cosim/baton.h), then the plan (PLAN_STEP x MAX_STEPS).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import NamedTuple
 
@@ -51,6 +56,14 @@ HEADER = np.dtype([("seq", "<u8"), ("vtime", "<u8"), ("next_due", "<i8"), ("due_
                    ("length", "<u4"), ("index", "<u4"), ("turn", "<i4"), ("pad", "<u4")])
 PLAN_STEP = np.dtype([("vcpu", "<u4"), ("instructions", "<u4")])
 FIFO = "baton-vcpu{}"
+LINK_FIFOS = 64       # baton.h BATON_MAX_VCPUS
+
+
+class Link(ctypes.Structure):
+    """baton.h baton_link: one vCPU's view of the block, for the C side."""
+    _fields_ = [("header", ctypes.c_void_p), ("counts", ctypes.c_void_p), ("spinning", ctypes.c_void_p),
+                ("plan", ctypes.c_void_p), ("own", ctypes.c_int64), ("vcpus", ctypes.c_int64),
+                ("spin_ns", ctypes.c_uint64), ("fifo", ctypes.c_int64 * LINK_FIFOS)]
 
 
 class Step(NamedTuple):
@@ -79,12 +92,18 @@ class Baton:
         self._plan_vcpu, self._plan_n = self.plan["vcpu"], self.plan["instructions"]
         self._h = {n: self.header[n] for n in HEADER.names}
         self.own = own
-        self._turn_at = self.header.ctypes.data + HEADER.fields["turn"][1]
-        self._spinning_at = [self.spinning.ctypes.data + 4 * i for i in range(vcpus)]
         self.spin_ns = spin_ns if _baton is not None and vcpus <= (os.cpu_count() or 1) else 0
         self._fds: dict[int, int] = {}           # vcpu -> our descriptor of its FIFO
+        self.link: Link | None = None            # a vCPU's, for the C side (None without _baton)
+        self.link_address = 0
         if own is not None:
-            self._fds[own] = os.open(self._fifo(own), os.O_RDWR | os.O_NONBLOCK)
+            for i in range(vcpus):
+                self._fds[i] = os.open(self._fifo(i), os.O_RDWR | os.O_NONBLOCK)
+            if _baton is not None and vcpus <= LINK_FIFOS:
+                fifos = [self._fds[i] for i in range(vcpus)] + [-1] * (LINK_FIFOS - vcpus)
+                self.link = Link(self.header.ctypes.data, self.counts.ctypes.data, self.spinning.ctypes.data,
+                                 self.plan.ctypes.data, own, vcpus, self.spin_ns, (ctypes.c_int64 * LINK_FIFOS)(*fifos))
+                self.link_address = ctypes.addressof(self.link)
 
     @staticmethod
     def size(vcpus: int) -> int:
@@ -156,9 +175,9 @@ class Baton:
         turn = int(self._h["turn"][0])
         if turn == self.own:
             return True
-        if turn == NONE or not self.spin_ns:
+        if turn == NONE or not self.spin_ns or not self.link_address:
             return False
-        return _baton.wait_turn(self._turn_at, self.own, self._spinning_at[self.own], self.spin_ns)
+        return _baton.wait_turn(self.link_address)
 
     def mine(self) -> Step | None:
         """The step to run now if the turn is this vCPU's."""
@@ -183,13 +202,16 @@ class Baton:
             nxt = int(self._plan_vcpu[index])
             if nxt == self.own:
                 h["turn"][0] = nxt
-            elif _baton is None:
+            elif not self.link_address:
                 h["turn"][0] = nxt
                 self.wake(nxt)
-            elif _baton.pass_turn(self._turn_at, nxt, self._spinning_at[nxt]):
-                self.wake(nxt)                     # (not spinning for it: asleep in its poll)
+            elif _baton.pass_turn(self.link_address, nxt):
+                self.wake(nxt)                     # (asleep in its poll, not watching the turn)
             return True
-        h["turn"][0] = NONE
+        if self.link_address:
+            _baton.end_run(self.link_address)      # (and every vCPU asleep in its hook wakes)
+        else:
+            h["turn"][0] = NONE
         return False
 
     def taken(self) -> tuple[int, list[int]]:
@@ -203,6 +225,7 @@ class Baton:
             except OSError:
                 pass
         self._fds.clear()
+        self.link, self.link_address = None, 0
         self.header = self.counts = self.spinning = self.plan = self._plan_vcpu = self._plan_n = None
         self._h = {}
         self.block.close()

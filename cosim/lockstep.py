@@ -101,6 +101,9 @@ class FreeRun:
     def await_turn(self) -> bool:
         return False
 
+    def bind_engine(self) -> None:
+        pass
+
     def fds(self) -> tuple[int, ...]:
         return ()
 
@@ -115,15 +118,15 @@ class VcpuGate:
     `trace` (whose virtual clock follows the grants)."""
     deterministic = True
 
-    def __init__(self, p, baton: Baton | None = None) -> None:
+    def __init__(self, p, baton: Baton | None = None, hook: bool = True) -> None:
         self.p = p
+        self.hook = hook                  # the engine's block hook may run the baton's quanta (bind_engine)
         self.barrier = Barrier(p.ep)
         self.grant: wire.RunFor | Step | None = None
         self.running = False              # the grant's `after` is met and it has not ended
         self.delivery: wire.Deliver | None = None
         self.held: wire.ExitMsg | None = None
         self.baton = baton                # runs of quanta handed on between vCPUs (cosim/baton.py)
-        self._start = 0                   # the instruction count when the grant started
         self._sent: dict[str, int] = {}   # what this vCPU had sent when a baton step started
         self._spun = False                # the turn came while spinning for it (no FIFO byte to read)
 
@@ -135,6 +138,13 @@ class VcpuGate:
             return False
         self._spun = self.baton.wait_mine()
         return self._spun
+
+    def bind_engine(self) -> None:
+        """Once the vCPU's engine exists: its block hook runs the plan's quanta that need nothing from
+        Python (cosim/baton.h). Not while tracing: the tracer follows each quantum from here."""
+        p = self.p
+        if self.baton is not None and self.baton.link_address and self.hook and not p.trace.enabled:
+            p.engine.follow_baton(self.baton.link_address, p.max_instructions)
 
     def fds(self) -> tuple[int, ...]:
         """What the vCPU's idle wait also watches: the baton's wake-ups."""
@@ -148,7 +158,8 @@ class VcpuGate:
         return int(self.p.page["instructions"])
 
     def may_run(self) -> bool:
-        return self.running
+        # (in_quantum: False once the engine's block hook passed this quantum's turn on)
+        return self.running and self.p.engine.in_quantum
 
     def hold(self, msg) -> bool:
         self.held = msg
@@ -193,6 +204,9 @@ class VcpuGate:
         """Start, end or refuse the grant (or the baton's step). True when a baton step ended clean
         and the turn stayed with this vCPU: the next one starts at once."""
         g = self.grant
+        if g is not None and self.running and isinstance(g, Step) and not self.p.engine.in_quantum:
+            g = self.grant = None         # the block hook ended the quantum and passed the turn on
+            self.running = False
         if g is None and self.baton is not None:
             if not self._spun:
                 self.baton.drain()
@@ -207,7 +221,6 @@ class VcpuGate:
             if isinstance(g, wire.RunFor) and not met(p.ep.got, g.after):
                 return False
             self.running = True
-            self._start = self.count()
             p.trace.follow(g.vtime, self.count(), self.count)
             target = self.count() + g.instructions
             exact = False        # a quantum ends at the last block boundary within it (no steps)
@@ -237,7 +250,7 @@ class VcpuGate:
         assert self.baton is not None
         n = self.count()
         clean = why == "budget" and _quiet(self._sent, p.ep.to)
-        if self.baton.done(n - self._start, n, clean):
+        if self.baton.done(n - p.engine.quantum_start, n, clean):   # (a quantum the hook began, too)
             return self.baton.mine() is not None
         steps, counts = self.baton.taken()
         p.ep.send("supervisor", wire.Ran(p.index, g.seq, why, n, dict(p.ep.to), steps, counts))
@@ -258,7 +271,7 @@ def vcpu_gate(spec: dict, p) -> FreeRun | VcpuGate:
         return FreeRun()
     name = spec.get("baton_name")
     return VcpuGate(p, Baton.attach(name, spec["vcpus"], spec["run_dir"], p.index, spec.get("baton_spin_ns", SPIN_NS))
-                    if name else None)
+                    if name else None, spec.get("baton_hook", True))
 
 
 def _not_running(pred):

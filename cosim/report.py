@@ -332,8 +332,10 @@ def build_report(data) -> dict:
         vcpus.append({"vcpu": i, "state": s["state"], "instructions": s["instructions"],
                       **({"last_stop_pc": f"{s['pc']:#010x}"} if "pc" in s else {}),
                       "exit_code": codes[i] if i < len(codes) else None, "exits": s["exits"],
-                      **({"idle": vstats[i]["idle"]} if i < len(vstats) and vstats[i].get("idle") else {})})
+                      **({"idle": vstats[i]["idle"]} if i < len(vstats) and vstats[i].get("idle") else {}),
                                                               # (MSR[WE]/wait halts: cosim/vcpu/idle.py)
+                      # (deterministic: the quanta its block hook began without Python, cosim/baton.h)
+                      **({"baton": vstats[i]["baton"]} if i < len(vstats) and vstats[i].get("baton") else {})})
     inproc = [x for v in vstats for x in v.get("inprocess_kernel_ns", [])]
     instructions = sum(s["instructions"] for s in data.vcpu_state)
     exits = {"by_level": by_level, "by_reason": by_reason,

@@ -44,6 +44,8 @@ DATA_SEGMENT_MAX = 4 << 20  # writable segments kept for comparisons (tools/cros
 BATON = os.environ.get("COSIM_BATON", "1") != "0"   # deterministic: quanta handed on by the vCPUs
                                                    # (cosim/baton.py); 0: a supervisor round trip each
 BATON_SPIN_NS = int(os.environ.get("COSIM_BATON_SPIN_NS", SPIN_NS))   # how long a vCPU spins for the baton
+BATON_HOOK = os.environ.get("COSIM_BATON_HOOK", "1") != "0"   # the block hook runs the plan's quanta (baton.h);
+                                                             # 0: each quantum's end goes back to Python
 SPIN_YIELD = os.environ.get("COSIM_SPIN_YIELD", "1") != "0"   # free SMP: a vCPU spinning alone yields (_icount.c)
 KILL_GRACE_S = 1.0          # children still there this long after the end are killed
 
@@ -433,6 +435,7 @@ class Supervisor:
                 self.baton = Baton.create(cfg.machine.vcpus, self.run_dir)
                 base["baton_name"] = self.baton.name
                 base["baton_spin_ns"] = BATON_SPIN_NS
+                base["baton_hook"] = BATON_HOOK
             self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
                                  ["kernel", "userspace"], self.ep.send,
                                  self.baton.start if self.baton is not None else None)

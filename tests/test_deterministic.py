@@ -85,23 +85,40 @@ SPARSE = {"machine": {"cpu": "e500v2", "vcpus": 3, "schedule": "deterministic", 
           "limits": {"wall_seconds": 120}}
 
 
-@pytest.mark.parametrize("cfg", [STRESS, SPARSE], ids=["stress", "sparse"])
+# decrementer ticks on both vCPUs (timer deadlines inside plans), up to the guest's `until`
+TICKS = {"machine": {"cpu": "e500mc", "vcpus": 2, "schedule": "deterministic", "seed": 3},
+         "guest": {"program": "dec_smp", "until": "done"},
+         "debug": {"strategy": "illegal"},
+         "limits": {"wall_seconds": 120}}
+# no exits at all, to the instruction limit (the last quantum exact)
+LIMIT = {"machine": {"cpu": "e500v2", "vcpus": 2, "schedule": "deterministic", "seed": 11, "quantum": [50, 2000]},
+         "guest": {"program": "loop", "iterations": 4_000_000_000},
+         "limits": {"wall_seconds": 120, "instructions": 3_000_000}}
+
+
+@pytest.mark.parametrize("cfg", [STRESS, SPARSE, TICKS, LIMIT], ids=["stress", "sparse", "ticks", "limit"])
 def test_the_baton_changes_nothing_but_the_cost(cfg, tmp_path, monkeypatch):
-    """Issue 22: quanta handed on by the vCPUs (cosim/baton.py) give the digest of a supervisor round
-    trip per quantum, seed for seed, and take fewer round trips."""
+    """Issue 22: quanta handed on by the vCPUs (cosim/baton.py), from Python or inside the vCPUs' block
+    hooks (cosim/baton.h), give the digest of a supervisor round trip per quantum, seed for seed, and
+    take fewer round trips."""
     from cosim import supervisor
-    recs = {}
-    for baton in (False, True):
+    recs, reports = {}, {}
+    for way, baton, hook in (("round-trip", False, False), ("python", True, False), ("hook", True, True)):
         monkeypatch.setattr(supervisor, "BATON", baton)
-        report, recs[baton] = run_seed(cfg, cfg["machine"]["seed"], tmp_path / f"b{int(baton)}")
-        assert report["ok"], (report["failed"], report["problems"])
-    assert recs[True]["digest_hash"] == recs[False]["digest_hash"]
-    assert record.compare(str(tmp_path / "b0"), str(tmp_path / "b1")) is None
-    assert recs[True]["schedule"]["runs"] == recs[False]["schedule"]["runs"]
+        monkeypatch.setattr(supervisor, "BATON_HOOK", hook)
+        reports[way], recs[way] = run_seed(cfg, cfg["machine"]["seed"], tmp_path / way)
+        assert reports[way]["ok"], (way, reports[way]["failed"], reports[way]["problems"])
+    for way in ("python", "hook"):
+        assert recs[way]["digest_hash"] == recs["round-trip"]["digest_hash"], way
+        assert record.compare(str(tmp_path / "round-trip"), str(tmp_path / way)) is None, way
+        assert recs[way]["schedule"]["runs"] == recs["round-trip"]["schedule"]["runs"], way
     # (STRESS toggles and exits within nearly every quantum: a plan rarely outlives its first step)
-    fewer = recs[True]["schedule"]["batons"] < recs[True]["schedule"]["runs"]
-    assert fewer or cfg is STRESS, recs[True]["schedule"]
-    assert "batons" not in recs[False]["schedule"]
+    fewer = recs["hook"]["schedule"]["batons"] < recs["hook"]["schedule"]["runs"]
+    assert fewer or cfg is STRESS, recs["hook"]["schedule"]
+    assert "batons" not in recs["round-trip"]["schedule"]
+    in_hook = [sum(v["baton"].values()) for v in reports["hook"]["vcpus"]]
+    assert all(v["baton"] == {"chained": 0, "resumed": 0, "passes": 0} for v in reports["python"]["vcpus"])
+    assert sum(in_hook) > 0 or cfg is STRESS, in_hook        # the hook did begin quanta
 
 
 @pytest.mark.parametrize("cpu", ["e500v2", "e500mc"])

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sched.h>
+#include "baton.h"
 
 /* The block hook: instruction counting, the budget (deterministic schedules) and the kick, one C
  * callback per translated block, user_data a cosim_gate.
@@ -51,6 +52,20 @@ typedef struct {
                                      * deterministic schedule, where the others wait for the turn anyway) */
     uint64_t clock_batch;           /* instructions added to the shared clock at a time: CLOCK_BATCH when
                                      * running free, 1 under a deterministic schedule (below) */
+    /* The deterministic schedule's plan, run here (below: cosim_baton_next). The engine keeps budget =
+     * min(user_budget, deadline) in step with these. */
+    baton_link *baton;              /* NULL: every quantum's end goes back to Python */
+    uint64_t chain;                 /* set by Python for this run: nothing waits in the core between two
+                                     * quanta (no interrupt pending, not stepping); an MMIO access clears it */
+    uint64_t user_budget;           /* where the quantum ends */
+    uint64_t budget_start;          /* the count when it started */
+    uint64_t deadline;              /* the next timer event, as a count of this vCPU */
+    uint64_t deadline_clock;        /* ... as the clock says (UINT64_MAX: none) */
+    uint64_t max_count;             /* the run's instruction limit (0: none): its exact end is Python's */
+    uint64_t until;                 /* the scenario's end address (UINT64_MAX: none): a quantum that would
+                                     * begin there is Python's (it stops before running it) */
+    uint64_t in_step;               /* 1 while this vCPU holds a quantum of the plan, 0 once passed on */
+    uint64_t chained, passes, resumed;   /* quanta begun here: after its own, the turn passed, come back */
 } cosim_gate;
 
 /* A vCPU adds its instructions to the shared clock CLOCK_BATCH at a time (and whenever its run ends:
@@ -137,6 +152,80 @@ static inline void cosim_spin_check(cosim_gate *g, uint64_t addr)
     }
 }
 
+/* The deterministic schedule's plan (cosim/baton.py) run inside the hook: at a quantum's clean end the
+ * hook does what the vCPU's Python loop would (cosim/lockstep.py VcpuGate._step, Baton.done) without
+ * leaving unicorn: the plan's next quantum, if it is this vCPU's, starts at once; if it is another's,
+ * the turn is passed and this vCPU waits here (cosim/baton.h baton_wait) for it to come back. The plan,
+ * the instants and so the digests are the same; only Python's ~30 us per quantum and the emu_start
+ * exits are gone. Whatever the hook cannot decide goes back to Python as before, nothing committed:
+ * the end of the plan or a userspace timer due (the supervisor is answered), a timer deadline of this
+ * vCPU, a block larger than what is left, the run's instruction limit, the scenario's `until`. */
+enum { NEXT_RUN = 0, NEXT_BUDGET = 1, NEXT_LEFT = 2 };
+
+/* Begin a quantum of `q` instructions at the current count, if its first block (`n` instructions) fits
+ * (else the engine single-steps it: Python's), and it is not the run's last (exact) one. */
+static int cosim_begin_quantum(cosim_gate *g, uint64_t q, uint64_t n)
+{
+    uint64_t count = *g->count, target = count + q, dl = g->deadline_clock, budget;
+    if (g->max_count && g->max_count <= target)
+        return 0;
+    if (g->clock != NULL && dl != UINT64_MAX) {       /* (engine.py _local_deadline) */
+        uint64_t now = __atomic_load_n(g->clock, __ATOMIC_RELAXED);
+        dl = count + (dl > now ? dl - now : 0);
+    }
+    budget = target < dl ? target : dl;
+    if (count + n > budget)
+        return 0;
+    g->user_budget = target;
+    g->budget_start = count;
+    g->deadline = dl;
+    g->budget = budget;
+    cosim_gate_reset_limit(g);
+    return 1;
+}
+
+/* Called at a budget stop while Python armed the chain: NEXT_RUN (a new quantum began; run the block),
+ * NEXT_BUDGET (an ordinary budget stop: Python decides), NEXT_LEFT (the turn was passed on and did not
+ * come back to this plan's next quantum here: Python takes it from the baton). */
+static int cosim_baton_next(cosim_gate *g, uint64_t addr, uint64_t n)
+{
+    baton_link *b = g->baton;
+    baton_header *h = b->header;
+    uint64_t count = *g->count;
+    if (g->budget != g->user_budget || count <= g->budget_start || addr == g->until)
+        return NEXT_BUDGET;              /* a timer deadline, the quantum's first block too large, the end */
+    uint32_t index = h->index + 1;
+    uint64_t vtime = h->vtime + (count - g->budget_start);
+    if (index >= h->length
+            || (h->next_due != BATON_NONE && vtime >= (uint64_t)h->next_due && (int64_t)vtime != h->due_synced))
+        return NEXT_BUDGET;              /* the run ends: Python answers the supervisor */
+    int32_t next = (int32_t)b->plan[index].vcpu;
+    if (next == b->own && !cosim_begin_quantum(g, b->plan[index].instructions, n))
+        return NEXT_BUDGET;
+    h->vtime = vtime;
+    h->index = index;
+    b->counts[b->own] = count;
+    if (next == b->own) {
+        g->chained++;
+        return NEXT_RUN;
+    }
+    uint64_t seq = h->seq;
+    g->in_step = 0;
+    g->passes++;
+    if (baton_pass(b, next)) {
+        char byte = 't';
+        ssize_t w = write((int)b->fifo[next], &byte, 1);   /* (full: it is awake anyway) */
+        (void)w;
+    }
+    if (!baton_wait(b, seq, &g->kick))
+        return NEXT_LEFT;
+    if (!cosim_begin_quantum(g, b->plan[h->index].instructions, n))
+        return NEXT_LEFT;                /* (its turn, and Python begins the quantum) */
+    g->in_step = 1;
+    g->resumed++;
+    return NEXT_RUN;
+}
+
 static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user_data)
 {
     cosim_gate *g = (cosim_gate *)user_data;
@@ -155,9 +244,16 @@ static void cosim_count_block(void *uc, uint64_t addr, uint32_t size, void *user
             return;
         }
         if (*g->count + n > g->budget) {
-            g->stops++;
-            g->emu_stop(uc);
-            return;
+            int next = g->baton != NULL && g->chain ? cosim_baton_next(g, addr, n) : NEXT_BUDGET;
+            if (next == NEXT_LEFT) {
+                g->emu_stop(uc);
+                return;
+            }
+            if (next == NEXT_BUDGET) {
+                g->stops++;
+                g->emu_stop(uc);
+                return;
+            }
         }
     }
     if (__atomic_load_n(&g->limit, __ATOMIC_RELAXED) != g->budget)

@@ -539,7 +539,7 @@ class Core:
                 if self.step:                # one instruction done (emulated, or it interrupted)
                     return self._stepped(self.pc)
             stop = self.engine.step(self.pc, self.word_at(self.pc)) \
-                if self.step or self.engine.budget_due else self.engine.run(self.pc)
+                if self.step or self.engine.budget_due else self.engine.run(self.pc, self._settled())
             t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:
@@ -549,6 +549,16 @@ class Core:
                 self._charge(perf_counter_ns() - t0, stop.kind is StopKind.INTERRUPT)
             if kicked():
                 return None
+
+    def _settled(self) -> bool:
+        """Nothing for this loop to do before the guest's next instruction but run it: no interrupt
+        pending (the timer status, the input lines, doorbells), not halted or stepping. Then a
+        deterministic plan's next quantum may begin inside the engine's block hook (what can change this
+        meanwhile stops the run: a timer deadline, a privileged instruction, an MMIO access; fast_trap
+        declines what would let an interrupt in; the hook leaves a quantum that would begin at `until`
+        to this loop)."""
+        return not (self.step or self.step_due or self.idle or self.doorbells
+                    or int(self.spr[S["TSR"]]) or self.irq_lines[0] or self.irq_lines[1])
 
     def fast_trap(self, pc: int) -> bool:
         """The engine's interrupt hook offers a program interrupt at `pc` here first: `mfmsr`, `wrtee`

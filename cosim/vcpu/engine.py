@@ -46,8 +46,9 @@ from .atomics import Atomics, is_atomic
 
 try:
     from . import _icount
-except ImportError:  # pragma: no cover - the extension is built by `pip install -e .`
-    _icount = None
+    from .. import _baton
+except ImportError:  # pragma: no cover - the extensions are built by `pip install -e .`
+    _icount = _baton = None
 
 _CTL_TB_REMOVE_CACHE = (UC_CTL_IO_WRITE << 30) | (2 << 26) | UC_CTL_TB_REMOVE_CACHE   # uc_ctl codes:
 _CTL_TLB_FLUSH = (UC_CTL_IO_WRITE << 30) | UC_CTL_TLB_FLUSH                        # (op, nargs, ctl)
@@ -182,6 +183,11 @@ class Engine:
         self._user_budget = 2**64 - 1
         self._deadline = 2**64 - 1        # as an instruction count of this vCPU
         self._deadline_clock = 2**64 - 1  # as the clock says (the same without a shared clock)
+        self._follows_baton = False       # the block hook runs a deterministic plan's quanta (follow_baton)
+        self._baton_link = 0
+        if self._gate is not None:
+            self._gate.deadline_clock = self._gate.deadline = self._gate.user_budget = 2**64 - 1
+            self._gate.until = 2**64 - 1
 
     def set_cache_line(self, size: int) -> bool:
         """The data cache line `dcbz` clears (the CPU model's: 64 bytes on e500mc); False when unicorn's
@@ -248,9 +254,13 @@ class Engine:
         return (int(self._slot_pages[offset >> PAGE_BITS]) << PAGE_BITS) | (offset & 0xFFF)
 
     def _mmio_read(self, uc, offset, size, _ud):
+        if self._gate is not None:
+            self._gate.chain = 0          # (an MMIO exit: the quantum does not end clean)
         return self.mmio(self._mmio_paddr(offset), size, False, 0) if self.mmio else 0
 
     def _mmio_write(self, uc, offset, size, value, _ud):
+        if self._gate is not None:
+            self._gate.chain = 0
         if self.mmio:
             self.mmio(self._mmio_paddr(offset), size, True, value)
 
@@ -549,6 +559,8 @@ class Engine:
         """Stop before the instruction at `addr` (the scenario's end address); None = no such stop.
         Set before the guest runs (a hook added after translation needs a flush: done here)."""
         if addr is not None:
+            if self._gate is not None:
+                self._gate.until = addr
             if self.atomics is not None:   # issue 20: stop before a lwarx/stwcx. there
                 self._until_addr = addr
                 self.atomics.set_skip([*self._iac, addr])
@@ -561,24 +573,31 @@ class Engine:
             uc.emu_stop()
 
     # --- execution ----------------------------------------------------------------------------------
-    def run(self, pc: int) -> Stop:
-        """Run from `pc` until an event or a kick."""
+    def run(self, pc: int, chain: bool = False) -> Stop:
+        """Run from `pc` until an event or a kick. `chain` (with a baton: `follow_baton`): the core has
+        nothing to do between two quanta, so the block hook may run the plan's next ones itself."""
         self._event = None
         self._fault = None
-        stops = self._budget.stops if self._budget is not None else 0
+        gate = self._gate
+        stops = gate.stops if gate is not None else 0
         self._tlb_header[H_MISS_REASON] = 0
         if self._clock is not None and self._deadline_clock != 2**64 - 1 and not self._budget_hit:
             local = self._local_deadline()         # other vCPUs moved the clock since
             if local != self._deadline:
                 self._deadline = local
                 self._apply_budget()
+        if self._follows_baton:
+            gate.chain = 1 if chain and not self._budget_exact else 0
         try:
             self.uc.emu_start(pc, UNTIL, count=0)
         except UcError as e:
             return self._refused(e)
         finally:
             self._flush_clock()
-        if self._budget is not None and self._budget.stops != stops:
+            if self._follows_baton:                # the quanta the hook began: their budgets
+                self._user_budget, self._budget_start, self._deadline = \
+                    gate.user_budget, gate.budget_start, gate.deadline
+        if gate is not None and gate.stops != stops:
             self._budget_hit = True
         if self._event is not None:
             if self._dac_undo is not None:
@@ -729,6 +748,8 @@ class Engine:
             gate = self._gate
             gate.kick = 1                      # (in this order: see cosim_gate_reset_limit)
             gate.limit = 0
+            if self._baton_link:               # (asleep in the block hook, waiting for its turn)
+                _baton.nudge(self._baton_link)
         else:                                  # pragma: no cover - without the C module
             self.uc.emu_stop()
 
@@ -743,6 +764,33 @@ class Engine:
         depend on where its runs were cut (_icount.c)."""
         if self._gate is not None:
             self._gate.clock_batch = 1
+
+    def follow_baton(self, link_address: int, max_count: int) -> None:
+        """Run a deterministic plan's quanta in the block hook (cosim/baton.h, _icount.c
+        cosim_baton_next): `link_address` is the vCPU's baton link, `max_count` the run's instruction
+        limit (0: none; its last, exact quantum stays Python's)."""
+        if self._gate is not None and link_address:
+            self._gate.baton = link_address
+            self._gate.max_count = max_count
+            self._follows_baton = True
+            self._baton_link = link_address
+
+    @property
+    def in_quantum(self) -> bool:
+        """False once the block hook passed this vCPU's quantum on to another vCPU (until a budget is set
+        again): the turn is not this vCPU's."""
+        return self._gate is None or bool(self._gate.in_step)
+
+    @property
+    def quantum_start(self) -> int:
+        """The instruction count where the current budget was set (by `set_budget` or the hook)."""
+        return self._budget_start
+
+    @property
+    def baton_stats(self) -> dict[str, int]:
+        """Quanta the block hook began: after one of its own, after the turn came back; turns passed."""
+        g = self._gate
+        return {"chained": g.chained, "resumed": g.resumed, "passes": g.passes} if g is not None else {}
 
     def yield_when_spinning(self) -> None:
         """Give the host CPU up when the guest spins while no other vCPU moves the shared clock
@@ -767,6 +815,8 @@ class Engine:
         self._budget_exact = exact
         self._budget_start = self._count()
         self._apply_budget()
+        if self._gate is not None:
+            self._gate.in_step = 1
 
     def set_deadline(self, count: int | None) -> None:
         """A timer event due when the clock reaches `count` (None: none): `run` stops exactly there (as
@@ -775,6 +825,8 @@ class Engine:
         after the instant: exact when one vCPU runs at a time, as under a deterministic schedule), and
         each `run` re-reckons that from the clock."""
         self._deadline_clock = 2**64 - 1 if count is None else count
+        if self._gate is not None:
+            self._gate.deadline_clock = self._deadline_clock
         self._deadline = self._local_deadline()
         self._budget_hit = False      # a stop short of the old target is over: the next run stops again
         self._apply_budget()
@@ -790,9 +842,11 @@ class Engine:
         return self._count() + max(0, self._deadline_clock - self._clock.value)
 
     def _apply_budget(self) -> None:
-        if self._budget is not None:
-            self._budget.budget = min(self._user_budget, self._deadline)
-            _icount.reset_limit(ctypes.addressof(self._budget))
+        gate = self._gate
+        if gate is not None:
+            gate.budget = min(self._user_budget, self._deadline)
+            gate.user_budget, gate.budget_start, gate.deadline = self._user_budget, self._budget_start, self._deadline
+            _icount.reset_limit(ctypes.addressof(gate))
 
     def _count(self) -> int:
         return ctypes.c_uint64.from_address(self._budget.count).value if self._budget is not None else 0
@@ -840,7 +894,11 @@ class _Gate(ctypes.Structure):
                 ("tb_offset", ctypes.c_uint64), ("clock", ctypes.c_void_p), ("unshared", ctypes.c_uint64),
                 ("spin_pc", ctypes.c_uint64 * 2), ("spin_blocks", ctypes.c_uint64), ("spin_clock", ctypes.c_uint64),
                 ("spin_count", ctypes.c_uint64), ("spin_yields", ctypes.c_uint64), ("spin_yield", ctypes.c_uint64),
-                ("clock_batch", ctypes.c_uint64)]
+                ("clock_batch", ctypes.c_uint64), ("baton", ctypes.c_void_p), ("chain", ctypes.c_uint64),
+                ("user_budget", ctypes.c_uint64), ("budget_start", ctypes.c_uint64), ("deadline", ctypes.c_uint64),
+                ("deadline_clock", ctypes.c_uint64), ("max_count", ctypes.c_uint64), ("until", ctypes.c_uint64),
+                ("in_step", ctypes.c_uint64),
+                ("chained", ctypes.c_uint64), ("passes", ctypes.c_uint64), ("resumed", ctypes.c_uint64)]
 
 
 def _branch_target(pc: int, word: int, bits: int) -> int:

@@ -150,6 +150,7 @@ class VcpuProcess:
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
         self.trace = open_trace(spec, self.name)
+        self.gate.bind_engine()
         self.exits = ExitLog(spec, self.name)      # the run's record (cosim/record.py)
         self._trace_exit_t0 = 0
         self._trace_resume: tuple | None = None
@@ -231,7 +232,7 @@ class VcpuProcess:
         if out is None:
             if self._over_budget():
                 self._check_budget()
-            else:
+            elif self.gate.may_run():           # (else the turn went on: nothing was kicked)
                 self._kicked = True
         elif isinstance(out, Fault):
             self.fault(out)
@@ -243,7 +244,8 @@ class VcpuProcess:
             self.exit_to_kernel(out)
 
     def _check_kick(self) -> bool:
-        return self.kick_pending or self.stopping or self._over_budget()
+        # (not may_run: the engine's block hook passed the turn to another vCPU; cosim/baton.h)
+        return self.kick_pending or self.stopping or self._over_budget() or not self.gate.may_run()
 
     def _at_limit(self) -> bool:
         return bool(self.max_instructions) and int(self.page["instructions"]) >= self.max_instructions
@@ -593,6 +595,7 @@ class VcpuProcess:
             "idle": ({"naps": self.core.naps, **self.idle.stats(), "spin_yields": self.engine.spin_yields}
                      if self.idle is not None else None),
             "mmu": self._mmu_stats(),
+            "baton": self.engine.baton_stats if self.gate.deterministic else None,
             "timers": {"fired": self.core.timers.fired, "delivered": self.core.async_delivered,
                        "merged": self.core.timers.merged,
                        "pending": self.core.timers.pending_at_end(),
