@@ -145,6 +145,12 @@ class VcpuGate:
         p = self.p
         if self.baton is not None and self.baton.link_address and self.hook and not p.trace.enabled:
             p.engine.follow_baton(self.baton.link_address, p.max_instructions)
+            p.core.quiet = self.quiet
+
+    def quiet(self) -> bool:
+        """A baton quantum is running and this vCPU has sent nothing to another process since it began:
+        if it ended now it would end clean (the block hook may then run the next)."""
+        return isinstance(self.grant, Step) and _quiet(self._sent, self.p.ep.to)
 
     def fds(self) -> tuple[int, ...]:
         """What the vCPU's idle wait also watches: the baton's wake-ups."""

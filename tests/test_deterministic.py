@@ -95,8 +95,14 @@ LIMIT = {"machine": {"cpu": "e500v2", "vcpus": 2, "schedule": "deterministic", "
          "guest": {"program": "loop", "iterations": 4_000_000_000},
          "limits": {"wall_seconds": 120, "instructions": 3_000_000}}
 
+# messages between vCPUs inside a quantum that goes on (msgsnd's doorbells), `wait` trapping in a loop
+DOORBELLS = {"machine": {"cpu": "e500mc", "vcpus": 2, "schedule": "deterministic", "seed": 3},
+             "guest": {"program": "doorbell", "until": "done"}, "debug": {"strategy": "illegal"},
+             "limits": {"wall_seconds": 120}}
 
-@pytest.mark.parametrize("cfg", [STRESS, SPARSE, TICKS, LIMIT], ids=["stress", "sparse", "ticks", "limit"])
+
+@pytest.mark.parametrize("cfg", [STRESS, SPARSE, TICKS, LIMIT, DOORBELLS],
+                         ids=["stress", "sparse", "ticks", "limit", "doorbells"])
 def test_the_baton_changes_nothing_but_the_cost(cfg, tmp_path, monkeypatch):
     """Issue 22: quanta handed on by the vCPUs (cosim/baton.py), from Python or inside the vCPUs' block
     hooks (cosim/baton.h), give the digest of a supervisor round trip per quantum, seed for seed, and

@@ -97,6 +97,7 @@ class Core:
         self.cost_by_kind: dict[str, list[int]] = {}   # kind -> [events, ns] handled in this process
         self._retried: int | None = None   # pc re-run once after a flush (stale translation check)
         self.until: int | None = None      # guest.until: the run ends before this instruction
+        self.quiet = _never                # the process: nothing sent since the quantum began (lockstep.py)
         self.dep = True                    # E.HV MSRP[DEP]; False: the guest's MSR[DE] gates host debug
         self.missed: dict[str, dict[int, int]] = {"iac": {}, "dac": {}, "step": {}}  # gated host events
         self.delivered: dict[tuple[int, int], int] = {}   # (IVOR, SRR0) -> interrupts given the guest
@@ -539,7 +540,7 @@ class Core:
                 if self.step:                # one instruction done (emulated, or it interrupted)
                     return self._stepped(self.pc)
             stop = self.engine.step(self.pc, self.word_at(self.pc)) \
-                if self.step or self.engine.budget_due else self.engine.run(self.pc, self._settled())
+                if self.step or self.engine.budget_due else self.engine.run(self.pc, self.quiet() and self._settled())
             t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:
@@ -551,7 +552,8 @@ class Core:
                 return None
 
     def _settled(self) -> bool:
-        """Nothing for this loop to do before the guest's next instruction but run it: no interrupt
+        """With `quiet` (nothing sent to another process since the quantum began), a quantum ending now
+        would end clean. Settled: nothing for this loop to do before the next instruction but run it: no interrupt
         pending (the timer status, the input lines, doorbells), not halted or stepping. Then a
         deterministic plan's next quantum may begin inside the engine's block hook (what can change this
         meanwhile stops the run: a timer deadline, a privileged instruction, an MMIO access; fast_trap
@@ -828,3 +830,7 @@ class Core:
             self.pc = stop.pc
             return None
         return self.on_stop(stop)
+
+
+def _never() -> bool:
+    return False

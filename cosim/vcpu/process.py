@@ -150,7 +150,7 @@ class VcpuProcess:
         self.stopping = False
         self.supervisor_pid = spec.get("supervisor_pid")
         self.trace = open_trace(spec, self.name)
-        self.gate.bind_engine()
+        self.gate.bind_engine()              # (after the core and the tracer: it asks both)
         self.exits = ExitLog(spec, self.name)      # the run's record (cosim/record.py)
         self._trace_exit_t0 = 0
         self._trace_resume: tuple | None = None
