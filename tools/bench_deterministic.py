@@ -8,10 +8,12 @@ mips     the `loop` guest (no exits after boot) on --vcpus vCPUs, for --instruct
 exits    `warn_storm` with one software breakpoint (strategy illegal) on --vcpus vCPUs: exits that
          crossed to the kernel or userspace per second of run (issue 22's target: >= 0.5x free).
 Columns: free (--vcpus free-running), deterministic (the baton: quanta handed on by the vCPUs,
-cosim/baton.py, a waiting vCPU spinning for its turn), no-spin (the baton, waiting vCPUs asleep in
-their poll: COSIM_BATON_SPIN_NS=0), round-trip (COSIM_BATON=0's way: a supervisor round trip per
-quantum), and the ratios against free (and against free-1 for mips); medians of --repeat runs, interleaved, so each ratio is
-measured against a floor of the same minute.
+cosim/baton.py, run inside their block hooks, cosim/baton.h, a waiting vCPU spinning for its turn),
+python (the same baton with each quantum's end back in Python: COSIM_BATON_HOOK=0, the way before),
+no-spin (the hook's baton, waiting vCPUs never spinning: COSIM_BATON_SPIN_NS=0), round-trip
+(COSIM_BATON=0's way: a supervisor round trip per quantum), and the ratios against free (and against
+free-1 for mips); medians of --repeat runs, interleaved, so each ratio is measured against a floor of
+the same minute.
 
     .venv/bin/python tools/bench_deterministic.py [--vcpus 2] [--repeat 3] [--json PATH]
 """
@@ -42,10 +44,11 @@ def scenario(kind: str, vcpus: int, schedule: str, instructions: int) -> dict:
 
 
 def measure(kind: str, vcpus: int, schedule: str, instructions: int, baton: bool = True,
-            spin_ns: int | None = None) -> float:
+            spin_ns: int | None = None, hook: bool = True) -> float:
     from cosim import supervisor
     supervisor.BATON = baton
     supervisor.BATON_SPIN_NS = SPIN_NS if spin_ns is None else spin_ns
+    supervisor.BATON_HOOK = hook
     report = build_report(run_config(parse_config(scenario(kind, vcpus, schedule, instructions), "<bench>")))
     if not report["ok"]:
         raise SystemExit(f"{kind} {schedule}: run failed: {report['failed']} {report['problems']}")
@@ -66,26 +69,30 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     for kind, unit in (("mips", "MIPS"), ("exits", "exits/s")):
-        cols = {"free": (args.vcpus, "free", True, None),
-                "deterministic": (args.vcpus, "deterministic", True, None),
-                "no-spin": (args.vcpus, "deterministic", True, 0),
-                "round-trip": (args.vcpus, "deterministic", False, None)}
+        cols = {"free": (args.vcpus, "free", True, None, True),
+                "deterministic": (args.vcpus, "deterministic", True, None, True),
+                "python": (args.vcpus, "deterministic", True, None, False),
+                "no-spin": (args.vcpus, "deterministic", True, 0, True),
+                "round-trip": (args.vcpus, "deterministic", False, None, True)}
         if kind == "mips":
-            cols["free-1"] = (1, "free", True, None)
+            cols["free-1"] = (1, "free", True, None, True)
         got: dict[str, list[float]] = {c: [] for c in cols}
         for _ in range(args.repeat):                       # interleaved repeats: same machine noise
-            for c, (n, schedule, baton, spin) in cols.items():
-                got[c].append(measure(kind, n, schedule, args.instructions, baton, spin))
+            for c, (n, schedule, baton, spin, hook) in cols.items():
+                got[c].append(measure(kind, n, schedule, args.instructions, baton, spin, hook))
         med = {c: statistics.median(v) for c, v in got.items()}
-        row = {"row": kind, "unit": unit, **med, "ratio": med["deterministic"] / med["free"],
-               "ratio_no_spin": med["no-spin"] / med["free"],
-               "ratio_round_trip": med["round-trip"] / med["free"], "samples": got}
-        line = (f"{kind:6} {unit:8} free {med['free']:9.1f}  deterministic {med['deterministic']:9.1f} "
-                f"({row['ratio']:5.2f}x)  no-spin {med['no-spin']:9.1f} ({row['ratio_no_spin']:5.2f}x)  "
-                f"round-trip {med['round-trip']:9.1f} ({row['ratio_round_trip']:5.2f}x)")
+        row = {"row": kind, "unit": unit, **med, "samples": got,
+               **{f"ratio_{c.replace('-', '_')}": med[c] / med["free"]
+                  for c in ("deterministic", "python", "no-spin", "round-trip")}}
+        row["ratio"] = row.pop("ratio_deterministic")
+        line = f"{kind:6} {unit:8} free {med['free']:9.1f}  " + "  ".join(
+            f"{c} {med[c]:9.1f} ({med[c] / med['free']:5.2f}x)"
+            for c in ("deterministic", "python", "no-spin", "round-trip"))
         if "free-1" in med:
             row["ratio_one_vcpu"] = med["deterministic"] / med["free-1"]
-            line += f"  free-1 {med['free-1']:9.1f}: deterministic {row['ratio_one_vcpu']:5.2f}x of it"
+            row["ratio_one_vcpu_python"] = med["python"] / med["free-1"]
+            line += (f"  free-1 {med['free-1']:9.1f}: deterministic {row['ratio_one_vcpu']:5.2f}x of it "
+                     f"(python {row['ratio_one_vcpu_python']:5.2f}x)")
         rows.append(row)
         print(line, flush=True)
     if args.json:
