@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -80,9 +81,24 @@ static inline void baton_end(baton_link *b)
             baton_nudge(&b->spinning[i]);
 }
 
-/* While another vCPU holds the turn of plan `seq`: spin up to spin_ns, then sleep on the futex (10 ms at
- * a time), until the turn is this vCPU's, the plan is over (turn none, or another plan: a new seq) or
- * *stop (a kick) is set. Returns 1 when the turn of the same plan is this vCPU's. */
+/* After spin_ns of spinning (when there is a host CPU per vCPU), a waiter in the block hook goes on
+ * watching with sched_yield() between looks, up to BATON_YIELD_NS, before it sleeps on its futex: a
+ * sleeping process's CPU goes idle, and waking it (an inter-processor interrupt; on a virtual machine,
+ * through the hypervisor) took long enough to halve a 2-vCPU loop's speed, while a yield costs nothing
+ * when nothing else wants the CPU and lets anything that does run. */
+#define BATON_YIELD_NS 5000000ull
+
+static inline int baton_over(baton_link *b, uint64_t seq, const uint64_t *stop, int32_t own)
+{
+    int32_t t = __atomic_load_n(&b->header->turn, __ATOMIC_SEQ_CST);
+    return t == own || t == BATON_NONE || __atomic_load_n(&b->header->seq, __ATOMIC_SEQ_CST) != seq
+           || __atomic_load_n(stop, __ATOMIC_SEQ_CST);
+}
+
+/* While another vCPU holds the turn of plan `seq`: spin up to spin_ns, yield up to BATON_YIELD_NS more,
+ * then sleep on the futex (10 ms at a time), until the turn is this vCPU's, the plan is over (turn none,
+ * or another plan: a new seq) or *stop (a kick) is set. Returns 1 when the turn of the same plan is this
+ * vCPU's. */
 static inline int baton_wait(baton_link *b, uint64_t seq, const uint64_t *stop)
 {
     int32_t *state = &b->spinning[b->own];
@@ -100,11 +116,17 @@ static inline int baton_wait(baton_link *b, uint64_t seq, const uint64_t *stop)
         if ((++n & 63) == 0 && baton_now_ns() >= deadline)
             break;
     }
+    if (b->spin_ns) {
+        deadline += BATON_YIELD_NS;
+        while (!baton_over(b, seq, stop, own)) {
+            sched_yield();
+            if (baton_now_ns() >= deadline)
+                break;
+        }
+    }
     for (;;) {
         __atomic_store_n(state, WAIT_SLEEP, __ATOMIC_SEQ_CST);
-        t = __atomic_load_n(&b->header->turn, __ATOMIC_SEQ_CST);
-        if (t == own || t == BATON_NONE || __atomic_load_n(&b->header->seq, __ATOMIC_SEQ_CST) != seq
-                || __atomic_load_n(stop, __ATOMIC_SEQ_CST))
+        if (baton_over(b, seq, stop, own))
             break;
         struct timespec ts = {0, 10 * 1000 * 1000};
         syscall(SYS_futex, state, FUTEX_WAIT, WAIT_SLEEP, &ts, NULL, 0);
