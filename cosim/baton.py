@@ -48,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover - the extension is built by ./setup.sh
     _baton = None
 
-MAX_STEPS = 1024
+MAX_STEPS = 8192
 NONE = -1
 SPIN_NS = 100_000     # how long a vCPU spins for its turn before it sleeps in its poll (the default)
 
@@ -156,6 +156,18 @@ class Baton:
         first = steps[0][0]
         h["turn"][0] = first                       # last: the turn is out
         self.wake(first)
+
+    def extend(self, steps: list[tuple[int, int]]) -> None:
+        """More steps at the end of the plan being run (the Driver asks the schedule while the vCPUs
+        run): written past `length`, which no vCPU reads beyond, then `length` moved (x86 keeps the
+        stores' order; a vCPU that reached the old end first ended the run there: nothing changes but
+        where the next plan starts)."""
+        h = self._h
+        n = int(h["length"][0])
+        assert n + len(steps) <= MAX_STEPS
+        self._plan_vcpu[n:n + len(steps)] = [v for v, _ in steps]
+        self._plan_n[n:n + len(steps)] = [q for _, q in steps]
+        h["length"][0] = n + len(steps)
 
     # --- vCPU ----------------------------------------------------------------------------------------
     def fds(self) -> tuple[int, ...]:

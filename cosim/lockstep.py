@@ -280,7 +280,7 @@ def vcpu_gate(spec: dict, p) -> FreeRun | VcpuGate:
                     if name else None, spec.get("baton_hook", True))
 
 
-def _not_running(pred):
+def _not_running(pred, timeout_ms=None):
     raise RuntimeError("Driver.wait before Driver.run")
 
 
@@ -289,16 +289,20 @@ class Stuck(RuntimeError):
 
 
 class Driver:
-    """The supervisor's side. `send(dest, msg)`; `run(wait)`, `wait(pred) -> msg`: the supervisor's
+    """The supervisor's side. `send(dest, msg)`; `run(wait)`, `wait(pred, timeout_ms=None) -> msg` (None
+    once timeout_ms passed with nothing that matches: timeout_ms 0 takes only what is there): the supervisor's
     receive loop (it handles every other message, and raises to end the run on a death or the wall
     limit)."""
     BLOCKED = ("paused", "in-exit")
 
     PLAN_MIN = 4
+    FIRST = 16                        # steps of a plan asked before it is handed out; the rest are asked,
+    MORE = 64                         # MORE at a time, while the vCPUs run it (`extend`)
 
-    def __init__(self, schedule: Schedule, vcpus: int, services: list[str], send, baton=None):
+    def __init__(self, schedule: Schedule, vcpus: int, services: list[str], send, baton=None, extend=None):
         self.schedule = schedule
         self.baton = baton            # baton(seq, steps, vtime, counts, next_due, due_synced): hand a plan out
+        self.extend = extend          # extend(steps): more steps at the end of the plan being run
         self.plan_len = 16            # how far ahead the next plan asks (grows while plans run whole)
         self.n = vcpus
         self.vcpus = [f"vcpu{i}" for i in range(vcpus)]
@@ -361,21 +365,43 @@ class Driver:
     def _plan(self, first: Run, ready: list[int], held: list[int]) -> None:
         """Ask the schedule ahead for the runs it would grant if each ended clean (nothing sent, no
         timer due: then nothing changes between them), hand them out as one baton (cosim/baton.py),
-        and come back to the step the vCPUs stopped at: the choices after it are asked again."""
+        and come back to the step the vCPUs stopped at: the choices after it are asked again. Only
+        the first steps are asked before the baton goes out; the rest (up to plan_len) while the
+        vCPUs run it, so that asking (~3 us a step) is not added to every quantum's cost."""
         mark = self.schedule.save()                        # (after `first`)
         plan = [first]
         cut = False
-        while len(plan) < self.plan_len:
-            a = self.schedule.next(ready, held)
-            if not isinstance(a, Run):
-                cut = True                                  # a delivery comes next: the plan ends
-                break
-            plan.append(a)
+
+        def ask(upto: int) -> list[Run]:
+            nonlocal cut
+            more: list[Run] = []
+            while not cut and len(plan) + len(more) < upto:
+                a = self.schedule.next(ready, held)
+                if not isinstance(a, Run):
+                    cut = True                              # a delivery comes next: the plan ends
+                    break
+                more.append(a)
+            plan.extend(more)
+            return more
+
+        ask(self.plan_len if self.extend is None else min(self.plan_len, self.FIRST))
         self.seq += 1
         seq = self.seq
         self.baton(seq, [(a.vcpu, a.instructions) for a in plan], self.vtime, list(self.instructions),
                    self.next_due, self._due_synced)
-        ran = self.wait(lambda m: isinstance(m, wire.Ran) and m.seq == seq)
+
+        def done(m) -> bool:
+            return isinstance(m, wire.Ran) and m.seq == seq
+        ran = None
+        while self.extend is not None and not cut and len(plan) < self.plan_len:
+            ran = self.wait(done, 0)
+            if ran is not None:
+                break
+            more = ask(min(self.plan_len, len(plan) + self.MORE))
+            if more:
+                self.extend([(a.vcpu, a.instructions) for a in more])
+        if ran is None:
+            ran = self.wait(done)
         taken = ran.steps
         if not 1 <= taken <= len(plan) or len(ran.counts) != self.n or plan[taken - 1].vcpu != ran.vcpu:
             raise Stuck(f"deterministic schedule: baton of {len(plan)} step(s) answered with {taken} "
@@ -383,7 +409,9 @@ class Driver:
         self.schedule.restore(mark)
         for _ in range(taken - 1):
             self.schedule.next(ready, held)
-        if taken == len(plan) and not cut:
+        if (taken == len(plan) and not cut) or ran.why == "budget":
+            # (ran whole; or its last quantum ended clean: it ran out of the steps asked so far, or met
+            # a timer instant, and the next plan goes on from there)
             self.plan_len = min(MAX_STEPS, 2 * self.plan_len)
         elif taken < len(plan):
             self.plan_len = min(MAX_STEPS, max(self.PLAN_MIN, 2 * taken))   # (a long run cut short: the

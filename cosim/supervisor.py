@@ -440,7 +440,8 @@ class Supervisor:
                 base["baton_hook"] = BATON_HOOK
             self.driver = Driver(Schedule(cfg.machine.seed, cfg.machine.quantum), cfg.machine.vcpus,
                                  ["kernel", "userspace"], self.ep.send,
-                                 self.baton.start if self.baton is not None else None)
+                                 self.baton.start if self.baton is not None else None,
+                                 self.baton.extend if self.baton is not None else None)
         ctx = mp_context()
         roles = [("kernel", "kernel", {})] + [("vcpu", f"vcpu{i}", {"index": i})
                                               for i in range(cfg.machine.vcpus)]
@@ -510,11 +511,13 @@ class Supervisor:
         self._last_progress = 0.0
         try:
             if self.driver is not None:
-                def wait(pred):
+                def wait(pred, timeout_ms=None):
                     while True:
-                        m = self._turn(data, halted, t0, 1000)
+                        m = self._turn(data, halted, t0, 1000 if timeout_ms is None else timeout_ms)
                         if m is not None and pred(m):
                             return m
+                        if timeout_ms is not None and (m is None or not self.ep.pending()):
+                            return None
                 try:
                     self.driver.run(wait)
                 except Stuck as e:

@@ -141,12 +141,25 @@ class Scripted:
                 self.count[i], why = end, "budget"
         self.queue.append(wire.Ran(i, msg.seq, why, self.count[i], dict(self.to[dest])))
 
-    def wait(self, pred):
+    def wait(self, pred, timeout_ms=None):
+        if self.pending is not None:
+            if timeout_ms is not None:
+                return None                 # (vCPUs slower than the driver: it extends the plan meanwhile)
+            self.run_plan(*self.pending)
+            self.pending = None
         m = self.queue.pop(0)
         assert pred(m), m
         return m
 
-    def baton(self, seq, steps, vtime, counts, next_due, due_synced):
+    pending = None
+
+    def baton(self, *plan):
+        self.pending = [plan[0], list(plan[1]), *plan[2:]]
+
+    def extend(self, steps):
+        self.pending[1] += steps
+
+    def run_plan(self, seq, steps, vtime, counts, next_due, due_synced):
         """The vCPUs handing a plan on (cosim/baton.py): each step a RunFor of its own; the run ends
         at the first step that does not end clean (or at a due timer), as VcpuGate's does."""
         assert counts == self.count
@@ -182,7 +195,7 @@ def test_driver_runs_every_vcpu_to_its_end_and_settles_each_exit():
 
 def drive_baton(seed, vcpus=3):
     s = Scripted(vcpus)
-    d = Driver(Schedule(seed, (100, 900)), vcpus, ["kernel", "userspace"], s.send, s.baton)
+    d = Driver(Schedule(seed, (100, 900)), vcpus, ["kernel", "userspace"], s.send, s.baton, s.extend)
     d.run(s.wait)
     return s, d
 
@@ -202,7 +215,7 @@ def test_the_baton_grants_what_the_supervisor_would(seed):
 
 def test_a_plan_runs_whole_when_nothing_happens():
     s = Scripted(2, halt_at=200_000, exit_every=10**9)
-    d = Driver(Schedule(3, (100, 900)), 2, ["kernel", "userspace"], s.send, s.baton)
+    d = Driver(Schedule(3, (100, 900)), 2, ["kernel", "userspace"], s.send, s.baton, s.extend)
     d.run(s.wait)
     assert s.count == [200_000, 200_000]
     assert d.actions["batons"] * 20 < d.actions["runs"], dict(d.actions)   # plans grow while they run whole
@@ -213,10 +226,11 @@ def test_a_long_plan_cut_short_never_asks_for_more_than_the_baton_holds():
     Linux's boot on one vCPU met it): the next plan is still at most MAX_STEPS long (it once asked for
     twice the steps taken, and the baton refused it)."""
     from cosim.baton import MAX_STEPS
-    s = Scripted(1, halt_at=3_000_000, exit_every=600_000)
-    d = Driver(Schedule(2, (100, 900)), 1, ["kernel", "userspace"], s.send, s.baton)
+    every = MAX_STEPS * 500 * 117 // 100              # (quanta of 500 on average: ~1.17 x MAX_STEPS)
+    s = Scripted(1, halt_at=5 * every, exit_every=every)
+    d = Driver(Schedule(2, (100, 900)), 1, ["kernel", "userspace"], s.send, s.baton, s.extend)
     d.run(s.wait)
-    assert s.count == [3_000_000]
+    assert s.count == [5 * every]
     assert max(s.plans) == MAX_STEPS and all(n <= MAX_STEPS for n in s.plans), s.plans
 
 
@@ -229,7 +243,7 @@ def test_driver_says_when_no_vcpu_can_run():
     s = Scripted(2)
     d = Driver(Schedule(1, (100, 900)), 2, [], s.send)
 
-    def wait(pred):
+    def wait(pred, timeout_ms=None):
         m = s.queue.pop(0)
         return m._replace(why="paused") if isinstance(m, wire.Ran) else m
     with pytest.raises(Stuck, match="no vCPU can run: vcpu0 \\(blocked\\), vcpu1 \\(blocked\\)"):

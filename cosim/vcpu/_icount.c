@@ -202,7 +202,7 @@ static int cosim_baton_next(cosim_gate *g, uint64_t addr, uint64_t n)
         return NEXT_BUDGET;              /* a timer deadline, the quantum's first block too large, the end */
     uint32_t index = h->index + 1;
     uint64_t vtime = h->vtime + (count - g->budget_start);
-    if (index >= h->length
+    if (index >= __atomic_load_n(&h->length, __ATOMIC_ACQUIRE)    /* (the supervisor extends it) */
             || (h->next_due != BATON_NONE && vtime >= (uint64_t)h->next_due && (int64_t)vtime != h->due_synced))
         return NEXT_BUDGET;              /* the run ends: Python answers the supervisor */
     int32_t next = (int32_t)b->plan[index].vcpu;
