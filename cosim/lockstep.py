@@ -374,7 +374,11 @@ class Driver:
 
         def ask(upto: int) -> list[Run]:
             nonlocal cut
-            more: list[Run] = []
+            if not held:                                    # (only runs: asked in one call)
+                more = self.schedule.runs(ready, upto - len(plan))
+                plan.extend(more)
+                return more
+            more = []
             while not cut and len(plan) + len(more) < upto:
                 a = self.schedule.next(ready, held)
                 if not isinstance(a, Run):

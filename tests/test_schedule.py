@@ -94,6 +94,15 @@ def test_met():
     assert met({"a": 3}, {"a": 3}) and met({"a": 3, "b": 1}, {}) and not met({}, {"a": 1})
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**40 + 3])
+def test_runs_asked_at_once_are_the_choices_asked_one_by_one(seed):
+    """Schedule.runs (a plan's steps in one call) draws exactly what next() would with nothing held."""
+    for runnable, quantum in (([0, 1], (500, 20000)), ([3, 1, 2, 7], (1, 1)), ([5], (50, 2000))):
+        one, many = Schedule(seed, quantum), Schedule(seed, quantum)
+        assert [one.next(runnable, []) for _ in range(3000)] == many.runs(runnable, 3000)
+        assert one.steps == many.steps and one.next(runnable, [1]) == many.next(runnable, [1])
+
+
 # --- the driver, against scripted processes -------------------------------------------------------------
 class Scripted:
     """Answers the driver as processes would: vCPU i runs its quanta; an exit every `exit_every`
