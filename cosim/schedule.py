@@ -65,7 +65,7 @@ class Schedule:
         order = sorted(runnable)
         if not order:
             return []
-        below = self.rng._randbelow
+        below = self.rng._randbelow             # type: ignore[attr-defined]  # (what choice and randint call)
         lo, hi = self.quantum
         k, width = len(order), hi - lo + 1
         self.steps += n
