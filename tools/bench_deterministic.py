@@ -4,7 +4,9 @@
 mips     the `loop` guest (no exits after boot) on --vcpus vCPUs, for --instructions per vCPU (the
          instruction limit, exact in both modes): guest instructions / run seconds (start-up included,
          the same in both). Deterministic: one vCPU at a time, in quanta of the config's default size.
-         `free-1`: the same on one free-running vCPU (issue 22's floor: deterministic >= 0.8x of it).
+         `free-1`: the same on one free-running vCPU, for --vcpus x --instructions (as many
+         instructions as the others run in all, so start-up weighs the same; issue 22's floor:
+         deterministic >= 0.8x of it).
 exits    `warn_storm` with one software breakpoint (strategy illegal) on --vcpus vCPUs: exits that
          crossed to the kernel or userspace per second of run (issue 22's target: >= 0.5x free).
 Columns: free (--vcpus free-running), deterministic (the baton: quanta handed on by the vCPUs,
@@ -79,7 +81,8 @@ def main() -> int:
         got: dict[str, list[float]] = {c: [] for c in cols}
         for _ in range(args.repeat):                       # interleaved repeats: same machine noise
             for c, (n, schedule, baton, spin, hook) in cols.items():
-                got[c].append(measure(kind, n, schedule, args.instructions, baton, spin, hook))
+                per = args.instructions * (args.vcpus if c == "free-1" else 1)     # (the same total)
+                got[c].append(measure(kind, n, schedule, per, baton, spin, hook))
         med = {c: statistics.median(v) for c, v in got.items()}
         row = {"row": kind, "unit": unit, **med, "samples": got,
                **{f"ratio_{c.replace('-', '_')}": med[c] / med["free"]

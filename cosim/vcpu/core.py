@@ -540,7 +540,8 @@ class Core:
                 if self.step:                # one instruction done (emulated, or it interrupted)
                     return self._stepped(self.pc)
             stop = self.engine.step(self.pc, self.word_at(self.pc)) \
-                if self.step or self.engine.budget_due else self.engine.run(self.pc, self.quiet() and self._settled())
+                if self.step or self.engine.budget_due \
+                else self.engine.run(self.pc, self.quiet() and self._settled())
             t0 = perf_counter_ns()
             out = self.on_stop(stop)
             if out is not None:
@@ -552,13 +553,12 @@ class Core:
                 return None
 
     def _settled(self) -> bool:
-        """With `quiet` (nothing sent to another process since the quantum began), a quantum ending now
-        would end clean. Settled: nothing for this loop to do before the next instruction but run it: no interrupt
-        pending (the timer status, the input lines, doorbells), not halted or stepping. Then a
-        deterministic plan's next quantum may begin inside the engine's block hook (what can change this
-        meanwhile stops the run: a timer deadline, a privileged instruction, an MMIO access; fast_trap
-        declines what would let an interrupt in; the hook leaves a quantum that would begin at `until`
-        to this loop)."""
+        """Nothing for this loop to do before the next instruction but run it: no interrupt pending
+        (the timer status, the input lines, doorbells), not halted or stepping. With `quiet` (nothing
+        sent to another process since the quantum began) a deterministic plan's next quantum may then
+        begin inside the engine's block hook: what could change this meanwhile stops the run (a timer
+        deadline, a privileged instruction) or disarms the hook (an MMIO access); fast_trap declines
+        what would let an interrupt in; a quantum that would begin at `until` is left to this loop."""
         return not (self.step or self.step_due or self.idle or self.doorbells
                     or int(self.spr[S["TSR"]]) or self.irq_lines[0] or self.irq_lines[1])
 
