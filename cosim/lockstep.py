@@ -297,7 +297,7 @@ class Driver:
 
     PLAN_MIN = 4
     FIRST = 16                        # steps of a plan asked before it is handed out; the rest are asked,
-    MORE = 64                         # MORE at a time, while the vCPUs run it (`extend`)
+    MORE = 256                        # MORE at a time, while the vCPUs run it (`extend`)
 
     def __init__(self, schedule: Schedule, vcpus: int, services: list[str], send, baton=None, extend=None):
         self.schedule = schedule
@@ -410,9 +410,13 @@ class Driver:
         if not 1 <= taken <= len(plan) or len(ran.counts) != self.n or plan[taken - 1].vcpu != ran.vcpu:
             raise Stuck(f"deterministic schedule: baton of {len(plan)} step(s) answered with {taken} "
                         f"step(s) and {len(ran.counts)} count(s)")
-        self.schedule.restore(mark)
-        for _ in range(taken - 1):
-            self.schedule.next(ready, held)
+        if taken < len(plan) or cut:         # (ran whole and nothing asked beyond: already there)
+            self.schedule.restore(mark)
+            if not held:
+                self.schedule.runs(ready, taken - 1)
+            else:
+                for _ in range(taken - 1):
+                    self.schedule.next(ready, held)
         if (taken == len(plan) and not cut) or ran.why == "budget":
             # (ran whole; or its last quantum ended clean: it ran out of the steps asked so far, or met
             # a timer instant, and the next plan goes on from there)
