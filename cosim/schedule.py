@@ -63,7 +63,7 @@ class Schedule:
         nothing held every answer is a Run, drawn with the calls `choice` and `randint` make
         (random.Random._randbelow), so the choices are the same (tests/test_schedule.py compares)."""
         order = sorted(runnable)
-        if not order:
+        if not order or n <= 0:
             return []
         below = self.rng._randbelow             # type: ignore[attr-defined]  # (what choice and randint call)
         lo, hi = self.quantum
