@@ -103,14 +103,11 @@ static inline int baton_wait(baton_link *b, uint64_t seq, const uint64_t *stop)
 {
     int32_t *state = &b->spinning[b->own];
     const int32_t own = (int32_t)b->own;
-    int32_t t;
     __atomic_store_n(state, WAIT_SPIN, __ATOMIC_SEQ_CST);
     uint64_t deadline = baton_now_ns() + b->spin_ns;
     unsigned n = 0;
     for (;;) {
-        t = __atomic_load_n(&b->header->turn, __ATOMIC_ACQUIRE);
-        if (t == own || t == BATON_NONE || __atomic_load_n(&b->header->seq, __ATOMIC_ACQUIRE) != seq
-                || __atomic_load_n(stop, __ATOMIC_RELAXED))
+        if (baton_over(b, seq, stop, own))
             goto done;
         __builtin_ia32_pause();
         if ((++n & 63) == 0 && baton_now_ns() >= deadline)
@@ -133,8 +130,8 @@ static inline int baton_wait(baton_link *b, uint64_t seq, const uint64_t *stop)
     }
 done:
     __atomic_store_n(state, WAIT_OFF, __ATOMIC_SEQ_CST);
-    t = __atomic_load_n(&b->header->turn, __ATOMIC_SEQ_CST);
-    return t == own && __atomic_load_n(&b->header->seq, __ATOMIC_SEQ_CST) == seq
+    return __atomic_load_n(&b->header->turn, __ATOMIC_SEQ_CST) == own
+           && __atomic_load_n(&b->header->seq, __ATOMIC_SEQ_CST) == seq
            && !__atomic_load_n(stop, __ATOMIC_SEQ_CST);
 }
 

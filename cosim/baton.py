@@ -56,7 +56,7 @@ HEADER = np.dtype([("seq", "<u8"), ("vtime", "<u8"), ("next_due", "<i8"), ("due_
                    ("length", "<u4"), ("index", "<u4"), ("turn", "<i4"), ("pad", "<u4")])
 PLAN_STEP = np.dtype([("vcpu", "<u4"), ("instructions", "<u4")])
 FIFO = "baton-vcpu{}"
-LINK_FIFOS = 64       # baton.h BATON_MAX_VCPUS
+LINK_FIFOS = _baton.MAX_VCPUS if _baton is not None else 0   # baton.h BATON_MAX_VCPUS
 
 
 class Link(ctypes.Structure):
@@ -64,6 +64,10 @@ class Link(ctypes.Structure):
     _fields_ = [("header", ctypes.c_void_p), ("counts", ctypes.c_void_p), ("spinning", ctypes.c_void_p),
                 ("plan", ctypes.c_void_p), ("own", ctypes.c_int64), ("vcpus", ctypes.c_int64),
                 ("spin_ns", ctypes.c_uint64), ("fifo", ctypes.c_int64 * LINK_FIFOS)]
+
+
+if _baton is not None and ctypes.sizeof(Link) != _baton.LINK_SIZE:   # (the mirror out of step with C)
+    raise ImportError(f"cosim.baton.Link is {ctypes.sizeof(Link)} bytes, baton.h's baton_link {_baton.LINK_SIZE}")
 
 
 class Step(NamedTuple):

@@ -183,11 +183,10 @@ class Engine:
         self._user_budget = 2**64 - 1
         self._deadline = 2**64 - 1        # as an instruction count of this vCPU
         self._deadline_clock = 2**64 - 1  # as the clock says (the same without a shared clock)
-        self._follows_baton = False       # the block hook runs a deterministic plan's quanta (follow_baton)
-        self._baton_link = 0
+        self._baton_link = 0              # nonzero: the block hook runs a deterministic plan's quanta
         if self._gate is not None:
-            self._gate.deadline_clock = self._gate.deadline = self._gate.user_budget = 2**64 - 1
             self._gate.until = 2**64 - 1
+        self._apply_budget()
 
     def set_cache_line(self, size: int) -> bool:
         """The data cache line `dcbz` clears (the CPU model's: 64 bytes on e500mc); False when unicorn's
@@ -586,7 +585,7 @@ class Engine:
             if local != self._deadline:
                 self._deadline = local
                 self._apply_budget()
-        if self._follows_baton:
+        if self._baton_link:
             gate.chain = 1 if chain and not self._budget_exact else 0
         try:
             self.uc.emu_start(pc, UNTIL, count=0)
@@ -594,7 +593,7 @@ class Engine:
             return self._refused(e)
         finally:
             self._flush_clock()
-            if self._follows_baton:                # the quanta the hook began: their budgets
+            if self._baton_link:                   # the quanta the hook began: their budgets
                 self._user_budget, self._budget_start, self._deadline = \
                     gate.user_budget, gate.budget_start, gate.deadline
         if gate is not None and gate.stops != stops:
@@ -772,7 +771,6 @@ class Engine:
         if self._gate is not None and link_address:
             self._gate.baton = link_address
             self._gate.max_count = max_count
-            self._follows_baton = True
             self._baton_link = link_address
 
     @property
@@ -825,8 +823,6 @@ class Engine:
         after the instant: exact when one vCPU runs at a time, as under a deterministic schedule), and
         each `run` re-reckons that from the clock."""
         self._deadline_clock = 2**64 - 1 if count is None else count
-        if self._gate is not None:
-            self._gate.deadline_clock = self._deadline_clock
         self._deadline = self._local_deadline()
         self._budget_hit = False      # a stop short of the old target is over: the next run stops again
         self._apply_budget()
@@ -846,6 +842,7 @@ class Engine:
         if gate is not None:
             gate.budget = min(self._user_budget, self._deadline)
             gate.user_budget, gate.budget_start, gate.deadline = self._user_budget, self._budget_start, self._deadline
+            gate.deadline_clock = self._deadline_clock
             _icount.reset_limit(ctypes.addressof(gate))
 
     def _count(self) -> int:
